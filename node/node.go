@@ -1,0 +1,118 @@
+// Package node is the declarative description of one VPN node: what the
+// operator writes in the node file, decoded strictly and validated with field
+// paths. Everything downstream (plan, emitters) reads a *Node, never the file.
+package node
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Kind is what a service speaks; it decides which signature identifies it.
+type Kind string
+
+const (
+	OpenVPN   Kind = "openvpn"
+	SSH       Kind = "ssh"
+	TLS       Kind = "tls"
+	HTTP      Kind = "http"
+	WireGuard Kind = "wireguard"
+)
+
+// Kinds lists the service kinds a node file may use.
+var Kinds = []Kind{OpenVPN, SSH, TLS, HTTP, WireGuard}
+
+// TLSMode is OpenVPN's control-channel wrapping (--tls-auth, --tls-crypt, ...).
+type TLSMode string
+
+const (
+	TLSAuth    TLSMode = "tls-auth"
+	TLSCrypt   TLSMode = "tls-crypt"
+	TLSCryptV2 TLSMode = "tls-crypt-v2"
+	TLSNone    TLSMode = "none"
+)
+
+// TLSModes lists the modes a node file may use.
+var TLSModes = []TLSMode{TLSAuth, TLSCrypt, TLSCryptV2, TLSNone}
+
+// Digests maps OpenVPN's --auth digests usable with tls-auth to their size in
+// bytes: the HMAC that sits between session id and packet-id.
+var Digests = map[string]int{"SHA1": 20, "SHA256": 32, "SHA384": 48, "SHA512": 64}
+
+// Reject as a default means: no service takes what matches no signature.
+const Reject = "reject"
+
+// Node is a validated node file.
+type Node struct {
+	Name string
+	// Source names the node file ("built-in:…" for the embedded seed node)
+	// and SHA256 is the hex digest of its bytes; both go into every header.
+	Source    string
+	SHA256    string
+	Addresses []netip.Addr
+	Striped   map[Proto]PortSet
+	Reserved  PortSet
+	HAProxy   HAProxy
+	// Default names the service that takes traffic matching no signature on
+	// a striped port, per protocol; Reject (the default) means none does.
+	Default  map[Proto]string
+	Services []Service
+}
+
+// HAProxy holds the settings of the HAProxy instance portstripe drives.
+type HAProxy struct {
+	// ListenPort is the first TCP port the classification frontends bind on
+	// the node's addresses; one frontend per distinct decision list, on
+	// consecutive ports.
+	ListenPort     uint16
+	InspectDelay   time.Duration
+	TimeoutConnect time.Duration
+	TimeoutClient  time.Duration
+	TimeoutServer  time.Duration
+	MaxConn        int
+	MasterSocket   string
+	RuntimeSocket  string
+}
+
+// Service is one thing clients reach through the striped ports.
+type Service struct {
+	Name string
+	Kind Kind
+	// TLS is OpenVPN's control-channel wrapping; only for Kind OpenVPN.
+	TLS OpenVPNTLS
+	// SNI lists the server names a Kind TLS service takes; empty takes all.
+	SNI []string
+	// UDP is the port the service listens on at the node's addresses; 0 when
+	// it has no UDP listener.
+	UDP uint16
+	// TCP is the backend HAProxy forwards to; invalid when it has none.
+	TCP netip.AddrPort
+	// Striped services share every striped port; Dedicated ports belong to
+	// this service, and other services join them only where distinguishable.
+	Striped   bool
+	Dedicated PortSet
+}
+
+// OpenVPNTLS is the control-channel wrapping an OpenVPN instance uses.
+type OpenVPNTLS struct {
+	Mode   TLSMode
+	Digest string // tls-auth only: SHA1, SHA256, SHA384 or SHA512
+}
+
+// Has reports whether the service listens on the given protocol.
+func (s Service) Has(p Proto) bool {
+	if p == UDP {
+		return s.UDP != 0
+	}
+	return s.TCP.IsValid()
+}
+
+// Service returns the service with that name.
+func (n *Node) Service(name string) (Service, bool) {
+	for _, s := range n.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}

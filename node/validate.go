@@ -1,0 +1,310 @@
+package node
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Names end up in haproxy.cfg section names, iptables comments and chain
+// hashes, so only characters that need no quoting anywhere are allowed.
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
+	sniRE    = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	socketRE = regexp.MustCompile(`^/[A-Za-z0-9_./-]{1,100}$`)
+)
+
+const nameRule = "1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit"
+
+func validate(f *file) (*Node, error) {
+	n := &Node{
+		Name:    f.Name,
+		Striped: map[Proto]PortSet{},
+		Default: map[Proto]string{},
+	}
+	if f.Name == "" {
+		return nil, fieldErr("name", "required: the node's name (%s)", nameRule)
+	}
+	if !nameRE.MatchString(f.Name) {
+		return nil, fieldErr("name", "%q is not allowed (%s)", f.Name, nameRule)
+	}
+	if len(f.Addresses) == 0 {
+		return nil, fieldErr("addresses", "required: the node's public IPv4 address(es)")
+	}
+	for i, a := range f.Addresses {
+		ip, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil || !ip.Is4() {
+			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%q is not an IPv4 address (IPv6 is not supported yet)", a)
+		}
+		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s cannot be a node's public address", ip)
+		}
+		if slices.Contains(n.Addresses, ip) {
+			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s is listed twice", ip)
+		}
+		n.Addresses = append(n.Addresses, ip)
+	}
+	var err error
+	if n.Reserved, err = portList("reserved", f.Reserved); err != nil {
+		return nil, err
+	}
+	for _, p := range Protos {
+		raw := f.Striped.TCP
+		if p == UDP {
+			raw = f.Striped.UDP
+		}
+		path := "striped." + string(p)
+		if n.Striped[p], err = portList(path, raw); err != nil {
+			return nil, err
+		}
+		if r, ok := firstOverlap(n.Striped[p], n.Reserved); ok {
+			return nil, fieldErr(path, "%s overlaps the reserved ports %s (reserved ports are never striped)", r, n.Reserved)
+		}
+	}
+	if n.HAProxy, err = haproxySettings(f.HAProxy); err != nil {
+		return nil, err
+	}
+	for i, sf := range f.Services {
+		s, err := service(fmt.Sprintf("services[%d]", i), sf, n)
+		if err != nil {
+			return nil, err
+		}
+		for j, prev := range n.Services {
+			if prev.Name == s.Name {
+				return nil, fieldErr(fmt.Sprintf("services[%d].name", i), "%q is already the name of services[%d]", s.Name, j)
+			}
+		}
+		n.Services = append(n.Services, s)
+	}
+	if len(n.Services) == 0 {
+		return nil, fieldErr("services", "required: at least one service")
+	}
+	for _, p := range Protos {
+		d := f.Defaults.TCP
+		if p == UDP {
+			d = f.Defaults.UDP
+		}
+		path := "defaults." + string(p)
+		if d == "" || d == Reject {
+			n.Default[p] = Reject
+			continue
+		}
+		s, ok := n.Service(d)
+		if !ok {
+			return nil, fieldErr(path, "%q is not a service name (want %q or one of: %s)", d, Reject, strings.Join(n.serviceNames(), ", "))
+		}
+		if !s.Has(p) {
+			return nil, fieldErr(path, "service %q has no %s endpoint", d, p)
+		}
+		n.Default[p] = d
+	}
+	return n, nil
+}
+
+func (n *Node) serviceNames() []string {
+	names := make([]string, len(n.Services))
+	for i, s := range n.Services {
+		names[i] = s.Name
+	}
+	return names
+}
+
+func service(path string, sf serviceFile, n *Node) (Service, error) {
+	s := Service{Name: sf.Name, Kind: Kind(sf.Kind)}
+	if sf.Name == "" {
+		return s, fieldErr(path+".name", "required (%s)", nameRule)
+	}
+	if !nameRE.MatchString(sf.Name) {
+		return s, fieldErr(path+".name", "%q is not allowed (%s)", sf.Name, nameRule)
+	}
+	if !slices.Contains(Kinds, s.Kind) {
+		return s, fieldErr(path+".kind", "%q is not a service kind (allowed: %s)", sf.Kind, joinAny(Kinds))
+	}
+	if sf.UDP != "" {
+		if s.Kind != OpenVPN && s.Kind != WireGuard {
+			return s, fieldErr(path+".udp", "a %s service has no UDP listener (only openvpn and wireguard do)", s.Kind)
+		}
+		p, err := parsePort(sf.UDP)
+		if err != nil {
+			return s, fieldErr(path+".udp", "%v", err)
+		}
+		if n.Reserved.Contains(p) {
+			return s, fieldErr(path+".udp", "port %d is reserved (%s)", p, n.Reserved)
+		}
+		s.UDP = p
+	}
+	if sf.TCP != "" {
+		if s.Kind == WireGuard {
+			return s, fieldErr(path+".tcp", "wireguard has no TCP backend")
+		}
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(sf.TCP))
+		if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+			return s, fieldErr(path+".tcp", "%q is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)", sf.TCP)
+		}
+		if ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+			return s, fieldErr(path+".tcp", "%s cannot be reached as a backend (want a unicast address)", ap)
+		}
+		s.TCP = ap
+	}
+	switch s.Kind {
+	case OpenVPN:
+		if sf.UDP == "" && sf.TCP == "" {
+			return s, fieldErr(path, "an openvpn service needs udp (listener port), tcp (backend address) or both")
+		}
+	case WireGuard:
+		if sf.UDP == "" {
+			return s, fieldErr(path+".udp", "required: the port wireguard listens on")
+		}
+	default:
+		if sf.TCP == "" {
+			return s, fieldErr(path+".tcp", "required: the %s backend address (IPv4:PORT)", s.Kind)
+		}
+	}
+	if err := openvpnTLS(path+".tls", sf, &s); err != nil {
+		return s, err
+	}
+	if len(sf.SNI) > 0 && s.Kind != TLS {
+		return s, fieldErr(path+".sni", "only a tls service routes by SNI")
+	}
+	for i, name := range sf.SNI {
+		name = strings.ToLower(name)
+		if !sniRE.MatchString(name) || len(name) > 253 {
+			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is not a DNS name (letters, digits, hyphens and dots only)", sf.SNI[i])
+		}
+		if slices.Contains(s.SNI, name) {
+			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is listed twice", name)
+		}
+		s.SNI = append(s.SNI, name)
+	}
+	var err error
+	if s.Dedicated, err = portList(path+".dedicated", sf.Dedicated); err != nil {
+		return s, err
+	}
+	if r, ok := firstOverlap(s.Dedicated, n.Reserved); ok {
+		return s, fieldErr(path+".dedicated", "%s is reserved (%s)", r, n.Reserved)
+	}
+	s.Striped = len(s.Dedicated) == 0
+	if sf.Striped != "" {
+		if s.Striped, err = strconv.ParseBool(sf.Striped); err != nil {
+			return s, fieldErr(path+".striped", "%q is not true or false", sf.Striped)
+		}
+	}
+	if !s.Striped && len(s.Dedicated) == 0 {
+		return s, fieldErr(path+".striped", "false, and no dedicated ports: the service would be on no port")
+	}
+	return s, nil
+}
+
+func openvpnTLS(path string, sf serviceFile, s *Service) error {
+	if s.Kind != OpenVPN {
+		if sf.TLS != (tlsFile{}) {
+			return fieldErr(path, "only an openvpn service has tls settings")
+		}
+		return nil
+	}
+	s.TLS = OpenVPNTLS{Mode: TLSMode(sf.TLS.Mode), Digest: strings.ToUpper(sf.TLS.Digest)}
+	if sf.TLS.Mode == "" {
+		return fieldErr(path+".mode", "required (allowed: %s)", joinAny(TLSModes))
+	}
+	if !slices.Contains(TLSModes, s.TLS.Mode) {
+		return fieldErr(path+".mode", "%q is not an OpenVPN tls mode (allowed: %s)", sf.TLS.Mode, joinAny(TLSModes))
+	}
+	digests := make([]string, 0, len(Digests))
+	for d := range Digests {
+		digests = append(digests, d)
+	}
+	slices.Sort(digests)
+	switch {
+	case s.TLS.Mode == TLSAuth && s.TLS.Digest == "":
+		return fieldErr(path+".digest", "required with tls-auth: the --auth digest (allowed: %s)", strings.Join(digests, ", "))
+	case s.TLS.Mode == TLSAuth && Digests[s.TLS.Digest] == 0:
+		return fieldErr(path+".digest", "%q is not supported (allowed: %s)", sf.TLS.Digest, strings.Join(digests, ", "))
+	case s.TLS.Mode != TLSAuth && s.TLS.Digest != "":
+		return fieldErr(path+".digest", "only tls-auth puts a digest-sized HMAC in the first packet; remove it for %s", s.TLS.Mode)
+	}
+	return nil
+}
+
+func haproxySettings(f haproxyFile) (HAProxy, error) {
+	var h HAProxy
+	p, err := parsePort(f.ListenPort)
+	if err != nil {
+		return h, fieldErr("haproxy.listen_port", "%v", err)
+	}
+	h.ListenPort = p
+	durations := []struct {
+		path, val string
+		dst       *time.Duration
+		max       time.Duration
+	}{
+		{"haproxy.inspect_delay", f.InspectDelay, &h.InspectDelay, time.Minute},
+		{"haproxy.timeouts.connect", f.Timeouts.Connect, &h.TimeoutConnect, time.Minute},
+		{"haproxy.timeouts.client", f.Timeouts.Client, &h.TimeoutClient, 24 * time.Hour},
+		{"haproxy.timeouts.server", f.Timeouts.Server, &h.TimeoutServer, 24 * time.Hour},
+	}
+	for _, d := range durations {
+		v, err := time.ParseDuration(d.val)
+		if err != nil || v < time.Millisecond || v > d.max || v%time.Millisecond != 0 {
+			return h, fieldErr(d.path, "%q is not a duration from 1ms to %s in whole milliseconds (e.g. 5s, 1500ms)", d.val, d.max)
+		}
+		*d.dst = v
+	}
+	if h.MaxConn, err = strconv.Atoi(f.MaxConn); err != nil || h.MaxConn < 1 || h.MaxConn > 1000000 {
+		return h, fieldErr("haproxy.maxconn", "%q is not a number from 1 to 1000000", f.MaxConn)
+	}
+	for _, s := range []struct{ path, val string }{
+		{"haproxy.master_socket", f.MasterSocket},
+		{"haproxy.runtime_socket", f.RuntimeSocket},
+	} {
+		if !socketRE.MatchString(s.val) {
+			return h, fieldErr(s.path, "%q is not allowed (an absolute path of A-Z a-z 0-9 _ . - /)", s.val)
+		}
+	}
+	if f.MasterSocket == f.RuntimeSocket {
+		return h, fieldErr("haproxy.runtime_socket", "must differ from haproxy.master_socket")
+	}
+	h.MasterSocket, h.RuntimeSocket = f.MasterSocket, f.RuntimeSocket
+	return h, nil
+}
+
+// portList parses a list of ports and ranges, refusing overlaps so that an
+// operator's typo ("1-3000", "2000-4000") is caught rather than merged.
+func portList(path string, raw []string) (PortSet, error) {
+	var rs []PortRange
+	for i, s := range raw {
+		r, err := ParsePortRange(s)
+		if err != nil {
+			return nil, fieldErr(fmt.Sprintf("%s[%d]", path, i), "%v", err)
+		}
+		for j, prev := range rs {
+			if prev.Overlaps(r) {
+				return nil, fieldErr(fmt.Sprintf("%s[%d]", path, i), "%s overlaps %s[%d] (%s)", r, path, j, prev)
+			}
+		}
+		rs = append(rs, r)
+	}
+	return NewPortSet(rs...), nil
+}
+
+func firstOverlap(a, b PortSet) (PortRange, bool) {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Overlaps(y) {
+				return x, true
+			}
+		}
+	}
+	return PortRange{}, false
+}
+
+func joinAny[T ~string](xs []T) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = string(x)
+	}
+	return strings.Join(s, ", ")
+}

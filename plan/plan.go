@@ -1,0 +1,351 @@
+// Package plan is the only place routing decisions are made: for each
+// protocol and port, the ordered list of signatures tried and the service each
+// leads to, then the port's default. It is plain data with no I/O; explain,
+// route and both emitters read it.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/signature"
+)
+
+// Plan is a node's compiled port map.
+type Plan struct {
+	Node NodeInfo `json:"node"`
+	// Lists are the distinct decision lists, UDP first; Ranges point into it.
+	Lists []List `json:"lists"`
+	// Ranges cover every striped or dedicated port, per protocol, sorted by
+	// protocol (UDP first) and port; reserved ports have none.
+	Ranges []Range `json:"ranges"`
+	// Backends are the TCP backends HAProxy forwards to, in node file order.
+	Backends []Backend    `json:"backends"`
+	HAProxy  node.HAProxy `json:"haproxy"`
+}
+
+// NodeInfo is what the outputs say about where the plan comes from.
+type NodeInfo struct {
+	Name      string       `json:"name"`
+	Source    string       `json:"source"`
+	SHA256    string       `json:"sha256"`
+	Addresses []netip.Addr `json:"addresses"`
+	Reserved  node.PortSet `json:"reserved"`
+}
+
+// List is an ordered decision list: the signatures tried on a port, in order,
+// and the default for a first packet that matches none.
+type List struct {
+	// Name is "striped" for the list of the striped ports, or the name of the
+	// service that owns the dedicated ports using it.
+	Name      string       `json:"name"`
+	Proto     node.Proto   `json:"proto"`
+	Decisions []Decision   `json:"decisions"`
+	Default   Target       `json:"default"`
+	Ports     node.PortSet `json:"ports"`
+	Frontend  *Frontend    `json:"frontend,omitempty"`
+	// Excluded lists the striped services left out of these ports.
+	Excluded []Exclusion `json:"excluded,omitempty"`
+}
+
+// Frontend is the HAProxy frontend classifying a TCP list's connections.
+type Frontend struct {
+	Name string `json:"name"`
+	Port uint16 `json:"port"`
+}
+
+// Decision sends a first packet matching Signature to Target.
+type Decision struct {
+	Signature signature.Signature `json:"signature"`
+	Target    Target              `json:"target"`
+}
+
+// Target is where a decision sends a connection: a service's UDP listener
+// port on the node, or its TCP backend. A zero Target (no Service) rejects.
+type Target struct {
+	Service string         `json:"service,omitempty"`
+	Port    uint16         `json:"port,omitempty"`
+	Backend netip.AddrPort `json:"backend,omitzero"`
+}
+
+// Rejects reports whether the target is "no service".
+func (t Target) Rejects() bool { return t.Service == "" }
+
+func (t Target) String() string {
+	switch {
+	case t.Rejects():
+		return node.Reject
+	case t.Backend.IsValid():
+		return t.Backend.String()
+	}
+	return fmt.Sprintf(":%d", t.Port)
+}
+
+// Range is a run of ports of one protocol that share a decision list.
+type Range struct {
+	Proto node.Proto `json:"proto"`
+	From  uint16     `json:"from"`
+	To    uint16     `json:"to"`
+	List  int        `json:"list"`
+}
+
+// Ports returns the range as a node.PortRange.
+func (r Range) Ports() node.PortRange { return node.PortRange{From: r.From, To: r.To} }
+
+// Backend is a service's TCP backend.
+type Backend struct {
+	Service string         `json:"service"`
+	Addr    netip.AddrPort `json:"addr"`
+}
+
+// Exclusion records a striped service left out of a list's ports.
+type Exclusion struct {
+	Service string `json:"service"`
+	Reason  string `json:"reason"`
+}
+
+// Build compiles a node into its plan. Errors are *node.FieldError naming the
+// field path, both services and the port range.
+func Build(n *node.Node) (*Plan, error) {
+	p := &Plan{
+		Node: NodeInfo{
+			Name: n.Name, Source: n.Source, SHA256: n.SHA256,
+			Addresses: n.Addresses, Reserved: n.Reserved,
+		},
+		HAProxy: n.HAProxy,
+	}
+	if err := checkOwners(n); err != nil {
+		return nil, err
+	}
+	for _, proto := range node.Protos {
+		if err := p.addProto(n, proto); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range n.Services {
+		if s.TCP.IsValid() {
+			p.Backends = append(p.Backends, Backend{Service: s.Name, Addr: s.TCP})
+		}
+	}
+	if err := p.assignFrontends(n); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkOwners refuses a port dedicated to two services.
+func checkOwners(n *node.Node) error {
+	for i, s := range n.Services {
+		for j := range i {
+			o := n.Services[j]
+			for _, r := range s.Dedicated {
+				for _, q := range o.Dedicated {
+					if r.Overlaps(q) {
+						return &node.FieldError{
+							Path: fmt.Sprintf("services[%d].dedicated", i),
+							Msg:  fmt.Sprintf("port %s is dedicated to both %s and %s (services[%d]); a port has one owner", overlap(r, q), o.Name, s.Name, j),
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func overlap(a, b node.PortRange) node.PortRange {
+	return node.PortRange{From: max(a.From, b.From), To: min(a.To, b.To)}
+}
+
+// segment is a run of ports with the owner whose list they use ("" for the
+// striped list).
+type segment struct {
+	r     node.PortRange
+	owner int // index into n.Services, -1 for striped
+}
+
+func (p *Plan) addProto(n *node.Node, proto node.Proto) error {
+	var segs []segment
+	var dedicated []node.PortRange
+	owners := []int{-1}
+	for i, s := range n.Services {
+		for _, r := range s.Dedicated {
+			segs = append(segs, segment{r, i})
+			dedicated = append(dedicated, r)
+		}
+		if len(s.Dedicated) > 0 {
+			owners = append(owners, i)
+		}
+	}
+	for _, r := range n.Striped[proto].Minus(node.NewPortSet(dedicated...)) {
+		segs = append(segs, segment{r, -1})
+	}
+	slices.SortFunc(segs, func(a, b segment) int { return int(a.r.From) - int(b.r.From) })
+
+	// Lists are made in a fixed order (striped, then owners in node file
+	// order) so frontend ports and output order do not depend on port numbers.
+	first := len(p.Lists)
+	byKey := map[string]int{}
+	byOwner := map[int]int{}
+	for _, o := range owners {
+		if o == -1 && len(n.Striped[proto].Minus(node.NewPortSet(dedicated...))) == 0 {
+			continue
+		}
+		l := buildList(n, proto, o)
+		key := l.key()
+		li, ok := byKey[key]
+		if !ok {
+			li = len(p.Lists)
+			p.Lists = append(p.Lists, l)
+			byKey[key] = li
+		}
+		byOwner[o] = li
+	}
+	for _, sg := range segs {
+		li := byOwner[sg.owner]
+		p.Lists[li].Ports = append(p.Lists[li].Ports, sg.r)
+		if k := len(p.Ranges) - 1; k >= 0 && p.Ranges[k].Proto == proto && p.Ranges[k].List == li && int(p.Ranges[k].To)+1 == int(sg.r.From) {
+			p.Ranges[k].To = sg.r.To
+			continue
+		}
+		p.Ranges = append(p.Ranges, Range{Proto: proto, From: sg.r.From, To: sg.r.To, List: li})
+	}
+	for i := first; i < len(p.Lists); i++ {
+		l := &p.Lists[i]
+		l.Ports = node.NewPortSet(l.Ports...)
+		if err := orderList(n, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildList gathers the services a port of the given owner (-1: a striped
+// port) takes on proto, and its default. Ordering and the ambiguity check
+// wait until the list's ports are known, so errors can name them.
+func buildList(n *node.Node, proto node.Proto, owner int) List {
+	l := List{Name: "striped", Proto: proto}
+	var ownerSig signature.Signature
+	hasOwner := owner >= 0 && n.Services[owner].Has(proto)
+	if hasOwner {
+		o := n.Services[owner]
+		l.Name = o.Name
+		ownerSig, _ = signature.For(o, proto)
+		l.Default = target(o, proto)
+	} else if d := n.Default[proto]; d != node.Reject {
+		s, _ := n.Service(d)
+		l.Default = target(s, proto)
+	}
+	for i, s := range n.Services {
+		sig, ok := signature.For(s, proto)
+		if !ok || !(s.Striped || i == owner) {
+			continue
+		}
+		l.Decisions = append(l.Decisions, Decision{Signature: sig, Target: target(s, proto)})
+	}
+	if hasOwner {
+		// A striped service whose signature would take the owner's clients
+		// cannot share the owner's port: it is left out, and explain says so.
+		l.Decisions = slices.DeleteFunc(l.Decisions, func(d Decision) bool {
+			out := d.Target.Service != l.Name && d.Signature.Catches(ownerSig)
+			if out {
+				l.Excluded = append(l.Excluded, Exclusion{
+					Service: d.Target.Service,
+					Reason:  fmt.Sprintf("its signature (%s) would take the clients of %s, which owns these ports (%s)", d.Signature.Label, l.Name, ownerSig.Label),
+				})
+			}
+			return out
+		})
+	}
+	return l
+}
+
+// orderList puts the list's decisions in the order they are tried, or fails
+// naming two services no signature tells apart.
+func orderList(n *node.Node, l *List) error {
+	sigs := make([]signature.Signature, len(l.Decisions))
+	for i, d := range l.Decisions {
+		sigs[i] = d.Signature
+	}
+	order, a, b, err := signature.Order(sigs)
+	if err != nil {
+		sa, sb := l.Decisions[a].Target.Service, l.Decisions[b].Target.Service
+		return &node.FieldError{
+			Path: servicePath(n, sb),
+			Msg: fmt.Sprintf("%s and %s cannot share %s %s: %v; give one of them dedicated ports or another tls mode",
+				sa, sb, l.Proto, l.Ports, err),
+		}
+	}
+	ordered := make([]Decision, len(order))
+	for i, j := range order {
+		ordered[i] = l.Decisions[j]
+	}
+	l.Decisions = ordered
+	return nil
+}
+
+func servicePath(n *node.Node, name string) string {
+	for i, s := range n.Services {
+		if s.Name == name {
+			return fmt.Sprintf("services[%d]", i)
+		}
+	}
+	return "services"
+}
+
+func target(s node.Service, proto node.Proto) Target {
+	if proto == node.UDP {
+		return Target{Service: s.Name, Port: s.UDP}
+	}
+	return Target{Service: s.Name, Backend: s.TCP}
+}
+
+// key identifies a list by what it does, so ports that behave alike share it.
+func (l List) key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s", l.Proto, l.Name, l.Default)
+	for _, d := range l.Decisions {
+		fmt.Fprintf(&b, "|%s>%s@%s", d.Signature.Label, d.Target.Service, d.Target)
+	}
+	return b.String()
+}
+
+// ID is a short stable hash of what the list does, for names that must stay
+// the same while the list does (iptables chains).
+func (l List) ID() string {
+	sum := sha256.Sum256([]byte(l.key()))
+	return hex.EncodeToString(sum[:4])
+}
+
+// assignFrontends gives each TCP list a frontend on consecutive ports from
+// haproxy.listen_port, the striped list first.
+func (p *Plan) assignFrontends(n *node.Node) error {
+	port := int(n.HAProxy.ListenPort)
+	for i := range p.Lists {
+		l := &p.Lists[i]
+		if l.Proto != node.TCP {
+			continue
+		}
+		if port > 65535 || n.Reserved.Contains(uint16(port)) {
+			return &node.FieldError{Path: "haproxy.listen_port", Msg: fmt.Sprintf("frontend %d would listen on port %d, which is reserved or out of range; the frontends use %d consecutive ports from listen_port", i, port, p.countTCPLists())}
+		}
+		l.Frontend = &Frontend{Name: "fe_" + l.Name, Port: uint16(port)}
+		port++
+	}
+	return nil
+}
+
+func (p *Plan) countTCPLists() int {
+	c := 0
+	for _, l := range p.Lists {
+		if l.Proto == node.TCP {
+			c++
+		}
+	}
+	return c
+}

@@ -1,0 +1,302 @@
+// Package signature says what the first packet of each service looks like,
+// derived from the service's settings (never typed in by the operator), and
+// matches captured packets against it. The iptables and HAProxy emitters
+// translate the same Signature into u32 and req.payload checks.
+package signature
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/portstripe/portstripe/node"
+)
+
+// Family groups signatures whose fixed first bytes differ from every other
+// family's (OpenVPN's opcode or length prefix, TLS's 0x16 0x03, "SSH-",
+// an HTTP method, WireGuard's 01000000), so only signatures of one family can
+// ever take each other's packets.
+type Family string
+
+const (
+	FamilyOpenVPN   Family = "openvpn"
+	FamilyWireGuard Family = "wireguard"
+	FamilySSH       Family = "ssh"
+	FamilyTLS       Family = "tls"
+	FamilyHTTP      Family = "http"
+)
+
+// familyRank orders decision lists: byte checks that decide on a few bytes
+// first, protocol parsers (TLS, HTTP) last.
+var familyRank = map[Family]int{FamilyOpenVPN: 0, FamilyWireGuard: 1, FamilySSH: 2, FamilyTLS: 3, FamilyHTTP: 4}
+
+// Bytes is a fixed run of bytes at an offset of the first packet: for UDP the
+// datagram's payload, for TCP the stream (OpenVPN's length prefix included).
+type Bytes struct {
+	Offset int `json:"offset"`
+	Value  Hex `json:"value"`
+	// What names the field in words, for explain ("opcode", "packet-id 1").
+	What string `json:"what"`
+}
+
+// Hex is a byte string that reads as hex in plan.json.
+type Hex []byte
+
+func (h Hex) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h)), nil }
+
+func (h *Hex) UnmarshalText(b []byte) error {
+	v, err := hex.DecodeString(string(b))
+	*h = v
+	return err
+}
+
+// Signature is what a service's first packet looks like on one protocol.
+type Signature struct {
+	Proto  node.Proto `json:"proto"`
+	Family Family     `json:"family"`
+	// Label names the flavour: "OpenVPN tls-auth SHA512".
+	Label string `json:"label"`
+	// Length is the exact UDP payload length; 0 means any.
+	Length int `json:"length,omitempty"`
+	// Bytes must all match.
+	Bytes []Bytes `json:"bytes,omitempty"`
+	// TLSHello asks for a TLS ClientHello; SNI, when set, for one of these
+	// server names in it.
+	TLSHello bool     `json:"tls_hello,omitempty"`
+	SNI      []string `json:"sni,omitempty"`
+	// HTTP asks for an HTTP/1 request line.
+	HTTP bool `json:"http,omitempty"`
+}
+
+// packetIDOne is OpenVPN's replay packet-id of a client's first packet.
+var packetIDOne = []byte{0, 0, 0, 1}
+
+const (
+	opHardResetClientV2 = 0x38 // P_CONTROL_HARD_RESET_CLIENT_V2 << 3 | key id 0
+	opHardResetClientV3 = 0x50 // P_CONTROL_HARD_RESET_CLIENT_V3 << 3 | key id 0 (tls-crypt-v2)
+	sessionIDLen        = 8
+	tlsCryptTagLen      = 32
+)
+
+// For derives the signature of s on protocol p; ok is false when s has no
+// endpoint on p.
+func For(s node.Service, p node.Proto) (sig Signature, ok bool) {
+	if !s.Has(p) {
+		return Signature{}, false
+	}
+	sig = Signature{Proto: p}
+	switch s.Kind {
+	case node.OpenVPN:
+		sig = openvpn(s.TLS, p)
+	case node.WireGuard:
+		// MessageInitiation: type 1 and three reserved zero bytes, 148 bytes.
+		sig.Family, sig.Label, sig.Length = FamilyWireGuard, "WireGuard handshake initiation", 148
+		sig.Bytes = []Bytes{{0, []byte{1, 0, 0, 0}, "message type 1"}}
+	case node.SSH:
+		sig.Family, sig.Label = FamilySSH, "SSH banner"
+		sig.Bytes = []Bytes{{0, []byte("SSH-"), `"SSH-"`}}
+	case node.TLS:
+		sig.Family, sig.Label, sig.TLSHello, sig.SNI = FamilyTLS, "TLS ClientHello", true, s.SNI
+		if len(s.SNI) > 0 {
+			sig.Label += " SNI " + strings.Join(s.SNI, " ")
+		}
+	case node.HTTP:
+		sig.Family, sig.Label, sig.HTTP = FamilyHTTP, "HTTP request", true
+	}
+	return sig, true
+}
+
+// openvpn lays out a client's first packet (SPEC, "Signatures"): opcode,
+// session id, then per wrapping the HMAC (tls-auth), the packet-id, ...
+// On TCP the packet carries a 2-byte length prefix, checked together with
+// the opcode; on UDP the payload length is checked exactly.
+func openvpn(t node.OpenVPNTLS, p node.Proto) Signature {
+	sig := Signature{Proto: p, Family: FamilyOpenVPN}
+	var length, pidOffset int
+	opcode := byte(opHardResetClientV2)
+	switch t.Mode {
+	case node.TLSAuth:
+		d := node.Digests[t.Digest]
+		sig.Label = "OpenVPN tls-auth " + t.Digest
+		length, pidOffset = 22+d, 1+sessionIDLen+d
+	case node.TLSCrypt:
+		sig.Label = "OpenVPN tls-crypt"
+		length, pidOffset = 1+sessionIDLen+4+4+tlsCryptTagLen+5, 1+sessionIDLen
+	case node.TLSCryptV2:
+		// The wrapped client key follows, so the length varies by key.
+		sig.Label, opcode = "OpenVPN tls-crypt-v2", opHardResetClientV3
+	case node.TLSNone:
+		sig.Label, length = "OpenVPN without tls wrapping", 1+sessionIDLen+1+4
+	}
+	shift := 0
+	if p == node.UDP {
+		sig.Length = length
+		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{opcode}, "opcode"})
+	} else {
+		shift = 2
+		if length == 0 {
+			sig.Bytes = append(sig.Bytes, Bytes{2, []byte{opcode}, "opcode"})
+		} else {
+			sig.Bytes = append(sig.Bytes, Bytes{0, []byte{byte(length >> 8), byte(length), opcode}, fmt.Sprintf("length prefix %d and opcode", length)})
+		}
+	}
+	if pidOffset > 0 {
+		sig.Bytes = append(sig.Bytes, Bytes{pidOffset + shift, packetIDOne, "packet-id 1"})
+	}
+	return sig
+}
+
+// Describe says in words what the signature relies on.
+func (s Signature) Describe() string {
+	var parts []string
+	if s.Length > 0 {
+		parts = append(parts, fmt.Sprintf("payload length %d", s.Length))
+	}
+	for _, b := range s.Bytes {
+		parts = append(parts, fmt.Sprintf("%s %s at %d", b.What, hex.EncodeToString(b.Value), b.Offset))
+	}
+	if s.TLSHello {
+		parts = append(parts, "TLS ClientHello")
+	}
+	if len(s.SNI) > 0 {
+		parts = append(parts, "SNI in {"+strings.Join(s.SNI, ", ")+"}")
+	}
+	if s.HTTP {
+		parts = append(parts, "HTTP/1 request line")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Need is how many first bytes Match needs to decide, for the byte checks.
+func (s Signature) Need() int {
+	n := 0
+	for _, b := range s.Bytes {
+		n = max(n, b.Offset+len(b.Value))
+	}
+	return n
+}
+
+// Result is the outcome of matching a first packet against a signature.
+type Result int
+
+const (
+	NoMatch Result = iota
+	Match
+	// NeedMore: the bytes so far agree but do not decide; HAProxy waits for
+	// more until the inspect-delay ends, then treats it as no match.
+	NeedMore
+)
+
+// Match tests a first packet: a UDP payload or the first bytes of a TCP
+// stream.
+func (s Signature) Match(payload []byte) Result {
+	if s.Proto == node.UDP && s.Length > 0 && len(payload) != s.Length {
+		return NoMatch
+	}
+	short := false
+	for _, b := range s.Bytes {
+		end := b.Offset + len(b.Value)
+		if end > len(payload) {
+			// Compare what is there: a mismatch decides at once.
+			if b.Offset < len(payload) && !bytes.HasPrefix(b.Value, payload[b.Offset:]) {
+				return NoMatch
+			}
+			short = true
+			continue
+		}
+		if !bytes.Equal(payload[b.Offset:end], b.Value) {
+			return NoMatch
+		}
+	}
+	switch {
+	case s.TLSHello:
+		return matchTLS(payload, s.SNI)
+	case s.HTTP:
+		return matchHTTP(payload)
+	case short && s.Proto == node.TCP:
+		return NeedMore
+	case short:
+		return NoMatch
+	}
+	return Match
+}
+
+// Catches reports whether s may take a real first packet of the service whose
+// signature is o. Bytes o leaves open are random in o's packets; a check
+// that needs four or more of them matches once in 2^32 or less, which SPEC
+// accepts as telling the two apart (tls-auth SHA256 vs tls-crypt).
+func (s Signature) Catches(o Signature) bool {
+	if s.Proto != o.Proto || s.Family != o.Family {
+		return false
+	}
+	switch s.Family {
+	case FamilyTLS:
+		// A client of a service without SNI names sends a name nobody claims.
+		if len(s.SNI) == 0 {
+			return true
+		}
+		return slices.ContainsFunc(o.SNI, func(n string) bool { return slices.Contains(s.SNI, n) })
+	case FamilyHTTP:
+		return true
+	}
+	if s.Length > 0 && o.Length > 0 && s.Length != o.Length {
+		return false
+	}
+	fixed := map[int]byte{}
+	for _, b := range o.Bytes {
+		for i, v := range b.Value {
+			fixed[b.Offset+i] = v
+		}
+	}
+	random := 0
+	for _, b := range s.Bytes {
+		for i, v := range b.Value {
+			pos := b.Offset + i
+			if o.Length > 0 && pos >= o.Length {
+				return false
+			}
+			f, ok := fixed[pos]
+			if !ok {
+				random++
+			} else if f != v {
+				return false
+			}
+		}
+	}
+	return random < 4
+}
+
+// Order sorts signatures into the order a decision list tries them: cheap
+// byte checks first, and a signature that would take another's packets after
+// that one (SNI names before a catch-all TLS service). It keeps the given
+// order otherwise. It fails with the indexes of two that take each other's
+// packets.
+func Order(sigs []Signature) (order []int, a, b int, err error) {
+	idx := make([]int, len(sigs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(x, y int) int { return familyRank[sigs[x].Family] - familyRank[sigs[y].Family] })
+	for i, x := range idx {
+		for _, y := range idx[i+1:] {
+			if sigs[x].Catches(sigs[y]) && sigs[y].Catches(sigs[x]) {
+				return nil, x, y, fmt.Errorf("%s and %s cannot be told apart", sigs[x].Label, sigs[y].Label)
+			}
+		}
+	}
+	remaining := idx
+	for len(remaining) > 0 {
+		pick := 0
+		for j, r := range remaining {
+			if !slices.ContainsFunc(remaining, func(x int) bool { return x != r && sigs[r].Catches(sigs[x]) }) {
+				pick = j
+				break
+			}
+		}
+		order = append(order, remaining[pick])
+		remaining = slices.Delete(slices.Clone(remaining), pick, pick+1)
+	}
+	return order, 0, 0, nil
+}
