@@ -1,0 +1,101 @@
+package iptables
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Command is one program run: what iptables-restore, iptables-save and ip
+// are asked to do.
+type Command struct {
+	Name  string
+	Args  []string
+	Stdin []byte
+}
+
+func (c Command) String() string {
+	return strings.Join(append([]string{c.Name}, quoteArgs(c.Args)...), " ")
+}
+
+// Runner runs commands. OS runs them for real; tests swap in a recorder.
+type Runner interface {
+	Run(ctx context.Context, c Command) (stdout []byte, err error)
+}
+
+// OS runs commands on this machine.
+type OS struct{}
+
+// Run runs c; a failure carries the command and its stderr.
+func (OS) Run(ctx context.Context, c Command) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	if c.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(c.Stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), &ExecError{Command: c, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// ExecError is a command that failed.
+type ExecError struct {
+	Command Command
+	Stderr  string
+	Err     error
+}
+
+func (e *ExecError) Error() string {
+	msg := fmt.Sprintf("%s: %v", e.Command, e.Err)
+	if e.Stderr != "" {
+		msg += ": " + e.Stderr
+	}
+	return msg
+}
+
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// inNetns prefixes a command so it runs in the named network namespace
+// (none: unchanged).
+func inNetns(netns string, c Command) Command {
+	if netns == "" {
+		return c
+	}
+	return Command{Name: "ip", Args: append([]string{"netns", "exec", netns, c.Name}, c.Args...), Stdin: c.Stdin}
+}
+
+// InNetns runs f on an OS thread that has entered the named network
+// namespace (as made by `ip netns add`). Sockets f opens and processes it
+// starts belong to that namespace. The thread is never handed back to the
+// Go scheduler, so no other goroutine ends up in the namespace.
+func InNetns(netns string, f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		// Deliberately no UnlockOSThread: the thread exits with the goroutine.
+		runtime.LockOSThread()
+		done <- func() error {
+			fd, err := unix.Open(filepath.Join("/run/netns", netns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open network namespace %s: %w", netns, err)
+			}
+			defer unix.Close(fd)
+			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("enter network namespace %s: %w", netns, err)
+			}
+			return f()
+		}()
+	}()
+	return <-done
+}
+
+// isRoot reports whether this process may create network namespaces.
+func isRoot() bool { return os.Geteuid() == 0 }

@@ -1,0 +1,401 @@
+package iptables
+
+// Tests against the real kernel. They need root and run only inside network
+// namespaces they create and always delete; the only addresses used are
+// from 198.51.100.0/24.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/signature"
+)
+
+var (
+	nodeAddr   = netip.MustParseAddr("198.51.100.1")
+	clientAddr = netip.MustParseAddr("198.51.100.2")
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if !isRoot() {
+		t.Skip("needs root: creates network namespaces")
+	}
+	for _, tool := range []string{"ip", "iptables-restore", "iptables-save"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s: %v", tool, err)
+		}
+	}
+}
+
+func run(t *testing.T, stdin []byte, name string, args ...string) []byte {
+	t.Helper()
+	out, err := OS{}.Run(context.Background(), Command{Name: name, Args: args, Stdin: stdin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// netns creates a network namespace with lo up, deleted when the test ends.
+func netns(t *testing.T, role string) string {
+	t.Helper()
+	name := fmt.Sprintf("pstest-%s-%d-%d", role, os.Getpid(), time.Now().UnixNano()%1e6)
+	run(t, nil, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if _, err := (OS{}).Run(context.Background(), Command{Name: "ip", Args: []string{"netns", "delete", name}}); err != nil {
+			t.Errorf("delete network namespace: %v", err)
+		}
+	})
+	run(t, nil, "ip", "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// save returns iptables-save of the nat table without its timestamped
+// comment lines.
+func save(t *testing.T, ns string) string {
+	t.Helper()
+	var keep []string
+	for _, l := range strings.Split(string(run(t, nil, "ip", "netns", "exec", ns, "iptables-save", "-t", "nat")), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func TestRestoreTestInNetns(t *testing.T) {
+	requireRoot(t)
+	ns := netns(t, "restore")
+	for _, p := range []*plan.Plan{seedPlan(t), manyRanges(t)} {
+		run(t, Render(p), "ip", "netns", "exec", ns, "iptables-restore", "--test", "--noflush")
+	}
+	// --test does not load; the long comments must load too.
+	run(t, Render(manyRanges(t)), "ip", "netns", "exec", ns, "iptables-restore", "--noflush")
+}
+
+// TestCheckReportsLine: the kernel rejects a broken rule, and the error
+// names the file's line (comment lines count) with its neighbours.
+func TestCheckReportsLine(t *testing.T) {
+	requireRoot(t)
+	m, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := string(Render(seedPlan(t)))
+	if err := Check(context.Background(), []byte(rules)); err != nil {
+		t.Fatalf("Check of the seed rules: %v", err)
+	}
+	// A jump to a missing chain, which iptables-restore --test lets through.
+	lines := strings.Split(rules, "\n")
+	at := len(lines) - 2 // before COMMIT
+	broken := "-A PORTSTRIPE-UDP -p udp -j PORTSTRIPE-NOWHERE"
+	lines = append(lines[:at], append([]string{broken}, lines[at:]...)...)
+	err = m.Check(context.Background(), []byte(strings.Join(lines, "\n")))
+	var re *RestoreError
+	if !errors.As(err, &re) {
+		t.Fatalf("Check of a broken file: err = %v, want a RestoreError", err)
+	}
+	// iptables-nft names the COMMIT line for a missing jump target; the
+	// error must still show the rule at fault.
+	if re.Line < at+1 || !strings.Contains(err.Error(), "> "+fmt.Sprintf("%4d | ", at+1)+broken) {
+		t.Errorf("error does not show line %d:\n%v", at+1, err)
+	}
+	t.Logf("iptables-restore failure as reported:\n%v", err)
+
+	// A rule iptables rejects while parsing is named by its own line.
+	lines = strings.Split(rules, "\n")
+	broken = "-A PORTSTRIPE-UDP -p udp -m u32 --u32 \"0>>22&0x3C@4>>16=\" -j RETURN"
+	lines = append(lines[:at], append([]string{broken}, lines[at:]...)...)
+	err = m.Check(context.Background(), []byte(strings.Join(lines, "\n")))
+	if !errors.As(err, &re) || re.Line != at+1 {
+		t.Errorf("bad u32 rule on line %d: err = %v", at+1, err)
+	}
+}
+
+// TestApplyCleanInKernel: apply is idempotent, swaps lists without leaving
+// stale chains, rolls back from Current, and Clean leaves nothing.
+func TestApplyCleanInKernel(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	ns := netns(t, "apply")
+	// Another tool's rule in PREROUTING must survive everything.
+	run(t, nil, "ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "7", "-j", "RETURN")
+	before := save(t, ns)
+
+	m, err := New(Options{Netns: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := seedPlan(t)
+	rules := Render(p)
+	if err := m.Apply(ctx, rules); err != nil {
+		t.Fatal(err)
+	}
+	first := save(t, ns)
+	if err := m.Apply(ctx, rules); err != nil {
+		t.Fatal(err)
+	}
+	if second := save(t, ns); second != first {
+		t.Errorf("second apply changed iptables-save:\n%s", diff(first, second))
+	}
+	for _, h := range Hooks {
+		if n := strings.Count(first, "-A "+string(h)+" -m comment --comment portstripe -j PORTSTRIPE"); n != 1 {
+			t.Errorf("%d jumps from %s, want 1", n, h)
+		}
+	}
+	if !strings.Contains(first, "-A PREROUTING -m comment --comment portstripe -j PORTSTRIPE\n-A PREROUTING -p tcp") {
+		t.Errorf("jump is not first in PREROUTING:\n%s", first)
+	}
+
+	cur, err := m.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canon, err := m.Canonical(ctx, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(cur, canon) {
+		t.Errorf("Current after Apply differs from Canonical:\n%s", diff(string(canon), string(cur)))
+	}
+
+	// A changed striped list gets a new chain; the old one goes.
+	p2 := seedPlan(t)
+	p2.Lists[0].Default = p2.Lists[0].Decisions[0].Target
+	if err := m.Apply(ctx, Render(p2)); err != nil {
+		t.Fatal(err)
+	}
+	after := save(t, ns)
+	oldChain, newChain := string(ListChain(p.Lists[0])), string(ListChain(p2.Lists[0]))
+	if strings.Contains(after, oldChain) || !strings.Contains(after, newChain) {
+		t.Errorf("after changing the list, want %s gone and %s present:\n%s", oldChain, newChain, after)
+	}
+
+	// Rolling back to what Current returned restores the first state.
+	if err := m.Apply(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	if got := save(t, ns); got != first {
+		t.Errorf("rollback did not restore the first state:\n%s", diff(first, got))
+	}
+
+	if err := m.Clean(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := save(t, ns)
+	if strings.Contains(got, "PORTSTRIPE") {
+		t.Errorf("Clean left portstripe rules:\n%s", got)
+	}
+	if got != before {
+		t.Errorf("Clean did not return to the state before Apply:\n%s", diff(before, got))
+	}
+	if cur, err := m.Current(ctx); err != nil || cur != nil {
+		t.Errorf("Current after Clean = %q, %v; want nothing", cur, err)
+	}
+	if err := m.Clean(ctx); err != nil {
+		t.Errorf("second Clean: %v", err)
+	}
+}
+
+// arrival is a datagram received on one port of the node namespace.
+type arrival struct {
+	port    int
+	payload []byte
+}
+
+// TestClassifyInKernel sends every captured UDP first packet from a client
+// namespace to the node namespace, where the seed rules are applied, and
+// checks the port it arrives on against plan.Route, then the rule counters.
+func TestClassifyInKernel(t *testing.T) {
+	requireRoot(t)
+	files, _ := filepath.Glob(filepath.Join(firstPackets, "udp-*.hex"))
+	if len(files) == 0 {
+		t.Skipf("no fixtures in %s", firstPackets)
+	}
+	ctx := context.Background()
+	nodeNS, clientNS := netns(t, "node"), netns(t, "client")
+	suffix := fmt.Sprint(os.Getpid() % 100000)
+	run(t, nil, "ip", "link", "add", "psn"+suffix, "netns", nodeNS, "type", "veth", "peer", "name", "psc"+suffix, "netns", clientNS)
+	run(t, nil, "ip", "-n", nodeNS, "addr", "add", nodeAddr.String()+"/24", "dev", "psn"+suffix)
+	run(t, nil, "ip", "-n", clientNS, "addr", "add", clientAddr.String()+"/24", "dev", "psc"+suffix)
+	run(t, nil, "ip", "-n", nodeNS, "link", "set", "psn"+suffix, "up")
+	run(t, nil, "ip", "-n", clientNS, "link", "set", "psc"+suffix, "up")
+
+	p := seedPlan(t)
+	p.Node.Addresses = []netip.Addr{nodeAddr}
+	m, err := New(Options{Netns: nodeNS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(ctx, Render(p)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Counts datagrams that really carry IP options (IHL 6).
+	run(t, nil, "ip", "netns", "exec", nodeNS, "iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "udp",
+		"-m", "u32", "--u32", "0>>24&0xF=6", "-m", "comment", "--comment", "ihl6")
+
+	ports := []int{1, 443, 5060, 5061, 5062, 29999, 30000}
+	arrivals := make(chan arrival, 16)
+	for _, port := range ports {
+		var conn *net.UDPConn
+		if err := InNetns(nodeNS, func() (err error) {
+			conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return
+				}
+				arrivals <- arrival{port, bytes.Clone(buf[:n])}
+			}
+		}()
+	}
+
+	// Expected rule counters, from the plan's lists.
+	want := map[string]uint64{}
+	sent, withOptions := 0, uint64(0)
+	for _, f := range files {
+		payload := readFixture(t, f)
+		for _, port := range ports {
+			for _, ipOptions := range []bool{false, true} {
+				if ipOptions && port != 1 {
+					continue
+				}
+				name := fmt.Sprintf("%s to udp %d", filepath.Base(f), port)
+				if ipOptions {
+					name += " with IP options"
+				}
+				route := p.Route(node.UDP, uint16(port), payload)
+				wantPort := port // undiverted
+				if route.Service != plan.None {
+					ap, err := netip.ParseAddrPort(route.Target)
+					if err != nil {
+						t.Fatalf("%s: route target %q: %v", name, route.Target, err)
+					}
+					wantPort = int(ap.Port())
+				}
+				if err := sendUDP(clientNS, port, payload, ipOptions); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				sent++
+				if ipOptions {
+					withOptions++
+				}
+				select {
+				case a := <-arrivals:
+					if a.port != wantPort || !bytes.Equal(a.payload, payload) {
+						t.Errorf("%s arrived on %d, want %d (%s via %s)", name, a.port, wantPort, route.Service, route.Via)
+					}
+				case <-time.After(3 * time.Second):
+					t.Errorf("%s did not arrive (want port %d)", name, wantPort)
+				}
+				if c, ok := expectedRule(p, port, payload); ok {
+					want[c]++
+				}
+			}
+		}
+	}
+
+	counters, err := m.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, c := range counters {
+		if strings.HasPrefix(c.Chain, ListChainPrefix) {
+			got[c.Chain+" "+c.Comment] = c.Packets
+		}
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("counter of %q = %d, want %d", k, got[k], n)
+		}
+	}
+	for k, n := range got {
+		if want[k] == 0 && n != 0 {
+			t.Errorf("counter of %q = %d, want 0", k, n)
+		}
+	}
+	ihl6 := uint64(0)
+	for _, l := range strings.Split(string(run(t, nil, "ip", "netns", "exec", nodeNS, "iptables", "-t", "mangle", "-v", "-S", "PREROUTING")), "\n") {
+		if c, ok, _ := parseCounter(l); ok && c.Comment == "ihl6" {
+			ihl6 = c.Packets
+		}
+	}
+	if ihl6 != withOptions {
+		t.Errorf("%d datagrams arrived with IP options, want %d", ihl6, withOptions)
+	}
+	t.Logf("expected rule hits: %v", want)
+	t.Logf("%d datagrams classified by the kernel as plan.Route says", sent)
+}
+
+// expectedRule names the list-chain rule ("chain comment") that should take
+// a first packet, from the plan's lists.
+func expectedRule(p *plan.Plan, port int, payload []byte) (string, bool) {
+	r, ok := p.Range(node.UDP, uint16(port))
+	if !ok {
+		return "", false
+	}
+	l := p.Lists[r.List]
+	for _, d := range l.Decisions {
+		if d.Signature.Match(payload) == signature.Match {
+			return string(ListChain(l)) + " " + DecisionComment(l, d), true
+		}
+	}
+	if l.Default.Rejects() {
+		return "", false
+	}
+	return string(ListChain(l)) + " " + DefaultComment(l), true
+}
+
+// sendUDP sends one datagram from a fresh socket in the client namespace
+// (a fresh source port, so a new conntrack flow and a new NAT decision).
+// ipOptions adds 4 bytes of IP options (IHL 6) to test IHL-relative reads.
+func sendUDP(clientNS string, port int, payload []byte, ipOptions bool) error {
+	return InNetns(clientNS, func() error {
+		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(nodeAddr, uint16(port))))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if ipOptions {
+			raw, err := conn.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := raw.Control(func(fd uintptr) {
+				// NOP, NOP, NOP, end of options.
+				serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_IP, syscall.IP_OPTIONS, "\x01\x01\x01\x00")
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("set IP options: %w", serr)
+			}
+		}
+		_, err = conn.Write(payload)
+		return err
+	})
+}

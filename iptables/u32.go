@@ -1,0 +1,129 @@
+package iptables
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/portstripe/portstripe/signature"
+)
+
+// udpHeader is the u32 location of the UDP header: the IP header's length
+// from its IHL field, so packets with IP options are read right.
+const udpHeader = "0>>22&0x3C"
+
+const (
+	udpHeaderLen = 8
+	// maxU32Tests is how many tests one xt_u32 match holds
+	// (XT_U32_MAXSIZE+1); longer signatures take several -m u32 matches.
+	maxU32Tests = 11
+)
+
+// u32Test reads the 4 bytes at Pos from the start of the UDP header, shifts
+// them right, masks them and compares them with Value.
+type u32Test struct {
+	Pos   int
+	Shift uint
+	Mask  uint32
+	Value uint32
+	// Decimal prints Value in decimal (lengths read better that way).
+	Decimal bool
+}
+
+func (t u32Test) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s@%d", udpHeader, t.Pos)
+	if t.Shift > 0 {
+		fmt.Fprintf(&b, ">>%d", t.Shift)
+	}
+	if t.Mask != 0xFFFFFFFF>>t.Shift {
+		fmt.Fprintf(&b, "&0x%X", t.Mask)
+	}
+	if t.Decimal {
+		fmt.Fprintf(&b, "=%d", t.Value)
+	} else {
+		fmt.Fprintf(&b, "=0x%X", t.Value)
+	}
+	return b.String()
+}
+
+// ErrNotInKernel is returned for signatures that need a protocol parser
+// (TLS, HTTP), which u32 cannot express.
+var ErrNotInKernel = errors.New("needs a protocol parser, not byte checks")
+
+// U32 translates a UDP signature into xt_u32 expressions, one per -m u32
+// match (one unless the signature has more than 11 checks). The checks are
+// exact: the payload length through the UDP header's length field, each
+// byte run read where it is. A u32 read of 4 bytes past the end of the packet
+// fails the match, so reads are placed to end within the bytes the
+// signature needs: inside the known length, or, when the length is open,
+// ending at the last byte checked (reaching back into the UDP header if
+// needed). A signature with no checks gives no expression: it matches every
+// datagram.
+func U32(sig signature.Signature) ([]string, error) {
+	if sig.TLSHello || sig.HTTP || len(sig.SNI) > 0 {
+		return nil, fmt.Errorf("%s: %w", sig.Label, ErrNotInKernel)
+	}
+	var tests []u32Test
+	if sig.Length > 0 {
+		if sig.Length+udpHeaderLen > 0xFFFF {
+			return nil, fmt.Errorf("%s: payload length %d does not fit a UDP datagram", sig.Label, sig.Length)
+		}
+		tests = append(tests, u32Test{Pos: 4, Shift: 16, Mask: 0xFFFF, Value: uint32(udpHeaderLen + sig.Length), Decimal: true})
+	}
+	for _, b := range sig.Bytes {
+		bt, err := byteTests(sig.Length, b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sig.Label, err)
+		}
+		tests = append(tests, bt...)
+	}
+	var exprs []string
+	for len(tests) > 0 {
+		n := min(len(tests), maxU32Tests)
+		parts := make([]string, n)
+		for i, t := range tests[:n] {
+			parts[i] = t.String()
+		}
+		exprs = append(exprs, strings.Join(parts, " && "))
+		tests = tests[n:]
+	}
+	return exprs, nil
+}
+
+// byteTests checks a run of bytes at a payload offset, 4 bytes per test.
+// length is the exact payload length, or 0 when it is open.
+func byteTests(length int, b signature.Bytes) ([]u32Test, error) {
+	if b.Offset < 0 || len(b.Value) == 0 {
+		return nil, fmt.Errorf("%s: empty check or negative offset %d", b.What, b.Offset)
+	}
+	if length > 0 && b.Offset+len(b.Value) > length {
+		return nil, fmt.Errorf("%s: bytes %d-%d lie past the payload length %d", b.What, b.Offset, b.Offset+len(b.Value)-1, length)
+	}
+	var tests []u32Test
+	for i := 0; i < len(b.Value); i += 4 {
+		chunk := b.Value[i:min(i+4, len(b.Value))]
+		o, n := b.Offset+i, len(chunk)
+		// Read at the bytes themselves when the packet surely holds 4 bytes
+		// from there; otherwise read the 4 bytes ending where the packet
+		// surely ends. A payload shorter than 4 bytes reaches into the UDP
+		// header, which is always there.
+		end := length
+		if end == 0 {
+			end = o + n
+		}
+		r := min(o, end-4)
+		lead := o - r
+		shift := uint(8 * (4 - lead - n))
+		mask := uint32(0xFFFFFFFF)
+		if n < 4 {
+			mask = 1<<(8*n) - 1
+		}
+		var v uint32
+		for _, c := range chunk {
+			v = v<<8 | uint32(c)
+		}
+		tests = append(tests, u32Test{Pos: udpHeaderLen + r, Shift: shift, Mask: mask, Value: v})
+	}
+	return tests, nil
+}

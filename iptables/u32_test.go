@@ -1,0 +1,204 @@
+package iptables
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/signature"
+)
+
+func TestU32(t *testing.T) {
+	opcode := signature.Bytes{Offset: 0, Value: []byte{0x38}, What: "opcode"}
+	tests := []struct {
+		name string
+		sig  signature.Signature
+		want []string
+		err  bool
+	}{
+		{"length only", signature.Signature{Length: 54},
+			[]string{"0>>22&0x3C@4>>16=62"}, false},
+		{"opcode at 0", signature.Signature{Length: 54, Bytes: []signature.Bytes{opcode}},
+			[]string{"0>>22&0x3C@4>>16=62 && 0>>22&0x3C@8>>24=0x38"}, false},
+		{"packet-id at 9 (tls-crypt)", signature.Signature{Length: 54, Bytes: []signature.Bytes{{Offset: 9, Value: []byte{0, 0, 0, 1}}}},
+			[]string{"0>>22&0x3C@4>>16=62 && 0>>22&0x3C@17=0x1"}, false},
+		{"packet-id at 73 (tls-auth SHA512)", signature.Signature{Length: 86, Bytes: []signature.Bytes{opcode, {Offset: 73, Value: []byte{0, 0, 0, 1}}}},
+			[]string{"0>>22&0x3C@4>>16=94 && 0>>22&0x3C@8>>24=0x38 && 0>>22&0x3C@81=0x1"}, false},
+		{"byte in the middle of a word", signature.Signature{Length: 20, Bytes: []signature.Bytes{{Offset: 5, Value: []byte{0xAB, 0xCD}}}},
+			[]string{"0>>22&0x3C@4>>16=28 && 0>>22&0x3C@13>>16=0xABCD"}, false},
+		// Near the end of a short packet the read moves back so it ends at
+		// the last payload byte instead of running past the packet.
+		{"last byte of 14", signature.Signature{Length: 14, Bytes: []signature.Bytes{{Offset: 13, Value: []byte{0x7F}}}},
+			[]string{"0>>22&0x3C@4>>16=22 && 0>>22&0x3C@18&0xFF=0x7F"}, false},
+		{"packet-id ending at 14", signature.Signature{Length: 14, Bytes: []signature.Bytes{{Offset: 10, Value: []byte{0, 0, 0, 1}}}},
+			[]string{"0>>22&0x3C@4>>16=22 && 0>>22&0x3C@18=0x1"}, false},
+		{"two bytes across the end", signature.Signature{Length: 12, Bytes: []signature.Bytes{{Offset: 9, Value: []byte{1, 2}}}},
+			[]string{"0>>22&0x3C@4>>16=20 && 0>>22&0x3C@16>>8&0xFFFF=0x102"}, false},
+		{"payload of 2 reads into the UDP header", signature.Signature{Length: 2, Bytes: []signature.Bytes{opcode}},
+			[]string{"0>>22&0x3C@4>>16=10 && 0>>22&0x3C@6>>8&0xFF=0x38"}, false},
+		{"open length ends at the byte", signature.Signature{Bytes: []signature.Bytes{{Offset: 0, Value: []byte{0x50}}}},
+			[]string{"0>>22&0x3C@5&0xFF=0x50"}, false},
+		{"long value in words", signature.Signature{Bytes: []signature.Bytes{{Offset: 0, Value: []byte("SSH-2.0")}}},
+			[]string{"0>>22&0x3C@8=0x5353482D && 0>>22&0x3C@11&0xFFFFFF=0x322E30"}, false},
+		{"no checks", signature.Signature{}, nil, false},
+		{"check past the length", signature.Signature{Length: 10, Bytes: []signature.Bytes{{Offset: 9, Value: []byte{0, 1}}}}, nil, true},
+		{"TLS", signature.Signature{TLSHello: true}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := U32(tt.sig)
+			if (err != nil) != tt.err {
+				t.Fatalf("err = %v, want error %v", err, tt.err)
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("U32 =\n  %q\nwant\n  %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestU32NotInKernel(t *testing.T) {
+	if _, err := U32(signature.Signature{HTTP: true}); !errors.Is(err, ErrNotInKernel) {
+		t.Errorf("HTTP signature: err = %v, want ErrNotInKernel", err)
+	}
+}
+
+func TestU32Split(t *testing.T) {
+	sig := signature.Signature{Length: 200, Bytes: []signature.Bytes{{Offset: 0, Value: make([]byte, 60)}}}
+	exprs, err := U32(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exprs) != 2 || strings.Count(exprs[0], "&&") != maxU32Tests-1 || strings.Count(exprs[1], "&&") != 16-maxU32Tests-1 {
+		t.Errorf("16 tests not split 11+5: %q", exprs)
+	}
+}
+
+// evalU32 runs the expressions U32 emits on an IPv4 packet the way xt_u32
+// does: a 4-byte read that does not fit in the packet fails the match.
+func evalU32(t *testing.T, exprs []string, pkt []byte) bool {
+	t.Helper()
+	re := regexp.MustCompile(`^0>>22&0x3C@(\d+)(?:>>(\d+))?(?:&0x([0-9A-F]+))?=(0x[0-9A-F]+|\d+)$`)
+	for _, e := range exprs {
+		for _, test := range strings.Split(e, " && ") {
+			m := re.FindStringSubmatch(test)
+			if m == nil {
+				t.Fatalf("unexpected u32 test %q", test)
+			}
+			pos, _ := strconv.Atoi(m[1])
+			shift := 0
+			if m[2] != "" {
+				shift, _ = strconv.Atoi(m[2])
+			}
+			mask := uint64(0xFFFFFFFF)
+			if m[3] != "" {
+				mask, _ = strconv.ParseUint(m[3], 16, 32)
+			}
+			want, err := strconv.ParseUint(m[4], 0, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := int(binary.BigEndian.Uint32(pkt)>>22&0x3C) + pos
+			if at+4 > len(pkt) {
+				return false
+			}
+			if uint64(binary.BigEndian.Uint32(pkt[at:])>>shift)&mask != want {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ipv4UDP builds a datagram with options words of IP options.
+func ipv4UDP(payload []byte, options int) []byte {
+	ihl := 5 + options
+	pkt := make([]byte, 4*ihl+8+len(payload))
+	pkt[0] = 0x40 | byte(ihl)
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	pkt[9] = 17
+	for i := 20; i < 4*ihl; i++ {
+		pkt[i] = 1 // NOP options
+	}
+	udp := pkt[4*ihl:]
+	binary.BigEndian.PutUint16(udp[0:], 40000)
+	binary.BigEndian.PutUint16(udp[2:], 443)
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	copy(udp[8:], payload)
+	return pkt
+}
+
+func readFixture(t *testing.T, path string) []byte {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := hex.DecodeString(strings.Join(strings.Fields(string(text)), ""))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return b
+}
+
+const firstPackets = "/work/shared/fixtures/first-packets"
+
+// TestU32AgreesWithMatch: for every UDP signature OpenVPN can have, and
+// every captured first packet (whole, cut short, with IP options), the
+// emitted u32 expression matches exactly when signature.Match does.
+func TestU32AgreesWithMatch(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join(firstPackets, "udp-*.hex"))
+	if len(files) == 0 {
+		t.Skipf("no fixtures in %s", firstPackets)
+	}
+	var payloads [][]byte
+	for _, f := range files {
+		p := readFixture(t, f)
+		payloads = append(payloads, p)
+		for _, n := range []int{0, 1, 2, 3, 13, 14, 53, 85} {
+			if n < len(p) {
+				payloads = append(payloads, p[:n])
+			}
+		}
+	}
+	var sigs []signature.Signature
+	for _, tls := range []node.OpenVPNTLS{
+		{Mode: node.TLSAuth, Digest: "SHA1"}, {Mode: node.TLSAuth, Digest: "SHA256"},
+		{Mode: node.TLSAuth, Digest: "SHA512"}, {Mode: node.TLSCrypt},
+		{Mode: node.TLSCryptV2}, {Mode: node.TLSNone},
+	} {
+		s, _ := signature.For(node.Service{Kind: node.OpenVPN, TLS: tls, UDP: 1}, node.UDP)
+		sigs = append(sigs, s)
+	}
+	wg, _ := signature.For(node.Service{Kind: node.WireGuard, UDP: 1}, node.UDP)
+	sigs = append(sigs, wg)
+	matched := 0
+	for _, s := range sigs {
+		exprs, err := U32(s)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Label, err)
+		}
+		for _, p := range payloads {
+			want := s.Match(p) == signature.Match
+			if want {
+				matched++
+			}
+			for _, opts := range []int{0, 1, 10} {
+				if got := evalU32(t, exprs, ipv4UDP(p, opts)); got != want {
+					t.Errorf("%s on %d-byte payload %x… with %d option words: u32 %v, Match %v (%q)",
+						s.Label, len(p), p[:min(len(p), 4)], opts, got, want, exprs)
+				}
+			}
+		}
+	}
+	if matched < len(files)-1 {
+		t.Errorf("only %d signature/fixture pairs matched; the fixtures should match their own signature", matched)
+	}
+}
