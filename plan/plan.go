@@ -197,6 +197,12 @@ func (p *Plan) addProto(n *node.Node, proto node.Proto) error {
 			continue
 		}
 		l := buildList(n, proto, o)
+		if len(l.Decisions) == 0 && l.Default.Rejects() {
+			// Nothing to divert: leave these ports alone rather than
+			// send them somewhere that refuses everything.
+			byOwner[o] = -1
+			continue
+		}
 		key := l.key()
 		li, ok := byKey[key]
 		if !ok {
@@ -208,6 +214,9 @@ func (p *Plan) addProto(n *node.Node, proto node.Proto) error {
 	}
 	for _, sg := range segs {
 		li := byOwner[sg.owner]
+		if li < 0 {
+			continue
+		}
 		p.Lists[li].Ports = append(p.Lists[li].Ports, sg.r)
 		if k := len(p.Ranges) - 1; k >= 0 && p.Ranges[k].Proto == proto && p.Ranges[k].List == li && int(p.Ranges[k].To)+1 == int(sg.r.From) {
 			p.Ranges[k].To = sg.r.To

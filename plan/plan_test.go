@@ -1,0 +1,329 @@
+package plan
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portstripe/portstripe/node"
+)
+
+func build(t *testing.T, yaml string) (*Plan, error) {
+	t.Helper()
+	n, err := node.Parse([]byte(yaml), "test.yaml", node.Options{})
+	if err != nil {
+		t.Fatalf("node does not load: %v", err)
+	}
+	return Build(n)
+}
+
+func seed(t *testing.T) *Plan {
+	t.Helper()
+	n, err := node.Load(node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const head = `name: t
+addresses: [198.51.100.2]
+`
+
+// summary renders a plan's lists compactly: "udp 1-5060,5063-29999 [a b] default c".
+func summary(p *Plan) []string {
+	var out []string
+	for _, l := range p.Lists {
+		var names []string
+		for _, d := range l.Decisions {
+			names = append(names, d.Target.Service)
+		}
+		def := l.Default.Service
+		if def == "" {
+			def = "reject"
+		}
+		s := string(l.Proto) + " " + l.Ports.String() + " [" + strings.Join(names, " ") + "] default " + def
+		if l.Frontend != nil {
+			s += " " + l.Frontend.Name
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestBuild(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		want    []string
+		wantErr []string // substrings of the error
+	}{
+		{
+			name: "seed shape: dedicated ports keep RSA, leave ECC out",
+			yaml: string(mustRead(t, "../fixtures/seed-node.yaml")),
+			want: []string{
+				"udp 1-5060,5063-29999 [openvpn_rsa openvpn_ecc] default reject",
+				"udp 5061 [openvpn_rsa openvpn_ed25519] default openvpn_ed25519",
+				"udp 5062 [openvpn_rsa openvpn_ed448] default openvpn_ed448",
+				"tcp 1-5060,5063-29999 [openvpn_rsa openvpn_ecc] default reject fe_striped",
+				"tcp 5061 [openvpn_rsa openvpn_ed25519] default openvpn_ed25519 fe_openvpn_ed25519",
+				"tcp 5062 [openvpn_rsa openvpn_ed448] default openvpn_ed448 fe_openvpn_ed448",
+			},
+		},
+		{
+			name: "two tls-crypt instances striped are ambiguous",
+			yaml: head + `services:
+  - {name: ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: 5060}
+  - {name: ed, kind: openvpn, tls: {mode: tls-crypt}, udp: 5061}
+`,
+			wantErr: []string{"services[1]:", "ecc and ed", "udp 1-29999", "cannot be told apart"},
+		},
+		{
+			name: "two tls-auth with one digest are ambiguous on tcp too",
+			yaml: head + `services:
+  - {name: a, kind: openvpn, tls: {mode: tls-auth, digest: SHA1}, tcp: 127.0.0.1:1194}
+  - {name: b, kind: openvpn, tls: {mode: tls-auth, digest: sha1}, tcp: 127.0.0.1:1195}
+`,
+			wantErr: []string{"services[1]:", "a and b", "tcp 1-29999"},
+		},
+		{
+			name: "tls-auth SHA256 and tls-crypt share a port, told apart by the packet-id offset",
+			yaml: head + `services:
+  - {name: rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA256}, udp: 443}
+  - {name: ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: 5060}
+`,
+			want: []string{"udp 1-29999 [rsa ecc] default reject"},
+		},
+		{
+			name: "tls-crypt-v2, no wrapping and wireguard are all distinguishable",
+			yaml: head + `services:
+  - {name: v2, kind: openvpn, tls: {mode: tls-crypt-v2}, udp: 1000}
+  - {name: plain, kind: openvpn, tls: {mode: none}, udp: 1001}
+  - {name: tc, kind: openvpn, tls: {mode: tls-crypt}, udp: 1002}
+  - {name: wg, kind: wireguard, udp: 9000}
+striped: {udp: ["1-100"], tcp: []}
+`,
+			wantErr: []string{"haproxy"}, // placeholder replaced below
+		},
+		{
+			name: "a port dedicated to two services",
+			yaml: head + `services:
+  - {name: a, kind: openvpn, tls: {mode: tls-crypt}, udp: 5061, dedicated: ["5000-5100"]}
+  - {name: b, kind: openvpn, tls: {mode: tls-crypt-v2}, udp: 5062, dedicated: ["5100"]}
+`,
+			wantErr: []string{"services[1].dedicated", "5100", "a and b"},
+		},
+		{
+			name: "defaults name a service; a dedicated owner without tcp leaves tcp striped",
+			yaml: head + `defaults: {tcp: ssh, udp: rsa}
+services:
+  - {name: rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: 443, tcp: 127.0.0.1:1194}
+  - {name: wg, kind: wireguard, udp: 51820, dedicated: ["51820"]}
+  - {name: ssh, kind: ssh, tcp: 127.0.0.1:22}
+reserved: ["60000-65535"]
+`,
+			want: []string{
+				"udp 1-29999 [rsa] default rsa",
+				"udp 51820 [rsa wg] default wg",
+				"tcp 1-29999,51820 [rsa ssh] default ssh fe_striped",
+			},
+		},
+		{
+			name: "SNI services go before a catch-all TLS service",
+			yaml: head + `services:
+  - {name: any, kind: tls, tcp: 127.0.0.1:8443}
+  - {name: web, kind: tls, sni: [a.example, B.example], tcp: 127.0.0.1:9443}
+  - {name: h, kind: http, tcp: 127.0.0.1:8080}
+  - {name: s, kind: ssh, tcp: 127.0.0.1:22}
+  - {name: o, kind: openvpn, tls: {mode: tls-crypt}, tcp: 127.0.0.1:1194}
+`,
+			want: []string{"tcp 1-29999 [o s web any h] default reject fe_striped"},
+		},
+		{
+			name:    "two catch-all TLS services",
+			yaml:    head + "services:\n  - {name: a, kind: tls, tcp: 127.0.0.1:1}\n  - {name: b, kind: tls, tcp: 127.0.0.1:2}\n",
+			wantErr: []string{"services[1]:", "a and b", "tcp 1-29999"},
+		},
+		{
+			name:    "overlapping SNI names",
+			yaml:    head + "services:\n  - {name: a, kind: tls, sni: [x.example, y.example], tcp: 127.0.0.1:1}\n  - {name: b, kind: tls, sni: [y.example], tcp: 127.0.0.1:2}\n",
+			wantErr: []string{"a and b"},
+		},
+		{
+			name: "frontend ports must stay out of the reserved ranges",
+			yaml: head + `haproxy: {listen_port: 29999}
+services:
+  - {name: a, kind: openvpn, tls: {mode: tls-crypt}, tcp: 127.0.0.1:1194, dedicated: ["5061"]}
+  - {name: b, kind: ssh, tcp: 127.0.0.1:22}
+`,
+			wantErr: []string{"haproxy.listen_port", "30000"},
+		},
+	}
+	// tls-crypt-v2 / none / wireguard: all on one port list.
+	tests[4].wantErr = nil
+	tests[4].want = []string{"udp 1-100 [v2 plain tc wg] default reject"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := build(t, tt.yaml)
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("no error; plan: %q", summary(p))
+				}
+				if !node.IsInputError(err) {
+					t.Errorf("error %v is not an input error (exit 2)", err)
+				}
+				for _, s := range tt.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not mention %q", err, s)
+					}
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Errorf("error is not one line: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := summary(p)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("lists:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSeedRangesAndFrontends(t *testing.T) {
+	p := seed(t)
+	var got []string
+	for _, r := range p.Ranges {
+		got = append(got, string(r.Proto)+" "+r.Ports().String()+" "+p.Lists[r.List].Name)
+	}
+	want := []string{
+		"udp 1-5060 striped", "udp 5061 openvpn_ed25519", "udp 5062 openvpn_ed448", "udp 5063-29999 striped",
+		"tcp 1-5060 striped", "tcp 5061 openvpn_ed25519", "tcp 5062 openvpn_ed448", "tcp 5063-29999 striped",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ranges:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	ports := map[string]uint16{}
+	for _, l := range p.Lists {
+		if l.Frontend != nil {
+			ports[l.Frontend.Name] = l.Frontend.Port
+		}
+	}
+	if ports["fe_striped"] != 20000 || ports["fe_openvpn_ed25519"] != 20001 || ports["fe_openvpn_ed448"] != 20002 {
+		t.Errorf("frontend ports %v, want striped 20000, ed25519 20001, ed448 20002", ports)
+	}
+	for _, l := range p.Lists {
+		if l.Name == "openvpn_ed25519" && (len(l.Excluded) != 1 || l.Excluded[0].Service != "openvpn_ecc") {
+			t.Errorf("%s %s: excluded %v, want openvpn_ecc", l.Proto, l.Name, l.Excluded)
+		}
+	}
+}
+
+// TestRouteSeedFixtures routes every captured first packet of a real
+// OpenVPN 2.6 client on the seed node's sample ports.
+func TestRouteSeedFixtures(t *testing.T) {
+	p := seed(t)
+	// Per fixture: the service on a striped port, on 5061 and on 5062.
+	// Packets no striped signature takes reach nobody on striped ports (the
+	// seed's defaults reject) and the owner on its dedicated port.
+	expect := map[string][3]string{
+		"udp-tls-auth-sha512.hex":             {"openvpn_rsa", "openvpn_rsa", "openvpn_rsa"},
+		"udp-tls-crypt.hex":                   {"openvpn_ecc", "openvpn_ed25519", "openvpn_ed448"},
+		"udp-tls-auth-sha256.hex":             {None, "openvpn_ed25519", "openvpn_ed448"},
+		"udp-tls-auth-sha1.hex":               {None, "openvpn_ed25519", "openvpn_ed448"},
+		"udp-tls-crypt-v2.hex":                {None, "openvpn_ed25519", "openvpn_ed448"},
+		"udp-no-tls-wrap.hex":                 {None, "openvpn_ed25519", "openvpn_ed448"},
+		"tcp-tls-auth-sha512.hex":             {"openvpn_rsa", "openvpn_rsa", "openvpn_rsa"},
+		"tcp-tls-auth-sha512-two-resends.hex": {"openvpn_rsa", "openvpn_rsa", "openvpn_rsa"},
+		"tcp-tls-crypt.hex":                   {"openvpn_ecc", "openvpn_ed25519", "openvpn_ed448"},
+		"tcp-tls-auth-sha1.hex":               {None, "openvpn_ed25519", "openvpn_ed448"},
+		"tcp-tls-crypt-v2.hex":                {None, "openvpn_ed25519", "openvpn_ed448"},
+	}
+	files, _ := filepath.Glob("../../shared/fixtures/first-packets/*.hex")
+	if len(files) != len(expect) {
+		t.Fatalf("found %d fixtures in ../shared/fixtures/first-packets, expect %d", len(files), len(expect))
+	}
+	for _, f := range files {
+		want, ok := expect[filepath.Base(f)]
+		if !ok {
+			t.Errorf("%s: no expectation", f)
+			continue
+		}
+		payload := decodeHex(t, f)
+		proto := node.Proto(filepath.Base(f)[:3])
+		for _, port := range []uint16{1, 443, 5060, 5061, 5062, 5063, 29999, 30000} {
+			w := want[0]
+			switch port {
+			case 5061:
+				w = want[1]
+			case 5062:
+				w = want[2]
+			case 30000:
+				w = None
+			}
+			r := p.Route(proto, port, payload)
+			if r.Service != w {
+				t.Errorf("%s on %s %d: %s (%s), want %s", filepath.Base(f), proto, port, r.Service, r.Via, w)
+			}
+			if (r.Service == None) != (r.Target == "") {
+				t.Errorf("%s on %s %d: service %s with target %q", filepath.Base(f), proto, port, r.Service, r.Target)
+			}
+		}
+	}
+}
+
+func TestRouteTargets(t *testing.T) {
+	p := seed(t)
+	udp := decodeHex(t, "../../shared/fixtures/first-packets/udp-tls-crypt.hex")
+	if r := p.Route(node.UDP, 80, udp); r.Target != "195.154.33.73:5060" {
+		t.Errorf("udp tls-crypt on 80 lands on %q, want 195.154.33.73:5060", r.Target)
+	}
+	tcp := decodeHex(t, "../../shared/fixtures/first-packets/tcp-tls-auth-sha512.hex")
+	r := p.Route(node.TCP, 5061, tcp)
+	if r.Target != "127.0.0.1:1194" || !strings.Contains(r.Via, "fe_openvpn_ed25519") {
+		t.Errorf("tcp tls-auth on 5061: %+v, want 127.0.0.1:1194 via fe_openvpn_ed25519", r)
+	}
+	// Half a first packet: HAProxy waits, then the default (reject) applies.
+	if r := p.Route(node.TCP, 80, tcp[:40]); r.Service != None || !strings.Contains(r.Via, "waiting") {
+		t.Errorf("truncated tcp packet: %+v, want none after waiting", r)
+	}
+}
+
+func decodeHex(t *testing.T, path string) []byte {
+	t.Helper()
+	var b []byte
+	s := strings.TrimSpace(string(mustRead(t, path)))
+	for i := 0; i+1 < len(s); i += 2 {
+		var v byte
+		for _, c := range s[i : i+2] {
+			v <<= 4
+			switch {
+			case c >= '0' && c <= '9':
+				v |= byte(c - '0')
+			case c >= 'a' && c <= 'f':
+				v |= byte(c - 'a' + 10)
+			default:
+				t.Fatalf("%s: not hex", path)
+			}
+		}
+		b = append(b, v)
+	}
+	return b
+}
