@@ -1,0 +1,394 @@
+package haproxy
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run the real HAProxy on loopback: the seed node's config with
+// binds, servers and sockets moved into the test's reach, real OpenVPN
+// first packets (shared/fixtures/first-packets), and the master CLI and
+// runtime API clients against the running process.
+
+const firstPackets = "../../shared/fixtures/first-packets"
+
+type realHAProxy struct {
+	dir, cfg  string
+	master    *Master
+	runtime   *Runtime
+	frontends map[string]string // frontend name → 127.0.0.1:port
+	backends  map[string]*backendListener
+}
+
+// backendListener stands in for a service: it records the first bytes of
+// every connection HAProxy forwards to it.
+type backendListener struct {
+	name string
+	ln   net.Listener
+	got  chan []byte
+}
+
+func newBackend(t *testing.T, name string) *backendListener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backendListener{name: name, ln: ln, got: make(chan []byte, 16)}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 4096)
+				n, _ := io.ReadAtLeast(c, buf, 1)
+				b.got <- buf[:n]
+			}()
+		}
+	}()
+	return b
+}
+
+func (b *backendListener) addr() netip.AddrPort {
+	return netip.MustParseAddrPort(b.ln.Addr().String())
+}
+
+func freePort(t *testing.T) uint16 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// startReal renders the seed node, moves it onto loopback and starts
+// `haproxy -W -S <dir>/master.sock -f <dir>/haproxy.cfg`.
+func startReal(t *testing.T) *realHAProxy {
+	t.Helper()
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Skip("haproxy not installed (CI installs it)")
+	}
+	if _, err := os.Stat(firstPackets); err != nil {
+		t.Skipf("no captured first packets: %v", err)
+	}
+	dir := t.TempDir()
+	h := &realHAProxy{dir: dir, cfg: filepath.Join(dir, "haproxy.cfg"), frontends: map[string]string{}, backends: map[string]*backendListener{}}
+	c := FromPlan(loadPlan(t, ""))
+	c.Global.Lines[1] = StatsSocket{Path: filepath.Join(dir, "api.sock"), Mode: 0o600, Level: "admin", ExposeFDListeners: true}
+	// maxconn 20000 needs about 40000 file descriptors, more than a test
+	// sandbox may raise its limit to.
+	for _, s := range []*Section{&c.Global, &c.Defaults} {
+		for i, l := range s.Lines {
+			if _, ok := l.(MaxConn); ok {
+				s.Lines[i] = MaxConn(200)
+			}
+		}
+	}
+	for i := range c.Frontends {
+		fe := &c.Frontends[i]
+		lines := fe.Lines[:0]
+		bound := false
+		for _, l := range fe.Lines {
+			if _, ok := l.(Bind); ok {
+				if bound {
+					continue
+				}
+				ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))
+				h.frontends[fe.Name] = ap.String()
+				l, bound = Bind{ap}, true
+			}
+			lines = append(lines, l)
+		}
+		fe.Lines = lines
+	}
+	for i := range c.Backends {
+		be := &c.Backends[i]
+		b := newBackend(t, be.Name)
+		h.backends[be.Name] = b
+		be.Lines[0] = Server{Name: be.Name, Addr: b.addr()}
+	}
+	if err := os.WriteFile(h.cfg, c.Marshal(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "haproxy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msock := filepath.Join(dir, "master.sock")
+	cmd := exec.Command("haproxy", "-W", "-S", msock, "-f", h.cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		// SIGTERM to the master stops its workers too.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+		if t.Failed() {
+			log, _ := os.ReadFile(logf.Name())
+			t.Logf("haproxy log:\n%s", log)
+		}
+	})
+	h.master = NewMaster(msock, nil)
+	h.runtime = NewRuntime(filepath.Join(dir, "api.sock"), nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ps, err := h.master.ShowProc(ctx)
+		cancel()
+		if err == nil && len(ps.Workers) > 0 {
+			if _, err := h.runtime.ShowInfo(context.Background()); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("haproxy did not come up: %v", err)
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr // for the cleanup
+			t.Fatalf("haproxy exited at start: %v", werr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return h
+}
+
+func packet(t *testing.T, name string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(firstPackets, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := hex.DecodeString(strings.Join(strings.Fields(string(raw)), ""))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return b
+}
+
+// send writes the pieces with a pause between them (a first packet that
+// arrives in segments), then reports which backend got the connection, or
+// "" when HAProxy closed it without forwarding.
+func (h *realHAProxy) send(t *testing.T, frontend string, pieces ...[]byte) (string, time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", h.frontends[frontend])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	for i, p := range pieces {
+		if i > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closed := make(chan struct{})
+	go func() {
+		c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		io.Copy(io.Discard, c)
+		close(closed)
+	}()
+	cases := make(chan string, len(h.backends))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for name, b := range h.backends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-b.got:
+				cases <- name
+			case <-stop:
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	select {
+	case name := <-cases:
+		return name, time.Since(start)
+	case <-closed:
+		// Closed by HAProxy; a forward may still be on its way.
+		select {
+		case name := <-cases:
+			return name, time.Since(start)
+		case <-time.After(100 * time.Millisecond):
+			return "", time.Since(start)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatalf("%s: no verdict after 8s", frontend)
+	}
+	return "", 0
+}
+
+func TestRealRouting(t *testing.T) {
+	h := startReal(t)
+	authSHA512 := packet(t, "tcp-tls-auth-sha512.hex")
+	crypt := packet(t, "tcp-tls-crypt.hex")
+	tests := []struct {
+		name     string
+		frontend string
+		pieces   [][]byte
+		want     string // "" = rejected
+	}{
+		{"tls-auth SHA512 on a striped port", "fe_striped", [][]byte{authSHA512}, "openvpn_rsa"},
+		{"tls-crypt on a striped port", "fe_striped", [][]byte{crypt}, "openvpn_ecc"},
+		{"first packet resent (176 bytes buffered)", "fe_striped", [][]byte{packet(t, "tcp-tls-auth-sha512-two-resends.hex")}, "openvpn_rsa"},
+		{"first packet in three segments", "fe_striped", [][]byte{authSHA512[:2], authSHA512[2:40], authSHA512[40:]}, "openvpn_rsa"},
+		{"HTTP on a striped port: rejected at once", "fe_striped", [][]byte{[]byte("GET / HTTP/1.0\r\n\r\n")}, ""},
+		{"tls-crypt on 5061 reaches its owner", "fe_openvpn_ed25519", [][]byte{crypt}, "openvpn_ed25519"},
+		{"tls-auth still works on 5061", "fe_openvpn_ed25519", [][]byte{authSHA512}, "openvpn_rsa"},
+		{"anything else on 5061 goes to the owner", "fe_openvpn_ed25519", [][]byte{[]byte("SSH-2.0-x\r\n")}, "openvpn_ed25519"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, took := h.send(t, tt.frontend, tt.pieces...)
+			if got != tt.want {
+				t.Fatalf("landed on %q, want %q", got, tt.want)
+			}
+			// A decision needs only the bytes in hand: no client here
+			// should wait for the 5 s inspect-delay.
+			if took > 2*time.Second {
+				t.Errorf("took %v: waited for the inspect-delay", took)
+			}
+		})
+	}
+}
+
+func TestRealSockets(t *testing.T) {
+	h := startReal(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ps, err := h.master.ShowProc(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.Master.Reloads != 0 || ps.Master.FailedReloads != 0 || len(ps.Workers) != 1 {
+		t.Errorf("show proc at start: %+v", ps)
+	}
+
+	stats, err := h.runtime.ShowStat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa := findStat(stats, "openvpn_rsa", "openvpn_rsa")
+	if rsa == nil || rsa.Type != StatServer || rsa.Addr != h.backends["openvpn_rsa"].addr().String() {
+		t.Fatalf("openvpn_rsa server row: %+v", rsa)
+	}
+	if fe := findStat(stats, "fe_striped", "FRONTEND"); fe == nil || fe.Status != "OPEN" {
+		t.Errorf("fe_striped row: %+v", fe)
+	}
+
+	// Move openvpn_rsa onto another listener through the runtime API. Same
+	// IP, new port: HAProxy answers "no need to change the addr, port
+	// changed from '…' to '…' by 'stats socket command'".
+	moved := newBackend(t, "openvpn_rsa (moved)")
+	ans, err := h.runtime.sock.command(ctx, "set server openvpn_rsa/openvpn_rsa addr 127.0.0.1 port "+itoa(moved.addr().Port()))
+	if err != nil || !strings.HasPrefix(ans, "no need to change the addr, port changed from ") {
+		t.Fatalf("set server answered %q, %v", ans, err)
+	}
+	if err := h.runtime.SetServerAddr(ctx, "openvpn_rsa", "openvpn_rsa", moved.addr()); err != nil {
+		t.Fatalf("same address again: %v", err)
+	}
+	h.backends["openvpn_rsa"] = moved
+	if got, _ := h.send(t, "fe_striped", packet(t, "tcp-tls-auth-sha512.hex")); got != "openvpn_rsa" {
+		t.Errorf("after set server addr: landed on %q", got)
+	}
+	if err := h.runtime.SetServerAddr(ctx, "openvpn_rsa", "nope", moved.addr()); !errors.Is(err, ErrCommand) {
+		t.Errorf("unknown server: %v", err)
+	}
+
+	if err := h.runtime.DisableServer(ctx, "openvpn_rsa", "openvpn_rsa"); err != nil {
+		t.Fatal(err)
+	}
+	stats, _ = h.runtime.ShowStat(ctx)
+	if s := findStat(stats, "openvpn_rsa", "openvpn_rsa"); s == nil || s.Status != "MAINT" {
+		t.Errorf("after disable: %+v", s)
+	}
+	if err := h.runtime.EnableServer(ctx, "openvpn_rsa", "openvpn_rsa"); err != nil {
+		t.Fatal(err)
+	}
+	stats, _ = h.runtime.ShowStat(ctx)
+	if s := findStat(stats, "openvpn_rsa", "openvpn_rsa"); s == nil || s.Status == "MAINT" {
+		t.Errorf("after enable: %+v", s)
+	}
+
+	// A good reload: the count rises, nothing failed, a new worker.
+	ps2, err := h.master.Reload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps2.Master.Reloads != 1 || ps2.Master.FailedReloads != 0 || len(ps2.Workers) != 1 || ps2.Workers[0].PID == ps.Workers[0].PID {
+		t.Errorf("after reload: %+v", ps2)
+	}
+
+	// A broken config: the master says so, the worker keeps serving.
+	good, _ := os.ReadFile(h.cfg)
+	if err := os.WriteFile(h.cfg, append(good, "    bogus_keyword 1\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ps3, err := h.master.Reload(ctx)
+	var re *ReloadError
+	if !errors.As(err, &re) {
+		t.Fatalf("reload of a broken config: %v", err)
+	}
+	if ps3.Master.Reloads != 2 || ps3.Master.FailedReloads != 1 || ps3.Workers[0].PID != ps2.Workers[0].PID {
+		t.Errorf("after failed reload: %+v", ps3)
+	}
+	h.backends["openvpn_rsa"] = newBackend(t, "unused") // the reload put the config's address back
+	if got, _ := h.send(t, "fe_striped", packet(t, "tcp-tls-crypt.hex")); got != "openvpn_ecc" {
+		t.Errorf("old worker after failed reload: landed on %q", got)
+	}
+
+	if err := os.WriteFile(h.cfg, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ps4, err := h.master.Reload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps4.Master.Reloads != 3 || ps4.Master.FailedReloads != 0 {
+		t.Errorf("after fixing: %+v", ps4)
+	}
+}
+
+func findStat(stats []Stat, proxy, name string) *Stat {
+	for i := range stats {
+		if stats[i].Proxy == proxy && stats[i].Name == name {
+			return &stats[i]
+		}
+	}
+	return nil
+}
+
+func itoa(p uint16) string { return strconv.Itoa(int(p)) }

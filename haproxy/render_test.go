@@ -1,0 +1,252 @@
+package haproxy
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/signature"
+)
+
+var update = flag.Bool("update", false, "rewrite fixtures/golden/*/haproxy.cfg from the current output")
+
+// goldenNodes are the example nodes whose haproxy.cfg is kept under
+// fixtures/golden/<name>/; path "" is the built-in seed node.
+var goldenNodes = []struct {
+	name, path string
+}{
+	{"seed", ""},
+	{"ssh-tls", "fixtures/ssh-tls-node.yaml"},
+}
+
+const repoRoot = ".."
+
+func loadPlan(t *testing.T, path string) *plan.Plan {
+	t.Helper()
+	var n *node.Node
+	var err error
+	if path == "" {
+		n, err = node.Load(node.Options{})
+	} else {
+		// Parse with the repository-relative name, so the header does not
+		// depend on where the test runs.
+		data, rerr := os.ReadFile(filepath.Join(repoRoot, path))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		n, err = node.Parse(data, path, node.Options{})
+	}
+	if err != nil {
+		t.Fatalf("load %q: %v", path, err)
+	}
+	p, err := plan.Build(n)
+	if err != nil {
+		t.Fatalf("plan %q: %v", path, err)
+	}
+	return p
+}
+
+func goldenPath(name string) string {
+	return filepath.Join(repoRoot, "fixtures", "golden", name, "haproxy.cfg")
+}
+
+func TestRenderGolden(t *testing.T) {
+	for _, g := range goldenNodes {
+		t.Run(g.name, func(t *testing.T) {
+			p := loadPlan(t, g.path)
+			got := Render(p)
+			if again := Render(loadPlan(t, g.path)); string(again) != string(got) {
+				t.Fatalf("Render is not deterministic:\n%s", lineDiff(string(got), string(again)))
+			}
+			if err := FromPlan(p).Validate(); err != nil {
+				t.Fatal(err)
+			}
+			path := goldenPath(g.name)
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./haproxy -update to create it)", err)
+			}
+			if diff := lineDiff(string(want), string(got)); diff != "" {
+				t.Errorf("%s differs from Render (-want +got); if intended, run go test ./haproxy -update:\n%s", path, diff)
+			}
+		})
+	}
+}
+
+// TestGoldenHAProxyCheck runs the real `haproxy -c -dW` on every golden
+// config: it must parse, and without a single warning.
+func TestGoldenHAProxyCheck(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Skip("haproxy not installed (CI installs it)")
+	}
+	for _, g := range goldenNodes {
+		t.Run(g.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := (Checker{ZeroWarning: true}).Check(ctx, goldenPath(g.name)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestFrontendShape(t *testing.T) {
+	for _, g := range goldenNodes {
+		t.Run(g.name, func(t *testing.T) {
+			p := loadPlan(t, g.path)
+			c := FromPlan(p)
+			var tcpLists []plan.List
+			for _, l := range p.Lists {
+				if l.Proto == node.TCP {
+					tcpLists = append(tcpLists, l)
+				}
+			}
+			if len(c.Frontends) != len(tcpLists) {
+				t.Fatalf("%d frontends for %d TCP lists", len(c.Frontends), len(tcpLists))
+			}
+			for i, fe := range c.Frontends {
+				l := tcpLists[i]
+				acls := map[string]bool{}
+				var binds, defaults, rejects, uses int
+				for _, line := range fe.Lines {
+					switch line := line.(type) {
+					case ACL:
+						if acls[line.Name] {
+							t.Errorf("%s: acl %s defined twice", fe.Name, line.Name)
+						}
+						acls[line.Name] = true
+						if strings.Contains(line.Fetch, "req.len") {
+							t.Errorf("%s: %s uses req.len", fe.Name, line)
+						}
+					case Bind:
+						binds++
+					case DefaultBackend:
+						defaults++
+					case TCPRequestContent:
+						if line.Action == Reject {
+							rejects++
+						}
+						for _, n := range line.Cond {
+							if !acls[n] {
+								t.Errorf("%s: %s uses %s before it is defined", fe.Name, line, n)
+							}
+						}
+					case UseBackend:
+						uses++
+					}
+				}
+				if binds != len(p.Node.Addresses) {
+					t.Errorf("%s: %d binds for %d addresses", fe.Name, binds, len(p.Node.Addresses))
+				}
+				if defaults+rejects != 1 || (defaults == 1) == l.Default.Rejects() {
+					t.Errorf("%s: %d default_backend, %d reject; list default %q", fe.Name, defaults, rejects, l.Default.Service)
+				}
+				if uses != len(l.Decisions) {
+					t.Errorf("%s: %d use_backend for %d decisions", fe.Name, uses, len(l.Decisions))
+				}
+			}
+		})
+	}
+}
+
+func TestACLs(t *testing.T) {
+	tests := []struct {
+		name    string
+		service string
+		sig     signature.Signature
+		used    []string
+		want    []string
+	}{
+		{
+			name:    "tls-auth SHA512: prefix and opcode first, then packet-id",
+			service: "openvpn_rsa",
+			sig:     mustSig(t, node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSAuth, Digest: "SHA512"}, TCP: tcpAddr}),
+			want: []string{
+				"acl openvpn_rsa_at0 req.payload(0,3) -m bin 005638",
+				"acl openvpn_rsa_at75 req.payload(75,4) -m bin 00000001",
+			},
+		},
+		{
+			name:    "tls-crypt-v2: opcode only",
+			service: "v2",
+			sig:     mustSig(t, node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSCryptV2}, TCP: tcpAddr}),
+			want:    []string{"acl v2_at2 req.payload(2,1) -m bin 50"},
+		},
+		{
+			name:    "ssh banner",
+			service: "ssh",
+			sig:     mustSig(t, node.Service{Kind: node.SSH, TCP: tcpAddr}),
+			want:    []string{"acl ssh_at0 req.payload(0,4) -m bin 5353482d"},
+		},
+		{
+			name:    "tls with SNI",
+			service: "sites",
+			sig:     mustSig(t, node.Service{Kind: node.TLS, SNI: []string{"a.example", "b.example"}, TCP: tcpAddr}),
+			want: []string{
+				"acl sites_hello req.ssl_hello_type 1",
+				"acl sites_sni req.ssl_sni -i a.example b.example",
+			},
+		},
+		{
+			name:    "tls without SNI",
+			service: "any",
+			sig:     mustSig(t, node.Service{Kind: node.TLS, TCP: tcpAddr}),
+			want:    []string{"acl any_hello req.ssl_hello_type 1"},
+		},
+		{
+			name:    "http",
+			service: "web",
+			sig:     mustSig(t, node.Service{Kind: node.HTTP, TCP: tcpAddr}),
+			want:    []string{"acl web_http req.proto_http"},
+		},
+		{
+			name:    "name taken in the frontend",
+			service: "web",
+			sig:     mustSig(t, node.Service{Kind: node.HTTP, TCP: tcpAddr}),
+			used:    []string{"web_http", "web_http_2"},
+			want:    []string{"acl web_http_3 req.proto_http"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			used := map[string]bool{}
+			for _, u := range tt.used {
+				used[u] = true
+			}
+			var got []string
+			for _, a := range ACLs(tt.service, tt.sig, used) {
+				got = append(got, a.String())
+			}
+			if diff := lineDiff(strings.Join(tt.want, "\n"), strings.Join(got, "\n")); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+var tcpAddr = mustAddrPort("127.0.0.1:1194")
+
+func mustSig(t *testing.T, s node.Service) signature.Signature {
+	t.Helper()
+	sig, ok := signature.For(s, node.TCP)
+	if !ok {
+		t.Fatalf("no TCP signature for %+v", s)
+	}
+	return sig
+}

@@ -1,0 +1,217 @@
+package haproxy
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Runtime talks to the runtime API on the stats socket: server changes that
+// need no reload, and state for status and verification.
+type Runtime struct {
+	sock socket
+}
+
+// NewRuntime returns a client for the stats socket at path; a nil dialer
+// means UnixDialer.
+func NewRuntime(path string, d Dialer) *Runtime {
+	return &Runtime{sock: socket{path: path, dialer: d}}
+}
+
+// StatType is the kind of object a "show stat" row describes.
+type StatType int
+
+const (
+	StatFrontend StatType = 0
+	StatBackend  StatType = 1
+	StatServer   StatType = 2
+	StatListener StatType = 3
+)
+
+func (t StatType) String() string {
+	switch t {
+	case StatFrontend:
+		return "frontend"
+	case StatBackend:
+		return "backend"
+	case StatServer:
+		return "server"
+	case StatListener:
+		return "listener"
+	}
+	return "type " + strconv.Itoa(int(t))
+}
+
+// Stat is one row of "show stat".
+type Stat struct {
+	Proxy string // pxname
+	Name  string // svname: FRONTEND, BACKEND or the server's name
+	Type  StatType
+	// Status is OPEN for a frontend; UP, DOWN, MAINT, "no check", ... for
+	// servers and backends.
+	Status string
+	Scur   int    // current sessions
+	Smax   int    // most sessions at once
+	Stot   int    // sessions in all
+	Addr   string // a server's address, ip:port
+}
+
+// ParseStat reads the CSV answer to "show stat".
+func ParseStat(answer string) ([]Stat, error) {
+	if !strings.HasPrefix(answer, "# ") {
+		return nil, fmt.Errorf("show stat: %w: %s", ErrCommand, strings.TrimSpace(answer))
+	}
+	r := csv.NewReader(strings.NewReader(answer[2:]))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("show stat: %w", err)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	for _, need := range []string{"pxname", "svname", "type", "status", "scur", "smax", "stot", "addr"} {
+		if _, ok := col[need]; !ok {
+			return nil, fmt.Errorf("show stat: no %q column", need)
+		}
+	}
+	var out []Stat
+	for n, row := range rows[1:] {
+		get := func(name string) string {
+			if i := col[name]; i < len(row) {
+				return row[i]
+			}
+			return ""
+		}
+		num := func(name string) (int, error) {
+			v := get(name)
+			if v == "" {
+				return 0, nil
+			}
+			x, err := strconv.Atoi(v)
+			if err != nil {
+				return 0, fmt.Errorf("show stat: row %d, %s: %w", n+1, name, err)
+			}
+			return x, nil
+		}
+		s := Stat{Proxy: get("pxname"), Name: get("svname"), Status: get("status"), Addr: get("addr")}
+		t, err := num("type")
+		if err != nil {
+			return nil, err
+		}
+		s.Type = StatType(t)
+		if s.Scur, err = num("scur"); err != nil {
+			return nil, err
+		}
+		if s.Smax, err = num("smax"); err != nil {
+			return nil, err
+		}
+		if s.Stot, err = num("stot"); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// ShowStat runs "show stat".
+func (r *Runtime) ShowStat(ctx context.Context) ([]Stat, error) {
+	ans, err := r.sock.command(ctx, "show stat")
+	if err != nil {
+		return nil, err
+	}
+	return ParseStat(ans)
+}
+
+// Info is the answer to "show info": every "Key: value" line, with the
+// fields portstripe reads typed.
+type Info struct {
+	Version   string
+	PID       int
+	UptimeSec int
+	CurrConns int
+	Stopping  bool
+	Fields    map[string]string
+}
+
+// ParseInfo reads the answer to "show info".
+func ParseInfo(answer string) (Info, error) {
+	in := Info{Fields: map[string]string{}}
+	for _, line := range strings.Split(answer, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		in.Fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	if _, ok := in.Fields["Pid"]; !ok {
+		return Info{}, fmt.Errorf("show info: %w: %s", ErrCommand, strings.TrimSpace(answer))
+	}
+	in.Version = in.Fields["Version"]
+	for _, f := range []struct {
+		key string
+		dst *int
+	}{{"Pid", &in.PID}, {"Uptime_sec", &in.UptimeSec}, {"CurrConns", &in.CurrConns}} {
+		v, err := strconv.Atoi(in.Fields[f.key])
+		if err != nil {
+			return Info{}, fmt.Errorf("show info: %s: %w", f.key, err)
+		}
+		*f.dst = v
+	}
+	in.Stopping = in.Fields["Stopping"] == "1"
+	return in, nil
+}
+
+// ShowInfo runs "show info" (of the worker that answers the socket).
+func (r *Runtime) ShowInfo(ctx context.Context) (Info, error) {
+	ans, err := r.sock.command(ctx, "show info")
+	if err != nil {
+		return Info{}, err
+	}
+	return ParseInfo(ans)
+}
+
+// SetServerAddr points a server at a new address without a reload:
+// "set server <backend>/<server> addr <ip> port <port>".
+func (r *Runtime) SetServerAddr(ctx context.Context, backend, server string, addr netip.AddrPort) error {
+	cmd := fmt.Sprintf("set server %s/%s addr %s port %d", backend, server, addr.Addr(), addr.Port())
+	return r.run(ctx, cmd, []string{backend, server}, func(ans string) bool {
+		// "IP changed from '…' to '…', port changed from '…' to '…' by
+		// 'stats socket command'", or "no need to change the addr, …".
+		return strings.HasPrefix(ans, "IP changed from ") || strings.HasPrefix(ans, "no need to change the addr")
+	})
+}
+
+// EnableServer takes a server out of maintenance: "enable server b/s".
+func (r *Runtime) EnableServer(ctx context.Context, backend, server string) error {
+	return r.run(ctx, "enable server "+backend+"/"+server, []string{backend, server}, emptyOK)
+}
+
+// DisableServer puts a server into maintenance (new sessions go elsewhere,
+// established ones stay): "disable server b/s".
+func (r *Runtime) DisableServer(ctx context.Context, backend, server string) error {
+	return r.run(ctx, "disable server "+backend+"/"+server, []string{backend, server}, emptyOK)
+}
+
+// emptyOK: these commands answer nothing when they worked and a sentence
+// ("No such server.") when not.
+func emptyOK(ans string) bool { return ans == "" }
+
+func (r *Runtime) run(ctx context.Context, cmd string, names []string, ok func(string) bool) error {
+	if err := checkNames(names...); err != nil {
+		return fmt.Errorf("haproxy runtime %q: %w", cmd, err)
+	}
+	ans, err := r.sock.command(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	ans = strings.TrimSpace(ans)
+	if !ok(ans) {
+		return fmt.Errorf("haproxy runtime %q: %w: %s", cmd, ErrCommand, ans)
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package haproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"time"
+)
+
+// DefaultTimeout bounds one socket command when the caller's context has no
+// deadline of its own.
+const DefaultTimeout = 5 * time.Second
+
+// maxAnswer bounds what one command may answer; "show stat" of a few
+// hundred proxies is well under a megabyte.
+const maxAnswer = 16 << 20
+
+// Conn is one connection to a HAProxy CLI socket; *net.UnixConn is one.
+type Conn interface {
+	io.ReadWriteCloser
+	// CloseWrite ends the command: the master CLI answers but keeps the
+	// connection open until the client half-closes (seen on 2.6.12).
+	CloseWrite() error
+	SetDeadline(t time.Time) error
+}
+
+// Dialer connects to a CLI socket; tests use a fake that answers from
+// recorded output.
+type Dialer interface {
+	Dial(ctx context.Context, path string) (Conn, error)
+}
+
+// UnixDialer dials unix sockets.
+type UnixDialer struct{}
+
+func (UnixDialer) Dial(ctx context.Context, path string) (Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.UnixConn), nil
+}
+
+// socket sends one command per connection, in HAProxy's non-interactive
+// mode: the command line, then read the answer until HAProxy closes.
+type socket struct {
+	path    string
+	dialer  Dialer
+	timeout time.Duration
+}
+
+func (s socket) command(ctx context.Context, cmd string) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		t := s.timeout
+		if t <= 0 {
+			t = DefaultTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	d := s.dialer
+	if d == nil {
+		d = UnixDialer{}
+	}
+	c, err := d.Dial(ctx, s.path)
+	if err != nil {
+		return "", fmt.Errorf("haproxy socket %s: %w", s.path, err)
+	}
+	defer c.Close()
+	deadline, _ := ctx.Deadline()
+	if err := c.SetDeadline(deadline); err != nil {
+		return "", fmt.Errorf("haproxy socket %s: %w", s.path, err)
+	}
+	// A deadline covers a stuck read; cancellation closes the connection.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return "", s.fail(ctx, cmd, err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		return "", s.fail(ctx, cmd, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(c, maxAnswer+1))
+	if err != nil {
+		return "", s.fail(ctx, cmd, err)
+	}
+	if len(b) > maxAnswer {
+		return "", fmt.Errorf("haproxy socket %s: %q: answer longer than %d bytes", s.path, cmd, maxAnswer)
+	}
+	return string(b), nil
+}
+
+func (s socket) fail(ctx context.Context, cmd string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		err = ctxErr
+	}
+	return fmt.Errorf("haproxy socket %s: %q: %w", s.path, cmd, err)
+}
+
+// cliNameRE is what may go into a command as a proxy or server name: the
+// CLI splits commands on ';' and words on spaces.
+var cliNameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
+
+func checkNames(names ...string) error {
+	for _, n := range names {
+		if !cliNameRE.MatchString(n) {
+			return fmt.Errorf("%q is not a HAProxy name (A-Z a-z 0-9 _ . : -)", n)
+		}
+	}
+	return nil
+}
+
+// ErrCommand marks an answer in which HAProxy refused a command.
+var ErrCommand = errors.New("haproxy refused the command")
