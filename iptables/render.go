@@ -238,13 +238,21 @@ func shortPorts(ports node.PortSet, limit int) string {
 	if len(full) <= limit {
 		return full
 	}
-	for k := len(ports) - 1; k >= 1; k-- {
-		s := fmt.Sprintf("%s and %d more ranges", ports[:k], len(ports)-k)
-		if len(s) <= limit {
-			return s
+	// Grow the prefix from the front (linear, not one String per cut).
+	best := fmt.Sprintf("%d ranges", len(ports))
+	var b strings.Builder
+	for k := 0; k < len(ports)-1; k++ {
+		if k > 0 {
+			b.WriteByte(',')
 		}
+		b.WriteString(ports[k].String())
+		s := fmt.Sprintf("%s and %d more ranges", b.String(), len(ports)-k-1)
+		if len(s) > limit {
+			break
+		}
+		best = s
 	}
-	return fmt.Sprintf("%d ranges", len(ports))
+	return best
 }
 
 // truncate cuts s to maxComment bytes on a rune boundary.
