@@ -113,7 +113,7 @@ var defaults = map[string]any{
 	"haproxy.timeouts.connect": "5s",
 	"haproxy.timeouts.client":  "1h",
 	"haproxy.timeouts.server":  "1h",
-	"haproxy.maxconn":          "20000",
+	"haproxy.maxconn":          "4096",
 	"haproxy.master_socket":    "/run/portstripe/haproxy-master.sock",
 	"haproxy.runtime_socket":   "/run/portstripe/haproxy.sock",
 	"defaults.tcp":             Reject,

@@ -253,6 +253,10 @@ func haproxySettings(f haproxyFile) (HAProxy, error) {
 		}
 		*d.dst = v
 	}
+	if h.TimeoutClient < h.InspectDelay {
+		// HAProxy's docs: the client timeout must cover the inspection delay.
+		return h, fieldErr("haproxy.timeouts.client", "%s is shorter than haproxy.inspect_delay (%s)", h.TimeoutClient, h.InspectDelay)
+	}
 	if h.MaxConn, err = strconv.Atoi(f.MaxConn); err != nil || h.MaxConn < 1 || h.MaxConn > 1000000 {
 		return h, fieldErr("haproxy.maxconn", "%q is not a number from 1 to 1000000", f.MaxConn)
 	}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portstripe/portstripe/artifact"
+	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/iptables"
+)
+
+func compileCmd(nf *nodeFlags) *cobra.Command {
+	out := "out"
+	c := &cobra.Command{
+		Use:   "compile [-c node.yaml] [-o DIR]",
+		Short: "Write haproxy.cfg, rules.v4 and plan.json for a node",
+		Long: `compile reads the node file, plans every striped port and writes:
+
+  DIR/haproxy.cfg  HAProxy 2.6 configuration: one classification frontend per
+                   distinct TCP decision list, one backend per TCP service
+  DIR/rules.v4     iptables-restore input for the nat table (portstripe's own
+                   chains; 'portstripe apply' hooks them into PREROUTING/OUTPUT)
+  DIR/plan.json    the plan itself, as 'explain' and 'route' read it
+
+Files are replaced atomically; the previous version of each is kept as
+NAME.prev. A bad node file writes nothing and exits 2.`,
+		Example: `  portstripe compile                       # the built-in seed node into ./out
+  portstripe compile -c node.yaml -o /etc/portstripe`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := nf.options()
+			if err != nil {
+				return err
+			}
+			res, err := compiler.Compile(o)
+			if err != nil {
+				return err
+			}
+			if err := artifact.WriteAll(out, res.Files); err != nil {
+				return fmt.Errorf("compile: %w", err)
+			}
+			names := make([]string, 0, len(res.Files))
+			for n := range res.Files {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "node %s (%s, sha256 %.12s): %d services, %d port ranges, %d decision lists\n",
+				res.Plan.Node.Name, res.Plan.Node.Source, res.Plan.Node.SHA256, len(res.Node.Services), len(res.Plan.Ranges), len(res.Plan.Lists))
+			for _, n := range names {
+				fmt.Fprintf(w, "wrote %s (%d bytes)\n", filepath.Join(out, n), len(res.Files[n]))
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&out, "output", "o", out, "directory to write haproxy.cfg, rules.v4 and plan.json into")
+	return c
+}
+
+func checkCmd(nf *nodeFlags) *cobra.Command {
+	dir := ""
+	c := &cobra.Command{
+		Use:   "check [-c node.yaml] [--dir DIR]",
+		Short: "Validate the compiled haproxy.cfg and rules with the real haproxy and iptables-restore",
+		Long: `check compiles the node (or, with --dir, reads DIR/haproxy.cfg and
+DIR/rules.v4 written by compile) and validates them with the real tools:
+'haproxy -c -f haproxy.cfg', and 'iptables-restore --test' inside a throwaway
+network namespace (needs root), so the host's rules are never touched.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			files, cleanup, err := checkInputs(nf, dir)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			ctx := context.Background()
+			w := cmd.OutOrStdout()
+			if err := haproxy.Check(ctx, files.cfgPath); err != nil {
+				return fmt.Errorf("check %s: %w", files.cfgName, err)
+			}
+			fmt.Fprintf(w, "ok  %s: haproxy -c accepts it\n", files.cfgName)
+			if err := iptables.Check(ctx, files.rules); err != nil {
+				return fmt.Errorf("check %s: %w", files.rulesName, err)
+			}
+			fmt.Fprintf(w, "ok  %s: the kernel accepts it (loaded into a throwaway network namespace)\n", files.rulesName)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "check the files compile wrote into DIR instead of compiling")
+	return c
+}
+
+type checkFiles struct {
+	cfgName, cfgPath, rulesName string
+	rules                       []byte
+}
+
+// checkInputs finds the files to check: written by compile into dir, or
+// compiled now into a temporary directory.
+func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
+	noop := func() {}
+	if dir != "" {
+		f := checkFiles{
+			cfgName: filepath.Join(dir, compiler.HAProxyFile), cfgPath: filepath.Join(dir, compiler.HAProxyFile),
+			rulesName: filepath.Join(dir, compiler.RulesFile),
+		}
+		var err error
+		if f.rules, err = os.ReadFile(f.rulesName); err != nil {
+			return f, noop, fmt.Errorf("check: %w", err)
+		}
+		return f, noop, nil
+	}
+	o, err := nf.options()
+	if err != nil {
+		return checkFiles{}, noop, err
+	}
+	res, err := compiler.Compile(o)
+	if err != nil {
+		return checkFiles{}, noop, err
+	}
+	tmp, err := os.MkdirTemp("", "portstripe-check-")
+	if err != nil {
+		return checkFiles{}, noop, fmt.Errorf("check: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	if err := artifact.WriteAll(tmp, res.Files); err != nil {
+		cleanup()
+		return checkFiles{}, noop, fmt.Errorf("check: %w", err)
+	}
+	return checkFiles{
+		cfgName: compiler.HAProxyFile, cfgPath: filepath.Join(tmp, compiler.HAProxyFile),
+		rulesName: compiler.RulesFile, rules: res.Files[compiler.RulesFile],
+	}, cleanup, nil
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"unicode"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/plan"
+)
+
+func explainCmd(nf *nodeFlags) *cobra.Command {
+	asJSON := false
+	c := &cobra.Command{
+		Use:   "explain [-c node.yaml] [--json]",
+		Short: "Print the port map: per protocol and port range, what is tried in which order",
+		Long: `explain prints the compiled plan as a table: for each protocol and port
+range, the signatures tried on a client's first packet in order, the service
+each leads to and where it lands, then the default for packets that match
+none, and the services left out of a port (with the reason). Below the table,
+what each signature relies on.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := loadPlan(nf)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), p.Explain())
+			}
+			return writeExplain(cmd.OutOrStdout(), p)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the rows as JSON")
+	return c
+}
+
+func loadPlan(nf *nodeFlags) (*plan.Plan, error) {
+	o, err := nf.options()
+	if err != nil {
+		return nil, err
+	}
+	res, err := compiler.Compile(o)
+	if err != nil {
+		return nil, err
+	}
+	return res.Plan, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeExplain(w io.Writer, p *plan.Plan) error {
+	fmt.Fprintf(w, "node %s from %s (sha256 %s)\n", p.Node.Name, p.Node.Source, p.Node.SHA256)
+	fmt.Fprintf(w, "addresses %v; reserved ports %s get no rule\n\n", p.Node.Addresses, p.Node.Reserved)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tPORTS\tVIA\t#\tSIGNATURE\tSERVICE\tTARGET")
+	prev := ""
+	for _, r := range p.Explain() {
+		key := string(r.Proto) + r.Ports
+		proto, ports, via := string(r.Proto), shorten(r.Ports, 40), r.Frontend
+		if via == "" {
+			via = "kernel (u32)"
+		}
+		if key == prev {
+			proto, ports, via = "", "", ""
+		}
+		prev = key
+		sig := r.Signature
+		if r.Step == "left out" {
+			sig = "(cannot be told apart from the owner)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", proto, ports, via, r.Step, sig, r.Service, r.Target)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nWhat each check relies on:")
+	seen := map[string]bool{}
+	for _, r := range p.Explain() {
+		line := fmt.Sprintf("  %s %s: %s", r.Proto, r.Signature, r.Relies)
+		if r.Step == "default" {
+			line = fmt.Sprintf("  %s %s default: %s", r.Proto, r.List, r.Relies)
+		}
+		if r.Step == "left out" {
+			line = fmt.Sprintf("  %s %s left out of %s: %s", r.Proto, r.Service, r.Ports, r.Relies)
+		}
+		if r.Relies == "" || seen[line] {
+			continue
+		}
+		seen[line] = true
+		fmt.Fprintln(w, line)
+	}
+	return nil
+}
+
+// shorten keeps long port lists readable in the table; --json has them whole.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := strings.LastIndex(s[:n], ",")
+	if cut < 0 {
+		cut = n
+	}
+	return s[:cut] + ",…"
+}
+
+func routeCmd(nf *nodeFlags) *cobra.Command {
+	var (
+		proto, payloadHex, payloadFile string
+		port                           int
+		asJSON                         bool
+	)
+	c := &cobra.Command{
+		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F) [--json]",
+		Short: "Say which service a client's first packet on a port reaches",
+		Long: `route answers "where does this client land?" from the same plan the emitters
+turn into rules: give the protocol, the public port the client connects to,
+and its first packet (UDP: the datagram's payload; TCP: the first bytes of the
+stream, OpenVPN's 2-byte length prefix included). It prints the service, the
+address it lands on, and which rule took it; "none" when no rule does
+(a reserved port, or a default that rejects).
+
+--payload-file reads hex text (as in shared/fixtures/first-packets/*.hex) or,
+if the file is not hex, its raw bytes.`,
+		Example: `  portstripe route --proto udp --port 5061 --payload-file ../shared/fixtures/first-packets/udp-tls-crypt.hex
+  portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 --json`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pr := node.Proto(proto)
+			if pr != node.UDP && pr != node.TCP {
+				return usageError{fmt.Errorf("--proto %q: want udp or tcp", proto)}
+			}
+			if port < 1 || port > 65535 {
+				return usageError{fmt.Errorf("--port %d: want 1-65535", port)}
+			}
+			payload, err := readPayload(payloadHex, payloadFile)
+			if err != nil {
+				return err
+			}
+			p, err := loadPlan(nf)
+			if err != nil {
+				return err
+			}
+			r := p.Route(pr, uint16(port), payload)
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r)
+			}
+			target := r.Target
+			if target == "" {
+				target = "-"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d → %s at %s\n  via %s\n", pr, port, r.Service, target, r.Via)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&proto, "proto", "", "udp or tcp (required)")
+	c.Flags().IntVar(&port, "port", 0, "public port the client connects to (required)")
+	c.Flags().StringVar(&payloadHex, "payload-hex", "", "the first packet as hex")
+	c.Flags().StringVar(&payloadFile, "payload-file", "", "file holding the first packet (hex text or raw bytes)")
+	c.Flags().BoolVar(&asJSON, "json", false, `print {"service", "target", "via"} as JSON`)
+	c.MarkFlagRequired("proto")
+	c.MarkFlagRequired("port")
+	c.MarkFlagsMutuallyExclusive("payload-hex", "payload-file")
+	c.MarkFlagsOneRequired("payload-hex", "payload-file")
+	return c
+}
+
+func readPayload(hexText, file string) ([]byte, error) {
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--payload-file: %w", err)}
+		}
+		text := strings.Map(func(r rune) rune {
+			if unicode.IsSpace(r) {
+				return -1
+			}
+			return r
+		}, string(data))
+		if b, err := hex.DecodeString(text); err == nil && len(text) > 0 {
+			return b, nil
+		}
+		return data, nil
+	}
+	b, err := hex.DecodeString(strings.Join(strings.Fields(hexText), ""))
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--payload-hex: %w", err)}
+	}
+	return b, nil
+}

@@ -1,0 +1,117 @@
+// Command portstripe compiles a VPN node's port-striping plan into iptables
+// rules and haproxy.cfg, explains it, and keeps it applied on a live node.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portstripe/portstripe/node"
+)
+
+// Exit codes: 2 means the operator's input (node file, flags) is wrong and
+// nothing was written or applied; 1 means the machine failed.
+const (
+	exitFailure = 1
+	exitInput   = 2
+)
+
+// usageError marks a bad command line.
+type usageError struct{ error }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "portstripe: "+oneLine(err.Error()))
+		var ue usageError
+		if errors.As(err, &ue) || node.IsInputError(err) {
+			return exitInput
+		}
+		return exitFailure
+	}
+	return 0
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// nodeFlags are the flags every command that reads a node file shares.
+type nodeFlags struct {
+	path string
+	set  []string
+}
+
+func (f *nodeFlags) register(c *cobra.Command) {
+	c.PersistentFlags().StringVarP(&f.path, "config", "c", os.Getenv("PORTSTRIPE_CONFIG"),
+		"node file (YAML); default: the built-in seed node (fixtures/seed-node.yaml); env PORTSTRIPE_CONFIG")
+	c.PersistentFlags().StringArrayVar(&f.set, "set", nil,
+		"override a node file key, e.g. --set haproxy.inspect_delay=2s (repeatable; PORTSTRIPE_HAPROXY_INSPECT_DELAY=2s works too)")
+}
+
+func (f *nodeFlags) options() (node.Options, error) {
+	o := node.Options{Path: f.path, Env: true, Set: map[string]string{}}
+	for _, kv := range f.set {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return o, usageError{fmt.Errorf("--set %q: want KEY=VALUE", kv)}
+		}
+		o.Set[k] = v
+	}
+	return o, nil
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	var nf nodeFlags
+	root := &cobra.Command{
+		Use:   "portstripe",
+		Short: "Share every public port of a VPN node between OpenVPN, SSH, TLS and more",
+		Long: `portstripe turns one declarative node file into the iptables rules and the
+haproxy.cfg that let many services share every public port ("port striping"):
+UDP is classified in the kernel by the first datagram's signature (u32), TCP
+lands on HAProxy frontends that read the client's first bytes.
+
+Without -c it works on the built-in seed node (fixtures/seed-node.yaml), so
+'portstripe compile' and 'portstripe explain' show what it does at once.
+
+Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
+(nothing was written or applied).`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	nf.register(root)
+	root.AddCommand(
+		compileCmd(&nf),
+		checkCmd(&nf),
+		explainCmd(&nf),
+		routeCmd(&nf),
+	)
+	for _, c := range root.Commands() {
+		c.Args = wrapArgs(c.Args)
+	}
+	return root
+}
+
+// wrapArgs turns positional-argument errors into usage errors (exit 2).
+func wrapArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	if check == nil {
+		check = cobra.NoArgs
+	}
+	return func(c *cobra.Command, args []string) error {
+		if err := check(c, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portstripe/portstripe/internal/golden"
+)
+
+func portstripe(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestCompileSeed(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := portstripe(t, "compile", "-o", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, f := range []string{"haproxy.cfg", "rules.v4", "plan.json"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatalf("%s not written: %v (%s)", f, err, out)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+	plan, _ := os.ReadFile(filepath.Join(dir, "plan.json"))
+	golden.Check(t, "../../fixtures/golden/seed/plan.json", plan)
+	_, explain, _ := portstripe(t, "explain")
+	golden.Check(t, "../../fixtures/golden/seed/explain.txt", []byte(explain))
+}
+
+// TestBadNodeFiles: one line naming the field path, exit 2, nothing written.
+func TestBadNodeFiles(t *testing.T) {
+	seed, err := os.ReadFile("../../fixtures/seed-node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, old, new, path string }{
+		{"unknown key", "name: seed", "name: seed\ncolour: blue", "colour: unknown key"},
+		{"bad range", `udp: ["1-29999"]`, `udp: ["1-0"]`, "striped.udp[0]:"},
+		{"overlapping ranges", `udp: ["1-29999"]`, `udp: ["1-29999", "100-200"]`, "striped.udp[1]:"},
+		{"newline in a name", "name: openvpn_rsa", `name: "openvpn_rsa\n  bind :1"`, "services[0].name:"},
+		{"space in a name", "name: openvpn_ecc", `name: "openvpn ecc"`, "services[1].name:"},
+		{"ambiguous port", `dedicated: ["5061"]`, "striped: true", "services[2]: openvpn_ecc and openvpn_ed25519"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			nodeFile := filepath.Join(dir, "node.yaml")
+			edited := strings.Replace(string(seed), tt.old, tt.new, 1)
+			if edited == string(seed) {
+				t.Fatalf("edit %q did not apply", tt.old)
+			}
+			os.WriteFile(nodeFile, []byte(edited), 0o600)
+			out := filepath.Join(dir, "out")
+			code, _, errOut := portstripe(t, "compile", "-c", nodeFile, "-o", out)
+			if code != 2 {
+				t.Errorf("exit %d, want 2 (%s)", code, errOut)
+			}
+			if lines := strings.Count(strings.TrimSpace(errOut), "\n") + 1; lines != 1 {
+				t.Errorf("%d lines of error, want 1: %q", lines, errOut)
+			}
+			if !strings.Contains(errOut, tt.path) {
+				t.Errorf("error %q does not name %q", errOut, tt.path)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("output directory was written: %v", err)
+			}
+		})
+	}
+}
+
+func TestRouteCommand(t *testing.T) {
+	fx := "../../../shared/fixtures/first-packets/"
+	tests := []struct {
+		args []string
+		want map[string]string
+	}{
+		{[]string{"--proto", "udp", "--port", "5061", "--payload-file", fx + "udp-tls-auth-sha512.hex"},
+			map[string]string{"service": "openvpn_rsa", "target": "195.154.33.73:443"}},
+		{[]string{"--proto", "tcp", "--port", "29999", "--payload-file", fx + "tcp-tls-crypt.hex"},
+			map[string]string{"service": "openvpn_ecc", "target": "127.0.0.1:5060"}},
+		{[]string{"--proto", "udp", "--port", "30000", "--payload-file", fx + "udp-tls-crypt.hex"},
+			map[string]string{"service": "none", "target": ""}},
+		{[]string{"--proto", "tcp", "--port", "80", "--payload-hex", "5353482d322e300d0a"},
+			map[string]string{"service": "none", "target": ""}},
+	}
+	for _, tt := range tests {
+		code, out, errOut := portstripe(t, append([]string{"route", "--json"}, tt.args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tt.args, code, errOut)
+		}
+		var got map[string]string
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%v: %v in %q", tt.args, err, out)
+		}
+		for k, v := range tt.want {
+			if got[k] != v {
+				t.Errorf("%v: %s = %q, want %q (via %s)", tt.args, k, got[k], v, got["via"])
+			}
+		}
+		if got["via"] == "" {
+			t.Errorf("%v: no via", tt.args)
+		}
+	}
+	if code, _, _ := portstripe(t, "route", "--proto", "sctp", "--port", "1", "--payload-hex", "00"); code != 2 {
+		t.Errorf("bad --proto: exit %d, want 2", code)
+	}
+}

@@ -1,0 +1,63 @@
+// Package compiler runs the one-way pipeline node file → model → plan →
+// emitters and hands back everything a command writes, checks or applies.
+package compiler
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/plan"
+)
+
+// File names of the compiled artefacts, as written by compile and apply.
+const (
+	HAProxyFile = "haproxy.cfg"
+	RulesFile   = "rules.v4"
+	PlanFile    = "plan.json"
+)
+
+// Result is a compiled node.
+type Result struct {
+	Node *node.Node
+	Plan *plan.Plan
+	// Files maps the artefact names above to their content.
+	Files map[string][]byte
+}
+
+// Compile loads, validates and plans a node, then renders both artefacts.
+// Input errors are *node.FieldError (see node.IsInputError).
+func Compile(o node.Options) (*Result, error) {
+	n, err := node.Load(o)
+	if err != nil {
+		return nil, err
+	}
+	return FromNode(n)
+}
+
+// FromNode plans and renders an already loaded node.
+func FromNode(n *node.Node) (*Result, error) {
+	p, err := plan.Build(n)
+	if err != nil {
+		return nil, err
+	}
+	pj, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode plan: %w", err)
+	}
+	cfg := haproxy.FromPlan(p)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("render haproxy.cfg: %w", err)
+	}
+	return &Result{
+		Node: n,
+		Plan: p,
+		Files: map[string][]byte{
+			HAProxyFile: cfg.Marshal(),
+			RulesFile:   iptables.Render(p),
+			PlanFile:    append(pj, '\n'),
+		},
+	}, nil
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need from Debian's
+# packages when it is missing, then runs the static checks, the unit tests
+# and (as root) the end-to-end tests against the real HAProxy, iptables and
+# OpenVPN in network namespaces. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in haproxy:haproxy openvpn:openvpn iptables-restore:iptables socat:socat \
+	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 \
+	docker-compose:docker-compose sslh:sslh; do
+	cmd=${pair%%:*} pkg=${pair#*:}
+	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "test.sh: missing ${need[*]}; run as root (or: sudo apt-get install ${need[*]})" >&2
+		exit 1
+	fi
+	echo "test.sh: installing ${need[*]} from Debian" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# sslh asks at install time whether to run from inetd; answer standalone.
+	echo "sslh sslh/inetd_or_standalone select standalone" | debconf-set-selections
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	# The packages start their own daemons; the tests start their own.
+	for svc in haproxy openvpn ssh sslh; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+echo "== gofmt, go vet" >&2
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+go vet ./...
+go vet -tags e2e ./e2e/...
+
+echo "== unit tests" >&2
+go test -count=1 ./...
+
+if [ "$(id -u)" -eq 0 ]; then
+	echo "== end-to-end tests (real HAProxy, iptables, OpenVPN in network namespaces)" >&2
+	go test -count=1 -tags e2e -timeout 15m ./e2e/...
+else
+	echo "test.sh: not root, so the end-to-end tests did not run (they need network namespaces)" >&2
+	exit 1
+fi
