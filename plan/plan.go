@@ -286,8 +286,7 @@ func orderList(n *node.Node, l *List) error {
 		sa, sb := l.Decisions[a].Target.Service, l.Decisions[b].Target.Service
 		return &node.FieldError{
 			Path: servicePath(n, sb),
-			Msg: fmt.Sprintf("%s and %s cannot share %s %s: %v; give one of them dedicated ports or another tls mode",
-				sa, sb, l.Proto, l.Ports, err),
+			Msg:  fmt.Sprintf("%s and %s cannot share %s %s: %v", sa, sb, l.Proto, l.Ports, err),
 		}
 	}
 	ordered := make([]Decision, len(order))

@@ -81,7 +81,7 @@ func TestBuild(t *testing.T) {
   - {name: ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: 5060}
   - {name: ed, kind: openvpn, tls: {mode: tls-crypt}, udp: 5061}
 `,
-			wantErr: []string{"services[1]:", "ecc and ed", "udp 1-29999", "cannot be told apart"},
+			wantErr: []string{"services[1]:", "ecc and ed", "udp 1-29999", "no signature tells them apart", "dedicated ports"},
 		},
 		{
 			name: "two tls-auth with one digest are ambiguous on tcp too",

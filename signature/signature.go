@@ -282,7 +282,7 @@ func Order(sigs []Signature) (order []int, a, b int, err error) {
 	for i, x := range idx {
 		for _, y := range idx[i+1:] {
 			if sigs[x].Catches(sigs[y]) && sigs[y].Catches(sigs[x]) {
-				return nil, x, y, fmt.Errorf("%s and %s cannot be told apart", sigs[x].Label, sigs[y].Label)
+				return nil, x, y, ambiguity(sigs[x], sigs[y])
 			}
 		}
 	}
@@ -299,4 +299,21 @@ func Order(sigs []Signature) (order []int, a, b int, err error) {
 		remaining = slices.Delete(slices.Clone(remaining), pick, pick+1)
 	}
 	return order, 0, 0, nil
+}
+
+// ambiguity explains why two signatures cannot be told apart and what the
+// operator can change.
+func ambiguity(a, b Signature) error {
+	what := fmt.Sprintf("%s and %s take each other's clients", a.Label, b.Label)
+	if a.Label == b.Label {
+		what = "both are " + a.Label
+	}
+	hint := "give one of them dedicated ports"
+	switch a.Family {
+	case FamilyOpenVPN:
+		hint += " or another tls mode or digest"
+	case FamilyTLS:
+		hint += " or disjoint SNI names"
+	}
+	return fmt.Errorf("no signature tells them apart (%s); %s", what, hint)
 }

@@ -96,6 +96,11 @@ Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
 		checkCmd(&nf),
 		explainCmd(&nf),
 		routeCmd(&nf),
+		applyCmd(&nf),
+		runCmd(&nf),
+		statusCmd(),
+		cleanCmd(),
+		installUnitCmd(),
 	)
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)

@@ -1,0 +1,99 @@
+package supervisor
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/iptables"
+)
+
+// Metrics are what `portstripe run` serves on /metrics.
+type Metrics struct {
+	Registry    *prometheus.Registry
+	Applies     *prometheus.CounterVec // by result: ok, unchanged, failed
+	LastSuccess prometheus.Gauge
+	NodeInfo    *prometheus.GaugeVec
+	Restarts    prometheus.Counter
+}
+
+// Live is what the scrape-time collector reads: HAProxy and rule counters.
+type Live interface {
+	Procs(ctx context.Context) (haproxy.Procs, error)
+	Stats(ctx context.Context) ([]haproxy.Stat, error)
+	Counters(ctx context.Context) ([]iptables.Counter, error)
+}
+
+// NewMetrics registers portstripe's metrics and, with live, the ones read
+// at scrape time.
+func NewMetrics(live Live) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portstripe_applies_total", Help: "Applies of the node file, by result (ok, unchanged, failed).",
+		}, []string{"result"}),
+		LastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portstripe_last_success_timestamp_seconds", Help: "When the node file was last applied (or found applied) successfully.",
+		}),
+		NodeInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "portstripe_node_info", Help: "The applied node file: 1 for its name and SHA-256.",
+		}, []string{"node", "sha256"}),
+		Restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "portstripe_haproxy_restarts_total", Help: "HAProxy masters restarted after dying.",
+		}),
+	}
+	for _, r := range []string{"ok", "unchanged", "failed"} {
+		m.Applies.WithLabelValues(r)
+	}
+	m.Registry.MustRegister(m.Applies, m.LastSuccess, m.NodeInfo, m.Restarts)
+	if live != nil {
+		m.Registry.MustRegister(liveCollector{live})
+	}
+	return m
+}
+
+var (
+	descWorkers  = prometheus.NewDesc("portstripe_haproxy_workers", "HAProxy worker processes (current and old ones still serving).", []string{"state"}, nil)
+	descReloads  = prometheus.NewDesc("portstripe_haproxy_reloads", "Reloads the HAProxy master has done.", nil, nil)
+	descUp       = prometheus.NewDesc("portstripe_haproxy_up", "1 when the HAProxy master answers.", nil, nil)
+	descSessions = prometheus.NewDesc("portstripe_backend_sessions", "Current sessions per backend.", []string{"backend"}, nil)
+	descPackets  = prometheus.NewDesc("portstripe_first_packets_total", "UDP first packets taken per rule (from the iptables counters).", []string{"chain", "rule"}, nil)
+)
+
+type liveCollector struct{ live Live }
+
+func (liveCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWorkers, descReloads, descUp, descSessions, descPackets} {
+		ch <- d
+	}
+}
+
+func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	up := 0.0
+	if ps, err := c.live.Procs(ctx); err == nil {
+		up = 1
+		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(len(ps.Workers)), "current")
+		ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(len(ps.OldWorkers)), "old")
+		ch <- prometheus.MustNewConstMetric(descReloads, prometheus.GaugeValue, float64(ps.Master.Reloads))
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+	if stats, err := c.live.Stats(ctx); err == nil {
+		for _, s := range stats {
+			if s.Type == haproxy.StatBackend {
+				ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(s.Scur), s.Proxy)
+			}
+		}
+	}
+	if counters, err := c.live.Counters(ctx); err == nil {
+		for _, k := range counters {
+			if strings.HasPrefix(k.Chain, iptables.ListChainPrefix) {
+				ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(k.Packets), k.Chain, k.Comment)
+			}
+		}
+	}
+}

@@ -1,0 +1,240 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/portstripe/portstripe/haproxy"
+)
+
+// HAProxy is the HAProxy master portstripe drives: started here in
+// master-worker mode (`haproxy -W -S <master socket> -f <cfg>`), or, when
+// one already answers on the master socket, attached to.
+type HAProxy struct {
+	Bin           string // haproxy binary; "haproxy" when empty
+	Config        string // haproxy.cfg path
+	MasterSocket  string
+	RuntimeSocket string
+	// Daemon starts the master detached (-D), for a one-shot apply that
+	// exits while HAProxy keeps serving; run keeps it as a child instead.
+	Daemon bool
+	Log    *slog.Logger
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the child master exits
+	master  *haproxy.Master
+	runtime *haproxy.Runtime
+}
+
+func (h *HAProxy) clients() (*haproxy.Master, *haproxy.Runtime) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.master == nil {
+		h.master = haproxy.NewMaster(h.MasterSocket, nil)
+		h.runtime = haproxy.NewRuntime(h.RuntimeSocket, nil)
+	}
+	return h.master, h.runtime
+}
+
+// Alive reports whether a master answers on the master socket.
+func (h *HAProxy) Alive(ctx context.Context) bool {
+	m, _ := h.clients()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := m.ShowProc(ctx)
+	return err == nil
+}
+
+// Procs returns the master's "show proc".
+func (h *HAProxy) Procs(ctx context.Context) (haproxy.Procs, error) {
+	m, _ := h.clients()
+	return m.ShowProc(ctx)
+}
+
+// Stats returns the runtime API's "show stat".
+func (h *HAProxy) Stats(ctx context.Context) ([]haproxy.Stat, error) {
+	_, r := h.clients()
+	return r.ShowStat(ctx)
+}
+
+// Start starts a master on the current configuration and waits until its
+// socket answers.
+func (h *HAProxy) Start(ctx context.Context) error {
+	bin := h.Bin
+	if bin == "" {
+		bin = "haproxy"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("start haproxy: %w (install Debian's haproxy package)", err)
+	}
+	for _, s := range []string{h.MasterSocket, h.RuntimeSocket} {
+		if err := os.MkdirAll(filepath.Dir(s), 0o700); err != nil {
+			return fmt.Errorf("start haproxy: %w", err)
+		}
+	}
+	// A master killed with -9 leaves its socket file behind; HAProxy
+	// refuses to bind over it.
+	os.Remove(h.MasterSocket)
+	args := []string{"-W", "-S", h.MasterSocket + ",mode,600", "-f", h.Config}
+	if h.Daemon {
+		args = append(args, "-D")
+	}
+	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = logWriter{h.Log, "haproxy"}, logWriter{h.Log, "haproxy"}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start haproxy: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	h.mu.Lock()
+	h.cmd, h.exited = cmd, exited
+	h.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if h.Alive(ctx) {
+			h.Log.Info("haproxy master started", "pid", cmd.Process.Pid, "master_socket", h.MasterSocket)
+			return nil
+		}
+		select {
+		case <-exited:
+			if !h.Daemon || cmd.ProcessState.ExitCode() != 0 {
+				return fmt.Errorf("start haproxy: %s exited (%v) before its master socket answered", path, cmd.ProcessState)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("start haproxy: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("start haproxy: master socket %s did not answer within 10s", h.MasterSocket)
+}
+
+// Exited is closed when a master started by this process exits; nil when
+// none was started (or it was started as a daemon).
+func (h *HAProxy) Exited() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Daemon {
+		return nil
+	}
+	return h.exited
+}
+
+// Stop stops the master this process started: SIGUSR1 is HAProxy's soft
+// stop (listeners close, connections finish), SIGTERM after the grace time.
+func (h *HAProxy) Stop(grace time.Duration) {
+	h.mu.Lock()
+	cmd, exited := h.cmd, h.exited
+	h.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGUSR1)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		<-exited
+	}
+}
+
+// Check validates a configuration file with `haproxy -c`.
+func (h *HAProxy) Check(ctx context.Context, cfgPath string) error {
+	return haproxy.Check(ctx, cfgPath)
+}
+
+// Reload makes the master load the configuration on disk, starting a master
+// if none answers.
+func (h *HAProxy) Reload(ctx context.Context) error {
+	if !h.Alive(ctx) {
+		h.Log.Info("no haproxy master answers; starting one", "master_socket", h.MasterSocket)
+		return h.Start(ctx)
+	}
+	m, _ := h.clients()
+	ps, err := m.Reload(ctx)
+	if err != nil {
+		return err
+	}
+	h.Log.Info("haproxy reloaded", "master_pid", ps.Master.PID, "reloads", ps.Master.Reloads, "workers", haproxy.PIDs(ps.Workers))
+	return nil
+}
+
+// SetServerAddr changes a server's address without a reload.
+func (h *HAProxy) SetServerAddr(ctx context.Context, backend, server string, addr netip.AddrPort) error {
+	_, r := h.clients()
+	return r.SetServerAddr(ctx, backend, server, addr)
+}
+
+// FrontendsUp checks through the runtime API that every named frontend is
+// open, retrying briefly while a new worker takes over the stats socket.
+func (h *HAProxy) FrontendsUp(ctx context.Context, names []string) error {
+	_, r := h.clients()
+	var last error
+	for range 40 {
+		stats, err := r.ShowStat(ctx)
+		if err == nil {
+			open := map[string]bool{}
+			for _, s := range stats {
+				if s.Type == haproxy.StatFrontend && s.Status == "OPEN" {
+					open[s.Proxy] = true
+				}
+			}
+			var missing []string
+			for _, n := range names {
+				if !open[n] {
+					missing = append(missing, n)
+				}
+			}
+			if len(missing) == 0 {
+				return nil
+			}
+			slices.Sort(missing)
+			err = fmt.Errorf("frontends not open: %v", missing)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return errors.Join(last, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return last
+}
+
+// logWriter turns HAProxy's output lines into log records.
+type logWriter struct {
+	log *slog.Logger
+	src string
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(string(p), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "[NOTICE]"):
+			w.log.Info(line, "source", w.src)
+		case strings.HasPrefix(line, "[ALERT]"):
+			w.log.Error(line, "source", w.src)
+		default:
+			w.log.Warn(line, "source", w.src)
+		}
+	}
+	return len(p), nil
+}
