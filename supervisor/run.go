@@ -66,8 +66,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", filepath.Dir(target), err)
 		}
 	}
-	attached := r.HAProxy.Alive(ctx)
-	if attached {
+	if r.HAProxy.Alive(ctx) {
 		r.Log.Info("attached to a running haproxy master", "master_socket", r.HAProxy.MasterSocket)
 	}
 	r.apply(ctx, "start")
@@ -81,7 +80,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			r.stop(attached)
+			r.stop()
 			return nil
 		case ev := <-watcher.Events:
 			if p, _ := filepath.Abs(ev.Name); p == target {
@@ -159,11 +158,10 @@ func (r *Runner) restart(ctx context.Context, why string) {
 	r.setHealth(nil)
 }
 
-func (r *Runner) stop(attached bool) {
+func (r *Runner) stop() {
 	r.Log.Info("stopping")
-	if !attached {
-		r.HAProxy.Stop(5 * time.Second)
-	}
+	// Stops only a master this process started; an attached one stays.
+	r.HAProxy.Stop(5 * time.Second)
 	if r.Cleanup != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
