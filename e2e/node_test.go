@@ -1,0 +1,167 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The TCP backends besides OpenVPN, on the node's loopback.
+const (
+	sshBackend  = "127.0.0.1:22"
+	tlsBackendA = "127.0.0.1:8443"
+	tlsBackendB = "127.0.0.1:8444"
+	sniA        = "a.example.com"
+	sniB        = "b.example.com"
+	listenPort  = 20000
+)
+
+// nodeFile is the seed node moved to the node namespace's address, plus an
+// SSH backend and two TLS backends told apart by SNI, all striped. maxconn is
+// small: HAProxy needs about 2×maxconn file descriptors, and the default
+// (20000) does not start where the hard limit is 20000.
+func nodeFile(dir string, instances []*instance) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `name: e2e
+addresses: [%s]
+striped:
+  tcp: ["1-29999"]
+  udp: ["1-29999"]
+reserved: ["30000-65535"]
+haproxy:
+  listen_port: %d
+  inspect_delay: 5s
+  timeouts: {connect: 2s, client: 1m, server: 1m}
+  maxconn: 1000
+  master_socket: %s
+  runtime_socket: %s
+defaults:
+  tcp: reject
+  udp: reject
+services:
+`, nodeAddr, listenPort, filepath.Join(dir, "master.sock"), filepath.Join(dir, "runtime.sock"))
+	for _, in := range instances {
+		fmt.Fprintf(&b, "  - name: %s\n    kind: openvpn\n", in.service)
+		if in.mode == "tls-auth" {
+			fmt.Fprintf(&b, "    tls: {mode: tls-auth, digest: %s}\n", in.digest)
+		} else {
+			fmt.Fprintf(&b, "    tls: {mode: %s}\n", in.mode)
+		}
+		fmt.Fprintf(&b, "    udp: %d\n    tcp: %s\n", in.udpPort, in.tcpAddr)
+		for _, p := range in.dedicated {
+			fmt.Fprintf(&b, "    dedicated: [\"%d\"]\n", p)
+		}
+	}
+	fmt.Fprintf(&b, `  - name: ssh
+    kind: ssh
+    tcp: %s
+  - name: tls_a
+    kind: tls
+    sni: [%s]
+    tcp: %s
+  - name: tls_b
+    kind: tls
+    sni: [%s]
+    tcp: %s
+`, sshBackend, sniA, tlsBackendA, sniB, tlsBackendB)
+	return b.String()
+}
+
+// compileNode writes the node file and runs `portstripe compile` on it.
+func compileNode(t *testing.T, dir, yaml string) (nodePath, outDir string) {
+	t.Helper()
+	nodePath = filepath.Join(dir, "node.yaml")
+	outDir = filepath.Join(dir, "out")
+	if err := os.WriteFile(nodePath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(cliPath, "compile", "-c", nodePath, "-o", outDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("portstripe compile -c %s: %v\n%s", nodePath, err, out)
+	}
+	t.Logf("portstripe compile:\n%s", strings.TrimSpace(string(out)))
+	return nodePath, outDir
+}
+
+// applyRules loads rules.v4 into the node namespace's nat table with one
+// iptables-restore --noflush and hooks PORTSTRIPE into PREROUTING and OUTPUT.
+func applyRules(t *testing.T, node netns, outDir string) {
+	t.Helper()
+	rules, err := os.ReadFile(filepath.Join(outDir, "rules.v4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := node.command("iptables-restore", "--noflush")
+	cmd.Stdin = bytes.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-restore --noflush rules.v4 in %s: %v\n%s", node, err, out)
+	}
+	for _, chain := range []string{"PREROUTING", "OUTPUT"} {
+		if _, err := node.run("iptables", "-t", "nat", "-I", chain, "-j", "PORTSTRIPE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startHAProxy validates haproxy.cfg and starts HAProxy in master-worker mode
+// inside the node namespace, then waits until the first frontend accepts.
+func startHAProxy(t *testing.T, node netns, dir, outDir string) *proc {
+	t.Helper()
+	cfg := filepath.Join(outDir, "haproxy.cfg")
+	if out, err := node.run("haproxy", "-c", "-f", cfg); err != nil {
+		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+	p := startProc(t, "haproxy", node.command("haproxy", "-W", "-S", filepath.Join(dir, "master.sock"), "-f", cfg),
+		filepath.Join(dir, "haproxy.log"))
+	addr := net.JoinHostPort(nodeAddr, fmt.Sprint(listenPort))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := node.do(func() error {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			return p
+		}
+		if p.exited() || time.Now().After(deadline) {
+			t.Fatalf("haproxy does not accept on %s: %v\n%s", addr, err, tail(p.logText(), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// prediction is what `portstripe route --json` says about a first packet.
+type prediction struct {
+	Service string `json:"service"`
+	Target  string `json:"target"`
+	Via     string `json:"via"`
+}
+
+// route asks the CLI where a first packet lands.
+func route(nodePath, proto string, port int, payload []byte) (prediction, error) {
+	var p prediction
+	out, err := exec.Command(cliPath, "route", "-c", nodePath, "--proto", proto, "--port", fmt.Sprint(port),
+		"--payload-hex", fmt.Sprintf("%x", payload), "--json").Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return p, fmt.Errorf("portstripe route %s %d: %v: %s", proto, port, err, ee.Stderr)
+		}
+		return p, fmt.Errorf("portstripe route %s %d: %v", proto, port, err)
+	}
+	if err := json.Unmarshal(out, &p); err != nil {
+		return p, fmt.Errorf("portstripe route %s %d: %v in %q", proto, port, err, out)
+	}
+	return p, nil
+}
