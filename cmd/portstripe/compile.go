@@ -33,11 +33,7 @@ NAME.prev. A bad node file writes nothing and exits 2.`,
 		Example: `  portstripe compile                       # the built-in seed node into ./out
   portstripe compile -c node.yaml -o /etc/portstripe`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := nf.options()
-			if err != nil {
-				return err
-			}
-			res, err := compiler.Compile(o)
+			res, err := nf.compile()
 			if err != nil {
 				return err
 			}
@@ -114,11 +110,7 @@ func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
 		}
 		return f, noop, nil
 	}
-	o, err := nf.options()
-	if err != nil {
-		return checkFiles{}, noop, err
-	}
-	res, err := compiler.Compile(o)
+	res, err := nf.compile()
 	if err != nil {
 		return checkFiles{}, noop, err
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -43,11 +42,7 @@ what each signature relies on.`,
 }
 
 func loadPlan(nf *nodeFlags) (*plan.Plan, error) {
-	o, err := nf.options()
-	if err != nil {
-		return nil, err
-	}
-	res, err := compiler.Compile(o)
+	res, err := nf.compile()
 	if err != nil {
 		return nil, err
 	}

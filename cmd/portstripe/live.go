@@ -72,6 +72,20 @@ func newLive(dir string, h node.HAProxy, log *slog.Logger, daemon bool) (*live, 
 	}, nil
 }
 
+// prepare compiles the node and wires the machine's iptables and HAProxy.
+func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags, daemon bool) (*compiler.Result, *live, error) {
+	log, err := lf.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := nf.compile()
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := newLive(lf.dir, res.Node.HAProxy, log, daemon)
+	return res, l, err
+}
+
 // Procs, Stats and Counters feed the metrics read at scrape time.
 func (l *live) Procs(ctx context.Context) (haproxy.Procs, error)  { return l.proxy.Procs(ctx) }
 func (l *live) Stats(ctx context.Context) ([]haproxy.Stat, error) { return l.proxy.Stats(ctx) }
@@ -108,19 +122,7 @@ in --dir); --dry-run prints what would change and touches nothing.`,
 		Example: `  portstripe apply -c /etc/portstripe/node.yaml --dry-run
   portstripe apply -c /etc/portstripe/node.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := lf.logger(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			o, err := nf.options()
-			if err != nil {
-				return err
-			}
-			res, err := compiler.Compile(o)
-			if err != nil {
-				return err
-			}
-			l, err := newLive(lf.dir, res.Node.HAProxy, log, true)
+			res, l, err := prepare(cmd, nf, &lf, true)
 			if err != nil {
 				return err
 			}
@@ -203,24 +205,14 @@ and then:
 A broken edit is logged and counted (portstripe_applies_total{result="failed"});
 the previous rules and worker keep serving until the file is fixed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := lf.logger(cmd.ErrOrStderr())
+			// The first compile decides the sockets; a node file that fails
+			// at start is an input error (exit 2), later ones are logged.
+			_, l, err := prepare(cmd, nf, &lf, false)
 			if err != nil {
 				return err
 			}
-			o, err := nf.options()
-			if err != nil {
-				return err
-			}
-			// The first load decides the sockets; a node file that does not
-			// load at start is an input error (exit 2), later ones are logged.
-			n, err := node.Load(o)
-			if err != nil {
-				return err
-			}
-			l, err := newLive(lf.dir, n.HAProxy, log, false)
-			if err != nil {
-				return err
-			}
+			o, _ := nf.options()
+			log := l.applier.Log
 			r := &supervisor.Runner{
 				Node:        o,
 				Applier:     l.applier,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/node"
 )
 
@@ -67,6 +68,15 @@ func (f *nodeFlags) options() (node.Options, error) {
 		o.Set[k] = v
 	}
 	return o, nil
+}
+
+// compile loads and compiles the node the flags name.
+func (f *nodeFlags) compile() (*compiler.Result, error) {
+	o, err := f.options()
+	if err != nil {
+		return nil, err
+	}
+	return compiler.Compile(o)
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
