@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/textdiff"
 )
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -85,7 +87,7 @@ frontend fe
 backend be
     server be 127.0.0.1:1
 `
-	if diff := lineDiff(want, c.String()); diff != "" {
+	if diff := textdiff.Unified(want, c.String()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if err := c.Validate(); err != nil {

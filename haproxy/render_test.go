@@ -2,7 +2,6 @@ package haproxy
 
 import (
 	"context"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstripe/portstripe/internal/golden"
+	"github.com/portstripe/portstripe/internal/textdiff"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/signature"
 )
-
-var update = flag.Bool("update", false, "rewrite fixtures/golden/*/haproxy.cfg from the current output")
 
 // goldenNodes are the example nodes whose haproxy.cfg is kept under
 // fixtures/golden/<name>/; path "" is the built-in seed node.
@@ -63,28 +62,12 @@ func TestRenderGolden(t *testing.T) {
 			p := loadPlan(t, g.path)
 			got := Render(p)
 			if again := Render(loadPlan(t, g.path)); string(again) != string(got) {
-				t.Fatalf("Render is not deterministic:\n%s", lineDiff(string(got), string(again)))
+				t.Fatalf("Render is not deterministic:\n%s", textdiff.Unified(string(got), string(again)))
 			}
 			if err := FromPlan(p).Validate(); err != nil {
 				t.Fatal(err)
 			}
-			path := goldenPath(g.name)
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./haproxy -update to create it)", err)
-			}
-			if diff := lineDiff(string(want), string(got)); diff != "" {
-				t.Errorf("%s differs from Render (-want +got); if intended, run go test ./haproxy -update:\n%s", path, diff)
-			}
+			golden.Check(t, goldenPath(g.name), got)
 		})
 	}
 }
@@ -233,7 +216,7 @@ func TestACLs(t *testing.T) {
 			for _, a := range ACLs(tt.service, tt.sig, used) {
 				got = append(got, a.String())
 			}
-			if diff := lineDiff(strings.Join(tt.want, "\n"), strings.Join(got, "\n")); diff != "" {
+			if diff := textdiff.Unified(strings.Join(tt.want, "\n"), strings.Join(got, "\n")); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstripe/portstripe/internal/textdiff"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/signature"
@@ -150,7 +151,7 @@ func TestApplyCleanInKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	if second := save(t, ns); second != first {
-		t.Errorf("second apply changed iptables-save:\n%s", diff(first, second))
+		t.Errorf("second apply changed iptables-save:\n%s", textdiff.Unified(first, second))
 	}
 	for _, h := range Hooks {
 		if n := strings.Count(first, "-A "+string(h)+" -m comment --comment portstripe -j PORTSTRIPE"); n != 1 {
@@ -170,7 +171,7 @@ func TestApplyCleanInKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(cur, canon) {
-		t.Errorf("Current after Apply differs from Canonical:\n%s", diff(string(canon), string(cur)))
+		t.Errorf("Current after Apply differs from Canonical:\n%s", textdiff.Unified(string(canon), string(cur)))
 	}
 
 	// A changed striped list gets a new chain; the old one goes.
@@ -190,7 +191,7 @@ func TestApplyCleanInKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := save(t, ns); got != first {
-		t.Errorf("rollback did not restore the first state:\n%s", diff(first, got))
+		t.Errorf("rollback did not restore the first state:\n%s", textdiff.Unified(first, got))
 	}
 
 	if err := m.Clean(ctx); err != nil {
@@ -201,7 +202,7 @@ func TestApplyCleanInKernel(t *testing.T) {
 		t.Errorf("Clean left portstripe rules:\n%s", got)
 	}
 	if got != before {
-		t.Errorf("Clean did not return to the state before Apply:\n%s", diff(before, got))
+		t.Errorf("Clean did not return to the state before Apply:\n%s", textdiff.Unified(before, got))
 	}
 	if cur, err := m.Current(ctx); err != nil || cur != nil {
 		t.Errorf("Current after Clean = %q, %v; want nothing", cur, err)

@@ -2,13 +2,13 @@ package iptables
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/portstripe/portstripe/internal/golden"
+	"github.com/portstripe/portstripe/internal/textdiff"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -26,66 +26,16 @@ func seedPlan(t testing.TB) *plan.Plan {
 	return p
 }
 
-var update = flag.Bool("update", false, "rewrite the golden files with the current output")
-
 const seedGolden = "../fixtures/golden/seed/rules.v4"
 
 func TestRenderGolden(t *testing.T) {
-	got := Render(seedPlan(t))
-	if *update {
-		if err := os.WriteFile(seedGolden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(seedGolden)
-	if err != nil {
-		t.Fatalf("%v (go test ./iptables -update writes it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from Render (go test ./iptables -update rewrites it):\n%s", seedGolden, diff(string(want), string(got)))
-	}
-}
-
-// diff shows how got differs from want, line by line (longest common
-// subsequence): "- " lines only in want, "+ " lines only in got, each with
-// its line number; equal lines are left out.
-func diff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	// lcs[i][j] is the LCS length of w[i:] and g[j:].
-	lcs := make([][]int, len(w)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(g)+1)
-	}
-	for i := len(w) - 1; i >= 0; i-- {
-		for j := len(g) - 1; j >= 0; j-- {
-			if w[i] == g[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var b strings.Builder
-	i, j := 0, 0
-	for i < len(w) || j < len(g) {
-		switch {
-		case i < len(w) && j < len(g) && w[i] == g[j]:
-			i, j = i+1, j+1
-		case i < len(w) && (j == len(g) || lcs[i+1][j] >= lcs[i][j+1]):
-			fmt.Fprintf(&b, "- %4d | %s\n", i+1, w[i])
-			i++
-		default:
-			fmt.Fprintf(&b, "+ %4d | %s\n", j+1, g[j])
-			j++
-		}
-	}
-	return b.String()
+	golden.Check(t, seedGolden, Render(seedPlan(t)))
 }
 
 func TestRenderDeterministic(t *testing.T) {
 	a, b := Render(seedPlan(t)), Render(seedPlan(t))
 	if !bytes.Equal(a, b) {
-		t.Errorf("two renders of the seed plan differ:\n%s", diff(string(a), string(b)))
+		t.Errorf("two renders of the seed plan differ:\n%s", textdiff.Unified(string(a), string(b)))
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/portstripe/portstripe/internal/textdiff"
@@ -32,6 +31,6 @@ func Check(t testing.TB, path string, got []byte) {
 		t.Fatalf("%v (run go test -update to create it)", err)
 	}
 	if string(want) != string(got) {
-		t.Errorf("%s differs from the output (go test -update rewrites it):\n%s", path, strings.Join(textdiff.Lines(string(want), string(got), 20), "\n"))
+		t.Errorf("%s differs from the output (go test -update rewrites it):\n%s", path, textdiff.Unified(string(want), string(got)))
 	}
 }
