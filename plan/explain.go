@@ -16,6 +16,7 @@ type Row struct {
 	Step      string     `json:"step"`
 	Signature string     `json:"signature"`
 	Relies    string     `json:"relies_on"`
+	Caveat    string     `json:"caveat,omitempty"`
 	Service   string     `json:"service"`
 	Target    string     `json:"target"`
 }
@@ -32,6 +33,7 @@ func (p *Plan) Explain() []Row {
 		for i, d := range l.Decisions {
 			r := base
 			r.Step, r.Signature, r.Relies = fmt.Sprint(i+1), d.Signature.Label, d.Signature.Describe()
+			r.Caveat = d.Signature.Caveat()
 			r.Service, r.Target = d.Target.Service, p.targetText(l.Proto, d.Target)
 			rows = append(rows, r)
 		}

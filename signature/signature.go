@@ -169,6 +169,22 @@ func (s Signature) Describe() string {
 	return strings.Join(parts, "; ")
 }
 
+// Caveat says what the signature assumes about clients that a client may
+// not do, for explain.
+func (s Signature) Caveat() string {
+	switch {
+	case s.Family == FamilyOpenVPN && len(s.Bytes) > 1:
+		return "the packet-id position tells the flavours apart (random bytes match it once in 2^32); the length is exact for OpenVPN 2.6 clients, so a client that appends fields to its first packet (2.4/2.5/3 may) misses this rule"
+	case s.Family == FamilyOpenVPN && s.Length == 0:
+		return "opcode only: the length depends on the client key"
+	case s.Family == FamilySSH:
+		return "clients that wait for the server to speak first (ssh-keyscan) send nothing, and get the default after the inspect-delay"
+	case s.Family == FamilyTLS && len(s.SNI) > 0:
+		return "decides once the whole ClientHello is in"
+	}
+	return ""
+}
+
 // Need is how many first bytes Match needs to decide, for the byte checks.
 func (s Signature) Need() int {
 	n := 0

@@ -82,6 +82,7 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 	}
 	fmt.Fprintln(w, "\nWhat each check relies on:")
 	seen := map[string]bool{}
+	var caveats []string
 	for _, r := range p.Explain() {
 		line := fmt.Sprintf("  %s %s: %s", r.Proto, r.Signature, r.Relies)
 		if r.Step == "default" {
@@ -90,11 +91,19 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 		if r.Step == "left out" {
 			line = fmt.Sprintf("  %s %s left out of %s: %s", r.Proto, r.Service, r.Ports, r.Relies)
 		}
+		if r.Caveat != "" && !seen[r.Caveat] {
+			seen[r.Caveat] = true
+			caveats = append(caveats, "  "+r.Caveat)
+		}
 		if r.Relies == "" || seen[line] {
 			continue
 		}
 		seen[line] = true
 		fmt.Fprintln(w, line)
+	}
+	if len(caveats) > 0 {
+		fmt.Fprintln(w, "\nWhat they assume of clients:")
+		fmt.Fprintln(w, strings.Join(caveats, "\n"))
 	}
 	return nil
 }
