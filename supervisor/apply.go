@@ -139,7 +139,9 @@ func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, erro
 				errs = append(errs, fmt.Errorf("roll back rules: %w", err))
 			}
 		}
-		a.Log.Error("apply failed; previous files, rules and HAProxy worker kept", "error", errors.Join(errs...))
+		// The caller reports the error (run's log line, apply's exit
+		// message): logging it here too made two error lines per failure.
+		a.Log.Info("rolled back: previous files and rules restored, the previous HAProxy worker keeps serving", "rollback_errors", len(errs)-1)
 		return errors.Join(errs...)
 	}
 	if len(c.Rules) > 0 {
