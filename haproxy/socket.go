@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"time"
 )
@@ -98,6 +99,9 @@ func (s socket) command(ctx context.Context, cmd string) (string, error) {
 func (s socket) fail(ctx context.Context, cmd string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		err = ctxErr
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's deadline is the context's and may fire first.
+		err = context.DeadlineExceeded
 	}
 	return fmt.Errorf("haproxy socket %s: %q: %w", s.path, cmd, err)
 }

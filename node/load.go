@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -287,9 +288,35 @@ func decodeError(err error) error {
 		if i := strings.Index(rest, ", value:"); i >= 0 {
 			rest = rest[:i]
 		}
+		if m := typeMismatch.FindStringSubmatch(rest); m != nil {
+			return fieldErr(path, "wrong type: want %s, got %s", typeWord(m[1]), typeWord(m[2]))
+		}
 		return fieldErr(path, "wrong type: %s", rest)
 	}
 	return &FieldError{Msg: "node file: " + oneLine(msg)}
+}
+
+// typeMismatch matches mapstructure's "expected type 'string', got
+// unconvertible type '[]interface {}'" and "expected a map or struct, got
+// \"int\"", whose Go type names mean nothing to an operator.
+var typeMismatch = regexp.MustCompile(`^expected (?:type )?['"]?([^'",]+)['"]?, got (?:unconvertible type )?['"]?([^'"]+)['"]?$`)
+
+// typeWord names a Go type as YAML knows it.
+func typeWord(goType string) string {
+	switch t := strings.TrimPrefix(strings.TrimSpace(goType), "a "); {
+	case t == "string":
+		return "a single value (text or number)"
+	case strings.HasPrefix(t, "[]") || t == "slice":
+		return "a list"
+	case strings.HasPrefix(t, "map") || t == "struct":
+		return "a map (key: value)"
+	case strings.HasPrefix(t, "int") || strings.HasPrefix(t, "uint") || strings.HasPrefix(t, "float"):
+		return "a number"
+	case t == "bool":
+		return "true or false"
+	default:
+		return t
+	}
 }
 
 func oneLine(s string) string {

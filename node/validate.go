@@ -41,7 +41,7 @@ func validate(f *file) (*Node, error) {
 			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%q is not an IPv4 address (IPv6 is not supported yet)", a)
 		}
 		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
-			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s cannot be a node's public address", ip)
+			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s cannot be a node's public address (want a unicast IPv4 address clients reach the node on)", ip)
 		}
 		if slices.Contains(n.Addresses, ip) {
 			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s is listed twice", ip)
@@ -75,13 +75,13 @@ func validate(f *file) (*Node, error) {
 		}
 		for j, prev := range n.Services {
 			if prev.Name == s.Name {
-				return nil, fieldErr(fmt.Sprintf("services[%d].name", i), "%q is already the name of services[%d]", s.Name, j)
+				return nil, fieldErr(fmt.Sprintf("services[%d].name", i), "%q is already the name of services[%d] (service names must be unique)", s.Name, j)
 			}
 		}
 		n.Services = append(n.Services, s)
 	}
 	if len(n.Services) == 0 {
-		return nil, fieldErr("services", "required: at least one service")
+		return nil, fieldErr("services", "required: at least one service (a list of {name, kind, ...}; see fixtures/seed-node.yaml)")
 	}
 	for _, p := range Protos {
 		d := f.Defaults.TCP
@@ -98,7 +98,7 @@ func validate(f *file) (*Node, error) {
 			return nil, fieldErr(path, "%q is not a service name (want %q or one of: %s)", d, Reject, strings.Join(n.serviceNames(), ", "))
 		}
 		if !s.Has(p) {
-			return nil, fieldErr(path, "service %q has no %s endpoint", d, p)
+			return nil, fieldErr(path, "service %q has no %s endpoint (want %q or a service with one)", d, p, Reject)
 		}
 		n.Default[p] = d
 	}
@@ -120,6 +120,9 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 	}
 	if !nameRE.MatchString(sf.Name) {
 		return s, fieldErr(path+".name", "%q is not allowed (%s)", sf.Name, nameRule)
+	}
+	if sf.Kind == "" {
+		return s, fieldErr(path+".kind", "required (allowed: %s)", joinAny(Kinds))
 	}
 	if !slices.Contains(Kinds, s.Kind) {
 		return s, fieldErr(path+".kind", "%q is not a service kind (allowed: %s)", sf.Kind, joinAny(Kinds))
@@ -185,7 +188,7 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 		return s, err
 	}
 	if r, ok := firstOverlap(s.Dedicated, n.Reserved); ok {
-		return s, fieldErr(path+".dedicated", "%s is reserved (%s)", r, n.Reserved)
+		return s, fieldErr(path+".dedicated", "%s is reserved (%s); dedicated ports must be outside the reserved ones", r, n.Reserved)
 	}
 	s.Striped = len(s.Dedicated) == 0
 	if sf.Striped != "" {
@@ -286,7 +289,7 @@ func portList(path string, raw []string) (PortSet, error) {
 		}
 		for j, prev := range rs {
 			if prev.Overlaps(r) {
-				return nil, fieldErr(fmt.Sprintf("%s[%d]", path, i), "%s overlaps %s[%d] (%s)", r, path, j, prev)
+				return nil, fieldErr(fmt.Sprintf("%s[%d]", path, i), "%s overlaps %s[%d] (%s); list each port once", r, path, j, prev)
 			}
 		}
 		rs = append(rs, r)

@@ -38,6 +38,14 @@ go vet -tags e2e ./e2e/...
 echo "== unit tests" >&2
 go test -count=1 ./...
 
+# Bounded fuzzing of the node loader, the planner and route (15 s each);
+# -fuzzminimizetime bounds the minimising of each new input, which otherwise
+# takes up to a minute of the budget without running anything new.
+echo "== fuzzing" >&2
+for target in node:FuzzLoad plan:FuzzPlan plan:FuzzRoute; do
+	go test -run='^$' -fuzz="^${target#*:}\$" -fuzztime=15s -fuzzminimizetime=100x "./${target%%:*}"
+done
+
 if [ "$(id -u)" -eq 0 ]; then
 	echo "== end-to-end tests (real HAProxy, iptables, OpenVPN in network namespaces)" >&2
 	go test -count=1 -tags e2e -timeout 15m ./e2e/...

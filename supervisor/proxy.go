@@ -30,6 +30,8 @@ type HAProxy struct {
 	// exits while HAProxy keeps serving; run keeps it as a child instead.
 	Daemon bool
 	Log    *slog.Logger
+	// VerifyTimeout bounds FrontendsUp; 0 means 5s.
+	VerifyTimeout time.Duration
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -49,12 +51,15 @@ func (h *HAProxy) clients() (*haproxy.Master, *haproxy.Runtime) {
 }
 
 // Alive reports whether a master answers on the master socket.
-func (h *HAProxy) Alive(ctx context.Context) bool {
+func (h *HAProxy) Alive(ctx context.Context) bool { return h.probe(ctx) == nil }
+
+// probe asks the master for "show proc", waiting at most a second.
+func (h *HAProxy) probe(ctx context.Context) error {
 	m, _ := h.clients()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_, err := m.ShowProc(ctx)
-	return err == nil
+	return err
 }
 
 // Procs returns the master's "show proc".
@@ -84,6 +89,11 @@ func (h *HAProxy) Start(ctx context.Context) error {
 		if err := os.MkdirAll(filepath.Dir(s), 0o700); err != nil {
 			return fmt.Errorf("start haproxy: %w", err)
 		}
+	}
+	// A socket that accepts but does not answer may be a hung master still
+	// holding the listeners: a second one would serve beside it.
+	if err := h.probe(ctx); errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("start haproxy: master socket %s accepts connections but does not answer; not starting a second master beside a hung one (stop it, or remove the socket): %w", h.MasterSocket, err)
 	}
 	// A master killed with -9 leaves its socket file behind; HAProxy
 	// refuses to bind over it.
@@ -183,8 +193,16 @@ func (h *HAProxy) SetServerAddr(ctx context.Context, backend, server string, add
 
 // FrontendsUp checks through the runtime API that every named frontend is
 // open, retrying briefly while a new worker takes over the stats socket.
+// VerifyTimeout bounds the whole wait, so a stats socket that accepts and
+// never answers fails the apply instead of holding it.
 func (h *HAProxy) FrontendsUp(ctx context.Context, names []string) error {
 	_, r := h.clients()
+	limit := h.VerifyTimeout
+	if limit <= 0 {
+		limit = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	var last error
 	for range 40 {
 		stats, err := r.ShowStat(ctx)

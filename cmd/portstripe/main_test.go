@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/portstripe/portstripe/internal/golden"
@@ -37,47 +36,6 @@ func TestCompileSeed(t *testing.T) {
 	golden.Check(t, "../../fixtures/golden/seed/plan.json", plan)
 	_, explain, _ := portstripe(t, "explain")
 	golden.Check(t, "../../fixtures/golden/seed/explain.txt", []byte(explain))
-}
-
-// TestBadNodeFiles: one line naming the field path, exit 2, nothing written.
-func TestBadNodeFiles(t *testing.T) {
-	seed, err := os.ReadFile("../../fixtures/seed-node.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct{ name, old, new, path string }{
-		{"unknown key", "name: seed", "name: seed\ncolour: blue", "colour: unknown key"},
-		{"bad range", `udp: ["1-29999"]`, `udp: ["1-0"]`, "striped.udp[0]:"},
-		{"overlapping ranges", `udp: ["1-29999"]`, `udp: ["1-29999", "100-200"]`, "striped.udp[1]:"},
-		{"newline in a name", "name: openvpn_rsa", `name: "openvpn_rsa\n  bind :1"`, "services[0].name:"},
-		{"space in a name", "name: openvpn_ecc", `name: "openvpn ecc"`, "services[1].name:"},
-		{"ambiguous port", `dedicated: ["5061"]`, "striped: true", "services[2]: openvpn_ecc and openvpn_ed25519"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			nodeFile := filepath.Join(dir, "node.yaml")
-			edited := strings.Replace(string(seed), tt.old, tt.new, 1)
-			if edited == string(seed) {
-				t.Fatalf("edit %q did not apply", tt.old)
-			}
-			os.WriteFile(nodeFile, []byte(edited), 0o600)
-			out := filepath.Join(dir, "out")
-			code, _, errOut := portstripe(t, "compile", "-c", nodeFile, "-o", out)
-			if code != 2 {
-				t.Errorf("exit %d, want 2 (%s)", code, errOut)
-			}
-			if lines := strings.Count(strings.TrimSpace(errOut), "\n") + 1; lines != 1 {
-				t.Errorf("%d lines of error, want 1: %q", lines, errOut)
-			}
-			if !strings.Contains(errOut, tt.path) {
-				t.Errorf("error %q does not name %q", errOut, tt.path)
-			}
-			if _, err := os.Stat(out); !os.IsNotExist(err) {
-				t.Errorf("output directory was written: %v", err)
-			}
-		})
-	}
 }
 
 func TestRouteCommand(t *testing.T) {

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/portstripe/portstripe/internal/golden"
+	"github.com/portstripe/portstripe/internal/testenv"
+)
+
+// badInput is one row of the bad-input matrix: a node file that must be
+// refused with exit 2, one line on stderr and nothing written or applied.
+// The file is the seed node with old replaced by new and add appended, or
+// raw bytes, or a sparse file of size bytes.
+type badInput struct {
+	name     string
+	old, new string
+	add      string
+	raw      []byte
+	size     int64
+	// want is the exact stderr line after "portstripe: "; the node file's
+	// directory is written as DIR.
+	want string
+}
+
+// appendSvc adds a service after the seed's four.
+func appendSvc(svc string) string { return "  - " + svc + "\n" }
+
+// badInputs is the matrix docs/bad-input.md is generated from.
+var badInputs = []badInput{
+	{name: "unknown key", old: "name: seed", new: "name: seed\ncolour: blue",
+		want: "colour: unknown key (allowed here: name, addresses, striped, reserved, haproxy, defaults, services)"},
+	{name: "unknown nested key", old: "tls: {mode: tls-crypt}", new: "tls: {mode: tls-crypt, cipher: AES-256-GCM}",
+		want: "services[1].tls.cipher: unknown key (allowed here: mode, digest)"},
+	{name: "wrong type (list for a port)", old: "udp: 443", new: "udp: [443, 444]",
+		want: "services[0].udp: wrong type: want a single value (text or number), got a list"},
+	{name: "wrong type (map for a list)", old: "addresses: [195.154.33.73]", new: "addresses: {public: 195.154.33.73}",
+		want: "addresses[0]: wrong type: want a single value (text or number), got a map (key: value)"},
+	{name: "wrong type (number for tls)", old: "tls: {mode: tls-auth, digest: SHA512}", new: "tls: 5",
+		want: "services[0].tls: wrong type: want a map (key: value), got a number"},
+	{name: "missing node name", old: "name: seed\n", new: "\n",
+		want: "name: required: the node's name (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)"},
+	{name: "missing addresses", old: "addresses: [195.154.33.73]\n", new: "\n",
+		want: "addresses: required: the node's public IPv4 address(es)"},
+	{name: "missing service kind", old: "    kind: openvpn\n    tls: {mode: tls-auth", new: "    tls: {mode: tls-auth",
+		want: "services[0].kind: required (allowed: openvpn, ssh, tls, http, wireguard)"},
+	{name: "missing tls mode", old: "tls: {mode: tls-auth, digest: SHA512}", new: "tls: {digest: SHA512}",
+		want: "services[0].tls.mode: required (allowed: tls-auth, tls-crypt, tls-crypt-v2, none)"},
+	{name: "missing backend", add: appendSvc("{name: ssh, kind: ssh}"),
+		want: "services[4].tcp: required: the ssh backend address (IPv4:PORT)"},
+	{name: "range not a number", old: `udp: ["1-29999"]`, new: `udp: ["1-abc"]`,
+		want: `striped.udp[0]: "abc" is not a port number (want 1-65535 or LOW-HIGH)`},
+	{name: "reversed range", old: `udp: ["1-29999"]`, new: `udp: ["300-200"]`,
+		want: `striped.udp[0]: range "300-200" is reversed (want LOW-HIGH)`},
+	{name: "overlapping ranges", old: `udp: ["1-29999"]`, new: `udp: ["1-29999", "100-200"]`,
+		want: "striped.udp[1]: 100-200 overlaps striped.udp[0] (1-29999); list each port once"},
+	{name: "port 0", old: "udp: 443", new: "udp: 0",
+		want: "services[0].udp: port 0 is out of range (allowed 1-65535)"},
+	{name: "port above 65535", old: `reserved: ["30000-65535"]`, new: `reserved: ["30000-65536"]`,
+		want: "reserved[0]: port 65536 is out of range (allowed 1-65535)"},
+	{name: "striped overlaps reserved", old: `tcp: ["1-29999"]`, new: `tcp: ["1-30000"]`,
+		want: "striped.tcp: 1-30000 overlaps the reserved ports 30000-65535 (reserved ports are never striped)"},
+	{name: "reserved overlaps dedicated", old: `dedicated: ["5061"]`, new: `dedicated: ["30001"]`,
+		want: "services[2].dedicated: 30001 is reserved (30000-65535); dedicated ports must be outside the reserved ones"},
+	{name: "port dedicated twice", old: `dedicated: ["5062"]`, new: `dedicated: ["5061"]`,
+		want: "services[3].dedicated: port 5061 is dedicated to both openvpn_ed25519 and openvpn_ed448 (services[2]); a port has one owner"},
+	{name: "duplicate service names", old: "name: openvpn_ecc", new: "name: openvpn_rsa",
+		want: `services[1].name: "openvpn_rsa" is already the name of services[0] (service names must be unique)`},
+	{name: "newline in a name", old: "name: openvpn_rsa", new: `name: "openvpn_rsa\n  bind :1"`,
+		want: `services[0].name: "openvpn_rsa\n bind :1" is not allowed (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)`},
+	{name: "space in a name", old: "name: openvpn_ecc", new: `name: "openvpn ecc"`,
+		want: `services[1].name: "openvpn ecc" is not allowed (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)`},
+	{name: "# in a name", old: "name: openvpn_ecc", new: `name: "openvpn#ecc"`,
+		want: `services[1].name: "openvpn#ecc" is not allowed (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)`},
+	{name: "quote in a name", old: "name: openvpn_ecc", new: `name: "openvpn\"ecc"`,
+		want: `services[1].name: "openvpn\"ecc" is not allowed (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)`},
+	{name: "non-ASCII name", old: "name: openvpn_ecc", new: `name: "openvpn_écc"`,
+		want: `services[1].name: "openvpn_écc" is not allowed (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)`},
+	{name: "space in the node name", old: "name: seed", new: `name: "seed node"`,
+		want: `name: "seed node" is not allowed (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)`},
+	{name: "newline in SNI", add: appendSvc(`{name: web, kind: tls, tcp: 127.0.0.1:8443, sni: ["a.example\nuse_backend x"]}`),
+		want: `services[4].sni[0]: "a.example\nuse_backend x" is not a DNS name (letters, digits, hyphens and dots only)`},
+	{name: "space in SNI", add: appendSvc(`{name: web, kind: tls, tcp: 127.0.0.1:8443, sni: ["a.example b.example"]}`),
+		want: `services[4].sni[0]: "a.example b.example" is not a DNS name (letters, digits, hyphens and dots only)`},
+	{name: "# in SNI", add: appendSvc(`{name: web, kind: tls, tcp: 127.0.0.1:8443, sni: ["a.example#x"]}`),
+		want: `services[4].sni[0]: "a.example#x" is not a DNS name (letters, digits, hyphens and dots only)`},
+	{name: "quote in SNI", add: appendSvc(`{name: web, kind: tls, tcp: 127.0.0.1:8443, sni: ["a\"b.example"]}`),
+		want: `services[4].sni[0]: "a\"b.example" is not a DNS name (letters, digits, hyphens and dots only)`},
+	{name: "non-ASCII SNI", add: appendSvc(`{name: web, kind: tls, tcp: 127.0.0.1:8443, sni: ["bücher.example"]}`),
+		want: `services[4].sni[0]: "bücher.example" is not a DNS name (letters, digits, hyphens and dots only)`},
+	{name: "backend is a host name", old: "tcp: 127.0.0.1:1194", new: "tcp: localhost:1194",
+		want: `services[0].tcp: "localhost:1194" is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)`},
+	{name: "backend without port", old: "tcp: 127.0.0.1:1194", new: "tcp: 127.0.0.1",
+		want: `services[0].tcp: "127.0.0.1" is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)`},
+	{name: "backend port above 65535", old: "tcp: 127.0.0.1:1194", new: "tcp: 127.0.0.1:99999",
+		want: `services[0].tcp: "127.0.0.1:99999" is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)`},
+	{name: "backend unspecified address", old: "tcp: 127.0.0.1:1194", new: "tcp: 0.0.0.0:1194",
+		want: "services[0].tcp: 0.0.0.0:1194 cannot be reached as a backend (want a unicast address)"},
+	{name: "unknown service kind", old: "kind: openvpn", new: "kind: ftp",
+		want: `services[0].kind: "ftp" is not a service kind (allowed: openvpn, ssh, tls, http, wireguard)`},
+	{name: "IPv6 address", old: "addresses: [195.154.33.73]", new: `addresses: ["2001:db8::1"]`,
+		want: `addresses[0]: "2001:db8::1" is not an IPv4 address (IPv6 is not supported yet)`},
+	{name: "loopback address", old: "addresses: [195.154.33.73]", new: `addresses: [127.0.0.1]`,
+		want: "addresses[0]: 127.0.0.1 cannot be a node's public address (want a unicast IPv4 address clients reach the node on)"},
+	{name: "no services", raw: []byte("name: t\naddresses: [198.51.100.2]\n"),
+		want: "services: required: at least one service (a list of {name, kind, ...}; see fixtures/seed-node.yaml)"},
+	{name: "unsupported digest", old: "digest: SHA512", new: "digest: MD5",
+		want: `services[0].tls.digest: "MD5" is not supported (allowed: SHA1, SHA256, SHA384, SHA512)`},
+	{name: "unknown tls mode", old: "mode: tls-auth, digest: SHA512", new: "mode: tls-magic",
+		want: `services[0].tls.mode: "tls-magic" is not an OpenVPN tls mode (allowed: tls-auth, tls-crypt, tls-crypt-v2, none)`},
+	{name: "ambiguous port (two tls-crypt)", old: `dedicated: ["5061"]`, new: "striped: true",
+		want: "services[2]: openvpn_ecc and openvpn_ed25519 cannot share udp 1-5061,5063-29999: no signature tells them apart (both are OpenVPN tls-crypt); give one of them dedicated ports or another tls mode or digest"},
+	{name: "ambiguous port (two catch-all TLS)", add: appendSvc("{name: web1, kind: tls, tcp: 127.0.0.1:8443}") + appendSvc("{name: web2, kind: tls, tcp: 127.0.0.1:8444}"),
+		want: "services[5]: web1 and web2 cannot share tcp 1-5060,5063-29999: no signature tells them apart (both are TLS ClientHello); give one of them dedicated ports or disjoint SNI names"},
+	{name: "default is not a service", old: "udp: reject", new: "udp: nobody",
+		want: `defaults.udp: "nobody" is not a service name (want "reject" or one of: openvpn_rsa, openvpn_ecc, openvpn_ed25519, openvpn_ed448)`},
+	{name: "default without that protocol", old: "udp: reject", new: "udp: ssh", add: appendSvc("{name: ssh, kind: ssh, tcp: 127.0.0.1:22}"),
+		want: `defaults.udp: service "ssh" has no udp endpoint (want "reject" or a service with one)`},
+	{name: "inspect delay out of range", old: "inspect_delay: 5s", new: "inspect_delay: 10m",
+		want: `haproxy.inspect_delay: "10m" is not a duration from 1ms to 1m0s in whole milliseconds (e.g. 5s, 1500ms)`},
+	{name: "socket path with spaces", old: "inspect_delay: 5s", new: "inspect_delay: 5s\n  runtime_socket: /run/x.sock level admin",
+		want: `haproxy.runtime_socket: "/run/x.sock level admin" is not allowed (an absolute path of A-Z a-z 0-9 _ . - /)`},
+	{name: "not YAML", old: "name: seed", new: "name: [seed",
+		want: "node file DIR/node.yaml is not valid YAML: While parsing config: yaml: line 5: did not find expected ',' or ']'"},
+	{name: "empty file", raw: []byte{},
+		want: "node file DIR/node.yaml is empty; see fixtures/seed-node.yaml for an example"},
+	{name: "binary file", raw: []byte("\x7fELF\x02\x01\x01\x00\x00\x00\xff\xfe"),
+		want: "node file DIR/node.yaml is not text (binary or not UTF-8); a node file is YAML"},
+	{name: "100 MB file", size: 100 << 20,
+		want: "node file DIR/node.yaml: larger than 4194304 bytes; a node file is YAML of a few kilobytes"},
+}
+
+var seedNode = func() string {
+	b, err := os.ReadFile("../../fixtures/seed-node.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
+// write creates the row's node file in dir.
+func (b badInput) write(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "node.yaml")
+	switch {
+	case b.size > 0:
+		// Sparse: a 100 MB file costs nothing to make.
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(b.size); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		return path
+	case b.raw != nil:
+		if err := os.WriteFile(path, b.raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	yaml := seedNode
+	if b.old != "" {
+		yaml = strings.Replace(seedNode, b.old, b.new, 1)
+		if yaml == seedNode {
+			t.Fatalf("edit %q does not apply to the seed node", b.old)
+		}
+	}
+	yaml += b.add
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestBadInputMatrix runs every row through compile (into a directory holding
+// a previous compile) and apply (into an absent state directory): exit 2,
+// exactly the expected line, nothing written. Apply runs only after compile
+// refused the file, so a row that turned valid never touches this host.
+func TestBadInputMatrix(t *testing.T) {
+	prev := t.TempDir()
+	if code, _, errOut := portstripe(t, "compile", "-o", prev); code != 0 {
+		t.Fatalf("compile the seed node: %s", errOut)
+	}
+	before := testenv.Snapshot(t, prev)
+	for _, b := range badInputs {
+		t.Run(b.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := b.write(t, dir)
+			state := filepath.Join(dir, "state")
+			for _, args := range [][]string{
+				{"compile", "-c", path, "-o", prev},
+				{"apply", "-c", path, "--dir", state},
+			} {
+				code, out, errOut := portstripe(t, args...)
+				if code != exitInput {
+					t.Fatalf("%s: exit %d, want %d (%s)", args[0], code, exitInput, errOut)
+				}
+				got := strings.ReplaceAll(strings.TrimSuffix(errOut, "\n"), dir, "DIR")
+				if want := "portstripe: " + b.want; got != want {
+					t.Errorf("%s:\n got %q\nwant %q", args[0], got, want)
+				}
+				if out != "" {
+					t.Errorf("%s wrote to stdout: %q", args[0], out)
+				}
+			}
+			if s := testenv.Snapshot(t, prev); s != before {
+				t.Error("compile changed the output directory")
+			}
+			if _, err := os.Stat(state); !os.IsNotExist(err) {
+				t.Errorf("apply created its state directory: %v", err)
+			}
+		})
+	}
+	golden.Check(t, "../../docs/bad-input.md", badInputDoc())
+}
+
+// badInputDoc renders the matrix for the README to link to.
+func badInputDoc() []byte {
+	var b bytes.Buffer
+	b.WriteString(`# Bad input
+
+Every row is a node file that ` + "`portstripe compile`" + ` and ` + "`portstripe apply`" + ` refuse
+with exit code 2, exactly the one line shown on stderr (after ` + "`portstripe: `" + `),
+and nothing written or applied: the output directory keeps its previous files,
+the state directory is not created, and on a live node (TestBadInputLeavesNodeAlone,
+as root) ` + "`iptables-save`" + ` and the running HAProxy's pid and configuration are unchanged.
+The node file is the seed node (` + "`fixtures/seed-node.yaml`" + `) with the edit shown;
+` + "`DIR`" + ` stands for the node file's directory.
+
+Generated by ` + "`go test ./cmd/portstripe -run TestBadInputMatrix -update`" + ` from the
+table in ` + "`cmd/portstripe/badinput_test.go`" + `; the test fails when the two differ.
+
+| case | node file | message |
+|---|---|---|
+`)
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, r := range badInputs {
+		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", r.name, cell(r.edit()), cell(r.want))
+	}
+	return b.Bytes()
+}
+
+// edit describes the row's node file for the documentation.
+func (b badInput) edit() string {
+	switch {
+	case b.size > 0:
+		return fmt.Sprintf("%d MB of zero bytes (sparse)", b.size>>20)
+	case b.raw != nil && len(b.raw) == 0:
+		return "0 bytes"
+	case b.raw != nil && !utf8.Valid(b.raw):
+		return fmt.Sprintf("%d bytes starting %q", len(b.raw), b.raw[:4])
+	case b.raw != nil:
+		return code(string(b.raw))
+	}
+	var parts []string
+	if b.old != "" {
+		parts = append(parts, code(b.old)+" → "+code(b.new))
+	}
+	if b.add != "" {
+		parts = append(parts, "appended: "+code(strings.TrimSpace(b.add)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// code quotes a YAML snippet for a Markdown table cell, on one line.
+func code(s string) string {
+	return "`" + strings.ReplaceAll(strings.ReplaceAll(s, "\n", "⏎"), "`", "'") + "`"
+}

@@ -1,0 +1,208 @@
+// Package nodegen makes random node files for property tests and fuzz
+// corpora: deterministic for a seed, covering every service kind, tls mode,
+// SNI lists, dedicated ports, several addresses and custom port ranges.
+//
+// It aims at valid nodes but does not promise them (two random services may
+// be impossible to tell apart); Valid keeps drawing until node.Parse and
+// plan.Build accept one.
+package nodegen
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/plan"
+)
+
+// Node returns a random node file.
+func Node(r *rand.Rand) string {
+	g := gen{r: r}
+	return g.node()
+}
+
+// Valid returns a random node file that loads and plans, with the number of
+// draws that took.
+func Valid(r *rand.Rand) (yaml string, draws int) {
+	for {
+		draws++
+		yaml = Node(r)
+		n, err := node.Parse([]byte(yaml), "nodegen.yaml", node.Options{})
+		if err != nil {
+			continue
+		}
+		if _, err := plan.Build(n); err == nil {
+			return yaml, draws
+		}
+	}
+}
+
+type gen struct {
+	r     *rand.Rand
+	b     strings.Builder
+	taken map[int]bool // ports already used as listeners or dedicated
+}
+
+func (g *gen) line(format string, args ...any) { fmt.Fprintf(&g.b, format+"\n", args...) }
+
+func (g *gen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
+
+const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+
+// name is a random valid name: starts with a letter or digit, up to 32.
+func (g *gen) name(n int) string {
+	b := []byte{nameChars[g.r.IntN(62)]}
+	for range g.r.IntN(n) {
+		b = append(b, nameChars[g.r.IntN(len(nameChars))])
+	}
+	return string(b)
+}
+
+func (g *gen) node() string {
+	g.taken = map[int]bool{}
+	// Reserved ports start somewhere between 20000 and 65000, or none are
+	// left unreserved above the striped ones.
+	resFrom := 20000 + g.r.IntN(45000)
+	g.line("name: %q", g.name(31))
+	g.line("addresses: [%s]", strings.Join(g.addresses(), ", "))
+	g.line("reserved: [\"%d-65535\"]", resFrom)
+	g.line("striped:")
+	for _, p := range []string{"tcp", "udp"} {
+		g.line("  %s: [%s]", p, strings.Join(g.ranges(resFrom), ", "))
+	}
+	g.haproxy(resFrom)
+	services := g.services(resFrom)
+	if g.r.IntN(3) == 0 {
+		g.line("defaults:")
+		g.line("  tcp: %s", g.pick(append([]string{node.Reject}, services.tcp...)...))
+		g.line("  udp: %s", g.pick(append([]string{node.Reject}, services.udp...)...))
+	}
+	return g.b.String()
+}
+
+func (g *gen) addresses() []string {
+	var out []string
+	for range 1 + g.r.IntN(3) {
+		a := fmt.Sprintf("%s.%d", g.pick("198.51.100", "203.0.113"), 1+g.r.IntN(254))
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ranges returns one to three disjoint quoted ranges below limit.
+func (g *gen) ranges(limit int) []string {
+	var out []string
+	lo := 1
+	for range 1 + g.r.IntN(3) {
+		if lo >= limit-1 {
+			break
+		}
+		from := lo + g.r.IntN(min(limit-lo-1, 2000))
+		to := from + g.r.IntN(limit-from)
+		if g.r.IntN(4) == 0 {
+			to = from // a single port
+		}
+		out = append(out, fmt.Sprintf("%q", portRange(from, to)))
+		lo = to + 2
+	}
+	return out
+}
+
+func portRange(from, to int) string {
+	if from == to {
+		return fmt.Sprint(from)
+	}
+	return fmt.Sprintf("%d-%d", from, to)
+}
+
+func (g *gen) haproxy(resFrom int) {
+	inspect := 1 + g.r.IntN(60000)
+	g.line("haproxy:")
+	// Frontends take consecutive ports from listen_port; leave room below
+	// the reserved ports for a few dozen lists.
+	g.line("  listen_port: %d", 1024+g.r.IntN(resFrom-1024-64))
+	g.line("  inspect_delay: %dms", inspect)
+	g.line("  timeouts: {connect: %dms, client: %dms, server: %ds}", 1+g.r.IntN(60000), inspect+g.r.IntN(3600000), 1+g.r.IntN(86400))
+	g.line("  maxconn: %d", 1+g.r.IntN(4096))
+	g.line("  master_socket: /run/portstripe/%s-master.sock", g.name(10))
+	g.line("  runtime_socket: /run/portstripe/%s.sock", g.name(10))
+}
+
+type names struct{ tcp, udp []string }
+
+// services writes two to eight services of random kinds.
+func (g *gen) services(resFrom int) names {
+	var out names
+	g.line("services:")
+	used := map[string]bool{}
+	for i := range 2 + g.r.IntN(7) {
+		name := fmt.Sprintf("s%d_%s", i, g.name(20))
+		if used[name] {
+			continue
+		}
+		used[name] = true
+		kind := g.pick("openvpn", "openvpn", "openvpn", "ssh", "tls", "tls", "http", "wireguard")
+		fields := []string{"name: " + name, "kind: " + kind}
+		hasUDP, hasTCP := false, false
+		switch kind {
+		case "openvpn":
+			mode := g.pick("tls-auth", "tls-auth", "tls-crypt", "tls-crypt-v2", "none")
+			tls := "mode: " + mode
+			if mode == "tls-auth" {
+				tls += ", digest: " + g.pick("SHA1", "SHA256", "SHA384", "sha512")
+			}
+			fields = append(fields, "tls: {"+tls+"}")
+			hasUDP, hasTCP = g.r.IntN(4) != 0, g.r.IntN(4) != 0
+			if !hasUDP && !hasTCP {
+				hasUDP = true
+			}
+		case "wireguard":
+			hasUDP = true
+		case "tls":
+			hasTCP = true
+			if g.r.IntN(2) == 0 {
+				var sni []string
+				for range 1 + g.r.IntN(3) {
+					sni = append(sni, fmt.Sprintf("%s%d.example.%s", g.pick("www", "vpn", "a-b", "x"), g.r.IntN(100), g.pick("org", "net", "com")))
+				}
+				fields = append(fields, "sni: ["+strings.Join(sni, ", ")+"]")
+			}
+		default:
+			hasTCP = true
+		}
+		if hasUDP {
+			fields = append(fields, fmt.Sprintf("udp: %d", g.port(resFrom)))
+			out.udp = append(out.udp, name)
+		}
+		if hasTCP {
+			fields = append(fields, fmt.Sprintf("tcp: 127.0.%d.%d:%d", g.r.IntN(256), 1+g.r.IntN(254), 1+g.r.IntN(65535)))
+			out.tcp = append(out.tcp, name)
+		}
+		if g.r.IntN(3) == 0 {
+			p := g.port(resFrom)
+			fields = append(fields, fmt.Sprintf("dedicated: [%q]", portRange(p, min(p+g.r.IntN(3), resFrom-1))))
+			if g.r.IntN(2) == 0 {
+				fields = append(fields, "striped: true")
+			}
+		}
+		g.line("  - {%s}", strings.Join(fields, ", "))
+	}
+	return out
+}
+
+// port returns a port below the reserved ones not handed out before.
+func (g *gen) port(resFrom int) int {
+	for {
+		p := 1 + g.r.IntN(resFrom-4)
+		if !g.taken[p] {
+			for i := range 3 {
+				g.taken[p+i] = true
+			}
+			return p
+		}
+	}
+}

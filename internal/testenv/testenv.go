@@ -1,0 +1,205 @@
+// Package testenv gives tests throwaway surroundings, so that faults and
+// real iptables rules, HAProxy processes and sockets never touch the host's:
+// network namespaces (named pstest-*, deleted with every process in them
+// when the test ends), small file systems to fill or make read-only, and
+// sockets that hang.
+package testenv
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Env tells a test binary re-executed by Self which namespace it runs in.
+const Env = "PORTSTRIPE_TEST_NETNS"
+
+// Require skips the test unless it runs as root with ip and the tools named.
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s: %v", tool, err)
+		}
+	}
+}
+
+// Netns creates a network namespace with lo up.
+func Netns(t testing.TB, role string) string {
+	t.Helper()
+	name := fmt.Sprintf("pstest-%s-%d-%d", role, os.Getpid(), time.Now().UnixNano()%1e6)
+	Run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		// Processes started in the namespace (HAProxy daemons) go with it.
+		// This process is listed too when a goroutine that entered the
+		// namespace (iptables.InNetns) ended on the main thread, which Go
+		// parks instead of ending.
+		out, _ := exec.Command("ip", "netns", "pids", name).Output()
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("delete network namespace %s: %v: %s", name, err, out)
+		}
+	})
+	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// Run runs a command and returns its output, failing the test on error.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Self runs the calling test in a fresh network namespace and reports
+// whether the caller is already inside it. The outer call re-executes the
+// test binary under `ip netns exec` (so every command and socket of the
+// whole process is in the namespace), reports its output and returns false;
+// the inner call returns true and does the work. The test's name must be
+// a plain identifier (no subtests).
+func Self(t *testing.T, tools ...string) bool {
+	t.Helper()
+	if os.Getenv(Env) != "" {
+		return true
+	}
+	Require(t, tools...)
+	ns := Netns(t, "self")
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), Env+"="+ns)
+	out, err := cmd.CombinedOutput()
+	t.Logf("in network namespace %s:\n%s", ns, out)
+	if err != nil {
+		t.Fatalf("test in network namespace: %v", err)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatal("the test did not run in the namespace")
+	}
+	return false
+}
+
+// Tmpfs mounts a tmpfs of the given size ("16k") on a new temporary
+// directory, unmounted when the test ends; it needs root.
+func Tmpfs(t testing.TB, size string) string {
+	t.Helper()
+	Require(t, "mount", "umount")
+	dir := t.TempDir()
+	Run(t, "mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "portstripe-test", dir)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// HungSocket listens on a unix socket in a temporary directory, accepts
+// every connection and never answers: a stuck HAProxy master or worker.
+func HungSocket(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hung.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return path
+}
+
+// NodeAddr is the node address tests give a namespace's lo.
+const NodeAddr = "198.51.100.1"
+
+// LiveNode makes a node file (the seed node, or an edit of it) run in a test
+// namespace: NodeAddr instead of the seed's address, the HAProxy sockets in
+// dir (master.sock, api.sock), and a maxconn the test's descriptor limit
+// allows.
+func LiveNode(yaml, dir string) string {
+	yaml = strings.ReplaceAll(yaml, "195.154.33.73", NodeAddr)
+	return strings.Replace(yaml, "  inspect_delay: 5s\n", fmt.Sprintf(
+		"  inspect_delay: 5s\n  maxconn: 256\n  master_socket: %s\n  runtime_socket: %s\n",
+		filepath.Join(dir, "master.sock"), filepath.Join(dir, "api.sock")), 1)
+}
+
+// SelfNode is Self for tests that run a node: inside the namespace it puts
+// NodeAddr on lo and writes LiveNode(yaml) to node.yaml in a new temporary
+// directory, whose path (and the node file's) it returns.
+func SelfNode(t *testing.T, yaml string) (dir, nodeFile string, inside bool) {
+	t.Helper()
+	if !Self(t, "iptables-restore", "iptables-save", "haproxy") {
+		return "", "", false
+	}
+	Run(t, "ip", "addr", "add", NodeAddr+"/32", "dev", "lo")
+	dir = t.TempDir()
+	nodeFile = filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(nodeFile, []byte(LiveNode(yaml, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, nodeFile, true
+}
+
+// Snapshot lists dir's files, but those matching an ignore pattern, with
+// their mode and a digest of their content: equal snapshots, unchanged
+// files. A missing dir gives "".
+func Snapshot(t testing.TB, dir string, ignore ...string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		if slices.ContainsFunc(ignore, func(p string) bool { ok, _ := filepath.Match(p, e.Name()); return ok }) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		fmt.Fprintf(&b, "%s %v %x\n", e.Name(), info.Mode(), sha256.Sum256(data))
+	}
+	return b.String()
+}
