@@ -146,7 +146,7 @@ func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, erro
 	}
 	if len(c.Rules) > 0 {
 		if err := a.Rules.Apply(ctx, res.Files[compiler.RulesFile]); err != nil {
-			return c, rollback(fmt.Errorf("apply rules: %w", err))
+			return c, rollback(err) // the rules layer names its step ("apply rules: …")
 		}
 		a.Log.Info("rules applied", "changed_lines", len(c.Rules))
 	}
