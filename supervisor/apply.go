@@ -160,7 +160,7 @@ func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, erro
 	if c.Reload {
 		a.Log.Info("reloading HAProxy", "reason", c.ReloadReason)
 		if err := a.Proxy.Reload(ctx); err != nil {
-			return c, rollback(fmt.Errorf("reload haproxy: %w", err))
+			return c, rollback(err) // "haproxy reload: …" or "start haproxy: …"
 		}
 	}
 	if err := a.Proxy.FrontendsUp(ctx, frontends(res.Plan)); err != nil {

@@ -38,6 +38,9 @@ type HAProxy struct {
 	exited  chan struct{} // closed when the child master exits
 	master  *haproxy.Master
 	runtime *haproxy.Runtime
+	// alerts are HAProxy's last ALERT lines; alertsSeen counts them all.
+	alerts     []string
+	alertsSeen int
 }
 
 func (h *HAProxy) clients() (*haproxy.Master, *haproxy.Runtime) {
@@ -104,7 +107,7 @@ func (h *HAProxy) Start(ctx context.Context) error {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = logWriter{h.Log, "haproxy"}, logWriter{h.Log, "haproxy"}
+	cmd.Stdout, cmd.Stderr = logWriter{h}, logWriter{h}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
@@ -177,8 +180,15 @@ func (h *HAProxy) Reload(ctx context.Context) error {
 		return h.Start(ctx)
 	}
 	m, _ := h.clients()
+	seen := h.alertCount()
 	ps, err := m.Reload(ctx)
 	if err != nil {
+		// The master CLI says only that the reload failed; why is in the
+		// ALERT lines a master started here printed on stderr.
+		time.Sleep(100 * time.Millisecond)
+		if why := h.alertsSince(seen); len(why) > 0 {
+			return fmt.Errorf("%w: haproxy said: %s", err, strings.Join(why, " | "))
+		}
 		return err
 	}
 	h.Log.Info("haproxy reloaded", "master_pid", ps.Master.PID, "reloads", ps.Master.Reloads, "workers", haproxy.PIDs(ps.Workers))
@@ -235,11 +245,10 @@ func (h *HAProxy) FrontendsUp(ctx context.Context, names []string) error {
 	return last
 }
 
-// logWriter turns HAProxy's output lines into log records.
-type logWriter struct {
-	log *slog.Logger
-	src string
-}
+// logWriter turns HAProxy's output lines into log records. ALERT lines are
+// logged as warnings and kept: the error of the apply they fail carries
+// them, so each failure is one error line.
+type logWriter struct{ h *HAProxy }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(string(p), "\n") {
@@ -247,12 +256,39 @@ func (w logWriter) Write(p []byte) (int, error) {
 		switch {
 		case line == "":
 		case strings.HasPrefix(line, "[NOTICE]"):
-			w.log.Info(line, "source", w.src)
+			w.h.Log.Info(line, "source", "haproxy")
 		case strings.HasPrefix(line, "[ALERT]"):
-			w.log.Error(line, "source", w.src)
+			w.h.noteAlert(line)
+			w.h.Log.Warn(line, "source", "haproxy")
 		default:
-			w.log.Warn(line, "source", w.src)
+			w.h.Log.Warn(line, "source", "haproxy")
 		}
 	}
 	return len(p), nil
+}
+
+const keptAlerts = 8
+
+func (h *HAProxy) noteAlert(line string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.alerts = append(h.alerts, line)
+	if len(h.alerts) > keptAlerts {
+		h.alerts = h.alerts[len(h.alerts)-keptAlerts:]
+	}
+	h.alertsSeen++
+}
+
+func (h *HAProxy) alertCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.alertsSeen
+}
+
+// alertsSince returns the kept ALERT lines printed after the count was n.
+func (h *HAProxy) alertsSince(n int) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := min(h.alertsSeen-n, len(h.alerts))
+	return slices.Clone(h.alerts[len(h.alerts)-k:])
 }
