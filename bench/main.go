@@ -1,0 +1,293 @@
+// Command bench measures what port striping costs, side by side in one run
+// on this machine: TCP set-up latency and connection rate, bulk throughput,
+// failed connections across HAProxy reloads, compile and apply time as the
+// node grows, and UDP first-datagram classification. It writes BENCHMARKS.md
+// and PNG plots (see -out).
+//
+//	sudo go run ./bench          # full run, under 10 minutes
+//	sudo go run ./bench -quick   # CI smoke, under 2 minutes
+//
+// It runs as root, inside network namespaces it creates (addresses from
+// 198.51.100.0/24 only) and removes again, also on SIGINT or a panic.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
+)
+
+// nsPrefix names every namespace the benchmark creates.
+const nsPrefix = "psbench-"
+
+type config struct {
+	quick   bool
+	out     string
+	workers int
+	packets string
+	only    string
+}
+
+func main() {
+	var (
+		c    config
+		role = flag.String("role", "", "internal: backend or client (the benchmark runs itself in its namespaces)")
+		spec = flag.String("spec", "", "internal: client spec (JSON)")
+		tcp  = flag.String("tcp", "", "internal: backend TCP ports")
+		udp  = flag.String("udp", "", "internal: backend UDP ports")
+	)
+	flag.BoolVar(&c.quick, "quick", false, "smaller counts and shorter loops (CI smoke test, under 2 minutes)")
+	flag.StringVar(&c.out, "out", ".", "directory for BENCHMARKS.md and the plots")
+	flag.IntVar(&c.workers, "workers", 8, "concurrent client workers for the connection-rate runs")
+	flag.StringVar(&c.packets, "packets", "", "directory of captured first packets (default: ../shared/fixtures/first-packets or /work/shared/fixtures/first-packets)")
+	flag.StringVar(&c.only, "only", "", "run only these sections (comma list of tcp,reload,udp,scale); the report then covers only them")
+	flag.Parse()
+	var err error
+	switch *role {
+	case "backend":
+		err = backendMain(*tcp, *udp)
+	case "client":
+		err = clientMain(*spec)
+	case "":
+		err = orchestrate(c)
+	default:
+		err = fmt.Errorf("unknown -role %q", *role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the state of one benchmark run.
+type run struct {
+	cfg     config
+	log     *slog.Logger
+	tmp     string
+	exe     string // this program, re-executed in the namespaces
+	cli     string // the portstripe CLI, built for the reload test
+	pk      packets
+	pair    *testbed.Pair
+	started time.Time
+	command string
+	rep     report
+}
+
+func orchestrate(c config) (err error) {
+	defer testbed.Guard()
+	defer testbed.RunAll()
+	stop := testbed.HandleSignals("bench")
+	defer stop()
+	workersFlag = c.workers
+	r := &run{cfg: c, started: time.Now(), log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	r.command = "go run ./bench" + strings.TrimPrefix(strings.Join(append([]string{""}, os.Args[1:]...), " "), "")
+	if err := preflight(); err != nil {
+		return err
+	}
+	for _, ns := range testbed.RemoveStale(nsPrefix) {
+		r.log.Warn("removed a namespace left by an earlier run", "netns", ns)
+	}
+	if r.exe, err = os.Executable(); err != nil {
+		return err
+	}
+	if r.tmp, err = os.MkdirTemp("", "portstripe-bench-"); err != nil {
+		return err
+	}
+	defer testbed.AtExit(func() { os.RemoveAll(r.tmp) })()
+	if r.pk, err = loadPackets(c.packets); err != nil {
+		return err
+	}
+	r.rep.machine = machineInfo()
+	sections := map[string]bool{"tcp": true, "reload": true, "udp": true, "scale": true}
+	if c.only != "" {
+		sections = map[string]bool{}
+		for _, s := range splitList(c.only) {
+			sections[s] = true
+		}
+	}
+	ctx := context.Background()
+	if sections["tcp"] || sections["reload"] || sections["udp"] {
+		if r.pair, err = testbed.NewPair(nsPrefix); err != nil {
+			return err
+		}
+		defer r.pair.Close()
+		if err := r.tuneNamespaces(); err != nil {
+			return err
+		}
+		if err := r.startBackend(); err != nil {
+			return err
+		}
+	}
+	if sections["tcp"] {
+		if err := r.tcpPaths(ctx); err != nil {
+			return fmt.Errorf("tcp: %w", err)
+		}
+	}
+	if sections["reload"] {
+		if err := r.reloads(ctx); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+	}
+	if sections["udp"] {
+		if err := r.udp(ctx); err != nil {
+			return fmt.Errorf("udp: %w", err)
+		}
+	}
+	if sections["scale"] {
+		if err := r.scale(ctx); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+	}
+	r.rep.elapsed = time.Since(r.started)
+	r.rep.command = r.command
+	r.rep.date = r.started.UTC().Format("2006-01-02 15:04 UTC")
+	r.rep.quick = c.quick
+	path, err := r.rep.write(c.out)
+	if err != nil {
+		return err
+	}
+	r.log.Info("wrote the report", "file", path, "elapsed", time.Since(r.started).Round(time.Second))
+	return nil
+}
+
+// n picks the full or the quick value.
+func (r *run) n(full, quick int) int {
+	if r.cfg.quick {
+		return quick
+	}
+	return full
+}
+
+func (r *run) d(full, quick time.Duration) time.Duration {
+	if r.cfg.quick {
+		return quick
+	}
+	return full
+}
+
+func preflight() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the benchmark creates network namespaces and must run as root")
+	}
+	tools := map[string]string{
+		"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
+		"haproxy": "haproxy", "sslh-select": "sslh", "sslh": "sslh", "sysctl": "procps", "go": "golang (Go 1.26)",
+	}
+	var missing []string
+	for tool, pkg := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (%s)", tool, pkg))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing tools: %s; on Debian: echo \"sslh sslh/inetd_or_standalone select standalone\" | debconf-set-selections; DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy iptables sslh", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// tuneNamespaces widens the client's port range and shortens conntrack's
+// TIME_WAIT memory on the node, so that tens of thousands of short
+// connections neither run out of ports nor fill the conntrack table.
+// Both are per-namespace settings; the host is not touched.
+func (r *run) tuneNamespaces() error {
+	for _, ns := range []testbed.Netns{r.pair.Client, r.pair.Node} {
+		for k, v := range map[string]string{
+			"net.ipv4.ip_local_port_range": "1024 65000",
+			"net.ipv4.tcp_tw_reuse":        "1",
+			"net.core.somaxconn":           "4096",
+			"net.ipv4.tcp_max_syn_backlog": "4096",
+		} {
+			if err := ns.Sysctl(k, v); err != nil {
+				return err
+			}
+		}
+	}
+	// The conntrack sysctls appear once nf_conntrack is loaded; a nat rule
+	// in the namespace loads it.
+	if _, err := r.pair.Node.Run("iptables", "-t", "nat", "-A", "OUTPUT", "-d", "198.51.100.254", "-p", "tcp", "--dport", "9", "-j", "RETURN"); err != nil {
+		return err
+	}
+	for k, v := range map[string]string{
+		"net.netfilter.nf_conntrack_tcp_timeout_time_wait": "1",
+		"net.netfilter.nf_conntrack_tcp_timeout_close":     "1",
+		"net.netfilter.nf_conntrack_tcp_timeout_fin_wait":  "1",
+		"net.netfilter.nf_conntrack_udp_timeout":           "5",
+		"net.netfilter.nf_conntrack_udp_timeout_stream":    "5",
+	} {
+		if err := r.pair.Node.Sysctl(k, v); err != nil {
+			r.log.Warn("conntrack sysctl not set", "key", k, "error", err)
+		}
+	}
+	return nil
+}
+
+// The tiny backend's ports on the node: TCP in the reserved range (so
+// direct connections are not DNATed), UDP where the node file's listeners are.
+const (
+	portRSA, portECC, portSSH, portTLS = 31194, 35060, 30022, 38443
+	udpRSA, udpECC                     = 443, 5060
+	portDNATOnly                       = 40000 // DNATed straight to the SSH backend
+	portSSLH                           = 30443
+	listenPort                         = 20000
+)
+
+func (r *run) startBackend() error {
+	cmd := r.pair.Node.Command(r.exe, "-role", "backend",
+		"-tcp", fmt.Sprintf("%d,%d,%d,%d", portRSA, portECC, portSSH, portTLS),
+		"-udp", fmt.Sprintf("%d,%d", udpRSA, udpECC))
+	p, err := testbed.Start("backend", cmd, filepath.Join(r.tmp, "backend.log"))
+	if err != nil {
+		return err
+	}
+	return p.WaitFor(10*time.Second, func() error {
+		if strings.Contains(p.LogText(), "ready") {
+			return nil
+		}
+		return fmt.Errorf("no ready line yet")
+	})
+}
+
+// client runs one client process in the client namespace and returns its
+// result. stdin, when not nil, is handed the process's standard input
+// (closing it stops a UntilEOF loop).
+func (r *run) client(s ClientSpec, stdin func(io.WriteCloser)) (ClientResult, error) {
+	var res ClientResult
+	js, err := jsonString(s)
+	if err != nil {
+		return res, err
+	}
+	cmd := r.pair.Client.Command(r.exe, "-role", "client", "-spec", js)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var in io.WriteCloser
+	if stdin != nil {
+		if in, err = cmd.StdinPipe(); err != nil {
+			return res, err
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return res, err
+	}
+	kill := testbed.AtExit(func() { cmd.Process.Kill() })
+	if stdin != nil {
+		stdin(in)
+	}
+	err = cmd.Wait()
+	kill()
+	if err != nil {
+		return res, fmt.Errorf("client %s: %v: %s", s.Mode, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := jsonUnmarshal(stdout.String(), &res); err != nil {
+		return res, fmt.Errorf("client %s output: %w", s.Mode, err)
+	}
+	return res, nil
+}

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/supervisor"
+)
+
+// benchNode is the node file the TCP, reload and UDP sections apply: the
+// seed's two striped OpenVPN instances plus SSH and TLS on every striped
+// port, backends on the node's loopback.
+func benchNode(dir string, inspectDelay string) []byte {
+	return fmt.Appendf(nil, `name: bench
+addresses: [%s]
+striped:
+  tcp: ["1-29999"]
+  udp: ["1-29999"]
+reserved: ["30000-65535"]
+haproxy:
+  listen_port: %d
+  inspect_delay: %s
+  timeouts: {connect: 2s, client: 1m, server: 1m}
+  maxconn: 4000
+  master_socket: %s
+  runtime_socket: %s
+defaults: {tcp: reject, udp: reject}
+services:
+  - {name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: %d, tcp: "127.0.0.1:%d"}
+  - {name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, tcp: "127.0.0.1:%d"}
+  - {name: ssh, kind: ssh, tcp: "127.0.0.1:%d"}
+  - {name: web, kind: tls, tcp: "127.0.0.1:%d"}
+`, testbed.NodeAddr, listenPort, inspectDelay, filepath.Join(dir, "master.sock"), filepath.Join(dir, "runtime.sock"),
+		udpRSA, portRSA, udpECC, portECC, portSSH, portTLS)
+}
+
+func compileNode(data []byte, source string) (*compiler.Result, error) {
+	n, err := node.Parse(data, source, node.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return compiler.FromNode(n)
+}
+
+// variant is a change to the emitted haproxy.cfg, tried to close a gap.
+type variant struct {
+	name, desc string
+	edit       func(string) string
+}
+
+func addAfter(cfg, anchor, line string) string {
+	return strings.Replace(cfg, anchor+"\n", anchor+"\n"+line+"\n", 1)
+}
+
+func nbthread1(cfg string) string  { return addAfter(cfg, "    master-worker", "    nbthread 1") }
+func spliceAuto(cfg string) string { return addAfter(cfg, "    mode tcp", "    option splice-auto") }
+
+// oneAccept folds the frontend's per-signature `tcp-request content accept
+// if …` rules into one accept rule whose condition ORs them: one rule
+// evaluated per chunk instead of one per signature.
+func oneAccept(cfg string) string {
+	// The one rule takes the place of the last accept rule: every ACL it
+	// names is declared above it.
+	var out []string
+	var conds []string
+	last := -1
+	for _, l := range strings.Split(cfg, "\n") {
+		if c, ok := strings.CutPrefix(strings.TrimSpace(l), "tcp-request content accept if "); ok {
+			conds = append(conds, c)
+			last = len(out)
+			out = append(out, "\x00")
+			continue
+		}
+		out = append(out, l)
+	}
+	var kept []string
+	for i, l := range out {
+		switch {
+		case i == last:
+			kept = append(kept, "    tcp-request content accept if "+strings.Join(conds, " || "))
+		case l != "\x00":
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept, "\n")
+}
+
+func variants(quick bool) []variant {
+	vs := []variant{
+		{"portstripe", "iptables DNAT + HAProxy, haproxy.cfg as emitted (nbthread unset: one thread per CPU)", nil},
+		{"portstripe nbthread 1", "as emitted plus `nbthread 1` in global", nbthread1},
+		{"portstripe one accept", "the per-signature accept rules folded into one `accept if A || B || …`", oneAccept},
+		{"portstripe splice-auto", "as emitted plus `option splice-auto` in defaults", spliceAuto},
+		{"portstripe tuned", "nbthread 1 + one accept rule + splice-auto", func(s string) string { return spliceAuto(oneAccept(nbthread1(s))) }},
+	}
+	if quick {
+		return []variant{vs[0], vs[4]}
+	}
+	return vs
+}
+
+// pathResult is one path's TCP numbers.
+type pathResult struct {
+	Name, Desc       string
+	Lat              []int64 // one worker, sorted
+	PerProbe         map[string][]int64
+	Load             []int64 // N workers, sorted
+	ConnPerSec       float64
+	Attempts, Failed int
+	Errors           map[string]int
+	BulkMBs          float64
+	BulkErr          string
+	RoundP99         []time.Duration // one client, per round
+	loadOK           int
+	loadTime         time.Duration
+}
+
+type haproxyProc struct {
+	proc *testbed.Proc
+	h    *supervisor.HAProxy
+}
+
+// startHAProxy checks cfg with haproxy -c and starts a master-worker
+// HAProxy on it in the node namespace.
+func (r *run) startHAProxy(ctx context.Context, name, cfg, dir, masterSock string) (*haproxyProc, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	if _, err := r.pair.Node.Run("haproxy", "-c", "-q", "-f", path); err != nil {
+		return nil, err
+	}
+	runtime := ""
+	for _, l := range strings.Split(cfg, "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "stats" && f[1] == "socket" {
+			runtime = f[2]
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(runtime), 0o700); err != nil {
+		return nil, err
+	}
+	h := &supervisor.HAProxy{
+		Config:        path,
+		MasterSocket:  masterSock,
+		RuntimeSocket: runtime,
+		Log:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	os.Remove(h.MasterSocket)
+	p, err := testbed.Start("haproxy "+name, r.pair.Node.Command("haproxy", "-W", "-S", h.MasterSocket+",mode,600", "-f", path), filepath.Join(dir, "haproxy.log"))
+	if err != nil {
+		return nil, err
+	}
+	err = p.WaitFor(10*time.Second, func() error {
+		if !h.Alive(ctx) {
+			return fmt.Errorf("master socket not answering")
+		}
+		return h.FrontendsUp(ctx, []string{"fe_striped"})
+	})
+	if err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return &haproxyProc{p, h}, nil
+}
+
+func (r *run) rules() (*iptables.Manager, error) {
+	return iptables.New(iptables.Options{Netns: string(r.pair.Node)})
+}
+
+// tcpPaths measures every path: direct, DNAT only, portstripe (as emitted
+// and with the variants tried), sslh-select and sslh-fork.
+func (r *run) tcpPaths(ctx context.Context) error {
+	node := testbed.NodeAddr.String()
+	at := func(port int) string { return net.JoinHostPort(node, strconv.Itoa(port)) }
+	res, err := compileNode(benchNode(filepath.Join(r.tmp, "tcp"), "5s"), "bench.yaml")
+	if err != nil {
+		return err
+	}
+	rules, err := r.rules()
+	if err != nil {
+		return err
+	}
+	if err := rules.Apply(ctx, res.Files[compiler.RulesFile]); err != nil {
+		return err
+	}
+	if _, err := r.pair.Node.Run("iptables", "-t", "nat", "-A", "PREROUTING", "-d", node, "-p", "tcp", "--dport", strconv.Itoa(portDNATOnly),
+		"-m", "comment", "--comment", "bench: DNAT only", "-j", "DNAT", "--to-destination", ":"+strconv.Itoa(portSSH)); err != nil {
+		return err
+	}
+	// Striped ports the probes arrive on: all four land on fe_striped.
+	striped := r.pk.tcpProbes(at(443), at(1194), at(22), at(8443))
+	r.rep.haproxyCfg = string(res.Files[compiler.HAProxyFile])
+	r.rep.rounds = r.n(5, 2)
+
+	type path struct {
+		name, desc string
+		probes     []Probe
+		start      func() (stop func(), err error)
+	}
+	paths := []path{
+		{"direct", "client → tiny backend on the node, no NAT, no proxy", r.pk.tcpProbes(at(portRSA), at(portECC), at(portSSH), at(portTLS)), nil},
+		{"DNAT only", "one iptables DNAT rule (reserved port → backend), no proxy", r.pk.tcpProbes(at(portDNATOnly), at(portDNATOnly), at(portDNATOnly), at(portDNATOnly)), nil},
+	}
+	for i, v := range variants(r.cfg.quick) {
+		cfg := r.rep.haproxyCfg
+		if v.edit != nil {
+			cfg = v.edit(cfg)
+		}
+		if v.edit != nil {
+			r.rep.variantCfgs = append(r.rep.variantCfgs, [2]string{v.name, cfg})
+		}
+		dir := filepath.Join(r.tmp, fmt.Sprintf("haproxy-%d", i))
+		paths = append(paths, path{v.name, v.desc, striped, func() (func(), error) {
+			h, err := r.startHAProxy(ctx, v.name, cfg, dir, filepath.Join(dir, "master.sock"))
+			if err != nil {
+				return nil, err
+			}
+			return h.proc.Stop, nil
+		}})
+	}
+	sslhArgs := []string{"-f", "-n", "-t", "5", "-p", at(portSSLH),
+		"--ssh", "127.0.0.1:" + strconv.Itoa(portSSH),
+		"--openvpn", "127.0.0.1:" + strconv.Itoa(portRSA),
+		"--tls", "127.0.0.1:" + strconv.Itoa(portTLS)}
+	for _, bin := range []string{"sslh-select", "sslh"} {
+		name := map[string]string{"sslh-select": "sslh-select", "sslh": "sslh-fork"}[bin]
+		paths = append(paths, path{name, fmt.Sprintf("sslh 1.20 (%s), probes openvpn, ssh, tls", name),
+			r.pk.tcpProbes(at(portSSLH), at(portSSLH), at(portSSLH), at(portSSLH)),
+			func() (func(), error) {
+				p, err := testbed.Start(name, r.pair.Node.Command(bin, sslhArgs...), filepath.Join(r.tmp, name+".log"))
+				if err != nil {
+					return nil, err
+				}
+				return p.Stop, nil
+			}})
+	}
+	// Rounds interleave the paths, so that a slow minute of a shared
+	// machine spreads over all of them instead of skewing one.
+	results := make([]pathResult, len(paths))
+	rounds := r.n(5, 2)
+	for round := range rounds {
+		for i, p := range paths {
+			pr := &results[i]
+			pr.Name, pr.Desc = p.name, p.desc
+			stop := func() {}
+			if p.start != nil {
+				if stop, err = p.start(); err != nil {
+					return fmt.Errorf("%s: %w", p.name, err)
+				}
+			}
+			err := r.measurePath(pr, p.probes, round, rounds)
+			stop()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
+	}
+	for i := range results {
+		pr := &results[i]
+		pr.Lat, pr.Load = sorted(pr.Lat), sorted(pr.Load)
+		for k, v := range pr.PerProbe {
+			pr.PerProbe[k] = sorted(v)
+		}
+		pr.ConnPerSec = float64(pr.loadOK) / pr.loadTime.Seconds()
+		r.log.Info("measured", "path", pr.Name, "p50", pct(pr.Lat, 0.5), "p99", pct(pr.Lat, 0.99),
+			"conn/s", int(pr.ConnPerSec), "failed", pr.Failed, "MB/s", int(pr.BulkMBs))
+	}
+	r.rep.paths = results
+	if _, err := r.pair.Node.Run("iptables", "-t", "nat", "-D", "PREROUTING", "-d", node, "-p", "tcp", "--dport", strconv.Itoa(portDNATOnly),
+		"-m", "comment", "--comment", "bench: DNAT only", "-j", "DNAT", "--to-destination", ":"+strconv.Itoa(portSSH)); err != nil {
+		return err
+	}
+	return rules.Clean(ctx)
+}
+
+func (r *run) measurePath(pr *pathResult, probes []Probe, round, rounds int) error {
+	// Ready: every probe answered, retried while the proxy starts.
+	var last error
+	for try := 0; ; try++ {
+		w, err := r.client(ClientSpec{Mode: "conn", Probes: probes, Workers: 1, Count: 2 * len(probes), Duration: 5 * time.Second, Timeout: 2 * time.Second}, nil)
+		if err == nil && w.Failures == 0 {
+			break
+		}
+		if err == nil {
+			err = fmt.Errorf("warm-up: %d of %d failed: %v", w.Failures, w.Attempts, w.Errors)
+		}
+		last = err
+		if try == 25 {
+			return last
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.log.Info("measuring", "path", pr.Name, "round", round+1)
+	lat, err := r.client(ClientSpec{Mode: "conn", Probes: probes, Workers: 1, Count: r.n(1200, 400), Duration: r.d(2500*time.Millisecond, time.Second), Timeout: 3 * time.Second}, nil)
+	if err != nil {
+		return err
+	}
+	pr.Lat = append(pr.Lat, lat.Latencies...)
+	pr.RoundP99 = append(pr.RoundP99, pct(sorted(lat.Latencies), 0.99))
+	if pr.PerProbe == nil {
+		pr.PerProbe = map[string][]int64{}
+	}
+	for k, v := range lat.PerProbe {
+		pr.PerProbe[k] = append(pr.PerProbe[k], v...)
+	}
+	load, err := r.client(ClientSpec{Mode: "conn", Probes: probes, Workers: r.cfg.workers, Count: r.n(15000, 4000), Duration: r.d(3*time.Second, 1500*time.Millisecond), Timeout: 3 * time.Second}, nil)
+	if err != nil {
+		return err
+	}
+	pr.Load = append(pr.Load, load.Latencies...)
+	pr.loadOK += len(load.Latencies)
+	pr.loadTime += load.Elapsed
+	pr.Attempts += lat.Attempts + load.Attempts
+	pr.Failed += lat.Failures + load.Failures
+	for k, v := range load.Errors {
+		if pr.Errors == nil {
+			pr.Errors = map[string]int{}
+		}
+		pr.Errors[k] += v
+	}
+	for k, v := range lat.Errors {
+		if pr.Errors == nil {
+			pr.Errors = map[string]int{}
+		}
+		pr.Errors[k] += v
+	}
+	if round != 0 {
+		return nil
+	}
+	var ssh Probe
+	for _, p := range probes {
+		if p.Name == "ssh" {
+			ssh = p
+		}
+	}
+	bulk, err := r.client(ClientSpec{Mode: "bulk", Probes: []Probe{ssh}, Bytes: int64(r.n(256, 64)) << 20, Duration: 60 * time.Second, Timeout: 3 * time.Second}, nil)
+	if err != nil {
+		pr.BulkErr = err.Error()
+	} else {
+		pr.BulkMBs = float64(bulk.Bytes) / (1 << 20) / bulk.Elapsed.Seconds()
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package testbed
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/portstripe/portstripe/iptables"
+)
+
+// Netns is a network namespace made with `ip netns add` (/run/netns/NAME).
+type Netns string
+
+// The addresses of a Pair: documentation addresses (RFC 5737), only ever
+// used inside namespaces this package created.
+var (
+	ClientAddr = netip.MustParseAddr("198.51.100.1")
+	NodeAddr   = netip.MustParseAddr("198.51.100.2")
+)
+
+// Pair is a client host and a node host joined by one veth pair, loopback
+// up on both sides.
+type Pair struct {
+	Client, Node Netns
+	Close        func() // deletes both namespaces and what runs in them
+}
+
+// NewPair creates two namespaces named <prefix>c-<pid> and <prefix>n-<pid>
+// (the pid lets RemoveStale find those of a dead run), joined by a veth
+// pair: ClientAddr/24 on the client side, NodeAddr/24 on the node side.
+// They are deleted by Close, by RunAll, on a signal handled by
+// HandleSignals, or on a panic caught by Guard.
+func NewPair(prefix string) (*Pair, error) {
+	pid := os.Getpid()
+	p := &Pair{
+		Client: Netns(fmt.Sprintf("%sc-%d", prefix, pid)),
+		Node:   Netns(fmt.Sprintf("%sn-%d", prefix, pid)),
+	}
+	var closers []func()
+	p.Close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	for _, ns := range []Netns{p.Client, p.Node} {
+		if err := ns.create(); err != nil {
+			p.Close()
+			return nil, err
+		}
+		closers = append(closers, AtExit(ns.Delete))
+	}
+	// Interface names are at most 15 bytes.
+	vc, vn := fmt.Sprintf("tbc%d", pid), fmt.Sprintf("tbn%d", pid)
+	steps := [][]string{
+		{"link", "add", vc, "type", "veth", "peer", "name", vn},
+		{"link", "set", vc, "netns", string(p.Client)},
+		{"link", "set", vn, "netns", string(p.Node)},
+		{"-n", string(p.Client), "addr", "add", ClientAddr.String() + "/24", "dev", vc},
+		{"-n", string(p.Node), "addr", "add", NodeAddr.String() + "/24", "dev", vn},
+		{"-n", string(p.Client), "link", "set", vc, "up"},
+		{"-n", string(p.Node), "link", "set", vn, "up"},
+		{"-n", string(p.Client), "link", "set", "lo", "up"},
+		{"-n", string(p.Node), "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return p, nil
+}
+
+// NewNetns creates one namespace <prefix>-<pid> with loopback up, deleted by
+// the returned function (or RunAll).
+func NewNetns(prefix string) (Netns, func(), error) {
+	ns := Netns(fmt.Sprintf("%s-%d", prefix, os.Getpid()))
+	if err := ns.create(); err != nil {
+		return "", nil, err
+	}
+	del := AtExit(ns.Delete)
+	if _, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
+		del()
+		return "", nil, err
+	}
+	return ns, del, nil
+}
+
+func (ns Netns) create() error {
+	if out, err := exec.Command("ip", "netns", "add", string(ns)).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add %s: %v: %s", ns, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Delete kills every process left in the namespace (only ours live there)
+// and removes it; its veth ends, sockets and iptables rules go with it.
+func (ns Netns) Delete() {
+	ns.KillAll()
+	if out, err := exec.Command("ip", "netns", "delete", string(ns)).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "testbed: ip netns delete %s: %v: %s", ns, err, out)
+	}
+}
+
+// KillAll sends SIGKILL to every process in the namespace but this one
+// (whose main thread may have been parked there by Do: Go never ends the
+// main thread, it keeps it, namespace and all).
+func (ns Netns) KillAll() {
+	out, err := exec.Command("ip", "netns", "pids", string(ns)).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// RemoveStale deletes namespaces named <prefix>…-<pid> whose process is
+// gone: left by a run killed before its cleanups could run.
+func RemoveStale(prefix string) []string {
+	var removed []string
+	names, _ := filepath.Glob("/run/netns/" + prefix + "*")
+	for _, path := range names {
+		name := filepath.Base(path)
+		i := strings.LastIndexByte(name, '-')
+		pid, err := strconv.Atoi(name[i+1:])
+		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		Netns(name).Delete()
+		removed = append(removed, name)
+	}
+	return removed
+}
+
+// Command returns name args to run inside the namespace, in a process
+// group of its own.
+func (ns Netns) Command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", string(ns), name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
+// Run runs a command inside the namespace and returns its combined output.
+func (ns Netns) Run(name string, args ...string) (string, error) {
+	out, err := ns.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("in %s: %s %s: %v: %s", ns, name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Sysctl sets a per-namespace sysctl (key as in `sysctl -w`, dotted).
+func (ns Netns) Sysctl(key, value string) error {
+	_, err := ns.Run("sysctl", "-q", "-w", key+"="+value)
+	return err
+}
+
+// Do runs fn on an OS thread inside the namespace: sockets fn opens and
+// processes it starts belong to the namespace. The thread is dropped
+// afterwards, never handed back to other goroutines (iptables.InNetns).
+func (ns Netns) Do(fn func() error) error { return iptables.InNetns(string(ns), fn) }
