@@ -130,6 +130,22 @@ func (a ACL) String() string {
 // unconditional.
 type Cond []string
 
+// or separates the terms of a condition: "a b || c d" holds when a and b
+// hold, or c and d do.
+const or = "||"
+
+// Or joins conditions into one that holds when any of them does.
+func Or(conds ...Cond) Cond {
+	var out Cond
+	for i, c := range conds {
+		if i > 0 {
+			out = append(out, or)
+		}
+		out = append(out, c...)
+	}
+	return out
+}
+
 func (c Cond) suffix() string {
 	if len(c) == 0 {
 		return ""
@@ -257,7 +273,7 @@ func validateLine(l Line) error {
 		names = []string{l.Name}
 	}
 	for _, n := range names {
-		if !nameRE.MatchString(n) {
+		if n != or && !nameRE.MatchString(n) {
 			return fmt.Errorf("%q is not a HAProxy name (A-Z a-z 0-9 _ . : -)", n)
 		}
 	}

@@ -63,9 +63,10 @@ func frontend(p *plan.Plan, l plan.List) Section {
 	for _, a := range p.Node.Addresses {
 		add(Bind{netip.AddrPortFrom(a, l.Frontend.Port)})
 	}
-	// Rules are evaluated again on every new chunk of data; a rule that still
-	// lacks bytes stops evaluation until more come or the delay ends, and one
-	// that fails outright lets the next rule decide at once.
+	// The rule is evaluated again on every new chunk of data: it accepts as
+	// soon as one signature holds, waits while one still lacks bytes, and
+	// lets the next rule decide once all have failed. One rule for all
+	// signatures, not one each, keeps the work per chunk small (BENCHMARKS.md).
 	add(TCPRequestInspectDelay{p.HAProxy.InspectDelay})
 	used := map[string]bool{}
 	conds := make([]Cond, len(l.Decisions))
@@ -76,7 +77,9 @@ func frontend(p *plan.Plan, l plan.List) Section {
 			add(a)
 			conds[i] = append(conds[i], a.Name)
 		}
-		add(TCPRequestContent{Accept, conds[i]})
+	}
+	if len(conds) > 0 {
+		add(TCPRequestContent{Accept, Or(conds...)})
 	}
 	if l.Default.Rejects() {
 		// Before the use_backend lines: HAProxy runs every tcp-request rule
