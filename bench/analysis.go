@@ -111,7 +111,7 @@ func (rep *report) conclusions() string {
 	if v := rep.path("portstripe splice-auto"); v != nil {
 		w("`option splice-auto`: %.0f vs %.0f MB/s in bulk; on veth and loopback splicing saves little, it may help on real NICs at high rates. ", v.BulkMBs, ps.BulkMBs)
 	}
-	w("Folding the accept rules into one (`one accept`) evaluates one rule per data chunk instead of one per signature; the emitter change for it, in `haproxy/render.go` `frontend()`, is: collect the conditions and, after the loop, emit a single `TCPRequestContent{Accept, cond}` whose `Cond` joins the per-decision conditions with `\"||\"` (the `use_backend` lines stay as they are; the golden files change).\n")
+	w("The emitted frontends fold every signature into one `tcp-request content accept if A || B || …` rule, evaluated once per data chunk (one rule per signature measured 0.70× direct against 0.83× for one rule, in the run that led to the change).\n")
 	w("- **Reloads** lose nothing: `expose-fd listeners` hands the listening sockets to the new worker, and `portstripe apply` waits for `show proc` and `show stat` before it returns.\n")
 	w("- **Rule count.** Rules grow with ranges and decision lists, never with ports (a striped 1-29999 is one rule per protocol; a naive per-port list is %d rules). In the *ranges* series every disjoint range still costs one rule per protocol; `-m multiport --dports` (up to 15 ports or ranges per rule) would divide that by up to 15, if nodes with thousands of disjoint ranges ever matter.\n", rep.scale0Naive())
 	if n := len(rep.scale); n > 0 {
