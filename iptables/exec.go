@@ -75,23 +75,41 @@ func inNetns(netns string, c Command) Command {
 
 // InNetns runs f on an OS thread that has entered the named network
 // namespace (as made by `ip netns add`). Sockets f opens and processes it
-// starts belong to that namespace. The thread is never handed back to the
-// Go scheduler, so no other goroutine ends up in the namespace.
+// starts belong to that namespace. The thread is handed back to the Go
+// scheduler only once it is back in this process's namespace, so no other
+// goroutine ends up in the namespace, and the main thread is never left there.
 func InNetns(netns string, f func() error) error {
 	done := make(chan error, 1)
 	go func() {
-		// Deliberately no UnlockOSThread: the thread exits with the goroutine.
 		runtime.LockOSThread()
+		// The thread goes back to this process's namespace before it is
+		// unlocked; if it cannot, it stays locked and exits with the
+		// goroutine (or, being the main thread, is parked by the runtime).
+		restored := false
+		defer func() {
+			if restored {
+				runtime.UnlockOSThread()
+			}
+		}()
 		done <- func() error {
+			self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open own network namespace: %w", err)
+			}
+			defer unix.Close(self)
 			fd, err := unix.Open(filepath.Join("/run/netns", netns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
+				restored = true
 				return fmt.Errorf("open network namespace %s: %w", netns, err)
 			}
 			defer unix.Close(fd)
 			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+				restored = true
 				return fmt.Errorf("enter network namespace %s: %w", netns, err)
 			}
-			return f()
+			err = f()
+			restored = unix.Setns(self, unix.CLONE_NEWNET) == nil
+			return err
 		}()
 	}()
 	return <-done

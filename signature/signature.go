@@ -185,15 +185,6 @@ func (s Signature) Caveat() string {
 	return ""
 }
 
-// Need is how many first bytes Match needs to decide, for the byte checks.
-func (s Signature) Need() int {
-	n := 0
-	for _, b := range s.Bytes {
-		n = max(n, b.Offset+len(b.Value))
-	}
-	return n
-}
-
 // Result is the outcome of matching a first packet against a signature.
 type Result int
 
