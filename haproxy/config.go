@@ -190,9 +190,16 @@ func (d DefaultBackend) String() string { return "default_backend " + d.Name }
 type Server struct {
 	Name string
 	Addr netip.AddrPort
+	// Disabled starts the server in maintenance (the "disabled" keyword).
+	Disabled bool
 }
 
-func (s Server) String() string { return "server " + s.Name + " " + s.Addr.String() }
+func (s Server) String() string {
+	if s.Disabled {
+		return "server " + s.Name + " " + s.Addr.String() + " disabled"
+	}
+	return "server " + s.Name + " " + s.Addr.String()
+}
 
 // String renders the config: sections start at column 0, their lines are
 // indented by four spaces, and one blank line separates sections.

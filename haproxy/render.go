@@ -47,7 +47,7 @@ func FromPlan(p *plan.Plan) *Config {
 	}
 	for _, b := range p.Backends {
 		c.Backends = append(c.Backends, Section{Type: BackendSection, Name: b.Service, Lines: []Line{
-			Server{Name: b.Service, Addr: b.Addr},
+			Server{Name: b.Service, Addr: b.Addr, Disabled: b.Disabled},
 		}})
 	}
 	return c

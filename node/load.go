@@ -96,6 +96,7 @@ type serviceFile struct {
 	UDP       string   `mapstructure:"udp"`
 	TCP       string   `mapstructure:"tcp"`
 	Striped   string   `mapstructure:"striped"`
+	Disabled  string   `mapstructure:"disabled"`
 	Dedicated []string `mapstructure:"dedicated"`
 }
 

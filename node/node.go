@@ -91,6 +91,10 @@ type Service struct {
 	// this service, and other services join them only where distinguishable.
 	Striped   bool
 	Dedicated PortSet
+	// Disabled puts the TCP backend's server in maintenance: HAProxy stops
+	// sending it connections, through the runtime API, without a reload.
+	// The rules, and so UDP, are unchanged.
+	Disabled bool
 }
 
 // OpenVPNTLS is the control-channel wrapping an OpenVPN instance uses.

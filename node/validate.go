@@ -196,6 +196,11 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 			return s, fieldErr(path+".striped", "%q is not true or false", sf.Striped)
 		}
 	}
+	if sf.Disabled != "" {
+		if s.Disabled, err = strconv.ParseBool(sf.Disabled); err != nil {
+			return s, fieldErr(path+".disabled", "%q is not true or false", sf.Disabled)
+		}
+	}
 	if !s.Striped && len(s.Dedicated) == 0 {
 		return s, fieldErr(path+".striped", "false, and no dedicated ports: the service would be on no port")
 	}

@@ -99,8 +99,9 @@ func (r Range) Ports() node.PortRange { return node.PortRange{From: r.From, To: 
 
 // Backend is a service's TCP backend.
 type Backend struct {
-	Service string         `json:"service"`
-	Addr    netip.AddrPort `json:"addr"`
+	Service  string         `json:"service"`
+	Addr     netip.AddrPort `json:"addr"`
+	Disabled bool           `json:"disabled,omitempty"`
 }
 
 // Exclusion records a striped service left out of a list's ports.
@@ -129,7 +130,7 @@ func Build(n *node.Node) (*Plan, error) {
 	}
 	for _, s := range n.Services {
 		if s.TCP.IsValid() {
-			p.Backends = append(p.Backends, Backend{Service: s.Name, Addr: s.TCP})
+			p.Backends = append(p.Backends, Backend{Service: s.Name, Addr: s.TCP, Disabled: s.Disabled})
 		}
 	}
 	if err := p.assignFrontends(n); err != nil {

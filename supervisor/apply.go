@@ -40,8 +40,10 @@ type Proxy interface {
 	// Reload makes the master load the configuration on disk and returns
 	// once a new worker serves it, or with an error if it did not start.
 	Reload(ctx context.Context) error
-	// SetServerAddr changes a server's address through the runtime API.
+	// SetServerAddr and SetServerState change a server's address, and put
+	// it in or out of maintenance, through the runtime API.
 	SetServerAddr(ctx context.Context, backend, server string, addr netip.AddrPort) error
+	SetServerState(ctx context.Context, backend, server string, enabled bool) error
 	// FrontendsUp fails unless every named frontend is open.
 	FrontendsUp(ctx context.Context, names []string) error
 }
@@ -58,19 +60,22 @@ type Applier struct {
 
 // Change says what an apply did or, dry, would do.
 type Change struct {
-	Rules        []string     `json:"rules,omitempty"`         // "+ line" / "- line"
-	Backends     []string     `json:"backends,omitempty"`      // added/removed/changed backends
-	ServerAddrs  []ServerAddr `json:"server_addrs,omitempty"`  // done through the runtime API
-	Reload       bool         `json:"reload"`                  // HAProxy reloaded (or would be)
-	ReloadReason string       `json:"reload_reason,omitempty"` // why
-	Nothing      bool         `json:"nothing"`                 // identical: nothing touched
+	Rules        []string       `json:"rules,omitempty"`         // "+ line" / "- line"
+	Backends     []string       `json:"backends,omitempty"`      // added/removed/changed backends
+	Servers      []ServerChange `json:"servers,omitempty"`       // done through the runtime API
+	Reload       bool           `json:"reload"`                  // HAProxy reloaded (or would be)
+	ReloadReason string         `json:"reload_reason,omitempty"` // why
+	Nothing      bool           `json:"nothing"`                 // identical: nothing touched
 }
 
-// ServerAddr is a server address change the runtime API can make.
-type ServerAddr struct {
-	Backend string         `json:"backend"`
-	Server  string         `json:"server"`
-	Addr    netip.AddrPort `json:"addr"`
+// ServerChange is a change to one server the runtime API can make.
+type ServerChange struct {
+	Backend string `json:"backend"`
+	Server  string `json:"server"`
+	// Addr is the new address; zero when it did not change.
+	Addr netip.AddrPort `json:"addr,omitzero"`
+	// State is "enabled" or "disabled" when it changed, else empty.
+	State string `json:"state,omitempty"`
 }
 
 // Plan compares a compiled node with what is applied and says what Apply
@@ -96,12 +101,12 @@ func (a *Applier) Plan(ctx context.Context, res *compiler.Result) (Change, error
 		c.Reload, c.ReloadReason = true, "no haproxy.cfg applied yet"
 	default:
 		if addrs, ok := serverOnly(oldCfg, oldPlan, res.Plan); ok {
-			c.ServerAddrs = addrs
+			c.Servers = addrs
 		} else {
 			c.Reload, c.ReloadReason = true, "haproxy.cfg changed beyond server addresses: "+firstDiff(oldCfg, newCfg)
 		}
 	}
-	c.Nothing = len(c.Rules) == 0 && !c.Reload && len(c.ServerAddrs) == 0 && bytes.Equal(oldCfg, newCfg) &&
+	c.Nothing = len(c.Rules) == 0 && !c.Reload && len(c.Servers) == 0 && bytes.Equal(oldCfg, newCfg) &&
 		bytes.Equal(readFile(filepath.Join(a.Dir, compiler.PlanFile)), res.Files[compiler.PlanFile])
 	return c, nil
 }
@@ -150,12 +155,11 @@ func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, erro
 		}
 		a.Log.Info("rules applied", "changed_lines", len(c.Rules))
 	}
-	for _, s := range c.ServerAddrs {
-		if err := a.Proxy.SetServerAddr(ctx, s.Backend, s.Server, s.Addr); err != nil {
-			c.Reload, c.ReloadReason = true, fmt.Sprintf("runtime API refused set server %s/%s: %v", s.Backend, s.Server, err)
+	for _, s := range c.Servers {
+		if err := a.changeServer(ctx, s); err != nil {
+			c.Reload, c.ReloadReason = true, fmt.Sprintf("runtime API refused a change to server %s/%s: %v", s.Backend, s.Server, err)
 			break
 		}
-		a.Log.Info("server address changed through the runtime API, no reload", "backend", s.Backend, "addr", s.Addr)
 	}
 	if c.Reload {
 		a.Log.Info("reloading HAProxy", "reason", c.ReloadReason)
@@ -167,6 +171,22 @@ func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, erro
 		return c, rollback(fmt.Errorf("verify haproxy: %w", err))
 	}
 	return c, nil
+}
+
+func (a *Applier) changeServer(ctx context.Context, s ServerChange) error {
+	if s.Addr.IsValid() {
+		if err := a.Proxy.SetServerAddr(ctx, s.Backend, s.Server, s.Addr); err != nil {
+			return err
+		}
+		a.Log.Info("server address changed through the runtime API, no reload", "backend", s.Backend, "addr", s.Addr)
+	}
+	if s.State != "" {
+		if err := a.Proxy.SetServerState(ctx, s.Backend, s.Server, s.State == "enabled"); err != nil {
+			return err
+		}
+		a.Log.Info("server "+s.State+" through the runtime API, no reload", "backend", s.Backend)
+	}
+	return nil
 }
 
 func (a *Applier) validate(ctx context.Context, res *compiler.Result) error {
@@ -199,33 +219,48 @@ func frontends(p *plan.Plan) []string {
 }
 
 // serverOnly reports whether the new configuration differs from the old one
-// only in server addresses, and lists those changes. It renders the new plan
-// with the old addresses: if that gives the old file, addresses are all
-// that changed.
-func serverOnly(oldCfg []byte, oldPlan, newPlan *plan.Plan) ([]ServerAddr, bool) {
+// only in server addresses and states, and lists those changes. It renders
+// the new plan with the old servers: if that gives the old file, servers
+// are all that changed.
+func serverOnly(oldCfg []byte, oldPlan, newPlan *plan.Plan) ([]ServerChange, bool) {
 	if oldPlan == nil {
 		return nil, false
 	}
-	old := map[string]netip.AddrPort{}
+	old := map[string]plan.Backend{}
 	for _, b := range oldPlan.Backends {
-		old[b.Service] = b.Addr
+		old[b.Service] = b
 	}
 	// The header names the node file's hash, which any edit changes.
 	probe := *newPlan
 	probe.Node = oldPlan.Node
 	probe.Backends = slices.Clone(newPlan.Backends)
-	var changes []ServerAddr
+	var changes []ServerChange
 	for i, b := range probe.Backends {
 		o, ok := old[b.Service]
 		if !ok {
 			return nil, false
 		}
-		if o != b.Addr {
-			changes = append(changes, ServerAddr{Backend: b.Service, Server: b.Service, Addr: b.Addr})
-			probe.Backends[i].Addr = o
+		if o == b {
+			continue
 		}
+		ch := ServerChange{Backend: b.Service, Server: b.Service}
+		if o.Addr != b.Addr {
+			ch.Addr = b.Addr
+		}
+		if o.Disabled != b.Disabled {
+			ch.State = map[bool]string{true: "disabled", false: "enabled"}[b.Disabled]
+		}
+		changes = append(changes, ch)
+		probe.Backends[i] = o
 	}
 	return changes, len(changes) > 0 && bytes.Equal(haproxy.Render(&probe), oldCfg)
+}
+
+func state(b plan.Backend) string {
+	if b.Disabled {
+		return " (disabled)"
+	}
+	return ""
 }
 
 func readFile(path string) []byte {
@@ -270,10 +305,10 @@ func diffLines(old, cur []string) []string {
 }
 
 func diffBackends(old, cur *plan.Plan) []string {
-	was := map[string]netip.AddrPort{}
+	was := map[string]plan.Backend{}
 	if old != nil {
 		for _, b := range old.Backends {
-			was[b.Service] = b.Addr
+			was[b.Service] = b
 		}
 	}
 	var out []string
@@ -281,14 +316,14 @@ func diffBackends(old, cur *plan.Plan) []string {
 		o, ok := was[b.Service]
 		switch {
 		case !ok:
-			out = append(out, fmt.Sprintf("+ %s %s", b.Service, b.Addr))
-		case o != b.Addr:
-			out = append(out, fmt.Sprintf("~ %s %s → %s", b.Service, o, b.Addr))
+			out = append(out, fmt.Sprintf("+ %s %s%s", b.Service, b.Addr, state(b)))
+		case o != b:
+			out = append(out, fmt.Sprintf("~ %s %s%s → %s%s", b.Service, o.Addr, state(o), b.Addr, state(b)))
 		}
 		delete(was, b.Service)
 	}
-	for name, a := range was {
-		out = append(out, fmt.Sprintf("- %s %s", name, a))
+	for name, b := range was {
+		out = append(out, fmt.Sprintf("- %s %s", name, b.Addr))
 	}
 	slices.Sort(out)
 	return out

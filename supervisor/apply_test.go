@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -40,7 +41,7 @@ func (f *fakeRules) Canonical(_ context.Context, r []byte) ([]byte, error) {
 // fakeProxy records reloads and runtime API calls.
 type fakeProxy struct {
 	reloads    int
-	setAddr    []string
+	setAddr    []string // runtime API calls, addresses and states
 	failReload error
 }
 
@@ -54,6 +55,10 @@ func (f *fakeProxy) Reload(context.Context) error {
 }
 func (f *fakeProxy) SetServerAddr(_ context.Context, b, s string, a netip.AddrPort) error {
 	f.setAddr = append(f.setAddr, b+"/"+s+" "+a.String())
+	return nil
+}
+func (f *fakeProxy) SetServerState(_ context.Context, b, s string, enabled bool) error {
+	f.setAddr = append(f.setAddr, fmt.Sprintf("%s/%s enabled=%v", b, s, enabled))
 	return nil
 }
 func (f *fakeProxy) FrontendsUp(context.Context, []string) error { return nil }
@@ -144,5 +149,26 @@ func TestFailedReloadRollsBack(t *testing.T) {
 	cfg, _ := os.ReadFile(filepath.Join(a.Dir, compiler.HAProxyFile))
 	if string(cfg) != string(first.Files[compiler.HAProxyFile]) {
 		t.Error("haproxy.cfg was not rolled back")
+	}
+}
+
+func TestStateChangeUsesRuntimeAPI(t *testing.T) {
+	a, _, proxy := newApplier(t)
+	if _, err := a.Apply(context.Background(), compile(t, testNode)); err != nil {
+		t.Fatal(err)
+	}
+	disabled := strings.Replace(testNode, "tcp: 127.0.0.1:22}", "tcp: 127.0.0.1:22, disabled: true}", 1)
+	c, err := a.Apply(context.Background(), compile(t, disabled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reload || len(proxy.setAddr) != 1 || proxy.setAddr[0] != "ssh/ssh enabled=false" {
+		t.Errorf("change %+v, runtime calls %v; want one disable and no reload", c, proxy.setAddr)
+	}
+	if _, err := a.Apply(context.Background(), compile(t, testNode)); err != nil {
+		t.Fatal(err)
+	}
+	if proxy.reloads != 1 || proxy.setAddr[len(proxy.setAddr)-1] != "ssh/ssh enabled=true" {
+		t.Errorf("re-enable: %d reloads, runtime calls %v", proxy.reloads, proxy.setAddr)
 	}
 }

@@ -195,6 +195,15 @@ func (h *HAProxy) Reload(ctx context.Context) error {
 	return nil
 }
 
+// SetServerState puts a server in or out of maintenance without a reload.
+func (h *HAProxy) SetServerState(ctx context.Context, backend, server string, enabled bool) error {
+	_, r := h.clients()
+	if enabled {
+		return r.EnableServer(ctx, backend, server)
+	}
+	return r.DisableServer(ctx, backend, server)
+}
+
 // SetServerAddr changes a server's address without a reload.
 func (h *HAProxy) SetServerAddr(ctx context.Context, backend, server string, addr netip.AddrPort) error {
 	_, r := h.clients()

@@ -140,7 +140,7 @@ func (r *Runner) apply(ctx context.Context, reason string) {
 	r.Metrics.NodeInfo.WithLabelValues(res.Plan.Node.Name, res.Plan.Node.SHA256).Set(1)
 	r.setHealth(nil)
 	log.Info("node applied", "result", result, "node", res.Plan.Node.Name, "sha256", res.Plan.Node.SHA256,
-		"rule_changes", len(c.Rules), "reload", c.Reload, "runtime_changes", len(c.ServerAddrs))
+		"rule_changes", len(c.Rules), "reload", c.Reload, "runtime_changes", len(c.Servers))
 }
 
 // restart brings a dead HAProxy master back on the applied configuration.

@@ -170,8 +170,13 @@ func printChange(w io.Writer, c supervisor.Change, dry bool) {
 	for _, b := range c.Backends {
 		fmt.Fprintln(w, "backend "+b)
 	}
-	for _, s := range c.ServerAddrs {
-		fmt.Fprintf(w, "runtime API: %sset server %s/%s addr %s port %d (no reload)\n", verb, s.Backend, s.Server, s.Addr.Addr(), s.Addr.Port())
+	for _, s := range c.Servers {
+		if s.Addr.IsValid() {
+			fmt.Fprintf(w, "runtime API: %sset server %s/%s addr %s port %d (no reload)\n", verb, s.Backend, s.Server, s.Addr.Addr(), s.Addr.Port())
+		}
+		if s.State != "" {
+			fmt.Fprintf(w, "runtime API: %s%s server %s/%s (no reload)\n", verb, strings.TrimSuffix(s.State, "d"), s.Backend, s.Server)
+		}
 	}
 	if c.Reload {
 		fmt.Fprintf(w, "haproxy: %sreload (%s)\n", verb, c.ReloadReason)
