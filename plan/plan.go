@@ -343,6 +343,11 @@ func (p *Plan) assignFrontends(n *node.Node) error {
 		if port > 65535 || n.Reserved.Contains(uint16(port)) {
 			return &node.FieldError{Path: "haproxy.listen_port", Msg: fmt.Sprintf("frontend %d would listen on port %d, which is reserved or out of range; the frontends use %d consecutive ports from listen_port", i, port, p.countTCPLists())}
 		}
+		for j, s := range n.Services {
+			if s.TCP.Port() == uint16(port) && slices.Contains(n.Addresses, s.TCP.Addr()) {
+				return &node.FieldError{Path: fmt.Sprintf("services[%d].tcp", j), Msg: fmt.Sprintf("%s is where frontend %s listens (haproxy.listen_port %d and up); move the backend or listen_port", s.TCP, "fe_"+l.Name, n.HAProxy.ListenPort)}
+			}
+		}
 		l.Frontend = &Frontend{Name: "fe_" + l.Name, Port: uint16(port)}
 		port++
 	}

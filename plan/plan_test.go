@@ -163,6 +163,11 @@ services:
 `,
 			wantErr: []string{"haproxy.listen_port", "30000"},
 		},
+		{
+			name:    "a backend on the frontend's own address and port",
+			yaml:    head + "services:\n  - {name: s, kind: ssh, tcp: 198.51.100.2:20000}\n",
+			wantErr: []string{"services[0].tcp", "fe_striped"},
+		},
 	}
 	// tls-crypt-v2 / none / wireguard: all on one port list.
 	tests[4].wantErr = nil
