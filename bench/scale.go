@@ -96,7 +96,7 @@ func (r *run) scale(ctx context.Context) error {
 	// Every apply gets a new namespace: removing thousands of chains one
 	// go-iptables call at a time (Manager.Clean) would take longer than
 	// the measurements.
-	var del func()
+	var del func() error
 	defer func() {
 		if del != nil {
 			del()
@@ -183,7 +183,7 @@ func perRule(ns testbed.Netns, rules []byte, limit time.Duration, p *scalePoint)
 		case strings.HasPrefix(line, ":"):
 			calls = append(calls, call{chain: strings.Fields(line[1:])[0]})
 		case strings.HasPrefix(line, "-A "):
-			args, err := shellWords(line)
+			args, err := iptables.SplitArgs(line)
 			if err != nil {
 				return err
 			}
@@ -223,40 +223,6 @@ func perRule(ns testbed.Netns, rules []byte, limit time.Duration, p *scalePoint)
 		p.PerRule = time.Since(t0)
 		return nil
 	})
-}
-
-// shellWords splits an iptables-save line: words, double-quoted strings
-// with backslash escapes.
-func shellWords(line string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	in, have := false, false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case in && c == '\\' && i+1 < len(line):
-			i++
-			cur.WriteByte(line[i])
-		case c == '"':
-			in, have = !in, true
-		case !in && c == ' ':
-			if have {
-				out = append(out, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteByte(c)
-			have = true
-		}
-	}
-	if in {
-		return nil, fmt.Errorf("unterminated quote in %q", line)
-	}
-	if have {
-		out = append(out, cur.String())
-	}
-	return out, nil
 }
 
 // seedResult is the built-in seed node's compile and apply time.

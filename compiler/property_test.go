@@ -94,7 +94,7 @@ func checkHAProxy(t *testing.T, nodes []generated) {
 // a namespace per node, which costs more than the load itself.
 func checkRules(t *testing.T, nodes []generated) {
 	testenv.Require(t, "iptables-restore", "iptables-save")
-	m, err := iptables.New(iptables.Options{Netns: testenv.Netns(t, "property")})
+	m, err := iptables.New(iptables.Options{Netns: string(testenv.Netns(t, "property"))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
 	"github.com/portstripe/portstripe/iptables"
 )
 
@@ -38,7 +40,7 @@ const (
 // abuseNode is the live node of the abuse tests.
 type abuseNode struct {
 	dir          string
-	client, node netns
+	client, node testbed.Netns
 	rsa, ecc     *instance
 	state        string
 }
@@ -49,7 +51,7 @@ func setUpAbuse(t *testing.T) *abuseNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(atExit(func() { os.RemoveAll(dir) }))
+	t.Cleanup(testbed.AtExit(func() { os.RemoveAll(dir) }))
 	raiseFileLimit(t)
 	a := &abuseNode{dir: dir, state: filepath.Join(dir, "state")}
 	instances := seedInstances()[:2]
@@ -63,7 +65,8 @@ func setUpAbuse(t *testing.T) *abuseNode {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	a.client, a.node = newNamespaces(t)
+	pair := testenv.Pair(t, nsPrefix)
+	a.client, a.node = pair.Client, pair.Node
 	for _, in := range instances {
 		in.startServers(t, a.node, dir)
 	}
@@ -74,7 +77,7 @@ func setUpAbuse(t *testing.T) *abuseNode {
 	}
 	// apply starts HAProxy as a daemon in the node namespace; deleting the
 	// namespace kills it.
-	if out, err := a.node.run(cliPath, "apply", "-c", nodePath, "--dir", a.state); err != nil {
+	if out, err := a.node.Run(cliPath, "apply", "-c", nodePath, "--dir", a.state); err != nil {
 		t.Fatalf("portstripe apply: %v\n%s", err, out)
 	}
 	return a
@@ -100,7 +103,7 @@ func raiseFileLimit(t *testing.T) {
 // status is what `portstripe status --json` reports in the node namespace.
 func (a *abuseNode) status(t *testing.T) (frontends map[string]haproxy.Stat, rules []iptables.Counter) {
 	t.Helper()
-	out, _ := a.node.command(cliPath, "status", "--dir", a.state, "--json").Output()
+	out, _ := a.node.Command(cliPath, "status", "--dir", a.state, "--json").Output()
 	var st struct {
 		Backends []haproxy.Stat     `json:"backends"`
 		Rules    []iptables.Counter `json:"rules"`
@@ -134,7 +137,7 @@ func TestAbuseIdleClients(t *testing.T) {
 	}()
 	start := time.Now()
 	// Sockets made inside do belong to the client namespace for good.
-	err := a.client.do(func() error {
+	err := a.client.Do(func() error {
 		for i := range abuseClients {
 			c, err := net.DialTimeout("tcp", net.JoinHostPort(nodeAddr, fmt.Sprint(2000+i%abuseTCPPorts)), 5*time.Second)
 			if err != nil {
@@ -157,15 +160,15 @@ func TestAbuseIdleClients(t *testing.T) {
 	t.Logf("%d abusers connected in %s (half idle, half sent one byte)", len(conns), time.Since(start).Round(time.Millisecond))
 
 	vpnStart := time.Now()
-	cmd := a.client.command("openvpn", a.rsa.clientArgs("tcp", abuseVPNPort, abuseVPNLport, "abuse")...)
-	ok, lines, err := watchLines(cmd, filepath.Join(a.dir, "client-abuse.log"), "Initialization Sequence Completed", 20*time.Second)
+	cmd := a.client.Command("openvpn", a.rsa.clientArgs("tcp", abuseVPNPort, abuseVPNLport, "abuse")...)
+	ok, lines, err := testbed.WatchLines(cmd, filepath.Join(a.dir, "client-abuse.log"), "Initialization Sequence Completed", 20*time.Second)
 	if err != nil || !ok {
-		t.Fatalf("OpenVPN client on tcp %d among %d abusers: %v\n%s", abuseVPNPort, len(conns), err, tail(lines, 20))
+		t.Fatalf("OpenVPN client on tcp %d among %d abusers: %v\n%s", abuseVPNPort, len(conns), err, testbed.Tail(lines, 20))
 	}
 	took := time.Since(vpnStart)
 	time.Sleep(300 * time.Millisecond) // let the server log the handshake
 	if !a.rsa.handshakeWith("tcp", "abuse") {
-		t.Errorf("the RSA server logged no handshake with the client:\n%s", tail(a.rsa.tcp.logText(), 20))
+		t.Errorf("the RSA server logged no handshake with the client:\n%s", testbed.Tail(a.rsa.tcp.LogText(), 20))
 	}
 	t.Logf("a real OpenVPN client (RSA, tcp %d) connected in %s among the abusers", abuseVPNPort, took.Round(time.Millisecond))
 	fe, _ := a.status(t)
@@ -268,7 +271,7 @@ func TestAbuseUDPJunk(t *testing.T) {
 
 	_, before := a.status(t)
 	send := func(lport, port int, payload []byte) error {
-		return a.client.do(func() error {
+		return a.client.Do(func() error {
 			c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(clientAddr), Port: lport}, &net.UDPAddr{IP: net.ParseIP(nodeAddr), Port: port})
 			if err != nil {
 				return err

@@ -10,19 +10,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
 )
 
 // sshd is a real OpenSSH server on the node's loopback with a host key
 // generated for this run.
 type sshd struct {
-	proc    *proc
+	proc    *testbed.Proc
 	hostKey string // public key line: "ssh-ed25519 AAAA…"
 }
 
 // startSSHD runs sshd -D in the node namespace; nobody can log in (no
 // passwords, no authorized keys), which is enough: the host key proves which
 // server answered.
-func startSSHD(t *testing.T, node netns, dir string) *sshd {
+func startSSHD(t *testing.T, node testbed.Netns, dir string) *sshd {
 	t.Helper()
 	key := filepath.Join(dir, "ssh_host_ed25519_key")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "portstripe-e2e", "-f", key).CombinedOutput(); err != nil {
@@ -51,8 +54,8 @@ LogLevel VERBOSE
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, "sshd", node.command("/usr/sbin/sshd", "-D", "-e", "-f", cfg), filepath.Join(dir, "sshd.log"))
-	if err := p.waitLog("Server listening on", 10*time.Second); err != nil {
+	p := testenv.Start(t, "sshd", node.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg), filepath.Join(dir, "sshd.log"))
+	if err := p.WaitLog("Server listening on", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return &sshd{proc: p, hostKey: f[0] + " " + f[1]}
@@ -61,18 +64,18 @@ LogLevel VERBOSE
 // tlsServer is `openssl s_server` with a certificate naming cn.
 type tlsServer struct {
 	cn   string
-	proc *proc
+	proc *testbed.Proc
 }
 
-func startTLSServer(t *testing.T, node netns, dir, cn, addr string) *tlsServer {
+func startTLSServer(t *testing.T, node testbed.Netns, dir, cn, addr string) *tlsServer {
 	t.Helper()
 	cert, key, err := selfSigned(dir, cn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, "s_server "+cn, node.command("openssl", "s_server", "-accept", addr, "-cert", cert, "-key", key, "-www"),
+	p := testenv.Start(t, "s_server "+cn, node.Command("openssl", "s_server", "-accept", addr, "-cert", cert, "-key", key, "-www"),
 		filepath.Join(dir, "s_server-"+cn+".log"))
-	if err := p.waitLog("ACCEPT", 10*time.Second); err != nil {
+	if err := p.WaitLog("ACCEPT", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return &tlsServer{cn: cn, proc: p}
@@ -82,7 +85,7 @@ func startTLSServer(t *testing.T, node netns, dir, cn, addr string) *tlsServer {
 // proved the expected host key: with StrictHostKeyChecking and a known_hosts
 // holding only that key, ssh gets as far as authentication ("Permission
 // denied") only when the key matched.
-func sshClient(client netns, dir string, port int, hostKey, logPath string) (bool, string, error) {
+func sshClient(client testbed.Netns, dir string, port int, hostKey, logPath string) (bool, string, error) {
 	known := filepath.Join(dir, fmt.Sprintf("known_hosts-%d", port))
 	host := fmt.Sprintf("[%s]:%d", nodeAddr, port)
 	if port == 22 {
@@ -92,27 +95,27 @@ func sshClient(client netns, dir string, port int, hostKey, logPath string) (boo
 	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
 		return false, "", err
 	}
-	cmd := client.command("ssh", "-F", "/dev/null", "-p", fmt.Sprint(port),
+	cmd := client.Command("ssh", "-F", "/dev/null", "-p", fmt.Sprint(port),
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
 		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=8", "-o", "IdentitiesOnly=yes",
 		"-o", "IdentityFile=/dev/null", "-o", "PreferredAuthentications=publickey",
 		"e2e@"+nodeAddr, "true")
-	ok, out, err := watchLines(cmd, logPath, "Permission denied", 15*time.Second)
+	ok, out, err := testbed.WatchLines(cmd, logPath, "Permission denied", 15*time.Second)
 	return ok, out, err
 }
 
 // tlsClient runs openssl s_client with the given SNI ("" sends none) and
 // returns the common name of the certificate the server presented.
-func tlsClient(client netns, port int, sni, logPath string) (string, string, error) {
+func tlsClient(client testbed.Netns, port int, sni, logPath string) (string, string, error) {
 	args := []string{"s_client", "-connect", fmt.Sprintf("%s:%d", nodeAddr, port), "-brief"}
 	if sni != "" {
 		args = append(args, "-servername", sni)
 	} else {
 		args = append(args, "-noservername")
 	}
-	cmd := client.command("openssl", args...)
+	cmd := client.Command("openssl", args...)
 	cmd.Stdin = strings.NewReader("")
-	ok, out, err := watchLines(cmd, logPath, "Peer certificate: CN = ", 15*time.Second)
+	ok, out, err := testbed.WatchLines(cmd, logPath, "Peer certificate: CN = ", 15*time.Second)
 	if err != nil || !ok {
 		return "", out, err
 	}
@@ -127,8 +130,8 @@ func tlsClient(client netns, port int, sni, logPath string) (string, string, err
 // sshKeyscan runs ssh-keyscan, which, unlike ssh, waits for the server's
 // banner before it sends its own: through a classifying frontend it has no
 // first packet to be classified by. It reports whether it got the host key.
-func sshKeyscan(client netns, port int, hostKey, logPath string) (bool, string, error) {
-	cmd := client.command("ssh-keyscan", "-T", "15", "-t", "ed25519", "-p", fmt.Sprint(port), nodeAddr)
-	_, out, err := watchLines(cmd, logPath, hostKey, 20*time.Second)
+func sshKeyscan(client testbed.Netns, port int, hostKey, logPath string) (bool, string, error) {
+	cmd := client.Command("ssh-keyscan", "-T", "15", "-t", "ed25519", "-p", fmt.Sprint(port), nodeAddr)
+	_, out, err := testbed.WatchLines(cmd, logPath, hostKey, 20*time.Second)
 	return err == nil && strings.Contains(out, hostKey), out, err
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
 )
 
 // flow is one direction of a TCP connection or UDP exchange, by ports.
@@ -53,11 +55,11 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // startCapture opens a packet socket on ifname inside ns and records the
 // packets the namespace sends on it (PACKET_OUTGOING).
-func startCapture(t *testing.T, ns netns, ifname string) *capture {
+func startCapture(t *testing.T, ns testbed.Netns, ifname string) *capture {
 	t.Helper()
 	c := &capture{name: string(ns) + "/" + ifname, done: make(chan struct{}), first: map[flow][]byte{},
 		peerClosed: map[flow]bool{}, late: map[flow]bool{}}
-	err := ns.do(func() error {
+	err := ns.Do(func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
@@ -80,7 +82,7 @@ func startCapture(t *testing.T, ns netns, ifname string) *capture {
 		t.Fatalf("capture on %s: %v", c.name, err)
 	}
 	go c.loop()
-	t.Cleanup(atExit(c.close))
+	t.Cleanup(testbed.AtExit(c.close))
 	return c
 }
 

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
 )
 
 // samplePorts are the striped ports every OpenVPN instance is tried on,
@@ -50,12 +53,12 @@ type clientCase struct {
 // suite is the running world: namespaces, servers, HAProxy, captures.
 type suite struct {
 	dir            string
-	client, node   netns
+	client, node   testbed.Netns
 	nodePath       string
 	instances      []*instance
 	sshd           *sshd
 	tls            map[string]*tlsServer // by SNI
-	haproxy        *proc
+	haproxy        *testbed.Proc
 	wire, loopback *capture
 	backends       map[netip.AddrPort]string // TCP backend → service
 }
@@ -102,13 +105,14 @@ func setUp(t *testing.T) *suite {
 	if *keepFlag {
 		t.Logf("keeping %s (logs, PKI, node file, compiled output)", dir)
 	} else {
-		t.Cleanup(atExit(func() { os.RemoveAll(dir) }))
+		t.Cleanup(testbed.AtExit(func() { os.RemoveAll(dir) }))
 	}
 	s := &suite{dir: dir, instances: seedInstances(), tls: map[string]*tlsServer{}}
 	if err := s.makePKI(); err != nil {
 		t.Fatal(err)
 	}
-	s.client, s.node = newNamespaces(t)
+	pair := testenv.Pair(t, nsPrefix)
+	s.client, s.node = pair.Client, pair.Node
 	s.nodePath, _ = compileNode(t, dir, nodeFile(dir, s.instances))
 	applyRules(t, s.node, filepath.Join(dir, "out"))
 	for _, in := range s.instances {
@@ -118,7 +122,7 @@ func setUp(t *testing.T) *suite {
 	s.tls[sniA] = startTLSServer(t, s.node, dir, sniA, tlsBackendA)
 	s.tls[sniB] = startTLSServer(t, s.node, dir, sniB, tlsBackendB)
 	s.haproxy = startHAProxy(t, s.node, dir, filepath.Join(dir, "out"))
-	s.wire = startCapture(t, s.client, s.client.veth())
+	s.wire = startCapture(t, s.client, pair.ClientVeth)
 	s.loopback = startCapture(t, s.node, "lo")
 	s.backends = map[netip.AddrPort]string{
 		netip.MustParseAddrPort(sshBackend):  "ssh",
@@ -266,8 +270,8 @@ func (s *suite) runCase(c *clientCase) {
 	var err error
 	switch c.kind {
 	case "openvpn":
-		cmd := s.client.command("openvpn", c.inst.clientArgs(c.proto, c.port, c.lport, c.id)...)
-		c.ok, c.detail, err = watchLines(cmd, logPath, "Initialization Sequence Completed", 25*time.Second)
+		cmd := s.client.Command("openvpn", c.inst.clientArgs(c.proto, c.port, c.lport, c.id)...)
+		c.ok, c.detail, err = testbed.WatchLines(cmd, logPath, "Initialization Sequence Completed", 25*time.Second)
 	case "ssh":
 		c.ok, c.detail, err = sshClient(s.client, s.dir, c.port, s.sshd.hostKey, logPath)
 	case "ssh-keyscan":
@@ -409,10 +413,10 @@ func checkOpenVPN(t *testing.T, cases []*clientCase) {
 		}
 		mustWork := c.want == c.inst.service
 		if c.landed != c.want {
-			t.Errorf("%s: landed on %s, the design sends it to %s\n%s", c.id, c.landed, c.want, tail(c.detail, 8))
+			t.Errorf("%s: landed on %s, the design sends it to %s\n%s", c.id, c.landed, c.want, testbed.Tail(c.detail, 8))
 		}
 		if c.ok != mustWork {
-			t.Errorf("%s: handshake completed=%v, want %v (landed on %s)\n%s", c.id, c.ok, mustWork, c.landed, tail(c.detail, 8))
+			t.Errorf("%s: handshake completed=%v, want %v (landed on %s)\n%s", c.id, c.ok, mustWork, c.landed, testbed.Tail(c.detail, 8))
 		}
 	}
 }
@@ -423,10 +427,10 @@ func checkBackends(t *testing.T, cases []*clientCase) {
 			continue
 		}
 		if c.landed != c.want {
-			t.Errorf("%s: landed on %s, want %s\n%s", c.id, c.landed, c.want, tail(c.detail, 8))
+			t.Errorf("%s: landed on %s, want %s\n%s", c.id, c.landed, c.want, testbed.Tail(c.detail, 8))
 		}
 		if c.ok != (c.want != none) {
-			t.Errorf("%s: reached its server=%v, want %v\n%s", c.id, c.ok, c.want != none, tail(c.detail, 8))
+			t.Errorf("%s: reached its server=%v, want %v\n%s", c.id, c.ok, c.want != none, testbed.Tail(c.detail, 8))
 		}
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
 )
 
 // The live tests drive `portstripe run`, `apply`, `status` and `clean` (the
@@ -117,8 +119,8 @@ func liveSHA256(s string) string {
 }
 
 // livePortstripe runs the CLI inside the node namespace.
-func livePortstripe(node netns, args ...string) (string, error) {
-	return node.run(cliPath, args...)
+func livePortstripe(node testbed.Netns, args ...string) (string, error) {
+	return node.Run(cliPath, args...)
 }
 
 // liveShowProc asks the master CLI (a Unix socket: reachable from any network
@@ -140,13 +142,13 @@ func liveMustShowProc(t *testing.T, sock string) haproxy.Procs {
 
 // liveRules returns portstripe's chains and rules in the node's nat table
 // (iptables-save, with -c the counters too), plus the jumps to them.
-func liveRules(t *testing.T, node netns, counters bool) string {
+func liveRules(t *testing.T, node testbed.Netns, counters bool) string {
 	t.Helper()
 	args := []string{"-t", "nat"}
 	if counters {
 		args = append(args, "-c")
 	}
-	out, err := node.run("iptables-save", args...)
+	out, err := node.Run("iptables-save", args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,9 +162,9 @@ func liveRules(t *testing.T, node netns, counters bool) string {
 }
 
 // liveDial opens a TCP connection from inside ns.
-func liveDial(ns netns, addr string, timeout time.Duration) (net.Conn, error) {
+func liveDial(ns testbed.Netns, addr string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := ns.do(func() error {
+	err := ns.Do(func() error {
 		var err error
 		c, err = net.DialTimeout("tcp", addr, timeout)
 		return err
@@ -172,7 +174,7 @@ func liveDial(ns netns, addr string, timeout time.Duration) (net.Conn, error) {
 
 // liveSSHBanner connects from the client namespace to a striped port, speaks
 // first as an SSH client does, and returns the server's banner.
-func liveSSHBanner(client netns, port int) (string, error) {
+func liveSSHBanner(client testbed.Netns, port int) (string, error) {
 	c, err := liveDial(client, net.JoinHostPort(nodeAddr, strconv.Itoa(port)), time.Second)
 	if err != nil {
 		return "", err
@@ -209,7 +211,7 @@ func liveWaitFor(timeout, interval time.Duration, ok func() error) (time.Duratio
 }
 
 // liveHTTPGet fetches url from inside ns.
-func liveHTTPGet(ns netns, url string) (int, string, error) {
+func liveHTTPGet(ns testbed.Netns, url string) (int, string, error) {
 	tr := &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -242,25 +244,25 @@ func liveMetric(body, sample string) (float64, bool) {
 // liveRun is a `portstripe run` started by the test in the node namespace.
 type liveRun struct {
 	t        *testing.T
-	node     netns
-	proc     *proc
+	node     testbed.Netns
+	proc     *testbed.Proc
 	metrics  string // host:port of /metrics
 	stateDir string
 }
 
 // startRun starts `portstripe run --cleanup` with /metrics on a free
 // loopback port, and waits for its first apply.
-func startRun(t *testing.T, node netns, dir, nodePath string) *liveRun {
+func startRun(t *testing.T, node testbed.Netns, dir, nodePath string) *liveRun {
 	t.Helper()
 	r := &liveRun{t: t, node: node, stateDir: filepath.Join(dir, "state")}
-	r.proc = startProc(t, "portstripe run", node.command(cliPath, "run", "-c", nodePath, "--dir", r.stateDir,
+	r.proc = testenv.Start(t, "portstripe run", node.Command(cliPath, "run", "-c", nodePath, "--dir", r.stateDir,
 		"--metrics", "127.0.0.1:0", "--cleanup"), filepath.Join(dir, "run.log"))
-	if err := r.proc.waitLog("msg=\"node applied\"", 30*time.Second); err != nil {
+	if err := r.proc.WaitLog("msg=\"node applied\"", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`msg="serving /metrics and /healthz" addr=(\S+)`).FindStringSubmatch(r.proc.logText())
+	m := regexp.MustCompile(`msg="serving /metrics and /healthz" addr=(\S+)`).FindStringSubmatch(r.proc.LogText())
 	if m == nil {
-		t.Fatalf("run did not log its metrics address:\n%s", r.proc.logText())
+		t.Fatalf("run did not log its metrics address:\n%s", r.proc.LogText())
 	}
 	r.metrics = m[1]
 	return r
@@ -294,7 +296,7 @@ func (r *liveRun) waitApplies(result string, want float64) {
 		}
 		return fmt.Errorf("still %v", got)
 	}); err != nil {
-		r.t.Fatalf("portstripe_applies_total{result=%q} did not reach %v (%v):\n%s", result, want, err, tail(r.proc.logText(), 20))
+		r.t.Fatalf("portstripe_applies_total{result=%q} did not reach %v (%v):\n%s", result, want, err, testbed.Tail(r.proc.LogText(), 20))
 	}
 	if got != want {
 		r.t.Errorf("portstripe_applies_total{result=%q} = %v, want %v", result, got, want)
@@ -305,7 +307,7 @@ func (r *liveRun) waitApplies(result string, want float64) {
 // lines, relayed with source=haproxy, are HAProxy's words, not ours).
 func (r *liveRun) errorLines() []string {
 	var out []string
-	for _, l := range strings.Split(r.proc.logText(), "\n") {
+	for _, l := range strings.Split(r.proc.LogText(), "\n") {
 		if strings.Contains(l, "level=ERROR") && !strings.Contains(l, "source=haproxy") {
 			out = append(out, l)
 		}
@@ -316,7 +318,7 @@ func (r *liveRun) errorLines() []string {
 // haproxyAlerts are HAProxy's own [ALERT] lines, relayed by run.
 func (r *liveRun) haproxyAlerts() []string {
 	var out []string
-	for _, l := range strings.Split(r.proc.logText(), "\n") {
+	for _, l := range strings.Split(r.proc.LogText(), "\n") {
 		if strings.Contains(l, "[ALERT]") && strings.Contains(l, "source=haproxy") {
 			out = append(out, l)
 		}
@@ -327,7 +329,7 @@ func (r *liveRun) haproxyAlerts() []string {
 // startLiveVPN starts an OpenVPN ECC instance: a TCP server on 127.0.0.1:5060 in
 // the node namespace that pings every 2 s, so an established tunnel keeps
 // carrying bytes.
-func startLiveVPN(t *testing.T, node netns, dir string) *instance {
+func startLiveVPN(t *testing.T, node testbed.Netns, dir string) *instance {
 	t.Helper()
 	p, err := newPKI(filepath.Join(dir, "pki-ecc"), "ecc")
 	if err != nil {
@@ -335,9 +337,9 @@ func startLiveVPN(t *testing.T, node netns, dir string) *instance {
 	}
 	in := &instance{service: "openvpn_ecc", alg: "ecc", mode: "tls-crypt", udpPort: 5060,
 		tcpAddr: netip.MustParseAddrPort("127.0.0.1:5060"), pki: p}
-	in.tcp = startProc(t, "openvpn_ecc/tcp", node.command("openvpn", append(in.serverArgs("tcp"), "--keepalive", "2", "30")...),
+	in.tcp = testenv.Start(t, "openvpn_ecc/tcp", node.Command("openvpn", append(in.serverArgs("tcp"), "--keepalive", "2", "30")...),
 		filepath.Join(dir, "openvpn_ecc-tcp.log"))
-	if err := in.tcp.waitLog("Initialization Sequence Completed", 15*time.Second); err != nil {
+	if err := in.tcp.WaitLog("Initialization Sequence Completed", 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return in
@@ -348,8 +350,8 @@ var bytesReceivedRE = regexp.MustCompile(`bytes_received:(\d+)`)
 // liveVPNSocket returns the client's TCP connection to the striped port as ss
 // shows it (state, addresses, bytes received), or an error when it is not
 // established.
-func liveVPNSocket(client netns) (established bool, received int64, line string, err error) {
-	out, err := client.run("ss", "-Htin", "state", "established", "( sport = :"+strconv.Itoa(liveVPNLport)+" )")
+func liveVPNSocket(client testbed.Netns) (established bool, received int64, line string, err error) {
+	out, err := client.Run("ss", "-Htin", "state", "established", "( sport = :"+strconv.Itoa(liveVPNLport)+" )")
 	if err != nil {
 		return false, 0, "", err
 	}
@@ -367,7 +369,8 @@ func liveVPNSocket(client netns) (established bool, received int64, line string,
 // tunnel that survives it, broken edits, a killed master, a clean stop.
 func TestLiveRun(t *testing.T) {
 	dir := t.TempDir()
-	client, node := newNamespaces(t)
+	pair := testenv.Pair(t, nsPrefix)
+	client, node := pair.Client, pair.Node
 	vpn := startLiveVPN(t, node, dir)
 	startSSHD(t, node, dir)
 	nodePath := filepath.Join(dir, "node.yaml")
@@ -409,9 +412,9 @@ func TestLiveRun(t *testing.T) {
 	})
 
 	// An OpenVPN TCP tunnel through a striped port, up before the edit.
-	vpnClient := startProc(t, "openvpn client", client.command("openvpn",
+	vpnClient := testenv.Start(t, "openvpn client", client.Command("openvpn",
 		vpn.clientArgs("tcp", liveVPNPort, liveVPNLport, "live-vpn")...), filepath.Join(dir, "openvpn-client.log"))
-	if err := vpnClient.waitLog("Initialization Sequence Completed", 25*time.Second); err != nil {
+	if err := vpnClient.WaitLog("Initialization Sequence Completed", 25*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	up, rx0, line, err := liveVPNSocket(client)
@@ -435,7 +438,7 @@ func TestLiveRun(t *testing.T) {
 			return err
 		})
 		if err != nil {
-			t.Fatalf("SSH not reachable on striped tcp %d %s after the edit: %v\n%s", liveSSHPort, took.Round(time.Millisecond), err, tail(r.proc.logText(), 20))
+			t.Fatalf("SSH not reachable on striped tcp %d %s after the edit: %v\n%s", liveSSHPort, took.Round(time.Millisecond), err, testbed.Tail(r.proc.LogText(), 20))
 		}
 		t.Logf("SSH reachable through striped tcp %d %d ms after the node file was renamed into place (target %s): %s",
 			liveSSHPort, took.Milliseconds(), liveTarget, banner)
@@ -471,16 +474,16 @@ func TestLiveRun(t *testing.T) {
 			t.Errorf("tunnel after the edit: %v", err)
 		}
 		t.Logf("tunnel after the edit: bytes received %d → %d on the same connection: %s", rx0, rx, line)
-		if vpnClient.exited() {
-			t.Errorf("openvpn client exited: %v\n%s", vpnClient.err, tail(vpnClient.logText(), 10))
+		if vpnClient.Exited() {
+			t.Errorf("openvpn client exited: %v\n%s", vpnClient.Err(), testbed.Tail(vpnClient.LogText(), 10))
 		}
-		log := vpnClient.logText()
+		log := vpnClient.LogText()
 		if n := strings.Count(log, "Initialization Sequence Completed"); n != 1 {
-			t.Errorf("openvpn client completed %d times, want 1 (it reconnected):\n%s", n, tail(log, 15))
+			t.Errorf("openvpn client completed %d times, want 1 (it reconnected):\n%s", n, testbed.Tail(log, 15))
 		}
 		for _, bad := range []string{"Connection reset", "restarting", "SIGUSR1"} {
 			if strings.Contains(log, bad) {
-				t.Errorf("openvpn client logged %q:\n%s", bad, tail(log, 15))
+				t.Errorf("openvpn client logged %q:\n%s", bad, testbed.Tail(log, 15))
 			}
 		}
 		ps := liveMustShowProc(t, masterSock)
@@ -498,7 +501,7 @@ func TestLiveRun(t *testing.T) {
 		// haproxy -c passes, the reload fails.
 		const busyPort = 21000
 		var busy net.Listener
-		if err := node.do(func() error {
+		if err := node.Do(func() error {
 			var err error
 			busy, err = net.Listen("tcp", net.JoinHostPort(nodeAddr, strconv.Itoa(busyPort)))
 			return err
@@ -566,8 +569,8 @@ func TestLiveRun(t *testing.T) {
 				if code, body, _ := liveHTTPGet(node, "http://"+r.metrics+"/healthz"); code != http.StatusOK {
 					t.Errorf("%s: /healthz after the fix: %d %s", c.name, code, body)
 				}
-				if r.proc.exited() {
-					t.Fatalf("portstripe run exited: %v", r.proc.err)
+				if r.proc.Exited() {
+					t.Fatalf("portstripe run exited: %v", r.proc.Err())
 				}
 				fixedPs := liveMustShowProc(t, masterSock)
 				t.Logf("%s: fixed (%s): master reloads %d [failed: %d], workers %v", c.name, c.fixResult,
@@ -580,7 +583,7 @@ func TestLiveRun(t *testing.T) {
 	})
 
 	t.Run("kill-9-master", func(t *testing.T) {
-		vpnClient.stop() // its tunnel goes down with the workers
+		vpnClient.Stop() // its tunnel goes down with the workers
 		ps := liveMustShowProc(t, masterSock)
 		restarts, _ := liveMetric(r.scrape(), "portstripe_haproxy_restarts_total")
 		start := time.Now()
@@ -599,7 +602,7 @@ func TestLiveRun(t *testing.T) {
 			return nil
 		})
 		if err != nil {
-			t.Fatalf("no new master within %s: %v\n%s", liveDeadline, err, tail(r.proc.logText(), 20))
+			t.Fatalf("no new master within %s: %v\n%s", liveDeadline, err, testbed.Tail(r.proc.LogText(), 20))
 		}
 		_, err = liveWaitFor(liveDeadline, 20*time.Millisecond, func() error { _, err := liveSSHBanner(client, liveSSHPort); return err })
 		trafficTook := time.Since(start)
@@ -614,13 +617,13 @@ func TestLiveRun(t *testing.T) {
 	})
 
 	t.Run("stop-cleans-up", func(t *testing.T) {
-		if err := r.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		if err := r.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-r.proc.done:
+		case <-r.proc.Done():
 		case <-time.After(liveDeadline):
-			t.Fatalf("portstripe run did not stop on SIGTERM:\n%s", tail(r.proc.logText(), 10))
+			t.Fatalf("portstripe run did not stop on SIGTERM:\n%s", testbed.Tail(r.proc.LogText(), 10))
 		}
 		if rules := liveRules(t, node, false); rules != "" {
 			t.Errorf("after run --cleanup stopped, rules left:\n%s", rules)
@@ -632,10 +635,10 @@ func TestLiveRun(t *testing.T) {
 }
 
 // liveStartEcho serves an echo backend at addr in ns until the test ends.
-func liveStartEcho(t *testing.T, ns netns, addr string) {
+func liveStartEcho(t *testing.T, ns testbed.Netns, addr string) {
 	t.Helper()
 	var ln net.Listener
-	if err := ns.do(func() error {
+	if err := ns.Do(func() error {
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err
@@ -663,7 +666,7 @@ func liveStartEcho(t *testing.T, ns netns, addr string) {
 
 // liveEchoOnce opens a connection through a striped port, sends an
 // SSH-looking line and checks it comes back.
-func liveEchoOnce(client netns, port int, msg string) error {
+func liveEchoOnce(client testbed.Netns, port int, msg string) error {
 	c, err := liveDial(client, net.JoinHostPort(nodeAddr, strconv.Itoa(port)), 3*time.Second)
 	if err != nil {
 		return err
@@ -687,7 +690,8 @@ func liveEchoOnce(client netns, port int, msg string) error {
 // 50 reloads under client load, then `portstripe clean`.
 func TestLiveApply(t *testing.T) {
 	dir := t.TempDir()
-	client, node := newNamespaces(t)
+	pair := testenv.Pair(t, nsPrefix)
+	client, node := pair.Client, pair.Node
 	liveStartEcho(t, node, liveEchoAddr)
 	stateDir := filepath.Join(dir, "state")
 	nodePath := filepath.Join(dir, "node.yaml")
@@ -712,7 +716,7 @@ func TestLiveApply(t *testing.T) {
 	t.Run("apply-twice", func(t *testing.T) {
 		rules := liveRules(t, node, true)
 		ps := liveMustShowProc(t, masterSock)
-		counters, _ := node.run("iptables", "-t", "nat", "-L", "PORTSTRIPE-TCP", "-v", "-x", "-n")
+		counters, _ := node.Run("iptables", "-t", "nat", "-L", "PORTSTRIPE-TCP", "-v", "-x", "-n")
 		out, err := apply()
 		if err != nil {
 			t.Fatal(err)
@@ -729,7 +733,7 @@ func TestLiveApply(t *testing.T) {
 		if got := liveRules(t, node, true); got != rules {
 			t.Errorf("rules or counters changed:\nbefore:\n%s\nafter:\n%s", rules, got)
 		}
-		counters2, _ := node.run("iptables", "-t", "nat", "-L", "PORTSTRIPE-TCP", "-v", "-x", "-n")
+		counters2, _ := node.Run("iptables", "-t", "nat", "-L", "PORTSTRIPE-TCP", "-v", "-x", "-n")
 		if counters != counters2 {
 			t.Errorf("counters changed:\n%s\n%s", counters, counters2)
 		}
@@ -774,7 +778,7 @@ func TestLiveApply(t *testing.T) {
 		const reloads, clients, maxPerClient = 50, 8, 20000
 		// Each client has its own striped port, and may reuse TIME_WAIT
 		// ports: tens of thousands of short connections in a few seconds.
-		if _, err := client.run("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"); err != nil {
+		if _, err := client.Run("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"); err != nil {
 			t.Fatal(err)
 		}
 		before := liveMustShowProc(t, masterSock)

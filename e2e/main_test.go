@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"sort"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
 )
 
 var (
@@ -22,6 +20,15 @@ var (
 	updateFlag = flag.Bool("e2e.update-captured", false, "rewrite fixtures/captured/*.hex from this run's captured first packets")
 	keepFlag   = flag.Bool("e2e.keep", false, "keep the temporary directory (logs, PKI, configs) after the run")
 )
+
+// The test network (testbed.NewPair): a client host and a node host joined
+// by one veth pair, in namespaces named pse2e-*.
+var (
+	clientAddr = testbed.ClientAddr.String()
+	nodeAddr   = testbed.NodeAddr.String()
+)
+
+const nsPrefix = "pse2e-"
 
 // cliPath is the portstripe CLI built once by TestMain.
 var cliPath string
@@ -52,15 +59,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
-	removeBin := atExit(func() { os.RemoveAll(dir) })
+	removeBin := testbed.AtExit(func() { os.RemoveAll(dir) })
 	cliPath = filepath.Join(dir, "portstripe")
 	if err := buildCLI(cliPath); err != nil {
 		removeBin()
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
-	removeStaleNamespaces()
-	stop := reapOnSignal()
+	for _, ns := range testbed.RemoveStale(nsPrefix) {
+		fmt.Fprintf(os.Stderr, "e2e: removed namespace %s left by an earlier run\n", ns)
+	}
+	stop := testbed.HandleSignals("e2e")
 	code := m.Run()
 	stop()
 	removeBin()
@@ -92,62 +101,4 @@ func buildCLI(out string) error {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: built %s in %s\n", out, time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// The reaper holds every cleanup the running test registered, so that an
-// interrupt (SIGINT, SIGTERM) still kills the processes and deletes the
-// namespaces; t.Cleanup runs the same functions on a normal end.
-var reaper struct {
-	sync.Mutex
-	next int
-	fns  map[int]func()
-}
-
-// atExit registers fn to run at most once, on interrupt or when the returned
-// function is called (from t.Cleanup).
-func atExit(fn func()) (run func()) {
-	var once sync.Once
-	reaper.Lock()
-	if reaper.fns == nil {
-		reaper.fns = map[int]func(){}
-	}
-	id := reaper.next
-	reaper.next++
-	reaper.fns[id] = func() { once.Do(fn) }
-	reaper.Unlock()
-	return func() {
-		reaper.Lock()
-		delete(reaper.fns, id)
-		reaper.Unlock()
-		once.Do(fn)
-	}
-}
-
-// reapOnSignal runs every registered cleanup, newest first, when the test
-// binary is interrupted, then exits.
-func reapOnSignal() (stop func()) {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-c:
-			fmt.Fprintf(os.Stderr, "e2e: %v: cleaning up namespaces and processes\n", sig)
-			reaper.Lock()
-			ids := make([]int, 0, len(reaper.fns))
-			for id := range reaper.fns {
-				ids = append(ids, id)
-			}
-			fns := reaper.fns
-			reaper.fns = nil
-			reaper.Unlock()
-			sort.Sort(sort.Reverse(sort.IntSlice(ids)))
-			for _, id := range ids {
-				fns[id]()
-			}
-			os.Exit(130)
-		case <-done:
-		}
-	}()
-	return func() { signal.Stop(c); close(done) }
 }

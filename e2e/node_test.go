@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
 )
 
 // The TCP backends besides OpenVPN, on the node's loopback.
@@ -94,19 +97,19 @@ func compileNode(t *testing.T, dir, yaml string) (nodePath, outDir string) {
 
 // applyRules loads rules.v4 into the node namespace's nat table with one
 // iptables-restore --noflush and hooks PORTSTRIPE into PREROUTING and OUTPUT.
-func applyRules(t *testing.T, node netns, outDir string) {
+func applyRules(t *testing.T, node testbed.Netns, outDir string) {
 	t.Helper()
 	rules, err := os.ReadFile(filepath.Join(outDir, "rules.v4"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := node.command("iptables-restore", "--noflush")
+	cmd := node.Command("iptables-restore", "--noflush")
 	cmd.Stdin = bytes.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("iptables-restore --noflush rules.v4 in %s: %v\n%s", node, err, out)
 	}
 	for _, chain := range []string{"PREROUTING", "OUTPUT"} {
-		if _, err := node.run("iptables", "-t", "nat", "-I", chain, "-j", "PORTSTRIPE"); err != nil {
+		if _, err := node.Run("iptables", "-t", "nat", "-I", chain, "-j", "PORTSTRIPE"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,18 +117,18 @@ func applyRules(t *testing.T, node netns, outDir string) {
 
 // startHAProxy validates haproxy.cfg and starts HAProxy in master-worker mode
 // inside the node namespace, then waits until the first frontend accepts.
-func startHAProxy(t *testing.T, node netns, dir, outDir string) *proc {
+func startHAProxy(t *testing.T, node testbed.Netns, dir, outDir string) *testbed.Proc {
 	t.Helper()
 	cfg := filepath.Join(outDir, "haproxy.cfg")
-	if out, err := node.run("haproxy", "-c", "-f", cfg); err != nil {
+	if out, err := node.Run("haproxy", "-c", "-f", cfg); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
-	p := startProc(t, "haproxy", node.command("haproxy", "-W", "-S", filepath.Join(dir, "master.sock"), "-f", cfg),
+	p := testenv.Start(t, "haproxy", node.Command("haproxy", "-W", "-S", filepath.Join(dir, "master.sock"), "-f", cfg),
 		filepath.Join(dir, "haproxy.log"))
 	addr := net.JoinHostPort(nodeAddr, fmt.Sprint(listenPort))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := node.do(func() error {
+		err := node.Do(func() error {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
 				c.Close()
@@ -135,8 +138,8 @@ func startHAProxy(t *testing.T, node netns, dir, outDir string) *proc {
 		if err == nil {
 			return p
 		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("haproxy does not accept on %s: %v\n%s", addr, err, tail(p.logText(), 20))
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("haproxy does not accept on %s: %v\n%s", addr, err, testbed.Tail(p.LogText(), 20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

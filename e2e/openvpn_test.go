@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
 )
 
 // instance is one OpenVPN server of the seed node, running twice (a UDP and
@@ -26,8 +29,8 @@ type instance struct {
 	dedicated []int
 
 	pki *pki
-	udp *proc
-	tcp *proc
+	udp *testbed.Proc
+	tcp *testbed.Proc
 }
 
 // seedInstances mirrors fixtures/seed-node.yaml.
@@ -72,10 +75,10 @@ func (in *instance) serverArgs(proto string) []string {
 
 // startServers starts the instance's UDP and TCP servers in the node
 // namespace and waits until both are ready.
-func (in *instance) startServers(t *testing.T, node netns, dir string) {
+func (in *instance) startServers(t *testing.T, node testbed.Netns, dir string) {
 	t.Helper()
 	for _, proto := range []string{"udp", "tcp"} {
-		p := startProc(t, in.service+"/"+proto, node.command("openvpn", in.serverArgs(proto)...),
+		p := testenv.Start(t, in.service+"/"+proto, node.Command("openvpn", in.serverArgs(proto)...),
 			filepath.Join(dir, in.service+"-"+proto+".log"))
 		if proto == "udp" {
 			in.udp = p
@@ -83,8 +86,8 @@ func (in *instance) startServers(t *testing.T, node netns, dir string) {
 			in.tcp = p
 		}
 	}
-	for _, p := range []*proc{in.udp, in.tcp} {
-		if err := p.waitLog("Initialization Sequence Completed", 15*time.Second); err != nil {
+	for _, p := range []*testbed.Proc{in.udp, in.tcp} {
+		if err := p.WaitLog("Initialization Sequence Completed", 15*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,7 +122,7 @@ func (in *instance) handshakeWith(proto, id string) bool {
 	if proto == "tcp" {
 		p = in.tcp
 	}
-	lines := strings.Split(p.logText(), "\n")
+	lines := strings.Split(p.LogText(), "\n")
 	for _, l := range lines {
 		prefix, ok := strings.CutSuffix(l, " peer info: UV_CASE="+id)
 		if !ok {
@@ -139,5 +142,5 @@ func (in *instance) handshakeWith(proto, id string) bool {
 // the handshake then worked or not.
 func (in *instance) sawClient(lport int) bool {
 	re := regexp.MustCompile(regexp.QuoteMeta(fmt.Sprintf("%s:%d", clientAddr, lport)) + `\b`)
-	return re.MatchString(in.udp.logText())
+	return re.MatchString(in.udp.LogText())
 }

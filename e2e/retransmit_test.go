@@ -109,7 +109,7 @@ func firstPacket(cases []*clientCase, in *instance, proto string) []byte {
 // acknowledge the client's session id, which it carries in clear.
 func (s *suite) resend(r *resendCase) {
 	var conn *net.TCPConn
-	r.err = s.client.do(func() error {
+	r.err = s.client.Do(func() error {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort(nodeAddr, fmt.Sprint(r.port)), 5*time.Second)
 		if err != nil {
 			return err

@@ -273,7 +273,7 @@ func (m *Manager) Counters(ctx context.Context) ([]Counter, error) {
 // parseCounter reads an `iptables -v -S` rule line:
 // -A CHAIN ... -m comment --comment "text" -c PACKETS BYTES -j ...
 func parseCounter(line string) (Counter, bool, error) {
-	w, err := splitArgs(line)
+	w, err := SplitArgs(line)
 	if err != nil {
 		return Counter{}, false, err
 	}
@@ -301,9 +301,10 @@ func parseCounter(line string) (Counter, bool, error) {
 	return c, hasComment && hasCount, nil
 }
 
-// splitArgs splits a rule line as iptables-restore does: on blanks, with
-// double-quoted arguments in which a backslash escapes the next character.
-func splitArgs(line string) ([]string, error) {
+// SplitArgs splits a rule line (of iptables-save output or a restore file)
+// as iptables-restore does: on blanks, with double-quoted arguments in which
+// a backslash escapes the next character.
+func SplitArgs(line string) ([]string, error) {
 	var out []string
 	var cur strings.Builder
 	inWord, inQuote, escaped := false, false, false

@@ -295,9 +295,9 @@ func TestSplitArgs(t *testing.T) {
 		{`--comment "open`, nil, true},
 	}
 	for _, tt := range tests {
-		got, err := splitArgs(tt.in)
+		got, err := SplitArgs(tt.in)
 		if (err != nil) != tt.err || !slices.Equal(got, tt.want) {
-			t.Errorf("splitArgs(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.err)
+			t.Errorf("SplitArgs(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.err)
 		}
 	}
 }

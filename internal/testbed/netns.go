@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/portstripe/portstripe/iptables"
@@ -26,36 +28,50 @@ var (
 // Pair is a client host and a node host joined by one veth pair, loopback
 // up on both sides.
 type Pair struct {
-	Client, Node Netns
-	Close        func() // deletes both namespaces and what runs in them
+	Client, Node         Netns
+	ClientVeth, NodeVeth string       // each side's end of the veth pair
+	Close                func() error // deletes both namespaces and what runs in them
 }
 
-// NewPair creates two namespaces named <prefix>c-<pid> and <prefix>n-<pid>
-// (the pid lets RemoveStale find those of a dead run), joined by a veth
-// pair: ClientAddr/24 on the client side, NodeAddr/24 on the node side.
-// They are deleted by Close, by RunAll, on a signal handled by
-// HandleSignals, or on a panic caught by Guard.
+// seq tells apart the namespaces (and veth pairs) of one process.
+var seq atomic.Int64
+
+// names returns a distinct name <prefix><role><n>-<pid> per role (the pid
+// lets RemoveStale find those of a dead run) and the n they share.
+func names(prefix string, roles ...string) ([]Netns, int64) {
+	n, pid := seq.Add(1), os.Getpid()
+	var ns []Netns
+	for _, role := range roles {
+		ns = append(ns, Netns(fmt.Sprintf("%s%s%d-%d", prefix, role, n, pid)))
+	}
+	return ns, n
+}
+
+// NewPair creates two namespaces named <prefix>c<n>-<pid> and
+// <prefix>n<n>-<pid>, joined by a veth pair: ClientAddr/24 on the client
+// side, NodeAddr/24 on the node side. They are deleted by Close, by RunAll,
+// on a signal handled by HandleSignals, or on a panic caught by Guard.
 func NewPair(prefix string) (*Pair, error) {
-	pid := os.Getpid()
-	p := &Pair{
-		Client: Netns(fmt.Sprintf("%sc-%d", prefix, pid)),
-		Node:   Netns(fmt.Sprintf("%sn-%d", prefix, pid)),
-	}
-	var closers []func()
-	p.Close = func() {
+	ns, n := names(prefix, "c", "n")
+	// Interface names are at most 15 bytes.
+	p := &Pair{Client: ns[0], Node: ns[1],
+		ClientVeth: fmt.Sprintf("vc%d-%d", n, os.Getpid()), NodeVeth: fmt.Sprintf("vn%d-%d", n, os.Getpid())}
+	var closers []func() error
+	p.Close = func() error {
+		var errs []error
 		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
+			errs = append(errs, closers[i]())
 		}
+		return errors.Join(errs...)
 	}
-	for _, ns := range []Netns{p.Client, p.Node} {
+	for _, ns := range ns {
 		if err := ns.create(); err != nil {
 			p.Close()
 			return nil, err
 		}
-		closers = append(closers, AtExit(ns.Delete))
+		closers = append(closers, ns.deleter())
 	}
-	// Interface names are at most 15 bytes.
-	vc, vn := fmt.Sprintf("tbc%d", pid), fmt.Sprintf("tbn%d", pid)
+	vc, vn := p.ClientVeth, p.NodeVeth
 	steps := [][]string{
 		{"link", "add", vc, "type", "veth", "peer", "name", vn},
 		{"link", "set", vc, "netns", string(p.Client)},
@@ -76,14 +92,15 @@ func NewPair(prefix string) (*Pair, error) {
 	return p, nil
 }
 
-// NewNetns creates one namespace <prefix>-<pid> with loopback up, deleted by
-// the returned function (or RunAll).
-func NewNetns(prefix string) (Netns, func(), error) {
-	ns := Netns(fmt.Sprintf("%s-%d", prefix, os.Getpid()))
+// NewNetns creates one namespace <prefix><n>-<pid> with loopback up,
+// deleted by the returned function (or as NewPair's are).
+func NewNetns(prefix string) (Netns, func() error, error) {
+	n, _ := names(prefix, "")
+	ns := n[0]
 	if err := ns.create(); err != nil {
 		return "", nil, err
 	}
-	del := AtExit(ns.Delete)
+	del := ns.deleter()
 	if _, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
 		del()
 		return "", nil, err
@@ -98,18 +115,33 @@ func (ns Netns) create() error {
 	return nil
 }
 
-// Delete kills every process left in the namespace (only ours live there)
-// and removes it; its veth ends, sockets and iptables rules go with it.
-func (ns Netns) Delete() {
-	ns.KillAll()
-	if out, err := exec.Command("ip", "netns", "delete", string(ns)).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "testbed: ip netns delete %s: %v: %s", ns, err, out)
-	}
+// deleter registers Delete with the reaper and returns the function that
+// runs it now (at most once either way) and returns its error; the error
+// is also written to stderr, for when the reaper runs it.
+func (ns Netns) deleter() func() error {
+	var err error
+	run := AtExit(func() {
+		if err = ns.Delete(); err != nil {
+			fmt.Fprintln(os.Stderr, "testbed:", err)
+		}
+	})
+	return func() error { run(); return err }
 }
 
-// KillAll sends SIGKILL to every process in the namespace but this one
-// (whose main thread may have been parked there by Do: Go never ends the
-// main thread, it keeps it, namespace and all).
+// Delete kills every process left in the namespace (only ours live there)
+// and removes it; its veth ends, sockets and iptables rules go with it.
+func (ns Netns) Delete() error {
+	ns.KillAll()
+	if out, err := exec.Command("ip", "netns", "delete", string(ns)).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns delete %s: %v: %s", ns, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// KillAll sends SIGKILL to every process in the namespace (HAProxy
+// daemons and the like) but this one, which is listed when its main thread
+// was parked there by Do or iptables.InNetns: Go never ends the main
+// thread, it keeps it, namespace and all.
 func (ns Netns) KillAll() {
 	out, err := exec.Command("ip", "netns", "pids", string(ns)).Output()
 	if err != nil {
@@ -134,7 +166,9 @@ func RemoveStale(prefix string) []string {
 		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
 			continue
 		}
-		Netns(name).Delete()
+		if err := Netns(name).Delete(); err != nil {
+			fmt.Fprintln(os.Stderr, "testbed:", err)
+		}
 		removed = append(removed, name)
 	}
 	return removed

@@ -1,10 +1,13 @@
 package testbed
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -21,10 +24,11 @@ type Proc struct {
 }
 
 // Start starts cmd (from Netns.Command, or any *exec.Cmd) with stdout and
-// stderr appended to logPath. Stop, RunAll, a handled signal or a panic
-// caught by Guard end its whole process group.
+// stderr (unless set) written to logPath, which it empties first. Stop,
+// RunAll, a handled signal or a panic caught by Guard end its whole process
+// group.
 func Start(name string, cmd *exec.Cmd, logPath string) (*Proc, error) {
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%s: log file: %w", name, err)
 	}
@@ -105,6 +109,89 @@ func (p *Proc) WaitFor(timeout time.Duration, ready func() error) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// WaitLog waits until the log holds want, failing when the process exits
+// first or the timeout passes.
+func (p *Proc) WaitLog(want string, timeout time.Duration) error {
+	return p.WaitFor(timeout, func() error {
+		if strings.Contains(p.LogText(), want) {
+			return nil
+		}
+		return fmt.Errorf("no %q in its log", want)
+	})
+}
+
+// WatchLines runs cmd (a client) in a process group of its own, copying its
+// output to logPath, until a line contains want (true), the process exits
+// or the timeout passes (false). The process group is ended before it
+// returns (also by RunAll meanwhile); the lines are returned.
+func WatchLines(cmd *exec.Cmd, logPath, want string, timeout time.Duration) (bool, string, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return false, "", err
+	}
+	defer f.Close()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		return false, "", fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	stopOnExit := AtExit(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	var (
+		mu    sync.Mutex
+		lines strings.Builder
+		found = make(chan struct{})
+		once  sync.Once
+	)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			mu.Lock()
+			lines.WriteString(line + "\n")
+			mu.Unlock()
+			fmt.Fprintln(f, line)
+			if strings.Contains(line, want) {
+				once.Do(func() { close(found) })
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(exited) }()
+
+	ok := false
+	select {
+	case <-found:
+		ok = true
+	case <-exited:
+	case <-time.After(timeout):
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+	stopOnExit()
+	<-scanned
+	select {
+	case <-found:
+		ok = true
+	default:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return ok, lines.String(), nil
 }
 
 // Tail returns the last n lines of s.

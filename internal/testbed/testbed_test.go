@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,12 +41,7 @@ func TestGuardRunsCleanupsOnPanic(t *testing.T) {
 // TestPair needs root: it builds a pair, pings across it, runs a process
 // in the node namespace and checks that Close removes everything.
 func TestPair(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2")
-	}
+	needNetns(t)
 	p, err := NewPair("pstbtest-")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +71,9 @@ func TestPair(t *testing.T) {
 	if proc.Exited() {
 		t.Fatal("sleep exited at once")
 	}
-	p.Close()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-proc.Done():
 	case <-time.After(5 * time.Second):
@@ -85,5 +83,50 @@ func TestPair(t *testing.T) {
 		if _, err := os.Stat("/run/netns/" + string(ns)); !os.IsNotExist(err) {
 			t.Errorf("namespace %s still exists", ns)
 		}
+	}
+}
+
+// TestNamesDistinct needs root: two pairs and a namespace of one process
+// get names (and veth names) of their own, all found by RemoveStale's
+// pattern but kept while this process lives.
+func TestNamesDistinct(t *testing.T) {
+	needNetns(t)
+	a, err := NewPair("pstbtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewPair("pstbtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ns, del, err := NewNetns("pstbtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer del()
+	seen := map[string]bool{}
+	for _, name := range []string{string(a.Client), string(a.Node), string(b.Client), string(b.Node), string(ns), a.ClientVeth, a.NodeVeth, b.ClientVeth, b.NodeVeth} {
+		if seen[name] {
+			t.Errorf("%s used twice", name)
+		}
+		seen[name] = true
+		if len(name) > 15 && strings.HasPrefix(name, "v") {
+			t.Errorf("veth name %s is longer than 15 bytes", name)
+		}
+	}
+	if removed := RemoveStale("pstbtest-"); len(removed) > 0 {
+		t.Errorf("RemoveStale removed namespaces of a live process: %v", removed)
+	}
+}
+
+func needNetns(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
 	}
 }

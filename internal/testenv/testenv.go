@@ -1,8 +1,8 @@
 // Package testenv gives tests throwaway surroundings, so that faults and
 // real iptables rules, HAProxy processes and sockets never touch the host's:
-// network namespaces (named pstest-*, deleted with every process in them
-// when the test ends), small file systems to fill or make read-only, and
-// sockets that hang.
+// network namespaces and processes from internal/testbed, tied to the
+// test's end (t.Cleanup), re-running a test inside a namespace, small file
+// systems to fill or make read-only, and sockets that hang.
 package testenv
 
 import (
@@ -14,12 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
 )
 
 // Env tells a test binary re-executed by Self which namespace it runs in.
@@ -38,28 +37,48 @@ func Require(t testing.TB, tools ...string) {
 	}
 }
 
-// Netns creates a network namespace with lo up.
-func Netns(t testing.TB, role string) string {
+// Netns creates a network namespace pstest-<role><n>-<pid> with lo up,
+// deleted with every process in it when the test ends.
+func Netns(t testing.TB, role string) testbed.Netns {
 	t.Helper()
-	name := fmt.Sprintf("pstest-%s-%d-%d", role, os.Getpid(), time.Now().UnixNano()%1e6)
-	Run(t, "ip", "netns", "add", name)
+	ns, del, err := testbed.NewNetns("pstest-" + role)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		// Processes started in the namespace (HAProxy daemons) go with it.
-		// This process is listed too when a goroutine that entered the
-		// namespace (iptables.InNetns) ended on the main thread, which Go
-		// parks instead of ending.
-		out, _ := exec.Command("ip", "netns", "pids", name).Output()
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
-			t.Errorf("delete network namespace %s: %v: %s", name, err, out)
+		if err := del(); err != nil {
+			t.Error(err)
 		}
 	})
-	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
+	return ns
+}
+
+// Pair creates a client and a node namespace joined by a veth pair
+// (testbed.NewPair), deleted with every process in them when the test ends.
+func Pair(t testing.TB, prefix string) *testbed.Pair {
+	t.Helper()
+	p, err := testbed.NewPair(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+// Start starts a long-running process (testbed.Start), stopped when the
+// test ends.
+func Start(t testing.TB, name string, cmd *exec.Cmd, logPath string) *testbed.Proc {
+	t.Helper()
+	p, err := testbed.Start(name, cmd, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
 }
 
 // Run runs a command and returns its output, failing the test on error.
@@ -85,8 +104,8 @@ func Self(t *testing.T, tools ...string) bool {
 	}
 	Require(t, tools...)
 	ns := Netns(t, "self")
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), Env+"="+ns)
+	cmd := exec.Command("ip", "netns", "exec", string(ns), os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), Env+"="+string(ns))
 	out, err := cmd.CombinedOutput()
 	t.Logf("in network namespace %s:\n%s", ns, out)
 	if err != nil {
