@@ -23,27 +23,13 @@ import (
 // seed's two striped OpenVPN instances plus SSH and TLS on every striped
 // port, backends on the node's loopback.
 func benchNode(dir string, inspectDelay string) []byte {
-	return fmt.Appendf(nil, `name: bench
-addresses: [%s]
-striped:
-  tcp: ["1-29999"]
-  udp: ["1-29999"]
-reserved: ["30000-65535"]
-haproxy:
-  listen_port: %d
-  inspect_delay: %s
-  timeouts: {connect: 2s, client: 1m, server: 1m}
-  maxconn: 4000
-  master_socket: %s
-  runtime_socket: %s
-defaults: {tcp: reject, udp: reject}
-services:
-  - {name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: %d, tcp: "127.0.0.1:%d"}
-  - {name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, tcp: "127.0.0.1:%d"}
-  - {name: ssh, kind: ssh, tcp: "127.0.0.1:%d"}
-  - {name: web, kind: tls, tcp: "127.0.0.1:%d"}
-`, testbed.NodeAddr, listenPort, inspectDelay, filepath.Join(dir, "master.sock"), filepath.Join(dir, "runtime.sock"),
-		udpRSA, portRSA, udpECC, portECC, portSSH, portTLS)
+	return []byte(testbed.NodeFile{Name: "bench", Striped: "1-29999", ListenPort: listenPort, InspectDelay: inspectDelay, MaxConn: 4000, Dir: dir,
+		Services: []string{
+			fmt.Sprintf("  - {name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: %d, tcp: \"127.0.0.1:%d\"}\n", udpRSA, portRSA),
+			fmt.Sprintf("  - {name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, tcp: \"127.0.0.1:%d\"}\n", udpECC, portECC),
+			fmt.Sprintf("  - {name: ssh, kind: ssh, tcp: \"127.0.0.1:%d\"}\n", portSSH),
+			fmt.Sprintf("  - {name: web, kind: tls, tcp: \"127.0.0.1:%d\"}\n", portTLS),
+		}}.YAML())
 }
 
 func compileNode(data []byte, source string) (*compiler.Result, error) {

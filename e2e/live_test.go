@@ -53,28 +53,8 @@ type liveNode struct {
 }
 
 func (n liveNode) yaml(dir string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `name: live
-addresses: [%s]
-striped:
-  tcp: ["1000-2000"]
-  udp: ["1000-2000"]
-haproxy:
-  listen_port: %d
-  inspect_delay: %s
-  timeouts: {connect: 2s, client: 1m, server: 1m}
-  maxconn: 1000
-  master_socket: %s
-  runtime_socket: %s
-defaults:
-  tcp: reject
-  udp: reject
-services:
-`, nodeAddr, n.listenPort, n.inspectDelay, filepath.Join(dir, "master.sock"), filepath.Join(dir, "runtime.sock"))
-	for _, s := range n.services {
-		b.WriteString(s)
-	}
-	return b.String()
+	return testbed.NodeFile{Name: "live", Striped: "1000-2000", ListenPort: n.listenPort, InspectDelay: n.inspectDelay,
+		MaxConn: 1000, Dir: dir, Services: n.services}.YAML()
 }
 
 const (

@@ -30,28 +30,9 @@ const (
 
 // nodeFile is the seed node moved to the node namespace's address, plus an
 // SSH backend and two TLS backends told apart by SNI, all striped. maxconn is
-// small: HAProxy needs about 2×maxconn file descriptors, and the default
-// (20000) does not start where the hard limit is 20000.
+// small: HAProxy needs about 2×maxconn file descriptors.
 func nodeFile(dir string, instances []*instance) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `name: e2e
-addresses: [%s]
-striped:
-  tcp: ["1-29999"]
-  udp: ["1-29999"]
-reserved: ["30000-65535"]
-haproxy:
-  listen_port: %d
-  inspect_delay: 5s
-  timeouts: {connect: 2s, client: 1m, server: 1m}
-  maxconn: 1000
-  master_socket: %s
-  runtime_socket: %s
-defaults:
-  tcp: reject
-  udp: reject
-services:
-`, nodeAddr, listenPort, filepath.Join(dir, "master.sock"), filepath.Join(dir, "runtime.sock"))
 	for _, in := range instances {
 		fmt.Fprintf(&b, "  - name: %s\n    kind: openvpn\n", in.service)
 		if in.mode == "tls-auth" {
@@ -76,7 +57,8 @@ services:
     sni: [%s]
     tcp: %s
 `, sshBackend, sniA, tlsBackendA, sniB, tlsBackendB)
-	return b.String()
+	return testbed.NodeFile{Name: "e2e", Striped: "1-29999", ListenPort: listenPort, InspectDelay: "5s",
+		MaxConn: 1000, Dir: dir, Services: []string{b.String()}}.YAML()
 }
 
 // compileNode writes the node file and runs `portstripe compile` on it.

@@ -49,6 +49,11 @@ done
 if [ "$(id -u)" -eq 0 ]; then
 	echo "== end-to-end tests (real HAProxy, iptables, OpenVPN in network namespaces)" >&2
 	go test -count=1 -tags e2e -timeout 15m ./e2e/...
+	echo "== benchmark smoke run (go run ./bench -quick; the report goes to a temporary directory)" >&2
+	bench_out=$(mktemp -d)
+	go run ./bench -quick -out "$bench_out" >/dev/null
+	grep -q "## Targets" "$bench_out/BENCHMARKS.md"
+	rm -rf "$bench_out"
 else
 	echo "test.sh: not root, so the end-to-end tests did not run (they need network namespaces)" >&2
 	exit 1

@@ -1,0 +1,45 @@
+package testbed
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// NodeFile is a node file for a node in a testbed: the node namespace's
+// address, TCP and UDP striped on the same ports, HAProxy's sockets in Dir,
+// then Services, each a YAML list item ("  - {name: …}\n").
+type NodeFile struct {
+	Name         string
+	Striped      string // both protocols, e.g. "1-29999"
+	ListenPort   int
+	InspectDelay string
+	MaxConn      int
+	Dir          string
+	Services     []string
+}
+
+// YAML renders the node file.
+func (f NodeFile) YAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `name: %s
+addresses: [%s]
+striped:
+  tcp: [%q]
+  udp: [%q]
+haproxy:
+  listen_port: %d
+  inspect_delay: %s
+  timeouts: {connect: 2s, client: 1m, server: 1m}
+  maxconn: %d
+  master_socket: %s
+  runtime_socket: %s
+defaults: {tcp: reject, udp: reject}
+services:
+`, f.Name, NodeAddr, f.Striped, f.Striped, f.ListenPort, f.InspectDelay, f.MaxConn,
+		filepath.Join(f.Dir, "master.sock"), filepath.Join(f.Dir, "runtime.sock"))
+	for _, s := range f.Services {
+		b.WriteString(s)
+	}
+	return b.String()
+}
