@@ -332,3 +332,44 @@ func decodeHex(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestRouteCaptured routes the first packets the e2e suite captured from
+// real clients (fixtures/captured) on the seed node plus the suite's SSH and
+// SNI-routed TLS services, as the suite saw them land.
+func TestRouteCaptured(t *testing.T) {
+	yaml := string(mustRead(t, "../fixtures/seed-node.yaml")) + `  - {name: ssh, kind: ssh, tcp: 127.0.0.1:22}
+  - {name: tls_a, kind: tls, sni: [a.example.com], tcp: 127.0.0.1:8443}
+  - {name: tls_b, kind: tls, sni: [b.example.com], tcp: 127.0.0.1:8444}
+`
+	p, err := build(t, yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		file      string
+		port      uint16
+		want      string
+		dedicated string // on 5061
+	}{
+		{"udp-tls-auth-sha512-rsa.hex", 53, "openvpn_rsa", "openvpn_rsa"},
+		{"udp-tls-crypt-ecc.hex", 80, "openvpn_ecc", "openvpn_ed25519"},
+		{"udp-tls-crypt-ed448.hex", 80, "openvpn_ecc", "openvpn_ed25519"},
+		{"tcp-tls-auth-sha512-rsa.hex", 443, "openvpn_rsa", "openvpn_rsa"},
+		{"tcp-tls-auth-sha512-rsa-twice.hex", 8080, "openvpn_rsa", "openvpn_rsa"},
+		{"tcp-tls-crypt-ed25519.hex", 443, "openvpn_ecc", "openvpn_ed25519"},
+		{"tcp-ssh-banner.hex", 22, "ssh", "ssh"},
+		{"tcp-tls-clienthello-sni-a.example.com.hex", 443, "tls_a", "tls_a"},
+		{"tcp-tls-clienthello-sni-b.example.com.hex", 29999, "tls_b", "tls_b"},
+		{"tcp-tls-clienthello-no-sni.hex", 443, None, "openvpn_ed25519"},
+	}
+	for _, tt := range tests {
+		payload := decodeHex(t, filepath.Join("../fixtures/captured", tt.file))
+		proto := node.Proto(tt.file[:3])
+		if r := p.Route(proto, tt.port, payload); r.Service != tt.want {
+			t.Errorf("%s on %s %d: %s (%s), want %s", tt.file, proto, tt.port, r.Service, r.Via, tt.want)
+		}
+		if r := p.Route(proto, 5061, payload); r.Service != tt.dedicated {
+			t.Errorf("%s on %s 5061: %s (%s), want %s", tt.file, proto, r.Service, r.Via, tt.dedicated)
+		}
+	}
+}
