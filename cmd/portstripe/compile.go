@@ -62,7 +62,7 @@ func checkCmd(nf *nodeFlags) *cobra.Command {
 	dir := ""
 	c := &cobra.Command{
 		Use:   "check [-c node.yaml] [--dir DIR]",
-		Short: "Validate the compiled haproxy.cfg and rules with the real haproxy and iptables-restore",
+		Short: "Validate the compiled haproxy.cfg and rules with the real haproxy and kernel",
 		Long: `check compiles the node (or, with --dir, reads DIR/haproxy.cfg and
 DIR/rules.v4 written by compile) and validates them with the real tools:
 'haproxy -c -f haproxy.cfg', and 'iptables-restore --test' inside a throwaway

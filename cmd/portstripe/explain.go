@@ -169,18 +169,19 @@ if the file is not hex, its raw bytes.`,
 		},
 	}
 	c.Flags().StringVar(&proto, "proto", "", "udp or tcp (required)")
-	c.Flags().IntVar(&port, "port", 0, "public port the client connects to (required)")
+	c.Flags().IntVar(&port, "port", 0, "public port the client connects to, 1-65535 (required)")
 	c.Flags().StringVar(&payloadHex, "payload-hex", "", "the first packet as hex")
 	c.Flags().StringVar(&payloadFile, "payload-file", "", "file holding the first packet (hex text or raw bytes)")
 	c.Flags().BoolVar(&asJSON, "json", false, `print {"service", "target", "via"} as JSON`)
-	c.MarkFlagRequired("proto")
-	c.MarkFlagRequired("port")
-	c.MarkFlagsMutuallyExclusive("payload-hex", "payload-file")
-	c.MarkFlagsOneRequired("payload-hex", "payload-file")
 	return c
 }
 
+// readPayload reads the first packet from exactly one of the two flags
+// (checked here rather than by cobra, so a mistake is a usage error, exit 2).
 func readPayload(hexText, file string) ([]byte, error) {
+	if (hexText == "") == (file == "") {
+		return nil, usageError{fmt.Errorf("give the first packet with exactly one of --payload-hex and --payload-file")}
+	}
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {

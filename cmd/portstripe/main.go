@@ -97,6 +97,14 @@ Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	// A bare `portstripe` shows help; an unknown command is a usage error.
+	root.Args = func(_ *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unknown command %q; see portstripe --help", args[0])}
+		}
+		return nil
+	}
+	root.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/portstripe/portstripe/internal/golden"
@@ -73,5 +74,16 @@ func TestRouteCommand(t *testing.T) {
 	}
 	if code, _, _ := portstripe(t, "route", "--proto", "sctp", "--port", "1", "--payload-hex", "00"); code != 2 {
 		t.Errorf("bad --proto: exit %d, want 2", code)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"compile", "-x"}, {"compile", "extra"}, {"route", "--port", "1"}} {
+		if code, _, errOut := portstripe(t, args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("portstripe %v: exit %d, %q; want exit 2 and one line", args, code, errOut)
+		}
+	}
+	if code, out, _ := portstripe(t); code != 0 || !strings.Contains(out, "Available Commands") {
+		t.Errorf("bare portstripe: exit %d, want help", code)
 	}
 }
