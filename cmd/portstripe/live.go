@@ -82,6 +82,9 @@ func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags, daemon bool) (*co
 	if err != nil {
 		return nil, nil, err
 	}
+	if os.Geteuid() != 0 {
+		return nil, nil, fmt.Errorf("%s needs root: it changes iptables rules and runs HAProxy on the node's ports", cmd.Name())
+	}
 	l, err := newLive(lf.dir, res.Node.HAProxy, log, daemon)
 	return res, l, err
 }
