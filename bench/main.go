@@ -78,8 +78,12 @@ type run struct {
 	pk      packets
 	pair    *testbed.Pair
 	started time.Time
-	command string
-	rep     report
+	// backend is the tiny backend; backendCPUs its affinity as last set.
+	backend     *testbed.Proc
+	backendCPUs string
+	clientCPUs  string // taskset -c list for client processes ("": all)
+	command     string
+	rep         report
 }
 
 func orchestrate(c config) (err error) {
@@ -248,6 +252,7 @@ func (r *run) startBackend() error {
 	if err != nil {
 		return err
 	}
+	r.backend = p
 	return p.WaitFor(10*time.Second, func() error {
 		if strings.Contains(p.LogText(), "ready") {
 			return nil
@@ -265,7 +270,7 @@ func (r *run) client(s ClientSpec, stdin func(io.WriteCloser)) (ClientResult, er
 	if err != nil {
 		return res, err
 	}
-	cmd := r.pair.Client.Command(r.exe, "-role", "client", "-spec", js)
+	cmd := onCPUs(r.pair.Client, r.clientCPUs, r.exe, "-role", "client", "-spec", js)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	var in io.WriteCloser

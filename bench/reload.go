@@ -84,7 +84,7 @@ func (r *run) reloads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h, err := r.startHAProxy(ctx, "reload", string(a.Files[compiler.HAProxyFile]), state, filepath.Join(dir, "master.sock"))
+	h, err := r.startHAProxy(ctx, "reload", string(a.Files[compiler.HAProxyFile]), state, filepath.Join(dir, "master.sock"), "")
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,9 @@ type report struct {
 	rounds      int
 	elapsed     time.Duration
 	paths       []pathResult
+	pinned      []pathResult // the same paths, proxy on a core of its own
+	sslhCfg     string
+	sslhLog     map[string][]string // what sslh logged, by path
 	haproxyCfg  string
 	variantCfgs [][2]string
 	reload      *reloadResult
@@ -58,6 +61,16 @@ func (rep *report) best() *pathResult {
 		}
 	}
 	return b
+}
+
+// pinnedPath is the pinned measurement of the path name.
+func (rep *report) pinnedPath(name string) *pathResult {
+	for i := range rep.pinned {
+		if rep.pinned[i].Name == name+" (pinned)" {
+			return &rep.pinned[i]
+		}
+	}
+	return nil
 }
 
 func verdict(ok bool) string {
@@ -135,6 +148,23 @@ func (rep *report) writeTargets(w writer) {
 			}
 			w(" | %s |\n", verdict(ok))
 		}
+	}
+	if ps, sel, fork := rep.pinnedPath("portstripe"), rep.pinnedPath("sslh-select"), rep.pinnedPath("sslh-fork"); ps != nil && sel != nil && fork != nil {
+		fast := sel
+		if fork.ConnPerSec > sel.ConnPerSec {
+			fast = fork
+		}
+		r := ps.ConnPerSec / fast.ConnPerSec
+		w("| conn/s ≥ 4× sslh, proxy on its own core | %.1f× %s (%.0f/s vs %.0f/s), %.1f× %s, as emitted", r, fast.Name, ps.ConnPerSec, fast.ConnPerSec, ps.ConnPerSec/slower(sel, fork).ConnPerSec, slower(sel, fork).Name)
+		ok := r >= 4
+		if nb := rep.pinnedPath("portstripe nbthread 1"); nb != nil {
+			w("; %.1f× %s with `nbthread 1`", nb.ConnPerSec/fast.ConnPerSec, fast.Name)
+			ok = ok || nb.ConnPerSec/fast.ConnPerSec >= 4
+		}
+		if d := rep.pinnedPath("direct"); d != nil {
+			w("; portstripe %.2f× direct", ps.ConnPerSec/d.ConnPerSec)
+		}
+		w(" (section 1, pinned) | %s |\n", verdict(ok))
 	}
 	if rl := rep.reload; rl != nil {
 		v := verdict(rl.Failures == 0 && rl.ApplyFailed == 0 && rl.Reloads >= 100)
@@ -214,7 +244,9 @@ func (rep *report) writeTCP(w writer) {
 		}
 		w("\n")
 	}
-	w("\nsslh cannot tell tls-auth from tls-crypt: both OpenVPN packets go to its one `--openvpn` backend (portstripe sends them to two instances).\n\n")
+	w("\nsslh cannot tell tls-auth from tls-crypt: both OpenVPN packets go to its one openvpn backend (portstripe sends them to two instances).\n\n")
+	rep.writeSSLHSettings(w)
+	rep.writePinned(w)
 	w("![set-up latency distribution, one client](bench-latency.png)\n\n")
 	w("## 2. TCP bulk throughput\n\nOne connection: SSH banner, the backend's answer, then an 8-byte length and %s streamed to the backend, which answers with the byte count once it has them all (no half-close: sslh closes both directions on one).\n\n| path | MB/s | × direct |\n|---|---|---|\n", map[bool]string{true: "64 MiB", false: "256 MiB"}[rep.quick])
 	for _, p := range rep.paths {
@@ -307,4 +339,64 @@ func (rep *report) writeUDP(w writer) {
 		w("- **%s**: %s\n", u.Name, u.Desc)
 	}
 	w("\n")
+}
+
+// writeSSLHSettings says how sslh ran, and what it logged.
+func (rep *report) writeSSLHSettings(w writer) {
+	if rep.sslhCfg == "" {
+		return
+	}
+	w("sslh's settings: both binaries read the same configuration file (`sslh -F`), the equivalent of `-f -n -t 5 -p ADDR --openvpn … --ssh … --tls …` without three per-connection costs those flags bring: ")
+	w("on the command line every protocol gets a libwrap service name, so Debian's build (linked with libwrap) reads /etc/hosts.allow and /etc/hosts.deny for each connection; every connection is logged (one line to stderr or syslog); and sslh-select forks a process for every SSH connection (`fork: true` is the command line's SSH default). ")
+	w("Here: `log_level: 0` and no `service` on every protocol, `fork: false`, `numeric: true` (no DNS lookups: sslh resolves its backends once at start-up), `timeout: 5` with the default on-timeout (SSH), which never fires because every client sends its first packet at once; the probes are tried in the order openvpn, ssh, tls, each first packet in one read. ")
+	w("Checked with strace on sslh-select with this file: no file opened, no log line, no fork and no DNS query per connection (sslh-fork forks per connection by design).\n\n```\n%s```\n\n", rep.sslhCfg)
+	for _, name := range []string{"sslh-select", "sslh-fork"} {
+		counts := map[string]int{}
+		var order []string
+		for _, l := range rep.sslhLog[name] {
+			if counts[l] == 0 {
+				order = append(order, l)
+			}
+			counts[l]++
+		}
+		for i, l := range order {
+			if i == 5 {
+				w("- … %d more kinds\n", len(order)-5)
+				break
+			}
+			w("- %s logged %d× `%s`\n", name, counts[l], l)
+		}
+	}
+	w("\n")
+}
+
+// writePinned is the pinned table: the proxy on a CPU of its own.
+func (rep *report) writePinned(w writer) {
+	if len(rep.pinned) == 0 {
+		return
+	}
+	direct, sel, fork := rep.pinnedPath("direct"), rep.pinnedPath("sslh-select"), rep.pinnedPath("sslh-fork")
+	w("### Pinned: the proxy on a core of its own\n\n")
+	w("The same paths, measured in the same interleaved rounds, with the proxy alone on CPU %s (`taskset -c %s` when HAProxy or sslh starts: HAProxy's master and worker, sslh-select, sslh-fork and every child it forks) and the load generator and the tiny backend together on CPU %s (the client started by `taskset -c %s`, the running backend moved with `taskset -a -p`, all its threads). ", proxyCPU, proxyCPU, loadCPU, loadCPU)
+	w("The proxy then competes with neither, so its own cost per connection shows; the load generator and the backend share one core, which caps the direct path. No bulk runs here.\n\n")
+	w("| path | p50 (1 client) | p99 (1 client) | p50 (%d clients) | p99 (%d clients) | conn/s (%d clients) | × direct (pinned) | × sslh-select (pinned) | × sslh-fork (pinned) | HAProxy threads | failed |\n|---|---|---|---|---|---|---|---|---|---|---|\n", rep.workers(), rep.workers(), rep.workers())
+	ratio := func(a, b *pathResult) string {
+		if b == nil || b.ConnPerSec == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f×", a.ConnPerSec/b.ConnPerSec)
+	}
+	for _, p := range rep.pinned {
+		failed := fmt.Sprintf("%d of %d", p.Failed, p.Attempts)
+		if len(p.Errors) > 0 {
+			failed += fmt.Sprintf(" %v", p.Errors)
+		}
+		threads := "–"
+		if p.Threads > 0 {
+			threads = fmt.Sprint(p.Threads)
+		}
+		w("| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s |\n", p.Name, ms(pct(p.Lat, 0.5)), ms(pct(p.Lat, 0.99)),
+			ms(pct(p.Load, 0.5)), ms(pct(p.Load, 0.99)), p.ConnPerSec, ratio(&p, direct), ratio(&p, sel), ratio(&p, fork), threads, failed)
+	}
+	w("\nHAProxy threads: the most threads seen in a worker. With nbthread unset, HAProxy 2.6 starts one thread per CPU it may run on, so pinned to one CPU the emitted configuration runs one thread, like `nbthread 1`.\n\n")
 }

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +80,8 @@ type pathResult struct {
 	BulkMBs          float64
 	BulkErr          string
 	RoundP99         []time.Duration // one client, per round
+	Threads          int             // HAProxy: most threads seen in a worker
+	Pinned           bool            // proxy on proxyCPU, load on loadCPU
 	loadOK           int
 	loadTime         time.Duration
 }
@@ -88,8 +92,9 @@ type haproxyProc struct {
 }
 
 // startHAProxy checks cfg with haproxy -c and starts a master-worker
-// HAProxy on it in the node namespace.
-func (r *run) startHAProxy(ctx context.Context, name, cfg, dir, masterSock string) (*haproxyProc, error) {
+// HAProxy on it in the node namespace, on the CPUs listed in cpus (taskset
+// -c syntax; "" for all).
+func (r *run) startHAProxy(ctx context.Context, name, cfg, dir, masterSock, cpus string) (*haproxyProc, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -116,7 +121,7 @@ func (r *run) startHAProxy(ctx context.Context, name, cfg, dir, masterSock strin
 		Log:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	os.Remove(h.MasterSocket)
-	p, err := testbed.Start("haproxy "+name, r.pair.Node.Command("haproxy", "-W", "-S", h.MasterSocket+",mode,600", "-f", path), filepath.Join(dir, "haproxy.log"))
+	p, err := testbed.Start("haproxy "+name, onCPUs(r.pair.Node, cpus, "haproxy", "-W", "-S", h.MasterSocket+",mode,600", "-f", path), filepath.Join(dir, "haproxy.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -165,12 +170,15 @@ func (r *run) tcpPaths(ctx context.Context) error {
 	type path struct {
 		name, desc string
 		probes     []Probe
-		start      func() (stop func(), err error)
+		start      func(cpus string) (stop func(), err error)
+		pinned     bool // proxy on proxyCPU, client and backend on loadCPU
 	}
+	direct := r.pk.tcpProbes(at(portRSA), at(portECC), at(portSSH), at(portTLS))
 	paths := []path{
-		{"direct", "client → tiny backend on the node, no NAT, no proxy", r.pk.tcpProbes(at(portRSA), at(portECC), at(portSSH), at(portTLS)), nil},
-		{"DNAT only", "one iptables DNAT rule (reserved port → backend), no proxy", r.pk.tcpProbes(at(portDNATOnly), at(portDNATOnly), at(portDNATOnly), at(portDNATOnly)), nil},
+		{"direct", "client → tiny backend on the node, no NAT, no proxy", direct, nil, false},
+		{"DNAT only", "one iptables DNAT rule (reserved port → backend), no proxy", r.pk.tcpProbes(at(portDNATOnly), at(portDNATOnly), at(portDNATOnly), at(portDNATOnly)), nil, false},
 	}
+	haproxyStart := map[string]func(string) (func(), error){}
 	for i, v := range variants(r.cfg.quick) {
 		cfg := r.rep.haproxyCfg
 		if v.edit != nil {
@@ -180,29 +188,57 @@ func (r *run) tcpPaths(ctx context.Context) error {
 			r.rep.variantCfgs = append(r.rep.variantCfgs, [2]string{v.name, cfg})
 		}
 		dir := filepath.Join(r.tmp, fmt.Sprintf("haproxy-%d", i))
-		paths = append(paths, path{v.name, v.desc, striped, func() (func(), error) {
-			h, err := r.startHAProxy(ctx, v.name, cfg, dir, filepath.Join(dir, "master.sock"))
+		start := func(cpus string) (func(), error) {
+			h, err := r.startHAProxy(ctx, v.name, cfg, dir, filepath.Join(dir, "master.sock"), cpus)
 			if err != nil {
 				return nil, err
 			}
 			return h.proc.Stop, nil
-		}})
+		}
+		haproxyStart[v.name] = start
+		paths = append(paths, path{v.name, v.desc, striped, start, false})
 	}
-	sslhArgs := []string{"-f", "-n", "-t", "5", "-p", at(portSSLH),
-		"--ssh", "127.0.0.1:" + strconv.Itoa(portSSH),
-		"--openvpn", "127.0.0.1:" + strconv.Itoa(portRSA),
-		"--tls", "127.0.0.1:" + strconv.Itoa(portTLS)}
+	// sslh reads a configuration file rather than flags: on the command
+	// line every protocol gets a libwrap service (hosts.allow and
+	// hosts.deny read per connection), logs every connection, and
+	// sslh-select forks a process per SSH connection. Here none of that:
+	// log_level 0, no service, fork false, numeric (no DNS lookups).
+	sslhCfg := filepath.Join(r.tmp, "sslh.cfg")
+	if err := os.WriteFile(sslhCfg, []byte(r.sslhConfig(node)), 0o600); err != nil {
+		return err
+	}
+	r.rep.sslhCfg = r.sslhConfig(node)
+	sslhStart := map[string]func(string) (func(), error){}
 	for _, bin := range []string{"sslh-select", "sslh"} {
 		name := map[string]string{"sslh-select": "sslh-select", "sslh": "sslh-fork"}[bin]
+		start := func(cpus string) (func(), error) {
+			p, err := testbed.Start(name, onCPUs(r.pair.Node, cpus, bin, "-F"+sslhCfg), filepath.Join(r.tmp, name+".log"))
+			if err != nil {
+				return nil, err
+			}
+			return func() {
+				p.Stop()
+				r.rep.sslhLog[name] = append(r.rep.sslhLog[name], sslhLogLines(p.LogText())...)
+			}, nil
+		}
+		sslhStart[name] = start
 		paths = append(paths, path{name, fmt.Sprintf("sslh 1.20 (%s), probes openvpn, ssh, tls", name),
-			r.pk.tcpProbes(at(portSSLH), at(portSSLH), at(portSSLH), at(portSSLH)),
-			func() (func(), error) {
-				p, err := testbed.Start(name, r.pair.Node.Command(bin, sslhArgs...), filepath.Join(r.tmp, name+".log"))
-				if err != nil {
-					return nil, err
+			r.pk.tcpProbes(at(portSSLH), at(portSSLH), at(portSSLH), at(portSSLH)), start, false})
+	}
+	r.rep.sslhLog = map[string][]string{}
+	// Pinned: the same paths with the proxy alone on proxyCPU and the
+	// load generator and the backend on loadCPU.
+	if runtime.NumCPU() >= 2 {
+		for _, name := range []string{"direct", "portstripe", "portstripe nbthread 1", "sslh-select", "sslh-fork"} {
+			for _, p := range paths {
+				if p.name == name && !p.pinned {
+					p.pinned = true
+					p.name += " (pinned)"
+					paths = append(paths, p)
+					break
 				}
-				return p.Stop, nil
-			}})
+			}
+		}
 	}
 	// Rounds interleave the paths, so that a slow minute of a shared
 	// machine spreads over all of them instead of skewing one.
@@ -211,19 +247,34 @@ func (r *run) tcpPaths(ctx context.Context) error {
 	for round := range rounds {
 		for i, p := range paths {
 			pr := &results[i]
-			pr.Name, pr.Desc = p.name, p.desc
+			pr.Name, pr.Desc, pr.Pinned = p.name, p.desc, p.pinned
+			proxyCPUs, loadCPUs := "", ""
+			if p.pinned {
+				proxyCPUs, loadCPUs = proxyCPU, loadCPU
+			}
+			if err := r.pinBackend(loadCPUs); err != nil {
+				return err
+			}
+			r.clientCPUs = loadCPUs
 			stop := func() {}
 			if p.start != nil {
-				if stop, err = p.start(); err != nil {
+				if stop, err = p.start(proxyCPUs); err != nil {
 					return fmt.Errorf("%s: %w", p.name, err)
 				}
 			}
-			err := r.measurePath(pr, p.probes, round, rounds)
+			err := r.measurePath(pr, p.probes, round, rounds, !p.pinned)
+			if strings.HasPrefix(p.name, "portstripe") {
+				pr.Threads = max(pr.Threads, r.haproxyThreads())
+			}
 			stop()
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 		}
+	}
+	r.clientCPUs = ""
+	if err := r.pinBackend(""); err != nil {
+		return err
 	}
 	for i := range results {
 		pr := &results[i]
@@ -233,9 +284,15 @@ func (r *run) tcpPaths(ctx context.Context) error {
 		}
 		pr.ConnPerSec = float64(pr.loadOK) / pr.loadTime.Seconds()
 		r.log.Info("measured", "path", pr.Name, "p50", pct(pr.Lat, 0.5), "p99", pct(pr.Lat, 0.99),
-			"conn/s", int(pr.ConnPerSec), "failed", pr.Failed, "MB/s", int(pr.BulkMBs))
+			"conn/s", int(pr.ConnPerSec), "failed", pr.Failed, "MB/s", int(pr.BulkMBs), "threads", pr.Threads)
 	}
-	r.rep.paths = results
+	for _, pr := range results {
+		if pr.Pinned {
+			r.rep.pinned = append(r.rep.pinned, pr)
+		} else {
+			r.rep.paths = append(r.rep.paths, pr)
+		}
+	}
 	if _, err := r.pair.Node.Run("iptables", "-t", "nat", "-D", "PREROUTING", "-d", node, "-p", "tcp", "--dport", strconv.Itoa(portDNATOnly),
 		"-m", "comment", "--comment", "bench: DNAT only", "-j", "DNAT", "--to-destination", ":"+strconv.Itoa(portSSH)); err != nil {
 		return err
@@ -243,7 +300,7 @@ func (r *run) tcpPaths(ctx context.Context) error {
 	return rules.Clean(ctx)
 }
 
-func (r *run) measurePath(pr *pathResult, probes []Probe, round, rounds int) error {
+func (r *run) measurePath(pr *pathResult, probes []Probe, round, rounds int, bulk bool) error {
 	// Ready: every probe answered, retried while the proxy starts.
 	var last error
 	for try := 0; ; try++ {
@@ -294,7 +351,7 @@ func (r *run) measurePath(pr *pathResult, probes []Probe, round, rounds int) err
 		}
 		pr.Errors[k] += v
 	}
-	if round != 0 {
+	if round != 0 || !bulk {
 		return nil
 	}
 	var ssh Probe
@@ -303,11 +360,96 @@ func (r *run) measurePath(pr *pathResult, probes []Probe, round, rounds int) err
 			ssh = p
 		}
 	}
-	bulk, err := r.client(ClientSpec{Mode: "bulk", Probes: []Probe{ssh}, Bytes: int64(r.n(256, 64)) << 20, Duration: 60 * time.Second, Timeout: 3 * time.Second}, nil)
+	b, err := r.client(ClientSpec{Mode: "bulk", Probes: []Probe{ssh}, Bytes: int64(r.n(256, 64)) << 20, Duration: 60 * time.Second, Timeout: 3 * time.Second}, nil)
 	if err != nil {
 		pr.BulkErr = err.Error()
 	} else {
-		pr.BulkMBs = float64(bulk.Bytes) / (1 << 20) / bulk.Elapsed.Seconds()
+		pr.BulkMBs = float64(b.Bytes) / (1 << 20) / b.Elapsed.Seconds()
 	}
 	return nil
+}
+
+// The pinned paths' CPUs (taskset -c lists): the proxy alone on one, the
+// load generator and the tiny backend together on the other.
+const proxyCPU, loadCPU = "1", "0"
+
+// onCPUs is ns.Command(name, args...) started by taskset on cpus ("": no
+// taskset). The affinity holds for every thread and child the program
+// makes: HAProxy's workers, sslh-fork's children.
+func onCPUs(ns testbed.Netns, cpus, name string, args ...string) *exec.Cmd {
+	if cpus == "" {
+		return ns.Command(name, args...)
+	}
+	return ns.Command("taskset", append([]string{"-c", cpus, name}, args...)...)
+}
+
+// pinBackend moves every thread of the running tiny backend to cpus, or
+// back to all CPUs ("").
+func (r *run) pinBackend(cpus string) error {
+	if cpus == "" {
+		cpus = fmt.Sprintf("0-%d", runtime.NumCPU()-1)
+	}
+	if r.backend == nil || r.backendCPUs == cpus {
+		return nil
+	}
+	// `ip netns exec` execs the backend: its pid is the backend's.
+	out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(r.backend.Cmd.Process.Pid)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("taskset the backend: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	r.backendCPUs = cpus
+	return nil
+}
+
+// haproxyThreads is the most threads of a running HAProxy worker in the
+// node namespace (0 if none): what nbthread came to.
+func (r *run) haproxyThreads() int {
+	out, err := exec.Command("ip", "netns", "pids", string(r.pair.Node)).Output()
+	if err != nil {
+		return 0
+	}
+	most := 0
+	for _, pid := range strings.Fields(string(out)) {
+		comm, _ := os.ReadFile("/proc/" + pid + "/comm")
+		if strings.TrimSpace(string(comm)) != "haproxy" {
+			continue
+		}
+		status, _ := os.ReadFile("/proc/" + pid + "/status")
+		for _, l := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "Threads:" {
+				n, _ := strconv.Atoi(f[1])
+				most = max(most, n)
+			}
+		}
+	}
+	return most
+}
+
+// sslhConfig is sslh's configuration file for the bench: the same three
+// probes as the command line, listening on the node's address.
+func (r *run) sslhConfig(node string) string {
+	return fmt.Sprintf(`verbose: false;
+foreground: true;
+inetd: false;
+numeric: true;
+transparent: false;
+timeout: 5;
+listen: ( { host: "%s"; port: "%d"; } );
+protocols: (
+  { name: "openvpn"; host: "127.0.0.1"; port: "%d"; log_level: 0; },
+  { name: "ssh"; host: "127.0.0.1"; port: "%d"; log_level: 0; fork: false; },
+  { name: "tls"; host: "127.0.0.1"; port: "%d"; log_level: 0; }
+);
+`, node, portSSLH, portRSA, portSSH, portTLS)
+}
+
+// sslhLogLines are what sslh logged besides its start line: its errors.
+func sslhLogLines(log string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+		if l != "" && !strings.Contains(l, " started") {
+			out = append(out, l)
+		}
+	}
+	return out
 }
