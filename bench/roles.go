@@ -104,16 +104,24 @@ type Probe struct {
 
 // ClientSpec is what one client process does.
 type ClientSpec struct {
-	Mode     string        `json:"mode"` // conn | bulk | udp
+	Mode     string        `json:"mode"` // conn | bulk | udp | paired
 	Probes   []Probe       `json:"probes"`
+	Paths    []PairPath    `json:"paths,omitempty"` // paired: the paths alternated
 	Workers  int           `json:"workers"`
-	Count    int           `json:"count"`     // stop after this many attempts (0: none)
+	Count    int           `json:"count"`     // stop after this many attempts, or pairs (0: none)
 	Duration time.Duration `json:"duration"`  // and after this long
 	UntilEOF bool          `json:"until_eof"` // also stop when stdin closes
 	Bytes    int64         `json:"bytes"`     // bulk: bytes to send
 	Timeout  time.Duration `json:"timeout"`   // per connection or datagram
 	PortFrom int           `json:"port_from"`
 	PortTo   int           `json:"port_to"` // udp: destination ports cycled through
+}
+
+// PairPath is one path of a paired run: its name and the probes that take
+// it (the same first packets, in the same order, as every other path's).
+type PairPath struct {
+	Name   string  `json:"name"`
+	Probes []Probe `json:"probes"`
 }
 
 // ClientResult is what it reports, as JSON on stdout.
@@ -125,6 +133,9 @@ type ClientResult struct {
 	PerProbe  map[string][]int64 `json:"per_probe_ns,omitempty"`
 	Elapsed   time.Duration      `json:"elapsed"`
 	Bytes     int64              `json:"bytes,omitempty"`
+	// Paired: per path (in Paths' order), per pair, the set-up latency
+	// in ns, or -1 where that connection failed.
+	Paired [][]int64 `json:"paired_ns,omitempty"`
 }
 
 func clientMain(specJSON string) error {
@@ -141,6 +152,8 @@ func clientMain(specJSON string) error {
 		res, err = runBulk(s)
 	case "udp":
 		res, err = runUDP(s)
+	case "paired":
+		res = runPaired(s)
 	default:
 		err = fmt.Errorf("unknown mode %q", s.Mode)
 	}
@@ -214,6 +227,69 @@ func errClass(err error) string {
 	return s
 }
 
+// setup connects to p.Addr, sends p's first packet and waits for the
+// backend's one-byte answer: the connection set-up the bench measures.
+func setup(p Probe, timeout time.Duration, buf []byte) (time.Duration, error) {
+	t0 := time.Now()
+	err := func() error {
+		c, err := net.DialTimeout("tcp4", p.Addr, timeout)
+		if err != nil {
+			return fmt.Errorf("dial: %w", err)
+		}
+		defer c.Close()
+		c.SetDeadline(t0.Add(timeout))
+		if _, err := c.Write(p.Packet); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		n, err := c.Read(buf)
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if n < 1 || buf[0] != 'A' {
+			return fmt.Errorf("answer: unexpected %q", buf[:n])
+		}
+		return nil
+	}()
+	return time.Since(t0), err
+}
+
+// runPaired is one client that alternates between the paths connection by
+// connection: pair i makes one connection through every path, with the same
+// first packet (probe i mod len), one after another, the path that goes
+// first rotating from pair to pair so that none always follows another.
+// Neighbouring connections share the machine's state of the moment, so a
+// slow spell lands on every path alike and the per-pair differences leave
+// most of it out.
+func runPaired(s ClientSpec) ClientResult {
+	st := newStopper(s)
+	var t tally
+	n := len(s.Paths)
+	t.res.Paired = make([][]int64, n)
+	buf := make([]byte, 16)
+	start := time.Now()
+	for {
+		i := st.next()
+		if i < 0 {
+			break
+		}
+		for j := range n {
+			k := (int(i) + j) % n
+			path := s.Paths[k]
+			p := path.Probes[int(i)%len(path.Probes)]
+			lat, err := setup(p, s.Timeout, buf)
+			t.add(path.Name+" "+p.Name, lat, err)
+			v := int64(lat)
+			if err != nil {
+				v = -1
+			}
+			t.res.Paired[k] = append(t.res.Paired[k], v)
+		}
+	}
+	t.res.Elapsed = time.Since(start)
+	t.res.Latencies, t.res.PerProbe = nil, nil // all in Paired
+	return t.res
+}
+
 // runConns: each attempt connects, sends a probe's first packet and waits
 // for the backend's one-byte answer; the latency is connect → answer.
 func runConns(s ClientSpec) ClientResult {
@@ -232,27 +308,8 @@ func runConns(s ClientSpec) ClientResult {
 					return
 				}
 				p := s.Probes[int(i)%len(s.Probes)]
-				t0 := time.Now()
-				err := func() error {
-					c, err := net.DialTimeout("tcp4", p.Addr, s.Timeout)
-					if err != nil {
-						return fmt.Errorf("dial: %w", err)
-					}
-					defer c.Close()
-					c.SetDeadline(t0.Add(s.Timeout))
-					if _, err := c.Write(p.Packet); err != nil {
-						return fmt.Errorf("write: %w", err)
-					}
-					n, err := c.Read(buf)
-					if err != nil {
-						return fmt.Errorf("read: %w", err)
-					}
-					if n < 1 || buf[0] != 'A' {
-						return fmt.Errorf("answer: unexpected %q", buf[:n])
-					}
-					return nil
-				}()
-				t.add(p.Name, time.Since(t0), err)
+				lat, err := setup(p, s.Timeout, buf)
+				t.add(p.Name, lat, err)
 			}
 		}()
 	}

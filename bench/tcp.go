@@ -276,6 +276,19 @@ func (r *run) tcpPaths(ctx context.Context) error {
 	if err := r.pinBackend(""); err != nil {
 		return err
 	}
+	// Paired: direct, DNAT only and portstripe alternated connection by
+	// connection by one client, for the added p99 (see paired.go).
+	pairPaths := []PairPath{{"direct", paths[0].probes}, {"DNAT only", paths[1].probes}, {"portstripe", striped}}
+	for _, pinned := range []bool{false, true} {
+		if pinned && runtime.NumCPU() < 2 {
+			continue
+		}
+		pr, err := r.measurePaired(pairPaths, haproxyStart["portstripe"], pinned)
+		if err != nil {
+			return fmt.Errorf("paired: %w", err)
+		}
+		r.rep.paired = append(r.rep.paired, pr)
+	}
 	for i := range results {
 		pr := &results[i]
 		pr.Lat, pr.Load = sorted(pr.Lat), sorted(pr.Load)
@@ -300,22 +313,27 @@ func (r *run) tcpPaths(ctx context.Context) error {
 	return rules.Clean(ctx)
 }
 
-func (r *run) measurePath(pr *pathResult, probes []Probe, round, rounds int, bulk bool) error {
-	// Ready: every probe answered, retried while the proxy starts.
-	var last error
+// warmUp returns once every probe has answered, retried while the proxy
+// starts.
+func (r *run) warmUp(probes []Probe) error {
 	for try := 0; ; try++ {
 		w, err := r.client(ClientSpec{Mode: "conn", Probes: probes, Workers: 1, Count: 2 * len(probes), Duration: 5 * time.Second, Timeout: 2 * time.Second}, nil)
 		if err == nil && w.Failures == 0 {
-			break
+			return nil
 		}
 		if err == nil {
 			err = fmt.Errorf("warm-up: %d of %d failed: %v", w.Failures, w.Attempts, w.Errors)
 		}
-		last = err
 		if try == 25 {
-			return last
+			return err
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (r *run) measurePath(pr *pathResult, probes []Probe, round, rounds int, bulk bool) error {
+	if err := r.warmUp(probes); err != nil {
+		return err
 	}
 	r.log.Info("measuring", "path", pr.Name, "round", round+1)
 	lat, err := r.client(ClientSpec{Mode: "conn", Probes: probes, Workers: 1, Count: r.n(1200, 400), Duration: r.d(2500*time.Millisecond, time.Second), Timeout: 3 * time.Second}, nil)
