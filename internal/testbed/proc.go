@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,7 +54,34 @@ func Start(name string, cmd *exec.Cmd, logPath string) (*Proc, error) {
 		close(p.done)
 	}()
 	p.stop = AtExit(p.kill)
+	p.waitInNetns()
 	return p, nil
+}
+
+// waitInNetns returns once a process started with `ip netns exec NS` is in
+// NS (or has exited): until then `ip netns pids` does not list it, and a
+// Delete in that moment would leave it running in the deleted namespace.
+func (p *Proc) waitInNetns() {
+	a := p.Cmd.Args
+	if len(a) < 4 || filepath.Base(a[0]) != "ip" || a[1] != "netns" || a[2] != "exec" {
+		return
+	}
+	var want syscall.Stat_t
+	if syscall.Stat(filepath.Join("/run/netns", a[3]), &want) != nil {
+		return
+	}
+	path := fmt.Sprintf("/proc/%d/ns/net", p.Cmd.Process.Pid)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		var got syscall.Stat_t
+		if syscall.Stat(path, &got) != nil || (got.Dev == want.Dev && got.Ino == want.Ino) {
+			return
+		}
+		select {
+		case <-p.done:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // Stop ends the process group: SIGTERM, SIGKILL after two seconds.
