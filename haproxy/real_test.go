@@ -70,13 +70,17 @@ func (b *backendListener) addr() netip.AddrPort {
 	return netip.MustParseAddrPort(b.ln.Addr().String())
 }
 
-func freePort(t *testing.T) uint16 {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// frontendAddr picks a free port on a loopback address of its own: a port
+// freed on 127.0.0.1 can be taken as the source port of another test's
+// connection before HAProxy binds it; nothing else uses 127.0.86.x.
+func frontendAddr(t *testing.T) netip.AddrPort {
+	ip := netip.AddrFrom4([4]byte{127, 0, 86, byte(1 + os.Getpid()%250)})
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
 // startReal renders the seed node, moves it onto loopback and starts
@@ -111,7 +115,7 @@ func startReal(t *testing.T) *realHAProxy {
 				if bound {
 					continue
 				}
-				ap := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t))
+				ap := frontendAddr(t)
 				h.frontends[fe.Name] = ap.String()
 				l, bound = Bind{ap}, true
 			}
