@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
@@ -148,7 +149,7 @@ if the file is not hex, its raw bytes.`,
 			if port < 1 || port > 65535 {
 				return usageError{fmt.Errorf("--port %d: want 1-65535", port)}
 			}
-			payload, err := readPayload(payloadHex, payloadFile)
+			payload, err := readPayload(cmd.Flags(), payloadHex, payloadFile)
 			if err != nil {
 				return err
 			}
@@ -178,8 +179,9 @@ if the file is not hex, its raw bytes.`,
 
 // readPayload reads the first packet from exactly one of the two flags
 // (checked here rather than by cobra, so a mistake is a usage error, exit 2).
-func readPayload(hexText, file string) ([]byte, error) {
-	if (hexText == "") == (file == "") {
+func readPayload(flags *pflag.FlagSet, hexText, file string) ([]byte, error) {
+	// An empty --payload-hex is a client that sent nothing (ssh-keyscan).
+	if flags.Changed("payload-hex") == flags.Changed("payload-file") {
 		return nil, usageError{fmt.Errorf("give the first packet with exactly one of --payload-hex and --payload-file")}
 	}
 	if file != "" {

@@ -53,6 +53,9 @@ func TestRouteCommand(t *testing.T) {
 			map[string]string{"service": "none", "target": ""}},
 		{[]string{"--proto", "tcp", "--port", "80", "--payload-hex", "5353482d322e300d0a"},
 			map[string]string{"service": "none", "target": ""}},
+		// A client that sends nothing meets the default after the delay.
+		{[]string{"--proto", "tcp", "--port", "5061", "--payload-hex", ""},
+			map[string]string{"service": "openvpn_ed25519", "target": "127.0.0.1:5061"}},
 	}
 	for _, tt := range tests {
 		code, out, errOut := portstripe(t, append([]string{"route", "--json"}, tt.args...)...)
@@ -78,7 +81,8 @@ func TestRouteCommand(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"bogus"}, {"compile", "-x"}, {"compile", "extra"}, {"route", "--port", "1"}} {
+	for _, args := range [][]string{{"bogus"}, {"compile", "-x"}, {"compile", "extra"}, {"route", "--port", "1"},
+		{"route", "--proto", "udp", "--port", "1"}, {"route", "--proto", "udp", "--port", "1", "--payload-hex", "00", "--payload-file", "x"}} {
 		if code, _, errOut := portstripe(t, args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("portstripe %v: exit %d, %q; want exit 2 and one line", args, code, errOut)
 		}
