@@ -97,6 +97,10 @@ func orchestrate(c config) (err error) {
 	if err := preflight(); err != nil {
 		return err
 	}
+	// Fail now, not after minutes of measuring, if the report cannot be written.
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return fmt.Errorf("-out: %w", err)
+	}
 	for _, ns := range testbed.RemoveStale(nsPrefix) {
 		r.log.Warn("removed a namespace left by an earlier run", "netns", ns)
 	}

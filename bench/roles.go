@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
 )
 
 // The benchmark re-executes itself in the namespaces: `-role backend` in the
@@ -32,13 +34,7 @@ func backendMain(tcpPorts, udpPorts string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go serveTCP(c)
-			}
+			testbed.Serve(ln, serveTCP)()
 		}()
 	}
 	for _, p := range splitList(udpPorts) {

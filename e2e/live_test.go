@@ -625,23 +625,12 @@ func liveStartEcho(t *testing.T, ns testbed.Netns, addr string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(time.Minute))
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wait := testbed.Serve(ln, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Minute))
+		io.Copy(c, c)
+	})
+	t.Cleanup(func() { ln.Close(); wait() })
 }
 
 // liveEchoOnce opens a connection through a striped port, sends an

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
 )
 
 // These tests run the real HAProxy on loopback: the seed node's config with
@@ -48,21 +50,13 @@ func newBackend(t *testing.T, name string) *backendListener {
 	}
 	b := &backendListener{name: name, ln: ln, got: make(chan []byte, 16)}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetReadDeadline(time.Now().Add(2 * time.Second))
-				buf := make([]byte, 4096)
-				n, _ := io.ReadAtLeast(c, buf, 1)
-				b.got <- buf[:n]
-			}()
-		}
-	}()
+	testbed.Serve(ln, func(c net.Conn) {
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 4096)
+		n, _ := io.ReadAtLeast(c, buf, 1)
+		b.got <- buf[:n]
+	})
 	return b
 }
 
