@@ -31,8 +31,8 @@ const (
 	abuseMaxConn  = 5000 // room for every abuser and the real client: about 2 fds each in HAProxy
 	abuseTCPPorts = 20   // abusers spread over striped TCP ports 2000-2019
 	abuseVPNPort  = 8080
-	abuseVPNLport = 41500
-	junkRandom    = 300 // random UDP payloads, plus the near misses
+	abuseVPNLport = 41500 // lports here and below are in testbed.ClientFixedPorts
+	junkRandom    = 300   // random UDP payloads, plus the near misses
 	junkLport     = 42000
 	junkPort      = 3000 // junk goes to striped UDP ports 3000-3049
 )

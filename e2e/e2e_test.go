@@ -164,7 +164,7 @@ func buildCases(instances []*instance, seed int64) []*clientCase {
 	rsa, ecc := byName["openvpn_rsa"], byName["openvpn_ecc"]
 	ports := append(slices.Clone(samplePorts), randomPorts(seed, randomCount)...)
 	var cases []*clientCase
-	lport := 41000
+	lport := 41000 // in testbed.ClientFixedPorts
 	add := func(in *instance, proto string, port int) {
 		lport++
 		cases = append(cases, &clientCase{

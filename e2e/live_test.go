@@ -38,7 +38,7 @@ const (
 	liveListenPort = 20000
 	liveSSHPort    = 1022 // a striped TCP port the SSH client uses
 	liveVPNPort    = 1194 // a striped TCP port the OpenVPN client uses
-	liveVPNLport   = 41001
+	liveVPNLport   = 41001 // in testbed.ClientFixedPorts
 	liveEchoAddr   = "127.0.0.1:7000"
 	liveTarget     = 2 * time.Second // the target, reported only
 	liveDeadline   = 15 * time.Second

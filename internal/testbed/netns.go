@@ -25,6 +25,12 @@ var (
 	NodeAddr   = netip.MustParseAddr("198.51.100.2")
 )
 
+// ClientFixedPorts are local ports the kernel never hands out on its own in
+// a Pair's client namespace (net.ipv4.ip_local_reserved_ports), so a client
+// bound to one of them on purpose (OpenVPN's --lport, to find its flow in a
+// capture) cannot collide with another test connection's ephemeral port.
+const ClientFixedPorts = "41000-42999"
+
 // Pair is a client host and a node host joined by one veth pair, loopback
 // up on both sides.
 type Pair struct {
@@ -88,6 +94,10 @@ func NewPair(prefix string) (*Pair, error) {
 			p.Close()
 			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
 		}
+	}
+	if err := p.Client.Sysctl("net.ipv4.ip_local_reserved_ports", ClientFixedPorts); err != nil {
+		p.Close()
+		return nil, err
 	}
 	return p, nil
 }

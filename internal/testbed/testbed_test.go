@@ -64,6 +64,9 @@ func TestPair(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("client → node across the veth: %v", err)
 	}
+	if out, err := p.Client.Run("sysctl", "-n", "net.ipv4.ip_local_reserved_ports"); err != nil || strings.TrimSpace(out) != ClientFixedPorts {
+		t.Errorf("client namespace reserves %q (%v), want %s", strings.TrimSpace(out), err, ClientFixedPorts)
+	}
 	proc, err := Start("sleeper", p.Node.Command("sleep", "60"), filepath.Join(t.TempDir(), "sleep.log"))
 	if err != nil {
 		t.Fatal(err)
