@@ -36,8 +36,8 @@ import (
 
 const (
 	liveListenPort = 20000
-	liveSSHPort    = 1022 // a striped TCP port the SSH client uses
-	liveVPNPort    = 1194 // a striped TCP port the OpenVPN client uses
+	liveSSHPort    = 1022  // a striped TCP port the SSH client uses
+	liveVPNPort    = 1194  // a striped TCP port the OpenVPN client uses
 	liveVPNLport   = 41001 // in testbed.ClientFixedPorts
 	liveEchoAddr   = "127.0.0.1:7000"
 	liveTarget     = 2 * time.Second // the target, reported only
