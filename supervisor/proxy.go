@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -18,6 +20,10 @@ import (
 	"github.com/portstripe/portstripe/haproxy"
 )
 
+// LogFile is the file in the state directory that a master started by a
+// one-shot apply writes its output to.
+const LogFile = "haproxy.log"
+
 // HAProxy is the HAProxy master portstripe drives: started here in
 // master-worker mode (`haproxy -W -S <master socket> -f <cfg>`), or, when
 // one already answers on the master socket, attached to.
@@ -26,10 +32,15 @@ type HAProxy struct {
 	Config        string // haproxy.cfg path
 	MasterSocket  string
 	RuntimeSocket string
-	// Daemon starts the master detached (-D), for a one-shot apply that
-	// exits while HAProxy keeps serving; run keeps it as a child instead.
-	Daemon bool
-	Log    *slog.Logger
+	// Detach starts the master in a session of its own, for a one-shot
+	// apply that exits while HAProxy keeps serving; run keeps it as a child
+	// whose output goes to the log instead.
+	Detach bool
+	// LogFile receives a detached master's output. A later apply reads the
+	// ALERT lines a failed reload appended to it, so the error says why
+	// even though the master outlived the apply that started it.
+	LogFile string
+	Log     *slog.Logger
 	// VerifyTimeout bounds FrontendsUp; 0 means 5s.
 	VerifyTimeout time.Duration
 
@@ -101,13 +112,19 @@ func (h *HAProxy) Start(ctx context.Context) error {
 	// A master killed with -9 leaves its socket file behind; HAProxy
 	// refuses to bind over it.
 	os.Remove(h.MasterSocket)
-	args := []string{"-W", "-S", h.MasterSocket + ",mode,600", "-f", h.Config}
-	if h.Daemon {
-		args = append(args, "-D")
-	}
-	cmd := exec.Command(path, args...)
+	seen := h.alertCount()
+	cmd := exec.Command(path, "-W", "-S", h.MasterSocket+",mode,600", "-f", h.Config)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = logWriter{h}, logWriter{h}
+	if h.Detach {
+		out, err := h.newLogFile()
+		if err != nil {
+			return fmt.Errorf("start haproxy: %w", err)
+		}
+		defer out.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
@@ -127,9 +144,8 @@ func (h *HAProxy) Start(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			if !h.Daemon || cmd.ProcessState.ExitCode() != 0 {
-				return fmt.Errorf("start haproxy: %s exited (%v) before its master socket answered", path, cmd.ProcessState)
-			}
+			err := fmt.Errorf("start haproxy: %s exited (%v) before its master socket answered", path, cmd.ProcessState)
+			return withAlerts(err, h.alertsFor(seen, 0))
 		case <-ctx.Done():
 			return fmt.Errorf("start haproxy: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
@@ -139,11 +155,11 @@ func (h *HAProxy) Start(ctx context.Context) error {
 }
 
 // Exited is closed when a master started by this process exits; nil when
-// none was started (or it was started as a daemon).
+// none was started (or it was started detached).
 func (h *HAProxy) Exited() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.Daemon {
+	if h.Detach {
 		return nil
 	}
 	return h.exited
@@ -180,16 +196,13 @@ func (h *HAProxy) Reload(ctx context.Context) error {
 		return h.Start(ctx)
 	}
 	m, _ := h.clients()
-	seen := h.alertCount()
+	seen, logged := h.alertCount(), h.logSize()
 	ps, err := m.Reload(ctx)
 	if err != nil {
 		// The master CLI says only that the reload failed; why is in the
-		// ALERT lines a master started here printed on stderr.
+		// ALERT lines the master printed on its output.
 		time.Sleep(100 * time.Millisecond)
-		if why := h.alertsSince(seen); len(why) > 0 {
-			return fmt.Errorf("%w: haproxy said: %s", err, strings.Join(why, " | "))
-		}
-		return err
+		return withAlerts(err, h.alertsFor(seen, logged))
 	}
 	h.Log.Info("haproxy reloaded", "master_pid", ps.Master.PID, "reloads", ps.Master.Reloads, "workers", haproxy.PIDs(ps.Workers))
 	return nil
@@ -300,4 +313,69 @@ func (h *HAProxy) alertsSince(n int) []string {
 	defer h.mu.Unlock()
 	k := min(h.alertsSeen-n, len(h.alerts))
 	return slices.Clone(h.alerts[len(h.alerts)-k:])
+}
+
+// alertsFor returns the ALERT lines the master printed since the alert count
+// was seen (a child of this process) or since LogFile was logged bytes long
+// (a detached master, perhaps started by an earlier apply).
+func (h *HAProxy) alertsFor(seen int, logged int64) []string {
+	if why := h.alertsSince(seen); len(why) > 0 {
+		return why
+	}
+	if h.LogFile == "" {
+		return nil
+	}
+	f, err := os.Open(h.LogFile)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	// Only the tail is read: what one failed reload printed is short.
+	const tail = 64 << 10
+	size := h.logSize()
+	if size-logged > tail {
+		logged = size - tail
+	}
+	data, err := io.ReadAll(io.NewSectionReader(f, logged, size-logged))
+	if err != nil {
+		return nil
+	}
+	var why []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "[ALERT]") {
+			why = append(why, line)
+		}
+	}
+	return why[max(0, len(why)-keptAlerts):]
+}
+
+// logSize is LogFile's length now (0 when there is none).
+func (h *HAProxy) logSize() int64 {
+	if h.LogFile == "" {
+		return 0
+	}
+	st, err := os.Stat(h.LogFile)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// newLogFile opens an empty LogFile for a new detached master; the previous
+// master's output is kept as LogFile.prev.
+func (h *HAProxy) newLogFile() (*os.File, error) {
+	if h.LogFile == "" {
+		return nil, errors.New("a detached master needs a log file")
+	}
+	if err := os.Rename(h.LogFile, h.LogFile+".prev"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return os.OpenFile(h.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_TRUNC, 0o600)
+}
+
+func withAlerts(err error, why []string) error {
+	if len(why) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: haproxy said: %s", err, strings.Join(why, " | "))
 }

@@ -53,7 +53,7 @@ type live struct {
 	applier *supervisor.Applier
 }
 
-func newLive(dir string, h node.HAProxy, log *slog.Logger, daemon bool) (*live, error) {
+func newLive(dir string, h node.HAProxy, log *slog.Logger, detach bool) (*live, error) {
 	rules, err := iptables.New(iptables.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
@@ -62,7 +62,8 @@ func newLive(dir string, h node.HAProxy, log *slog.Logger, daemon bool) (*live, 
 		Config:        filepath.Join(dir, compiler.HAProxyFile),
 		MasterSocket:  h.MasterSocket,
 		RuntimeSocket: h.RuntimeSocket,
-		Daemon:        daemon,
+		Detach:        detach,
+		LogFile:       filepath.Join(dir, supervisor.LogFile),
 		Log:           log,
 	}
 	return &live{
@@ -73,7 +74,7 @@ func newLive(dir string, h node.HAProxy, log *slog.Logger, daemon bool) (*live, 
 }
 
 // prepare compiles the node and wires the machine's iptables and HAProxy.
-func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags, daemon bool) (*compiler.Result, *live, error) {
+func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags, detach bool) (*compiler.Result, *live, error) {
 	log, err := lf.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return nil, nil, err
@@ -85,7 +86,7 @@ func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags, daemon bool) (*co
 	if os.Geteuid() != 0 {
 		return nil, nil, fmt.Errorf("%s needs root: it changes iptables rules and runs HAProxy on the node's ports", cmd.Name())
 	}
-	l, err := newLive(lf.dir, res.Node.HAProxy, log, daemon)
+	l, err := newLive(lf.dir, res.Node.HAProxy, log, detach)
 	return res, l, err
 }
 

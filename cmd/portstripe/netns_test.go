@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,6 +123,29 @@ func TestApplyFaultsLeaveNodeAlone(t *testing.T) {
 			t.Errorf("exit %d, %q; want 1 and haproxy binary not found", code, errOut)
 		}
 		t.Log(errOut)
+	})
+	t.Run("haproxy refuses the reload", func(t *testing.T) {
+		// haproxy -c passes, but the running master cannot bind the new
+		// frontends: the apply that started it has long exited, so the
+		// reason must come from the master's log file.
+		busy, err := net.Listen("tcp", testenv.NodeAddr+":21000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		taken := filepath.Join(dir, "taken.yaml")
+		os.WriteFile(taken, []byte(strings.Replace(live, "listen_port: 20000", "listen_port: 21000", 1)), 0o600)
+		code, _, errOut := portstripe(t, "apply", "-c", taken, "--dir", state)
+		if code != exitFailure || !strings.Contains(errOut, "haproxy said: [ALERT]") || !strings.Contains(errOut, "21000") {
+			t.Errorf("exit %d, %q; want 1 and HAProxy's ALERT about port 21000", code, errOut)
+		}
+		t.Log(errOut)
+		after := readNodeState(t, dir, state)
+		after.reloads = before.reloads // the failed reload is counted
+		if fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("a refused reload changed the node:\nbefore %+v\nafter  %+v", before, after)
+		}
+		before.reloads = readNodeState(t, dir, state).reloads
 	})
 	unlock, err := supervisor.Lock(context.Background(), state)
 	if err != nil {
