@@ -171,12 +171,12 @@ func TestApplyFaultsLeaveNodeAlone(t *testing.T) {
 	}
 }
 
-// checkModes: the sockets HAProxy made and the files apply wrote are
-// root's alone (0600).
+// checkModes: the sockets HAProxy made, the files apply wrote and the log
+// of the master it started are root's alone (0600).
 func checkModes(t *testing.T, dir, state string) {
 	t.Helper()
 	paths := []string{filepath.Join(dir, "master.sock"), filepath.Join(dir, "api.sock"), filepath.Join(state, supervisor.LockFile)}
-	for _, f := range []string{"haproxy.cfg", "rules.v4", "plan.json"} {
+	for _, f := range []string{"haproxy.cfg", "rules.v4", "plan.json", supervisor.LogFile} {
 		paths = append(paths, filepath.Join(state, f))
 	}
 	for _, p := range paths {
