@@ -133,7 +133,7 @@ func (rep *report) conclusions() string {
 	}
 	w("The emitted frontends fold every signature into one `tcp-request content accept if A || B || …` rule, evaluated once per data chunk (one rule per signature measured 0.70× direct against 0.83× for one rule, in the run that led to the change).\n")
 	w("- **Reloads** lose nothing: `expose-fd listeners` hands the listening sockets to the new worker, and `portstripe apply` waits for `show proc` and `show stat` before it returns.\n")
-	w("- **Rule count.** Rules grow with ranges and decision lists, never with ports (a striped 1-29999 is one rule per protocol; a naive per-port list is %d rules). In the *ranges* series every disjoint range still costs one rule per protocol; `-m multiport --dports` (up to 15 ports or ranges per rule) would divide that by up to 15, if nodes with thousands of disjoint ranges ever matter.\n", rep.scale0Naive())
+	w("- **Rule count.** Rules grow with ranges and decision lists, never with ports (a striped 1-29999 is one rule per protocol; a naive per-port list is %d rules). In the *ranges* series the ranges of one decision list share `-m multiport --dports` rules (up to 15 ports, a range counting two), so 2-port ranges cost about one rule per 7 ranges per protocol.\n", rep.scale0Naive())
 	if n := len(rep.scale); n > 0 {
 		var calls, tot float64
 		for _, p := range rep.scale {

@@ -139,20 +139,20 @@ func Render(p *plan.Plan) []byte {
 		}
 	}
 
-	for _, r := range p.Ranges {
-		l := p.Lists[r.List]
-		switch r.Proto {
+	for _, d := range dispatches(p.Ranges) {
+		l := p.Lists[d.list]
+		switch d.proto {
 		case node.UDP:
-			rules.line("-A", string(ChainUDP), "-p udp -m udp --dport", dport(r),
-				"-m comment --comment", quote(fmt.Sprintf("udp %s: list %s", r.Ports(), l.Name)),
+			rules.line("-A", string(ChainUDP), "-p udp", dportMatch(d),
+				"-m comment --comment", quote(truncate(portsComment("udp ", d.ports)+": list "+l.Name)),
 				"-j", string(ListChain(l)))
 		case node.TCP:
 			if l.Frontend == nil {
-				rules.comment("tcp %s: list %s has no frontend; left undiverted", r.Ports(), l.Name)
+				rules.comment("tcp %s: list %s has no frontend; left undiverted", d.ports, l.Name)
 				continue
 			}
-			rules.line("-A", string(ChainTCP), "-p tcp -m tcp --dport", dport(r),
-				"-m comment --comment", quote(fmt.Sprintf("tcp %s: frontend %s", r.Ports(), l.Frontend.Name)),
+			rules.line("-A", string(ChainTCP), "-p tcp", dportMatch(d),
+				"-m comment --comment", quote(truncate(portsComment("tcp ", d.ports)+": frontend "+l.Frontend.Name)),
 				"-j DNAT --to-destination", fmt.Sprintf(":%d", l.Frontend.Port))
 		}
 	}
@@ -218,11 +218,64 @@ func protoChain(p node.Proto) Chain {
 	return ChainTCP
 }
 
-func dport(r plan.Range) string {
-	if r.From == r.To {
-		return fmt.Sprint(r.From)
+// maxMultiport is how many ports one multiport match takes; a range counts
+// as two (xt_multiport's XT_MULTI_PORTS).
+const maxMultiport = 15
+
+// dispatch is one rule of the UDP or TCP chain: ranges of one protocol that
+// go to the same list, as many as one multiport match takes.
+type dispatch struct {
+	proto node.Proto
+	list  int
+	ports node.PortSet
+}
+
+// dispatches packs the plan's ranges into dispatch rules, in the order each
+// list first appears, so rules fall with the ranges a list spans (the
+// seed's striped list, two ranges around the dedicated ports, takes one
+// rule). The ranges are disjoint, so the order of the rules does not change
+// where a packet goes.
+func dispatches(ranges []plan.Range) []dispatch {
+	type key struct {
+		proto node.Proto
+		list  int
 	}
-	return fmt.Sprintf("%d:%d", r.From, r.To)
+	var (
+		out  []dispatch
+		open = map[key]int{} // the dispatch a key is filling, index in out
+		used = map[key]int{} // its multiport slots used
+	)
+	for _, r := range ranges {
+		k, cost := key{r.Proto, r.List}, 2
+		if r.From == r.To {
+			cost = 1
+		}
+		i, ok := open[k]
+		if !ok || used[k]+cost > maxMultiport {
+			out = append(out, dispatch{proto: r.Proto, list: r.List})
+			i, used[k] = len(out)-1, 0
+			open[k] = i
+		}
+		out[i].ports = append(out[i].ports, r.Ports())
+		used[k] += cost
+	}
+	return out
+}
+
+// dportMatch matches a dispatch's destination ports: the protocol's own
+// match for one range, multiport for several.
+func dportMatch(d dispatch) string {
+	ports := make([]string, len(d.ports))
+	for i, r := range d.ports {
+		ports[i] = fmt.Sprint(r.From)
+		if r.From != r.To {
+			ports[i] += fmt.Sprintf(":%d", r.To)
+		}
+	}
+	if len(ports) == 1 {
+		return fmt.Sprintf("-m %s --dport %s", d.proto, ports[0])
+	}
+	return "-m multiport --dports " + strings.Join(ports, ",")
 }
 
 // portsComment appends a port list to prefix, shortened to fit a comment.

@@ -2,8 +2,8 @@ package iptables
 
 import (
 	"bytes"
-	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,26 +65,79 @@ func TestJumpTargetsDeclared(t *testing.T) {
 	}
 }
 
-// TestRenderReserved: no rule matches a reserved port; every range has one.
+// TestRenderReserved: no rule matches a reserved port, and the dispatch
+// rules match exactly the plan's ranges, each once.
 func TestRenderReserved(t *testing.T) {
 	p := seedPlan(t)
 	rules := string(Render(p))
-	for _, m := range regexp.MustCompile(`--dport (\d+)(?::(\d+))?`).FindAllStringSubmatch(rules, -1) {
-		r, err := node.ParsePortRange(strings.Replace(m[0][len("--dport "):], ":", "-", 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, res := range p.Node.Reserved {
-			if r.Overlaps(res) {
-				t.Errorf("rule matches reserved ports: %s", m[0])
+	var got []string
+	re := regexp.MustCompile(`-A PORTSTRIPE-(?:UDP|TCP) -p (\w+) -m (?:\w+ --dport|multiport --dports) ([\d:,]+) `)
+	for _, m := range re.FindAllStringSubmatch(rules, -1) {
+		for _, ports := range strings.Split(m[2], ",") {
+			r, err := node.ParsePortRange(strings.Replace(ports, ":", "-", 1))
+			if err != nil {
+				t.Fatal(err)
 			}
+			for _, res := range p.Node.Reserved {
+				if r.Overlaps(res) {
+					t.Errorf("rule matches reserved ports: %s", m[0])
+				}
+			}
+			got = append(got, m[1]+" "+r.String())
 		}
 	}
+	var want []string
 	for _, r := range p.Ranges {
-		want := fmt.Sprintf("-A PORTSTRIPE-%s -p %s -m %s --dport %s ", strings.ToUpper(string(r.Proto)), r.Proto, r.Proto, dport(r))
-		if !strings.Contains(rules, want) {
-			t.Errorf("no rule for %s %s (want %q)", r.Proto, r.Ports(), want)
+		want = append(want, string(r.Proto)+" "+r.Ports().String())
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("dispatch rules match %v, want the plan's ranges %v", got, want)
+	}
+}
+
+// TestDispatches: ranges of one list share multiport rules of at most 15
+// ports (a range counts two); lists keep the order they first appear in.
+func TestDispatches(t *testing.T) {
+	r := func(list int, from, to uint16) plan.Range {
+		return plan.Range{Proto: node.UDP, From: from, To: to, List: list}
+	}
+	ranges := func(list, n, width int) []plan.Range {
+		var out []plan.Range
+		for i := range n {
+			from := uint16(1000*list + 10*i)
+			out = append(out, r(list, from, from+uint16(width)))
 		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		ranges []plan.Range
+		want   []string
+	}{
+		{"one range", []plan.Range{r(0, 1, 29999)}, []string{"-m udp --dport 1:29999"}},
+		{"around a dedicated port", []plan.Range{r(0, 1, 5060), r(1, 5061, 5061), r(0, 5062, 29999)},
+			[]string{"-m multiport --dports 1:5060,5062:29999", "-m udp --dport 5061"}},
+		{"seven ranges fill 14 slots", ranges(1, 7, 5), []string{"-m multiport --dports 1000:1005,1010:1015,1020:1025,1030:1035,1040:1045,1050:1055,1060:1065"}},
+		{"the eighth range opens a rule", ranges(1, 8, 5), []string{
+			"-m multiport --dports 1000:1005,1010:1015,1020:1025,1030:1035,1040:1045,1050:1055,1060:1065",
+			"-m udp --dport 1070:1075"}},
+		{"fifteen single ports", ranges(1, 15, 0), []string{"-m multiport --dports 1000,1010,1020,1030,1040,1050,1060,1070,1080,1090,1100,1110,1120,1130,1140"}},
+		{"sixteen single ports", ranges(1, 16, 0), []string{"-m multiport --dports 1000,1010,1020,1030,1040,1050,1060,1070,1080,1090,1100,1110,1120,1130,1140", "-m udp --dport 1150"}},
+		{"udp and tcp apart", []plan.Range{r(0, 1, 10), {Proto: node.TCP, From: 1, To: 10}},
+			[]string{"-m udp --dport 1:10", "-m tcp --dport 1:10"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, d := range dispatches(tt.ranges) {
+				got = append(got, dportMatch(d))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }
 
