@@ -211,8 +211,9 @@ type junk struct {
 }
 
 // nearMisses are first packets one check away from OpenVPN's: tls-auth
-// SHA512 is 86 bytes with opcode 0x38 and packet-id 1 at 73, tls-crypt 54
-// bytes with packet-id 1 at 9.
+// SHA512 has opcode 0x38 and packet-id 1 at 73, tls-crypt packet-id 1 at 9
+// (2.6 sends 86 and 54 bytes; the length is not checked, so packets longer
+// than that are no near miss: a client may append fields).
 func nearMisses() []junk {
 	packet := func(length int, opcode byte, pidAt int, pid uint32) []byte {
 		b := make([]byte, length)
@@ -226,15 +227,13 @@ func nearMisses() []junk {
 		return b
 	}
 	return []junk{
-		{"tls-auth length, wrong opcode", packet(86, 0x40, 73, 1)},
-		{"tls-auth opcode, one byte short", packet(85, 0x38, 73, 1)},
-		{"tls-auth opcode, one byte long", packet(87, 0x38, 73, 1)},
-		{"tls-auth length and opcode, packet-id 2", packet(86, 0x38, 73, 2)},
-		{"tls-auth length and opcode, packet-id elsewhere", packet(86, 0x38, 9, 1)},
-		{"tls-crypt length, wrong opcode", packet(54, 0x20, 9, 1)},
-		{"tls-crypt opcode, one byte short", packet(53, 0x38, 9, 1)},
-		{"tls-crypt opcode, one byte long", packet(55, 0x38, 9, 1)},
-		{"tls-crypt length and opcode, packet-id 0", packet(54, 0x38, 9, 0)},
+		{"tls-auth layout, wrong opcode", packet(86, 0x40, 73, 1)},
+		{"tls-auth opcode, cut inside the packet-id", packet(76, 0x38, 73, 1)},
+		{"tls-auth layout, packet-id 2", packet(86, 0x38, 73, 2)},
+		{"tls-auth length and opcode, packet-id elsewhere", packet(86, 0x38, 41, 1)},
+		{"tls-crypt layout, wrong opcode", packet(54, 0x20, 9, 1)},
+		{"tls-crypt opcode, cut inside the packet-id", packet(12, 0x38, 9, 1)},
+		{"tls-crypt layout, packet-id 0", packet(54, 0x38, 9, 0)},
 		{"tls-crypt length and opcode, packet-id elsewhere", packet(54, 0x38, 13, 1)},
 		{"opcode only", []byte{0x38}},
 		{"empty", nil},

@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -248,6 +249,16 @@ func (h *realHAProxy) send(t *testing.T, frontend string, pieces ...[]byte) (str
 	return "", 0
 }
 
+// appendFields is a TCP first packet with n bytes more after the fields
+// OpenVPN 2.6 sends, and a length prefix that counts them, as a client that
+// appends fields sends it.
+func appendFields(pkt []byte, n int) []byte {
+	out := append(bytes.Clone(pkt), bytes.Repeat([]byte{0xa5}, n)...)
+	l := int(out[0])<<8 | int(out[1]) + n
+	out[0], out[1] = byte(l>>8), byte(l)
+	return out
+}
+
 func TestRealRouting(t *testing.T) {
 	h := startReal(t)
 	authSHA512 := packet(t, "tcp-tls-auth-sha512.hex")
@@ -262,6 +273,8 @@ func TestRealRouting(t *testing.T) {
 		{"tls-crypt on a striped port", "fe_striped", [][]byte{crypt}, "openvpn_ecc"},
 		{"first packet resent (176 bytes buffered)", "fe_striped", [][]byte{packet(t, "tcp-tls-auth-sha512-two-resends.hex")}, "openvpn_rsa"},
 		{"first packet in three segments", "fe_striped", [][]byte{authSHA512[:2], authSHA512[2:40], authSHA512[40:]}, "openvpn_rsa"},
+		{"tls-auth SHA512 with fields appended", "fe_striped", [][]byte{appendFields(authSHA512, 16)}, "openvpn_rsa"},
+		{"tls-crypt with fields appended", "fe_striped", [][]byte{appendFields(crypt, 16)}, "openvpn_ecc"},
 		{"HTTP on a striped port: rejected at once", "fe_striped", [][]byte{[]byte("GET / HTTP/1.0\r\n\r\n")}, ""},
 		{"tls-crypt on 5061 reaches its owner", "fe_openvpn_ed25519", [][]byte{crypt}, "openvpn_ed25519"},
 		{"tls-auth still works on 5061", "fe_openvpn_ed25519", [][]byte{authSHA512}, "openvpn_rsa"},

@@ -157,13 +157,19 @@ func TestACLs(t *testing.T) {
 		want    []string
 	}{
 		{
-			name:    "tls-auth SHA512: prefix and opcode first, then packet-id",
+			name:    "tls-auth SHA512: opcode first, then packet-id, length open",
 			service: "openvpn_rsa",
 			sig:     mustSig(t, node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSAuth, Digest: "SHA512"}, TCP: tcpAddr}),
 			want: []string{
-				"acl openvpn_rsa_at0 req.payload(0,3) -m bin 005638",
+				"acl openvpn_rsa_at2 req.payload(2,1) -m bin 38",
 				"acl openvpn_rsa_at75 req.payload(75,4) -m bin 00000001",
 			},
+		},
+		{
+			name:    "no wrapping: exact length prefix and opcode",
+			service: "openvpn_plain",
+			sig:     mustSig(t, node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSNone}, TCP: tcpAddr}),
+			want:    []string{"acl openvpn_plain_at0 req.payload(0,3) -m bin 000e38"},
 		},
 		{
 			name:    "tls-crypt-v2: opcode only",

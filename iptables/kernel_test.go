@@ -277,16 +277,21 @@ func TestClassifyInKernel(t *testing.T) {
 	want := map[string]uint64{}
 	sent, withOptions := 0, uint64(0)
 	for _, f := range files {
-		payload := readFixture(t, f)
+		captured := readFixture(t, f)
+		// A client that appends fields to the first packet 2.6 sends
+		// (2.4/2.5/3 may) lands where the 2.6 client does.
+		appended := append(bytes.Clone(captured), bytes.Repeat([]byte{0xa5}, 16)...)
 		for _, port := range ports {
-			for _, ipOptions := range []bool{false, true} {
-				if ipOptions && port != 1 {
+			for _, variant := range []struct {
+				what      string
+				payload   []byte
+				ipOptions bool
+			}{{"", captured, false}, {" with IP options", captured, true}, {" with 16 bytes appended", appended, false}} {
+				payload, ipOptions := variant.payload, variant.ipOptions
+				if variant.what != "" && port != 1 && port != 5061 {
 					continue
 				}
-				name := fmt.Sprintf("%s to udp %d", filepath.Base(f), port)
-				if ipOptions {
-					name += " with IP options"
-				}
+				name := fmt.Sprintf("%s to udp %d%s", filepath.Base(f), port, variant.what)
 				route := p.Route(node.UDP, uint16(port), payload)
 				wantPort := port // undiverted
 				if route.Service != plan.None {

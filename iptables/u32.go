@@ -57,8 +57,8 @@ var ErrNotInKernel = errors.New("needs a protocol parser, not byte checks")
 // byte run read where it is. A u32 read of 4 bytes past the end of the packet
 // fails the match, so reads are placed to end within the bytes the
 // signature needs: inside the known length, or, when the length is open,
-// ending at the last byte checked (reaching back into the UDP header if
-// needed). A signature with no checks gives no expression: it matches every
+// ending at the last byte the signature checks (reaching back into the UDP
+// header if needed). A signature with no checks gives no expression: it matches every
 // datagram.
 func U32(sig signature.Signature) ([]string, error) {
 	if sig.TLSHello || sig.HTTP || len(sig.SNI) > 0 {
@@ -71,8 +71,16 @@ func U32(sig signature.Signature) ([]string, error) {
 		}
 		tests = append(tests, u32Test{Pos: 4, Shift: 16, Mask: 0xFFFF, Value: uint32(udpHeaderLen + sig.Length), Decimal: true})
 	}
+	// With the length open, a matching packet surely holds every byte the
+	// signature checks, so reads may reach up to the last of them.
+	sure := sig.Length
+	if sure == 0 {
+		for _, b := range sig.Bytes {
+			sure = max(sure, b.Offset+len(b.Value))
+		}
+	}
 	for _, b := range sig.Bytes {
-		bt, err := byteTests(sig.Length, b)
+		bt, err := byteTests(sure, b)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sig.Label, err)
 		}
@@ -92,7 +100,8 @@ func U32(sig signature.Signature) ([]string, error) {
 }
 
 // byteTests checks a run of bytes at a payload offset, 4 bytes per test.
-// length is the exact payload length, or 0 when it is open.
+// length is how many payload bytes a matching packet surely holds (its
+// exact length, or the end of the last check), or 0 when unknown.
 func byteTests(length int, b signature.Bytes) ([]u32Test, error) {
 	if b.Offset < 0 || len(b.Value) == 0 {
 		return nil, fmt.Errorf("%s: empty check or negative offset %d", b.What, b.Offset)

@@ -58,8 +58,13 @@ type Signature struct {
 	Family Family     `json:"family"`
 	// Label names the flavour: "OpenVPN tls-auth SHA512".
 	Label string `json:"label"`
-	// Length is the exact UDP payload length; 0 means any.
+	// Length is the exact UDP payload length checked; 0 means any.
 	Length int `json:"length,omitempty"`
+	// Size is the length of the first packet as OpenVPN 2.6 sends it (UDP
+	// payload, TCP length prefix), checked or not: other clients may append
+	// fields, never send less, so a check for a shorter exact length cannot
+	// take these clients. 0 when it varies.
+	Size int `json:"size,omitempty"`
 	// Bytes must all match.
 	Bytes []Bytes `json:"bytes,omitempty"`
 	// TLSHello asks for a TLS ClientHello; SNI, when set, for one of these
@@ -92,7 +97,7 @@ func For(s node.Service, p node.Proto) (sig Signature, ok bool) {
 		sig = openvpn(s.TLS, p)
 	case node.WireGuard:
 		// MessageInitiation: type 1 and three reserved zero bytes, 148 bytes.
-		sig.Family, sig.Label, sig.Length = FamilyWireGuard, "WireGuard handshake initiation", 148
+		sig.Family, sig.Label, sig.Length, sig.Size = FamilyWireGuard, "WireGuard handshake initiation", 148, 148
 		sig.Bytes = []Bytes{{0, []byte{1, 0, 0, 0}, "message type 1"}}
 	case node.SSH:
 		sig.Family, sig.Label = FamilySSH, "SSH banner"
@@ -110,37 +115,43 @@ func For(s node.Service, p node.Proto) (sig Signature, ok bool) {
 
 // openvpn lays out a client's first packet (SPEC, "Signatures"): opcode,
 // session id, then per wrapping the HMAC (tls-auth), the packet-id, ...
-// On TCP the packet carries a 2-byte length prefix, checked together with
-// the opcode; on UDP the payload length is checked exactly.
+// The opcode and where the cleartext packet-id 1 sits tell the flavours
+// apart; the exact length is checked only where there is no packet-id to
+// find (no wrapping), so a client that appends fields to its first packet
+// (OpenVPN 2.4/2.5/3 may) still matches. On TCP every offset moves by the
+// 2-byte length prefix.
 func openvpn(t node.OpenVPNTLS, p node.Proto) Signature {
 	sig := Signature{Proto: p, Family: FamilyOpenVPN}
-	var length, pidOffset int
+	var pidOffset int
 	opcode := byte(opHardResetClientV2)
 	switch t.Mode {
 	case node.TLSAuth:
 		d := node.Digests[t.Digest]
 		sig.Label = "OpenVPN tls-auth " + t.Digest
-		length, pidOffset = 22+d, 1+sessionIDLen+d
+		sig.Size, pidOffset = 22+d, 1+sessionIDLen+d
 	case node.TLSCrypt:
 		sig.Label = "OpenVPN tls-crypt"
-		length, pidOffset = 1+sessionIDLen+4+4+tlsCryptTagLen+5, 1+sessionIDLen
+		sig.Size, pidOffset = 1+sessionIDLen+4+4+tlsCryptTagLen+5, 1+sessionIDLen
 	case node.TLSCryptV2:
 		// The wrapped client key follows, so the length varies by key.
 		sig.Label, opcode = "OpenVPN tls-crypt-v2", opHardResetClientV3
 	case node.TLSNone:
-		sig.Label, length = "OpenVPN without tls wrapping", 1+sessionIDLen+1+4
+		sig.Label, sig.Size = "OpenVPN without tls wrapping", 1+sessionIDLen+1+4
 	}
+	exact := pidOffset == 0 && sig.Size > 0
 	shift := 0
-	if p == node.UDP {
-		sig.Length = length
-		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{opcode}, "opcode"})
-	} else {
-		shift = 2
-		if length == 0 {
-			sig.Bytes = append(sig.Bytes, Bytes{2, []byte{opcode}, "opcode"})
-		} else {
-			sig.Bytes = append(sig.Bytes, Bytes{0, []byte{byte(length >> 8), byte(length), opcode}, fmt.Sprintf("length prefix %d and opcode", length)})
+	switch {
+	case p == node.UDP:
+		if exact {
+			sig.Length = sig.Size
 		}
+		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{opcode}, "opcode"})
+	case exact:
+		shift = 2
+		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{byte(sig.Size >> 8), byte(sig.Size), opcode}, fmt.Sprintf("length prefix %d and opcode", sig.Size)})
+	default:
+		shift = 2
+		sig.Bytes = append(sig.Bytes, Bytes{2, []byte{opcode}, "opcode"})
 	}
 	if pidOffset > 0 {
 		sig.Bytes = append(sig.Bytes, Bytes{pidOffset + shift, packetIDOne, "packet-id 1"})
@@ -156,6 +167,9 @@ func (s Signature) Describe() string {
 	}
 	for _, b := range s.Bytes {
 		parts = append(parts, fmt.Sprintf("%s %s at %d", b.What, hex.EncodeToString(b.Value), b.Offset))
+	}
+	if s.Size > 0 && s.exactLength() == 0 {
+		parts = append(parts, fmt.Sprintf("length not checked (OpenVPN 2.6 sends %d)", s.Size))
 	}
 	if s.TLSHello {
 		parts = append(parts, "TLS ClientHello")
@@ -174,7 +188,9 @@ func (s Signature) Describe() string {
 func (s Signature) Caveat() string {
 	switch {
 	case s.Family == FamilyOpenVPN && len(s.Bytes) > 1:
-		return "the packet-id position tells the flavours apart (random bytes match it once in 2^32); the length is exact for OpenVPN 2.6 clients, so a client that appends fields to its first packet (2.4/2.5/3 may) misses this rule"
+		return "the packet-id position tells the flavours apart (random bytes match it once in 2^32); the length is left open, so a client that appends fields to its first packet (2.4/2.5/3 may) still matches"
+	case s.Family == FamilyOpenVPN && s.exactLength() > 0:
+		return "the length is exact for OpenVPN 2.6 clients (nothing else to check without tls wrapping), so a client that appends fields to its first packet misses this rule"
 	case s.Family == FamilyOpenVPN && s.Length == 0:
 		return "opcode only: the length depends on the client key"
 	case s.Family == FamilySSH:
@@ -248,8 +264,10 @@ func (s Signature) Catches(o Signature) bool {
 	case FamilyHTTP:
 		return true
 	}
-	if s.Length > 0 && o.Length > 0 && s.Length != o.Length {
-		return false
+	if l := s.exactLength(); l > 0 {
+		if ol := o.exactLength(); (ol > 0 && ol != l) || o.Size > l {
+			return false
+		}
 	}
 	fixed := map[int]byte{}
 	for _, b := range o.Bytes {
@@ -273,6 +291,18 @@ func (s Signature) Catches(o Signature) bool {
 		}
 	}
 	return random < 4
+}
+
+// exactLength is the packet length s insists on: the UDP payload length, or
+// on TCP the OpenVPN length prefix when s checks it; 0 when it is open.
+func (s Signature) exactLength() int {
+	if s.Proto == node.UDP {
+		return s.Length
+	}
+	if s.Family == FamilyOpenVPN && len(s.Bytes) > 0 && s.Bytes[0].Offset == 0 && len(s.Bytes[0].Value) >= 2 {
+		return int(s.Bytes[0].Value[0])<<8 | int(s.Bytes[0].Value[1])
+	}
+	return 0
 }
 
 // Order sorts signatures into the order a decision list tries them: cheap

@@ -17,22 +17,24 @@ func openvpnSig(mode node.TLSMode, digest string, p node.Proto) Signature {
 
 func TestOpenVPNLayout(t *testing.T) {
 	tests := []struct {
-		mode      node.TLSMode
-		digest    string
-		udpLen    int
-		tcpPrefix string
-		pidUDPAt  int
+		mode     node.TLSMode
+		digest   string
+		size     int
+		udpExact int    // UDP payload length checked, 0 = open
+		tcpHead  string // TCP: the first byte run checked
+		tcpAt    int    // ... and its offset
+		pidUDPAt int
 	}{
-		{node.TLSAuth, "SHA512", 86, "005638", 73},
-		{node.TLSAuth, "SHA256", 54, "003638", 41},
-		{node.TLSAuth, "SHA1", 42, "002a38", 29},
-		{node.TLSCrypt, "", 54, "003638", 9},
-		{node.TLSNone, "", 14, "000e38", -1},
+		{node.TLSAuth, "SHA512", 86, 0, "38", 2, 73},
+		{node.TLSAuth, "SHA256", 54, 0, "38", 2, 41},
+		{node.TLSAuth, "SHA1", 42, 0, "38", 2, 29},
+		{node.TLSCrypt, "", 54, 0, "38", 2, 9},
+		{node.TLSNone, "", 14, 14, "000e38", 0, -1},
 	}
 	for _, tt := range tests {
 		u := openvpnSig(tt.mode, tt.digest, node.UDP)
-		if u.Length != tt.udpLen {
-			t.Errorf("%s: udp length %d, want %d", u.Label, u.Length, tt.udpLen)
+		if u.Size != tt.size || u.Length != tt.udpExact {
+			t.Errorf("%s: udp size %d, length checked %d; want %d, %d", u.Label, u.Size, u.Length, tt.size, tt.udpExact)
 		}
 		pid := -1
 		for _, b := range u.Bytes {
@@ -44,8 +46,48 @@ func TestOpenVPNLayout(t *testing.T) {
 			t.Errorf("%s: packet-id at %d, want %d", u.Label, pid, tt.pidUDPAt)
 		}
 		c := openvpnSig(tt.mode, tt.digest, node.TCP)
-		if got := Hex(c.Bytes[0].Value); c.Bytes[0].Offset != 0 || string(mustText(got)) != tt.tcpPrefix {
-			t.Errorf("%s: tcp head %s at %d, want %s at 0", c.Label, mustText(got), c.Bytes[0].Offset, tt.tcpPrefix)
+		if got := Hex(c.Bytes[0].Value); c.Bytes[0].Offset != tt.tcpAt || string(mustText(got)) != tt.tcpHead {
+			t.Errorf("%s: tcp head %s at %d, want %s at %d", c.Label, mustText(got), c.Bytes[0].Offset, tt.tcpHead, tt.tcpAt)
+		}
+	}
+}
+
+// TestAppendedFields: a client that appends fields to the first packet
+// OpenVPN 2.6 sends still matches its flavour, and only that one.
+func TestAppendedFields(t *testing.T) {
+	flavours := []Signature{
+		openvpnSig(node.TLSAuth, "SHA512", node.UDP),
+		openvpnSig(node.TLSAuth, "SHA256", node.UDP),
+		openvpnSig(node.TLSCrypt, "", node.UDP),
+		openvpnSig(node.TLSAuth, "SHA512", node.TCP),
+		openvpnSig(node.TLSAuth, "SHA256", node.TCP),
+		openvpnSig(node.TLSCrypt, "", node.TCP),
+	}
+	for _, want := range flavours {
+		// The packet as 2.6 lays it out, random where nothing is fixed,
+		// then 12 bytes more (and on TCP a length prefix that says so).
+		n := want.Size + 12
+		head := 0
+		if want.Proto == node.TCP {
+			head = 2
+		}
+		packet := make([]byte, head+n)
+		for i := range packet {
+			packet[i] = byte(0x5a ^ i*7)
+		}
+		if head > 0 {
+			packet[0], packet[1] = byte(n>>8), byte(n)
+		}
+		for _, b := range want.Bytes {
+			copy(packet[b.Offset:], b.Value)
+		}
+		for _, s := range flavours {
+			if s.Proto != want.Proto {
+				continue
+			}
+			if got := s.Match(packet) == Match; got != (s.Label == want.Label) {
+				t.Errorf("%s %s packet with 12 bytes appended: %s matches = %v", want.Proto, want.Label, s.Label, got)
+			}
 		}
 	}
 }
@@ -60,6 +102,7 @@ func TestCatches(t *testing.T) {
 	plain := openvpnSig(node.TLSNone, "", node.UDP)
 	tcpAuth256 := openvpnSig(node.TLSAuth, "SHA256", node.TCP)
 	tcpCrypt := openvpnSig(node.TLSCrypt, "", node.TCP)
+	tcpPlain := openvpnSig(node.TLSNone, "", node.TCP)
 	anyTLS := Signature{Proto: node.TCP, Family: FamilyTLS, TLSHello: true}
 	sniA := Signature{Proto: node.TCP, Family: FamilyTLS, TLSHello: true, SNI: []string{"a.example"}}
 	tests := []struct {
@@ -71,9 +114,13 @@ func TestCatches(t *testing.T) {
 		{"tls-auth SHA256 vs tls-crypt: same length, packet-id elsewhere", tlsAuth256, tlsCrypt, false},
 		{"tls-crypt vs tls-auth SHA256", tlsCrypt, tlsAuth256, false},
 		{"tcp tls-auth SHA256 vs tcp tls-crypt", tcpAuth256, tcpCrypt, false},
-		{"tls-auth SHA512 vs SHA256: lengths differ", tlsAuth512, tlsAuth256, false},
+		{"tls-auth SHA512 vs SHA256: packet-ids elsewhere", tlsAuth512, tlsAuth256, false},
+		{"tls-auth SHA256 vs SHA512", tlsAuth256, tlsAuth512, false},
 		{"tls-crypt-v2 vs tls-crypt: opcode differs", v2, tlsCrypt, false},
 		{"no wrapping vs tls-crypt", plain, tlsCrypt, false},
+		{"tls-crypt vs no wrapping: too short to hold the packet-id", tlsCrypt, plain, false},
+		{"tcp no wrapping vs tcp tls-crypt: length prefix below 54", tcpPlain, tcpCrypt, false},
+		{"tcp tls-crypt vs tcp no wrapping", tcpCrypt, tcpPlain, false},
 		{"catch-all TLS takes an SNI service's clients", anyTLS, sniA, true},
 		{"an SNI service does not take a catch-all's clients", sniA, anyTLS, false},
 		{"udp vs tcp never", tlsCrypt, tcpCrypt, false},
