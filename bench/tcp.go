@@ -55,12 +55,25 @@ func addAfter(cfg, anchor, line string) string {
 func nbthread1(cfg string) string  { return addAfter(cfg, "    master-worker", "    nbthread 1") }
 func spliceAuto(cfg string) string { return addAfter(cfg, "    mode tcp", "    option splice-auto") }
 
+// deferAccept adds defer-accept to every bind: the kernel hands a
+// connection over only once its first data is in (or after a retransmit).
+func deferAccept(cfg string) string {
+	lines := strings.Split(cfg, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "bind ") {
+			lines[i] = l + " defer-accept"
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
 func variants(quick bool) []variant {
 	vs := []variant{
 		{"portstripe", "iptables DNAT + HAProxy, haproxy.cfg as emitted (nbthread unset: one thread per CPU)", nil},
 		{"portstripe nbthread 1", "as emitted plus `nbthread 1` in global", nbthread1},
 		{"portstripe splice-auto", "as emitted plus `option splice-auto` in defaults", spliceAuto},
 		{"portstripe tuned", "nbthread 1 + splice-auto", func(s string) string { return spliceAuto(nbthread1(s)) }},
+		{"portstripe defer-accept", "as emitted plus `defer-accept` on every bind: the kernel hands over a connection once its first data is in", deferAccept},
 	}
 	if quick {
 		return []variant{vs[0], vs[3]}
@@ -225,6 +238,24 @@ func (r *run) tcpPaths(ctx context.Context) error {
 		paths = append(paths, path{name, fmt.Sprintf("sslh 1.20 (%s), probes openvpn, ssh, tls", name),
 			r.pk.tcpProbes(at(portSSLH), at(portSSLH), at(portSSLH), at(portSSLH)), start, false})
 	}
+	// sslh-select as Debian's /etc/default/sslh runs it, from flags: every
+	// connection logged and checked against hosts.allow/deny (libwrap),
+	// a fork per SSH connection. The comparison an operator who installs
+	// sslh and edits DAEMON_OPTS gets.
+	cmdline := func(cpus string) (func(), error) {
+		p, err := testbed.Start(sslhCmdline, onCPUs(r.pair.Node, cpus, "sslh-select", "-f", "-n", "-t", "5",
+			"-p", at(portSSLH), "--openvpn", loopback(portRSA), "--ssh", loopback(portSSH), "--tls", loopback(portTLS)),
+			filepath.Join(r.tmp, "sslh-cmdline.log"))
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			p.Stop()
+			r.rep.sslhCmdlineLines += len(sslhLogLines(p.LogText()))
+		}, nil
+	}
+	paths = append(paths, path{sslhCmdline, "sslh 1.20 (sslh-select) started from flags, as /etc/default/sslh does: `-f -n -t 5 -p ADDR --openvpn … --ssh … --tls …`",
+		r.pk.tcpProbes(at(portSSLH), at(portSSLH), at(portSSLH), at(portSSLH)), cmdline, false})
 	r.rep.sslhLog = map[string][]string{}
 	// Pinned: the same paths with the proxy alone on proxyCPU and the
 	// load generator and the backend on loadCPU.
@@ -442,6 +473,11 @@ func (r *run) haproxyThreads() int {
 	}
 	return most
 }
+
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// sslhCmdline names the path of sslh-select run from its command line.
+const sslhCmdline = "sslh-select (flags)"
 
 // sslhConfig is sslh's configuration file for the bench: the same three
 // probes as the command line, listening on the node's address.
