@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -268,11 +270,15 @@ func statusCmd() *cobra.Command {
 			defer cancel()
 			st := readStatus(ctx, dir)
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), st)
+				if err := writeJSON(cmd.OutOrStdout(), st); err != nil {
+					return err
+				}
+			} else {
+				writeStatus(cmd.OutOrStdout(), st)
 			}
-			writeStatus(cmd.OutOrStdout(), st)
-			if len(st.Problems) > 0 {
-				return fmt.Errorf("status: %s", strings.Join(st.Problems, "; "))
+			if n := len(st.Problems); n > 0 {
+				// The problems are in the output; the error sets the exit code.
+				return fmt.Errorf("status: %d problem(s), listed in the output", n)
 			}
 			return nil
 		},
@@ -289,8 +295,12 @@ func readStatus(ctx context.Context, dir string) Status {
 	if err == nil {
 		err = json.Unmarshal(data, &p)
 	}
-	if err != nil {
-		st.Problems = append(st.Problems, fmt.Sprintf("no applied plan in %s: %v", dir, err))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		st.Problems = append(st.Problems, fmt.Sprintf("nothing applied in %s yet (no %s): 'portstripe apply' or 'portstripe run' applies a node, --dir names another state directory", dir, compiler.PlanFile))
+		return st
+	case err != nil:
+		st.Problems = append(st.Problems, fmt.Sprintf("applied plan in %s unreadable: %v", dir, err))
 		return st
 	}
 	st.Node = &p.Node

@@ -91,3 +91,21 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("bare portstripe: exit %d, want help", code)
 	}
 }
+
+// TestStatusNothingApplied: status on a state directory nothing was applied
+// to says so once, with what to run, and exits 1 (text and JSON alike).
+func TestStatusNothingApplied(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := portstripe(t, "status", "--dir", dir)
+	if code != 1 || !strings.Contains(out, "nothing applied in "+dir) || !strings.Contains(out, "portstripe apply") {
+		t.Errorf("status: exit %d, stdout %q; want exit 1 and what to run", code, out)
+	}
+	if strings.Contains(errOut, "nothing applied") {
+		t.Errorf("status: the problem is repeated on stderr: %q", errOut)
+	}
+	code, out, _ = portstripe(t, "status", "--dir", dir, "--json")
+	var st Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 1 || len(st.Problems) != 1 {
+		t.Errorf("status --json: exit %d, %q (%v); want exit 1 and one problem", code, out, err)
+	}
+}
