@@ -119,7 +119,8 @@ PREROUTING and OUTPUT ensured), and then:
   - otherwise: reloads HAProxy through its master CLI, and verifies with
     'show proc' that a new worker runs and with 'show stat' that every frontend
     is open. With no master answering on the master socket, it starts one
-    (haproxy -W -S <master socket> -D).
+    (haproxy -W -S <master socket> -f <dir>/haproxy.cfg) in a session of its
+    own that outlives apply, logging to <dir>/haproxy.log.
 
 Any failure puts the previous files and rules back, and the previous HAProxy
 worker keeps serving. Applying an unchanged node file changes nothing: no
