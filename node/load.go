@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -203,7 +206,9 @@ func Parse(data []byte, source string, o Options) (*Node, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		v.Set(k, o.Set[k])
+		if err := override(v, k, o.Set[k]); err != nil {
+			return nil, err
+		}
 	}
 	if err := walkKeys("", v.AllSettings(), reflect.TypeOf(file{})); err != nil {
 		return nil, err
@@ -219,6 +224,73 @@ func Parse(data []byte, source string, o Options) (*Node, error) {
 	sum := sha256.Sum256(data)
 	n.Source, n.SHA256 = source, hex.EncodeToString(sum[:])
 	return n, nil
+}
+
+// override sets one --set key. A key may index a list
+// ("services[1].disabled", "striped.tcp[0]"): viper's Set knows only map
+// keys, so the list is copied with the one value changed and set whole.
+func override(v *viper.Viper, key, value string) error {
+	head, rest, indexed := strings.Cut(key, "[")
+	if !indexed {
+		v.Set(key, value)
+		return nil
+	}
+	changed, err := setIn(v.Get(head), "["+rest, value, head)
+	if err != nil {
+		return err
+	}
+	v.Set(head, changed)
+	return nil
+}
+
+// setIn returns a copy of val with value put at path ("[2].tls.mode"); at
+// is the field path so far, for errors.
+func setIn(val any, path, value, at string) (any, error) {
+	switch {
+	case path == "":
+		return value, nil
+	case strings.HasPrefix(path, "["):
+		end := strings.IndexByte(path, ']')
+		if end < 0 {
+			return nil, fieldErr(at, "--set: %q has no closing ]", path)
+		}
+		list, ok := val.([]any)
+		if !ok {
+			return nil, fieldErr(at, "--set: not a list, so it takes no [index]")
+		}
+		i, err := strconv.Atoi(path[1:end])
+		if err != nil || i < 0 || i >= len(list) {
+			return nil, fieldErr(at+path[:end+1], "--set: no such entry (%s has %d, from [0])", at, len(list))
+		}
+		at = fmt.Sprintf("%s[%d]", at, i)
+		elem, err := setIn(list[i], path[end+1:], value, at)
+		if err != nil {
+			return nil, err
+		}
+		list = slices.Clone(list)
+		list[i] = elem
+		return list, nil
+	case strings.HasPrefix(path, "."):
+		key := path[1:]
+		if i := strings.IndexAny(key, ".["); i >= 0 {
+			key = key[:i]
+		}
+		m, ok := val.(map[string]any)
+		if val == nil {
+			m, ok = map[string]any{}, true // a key the file leaves out
+		}
+		if !ok || key == "" {
+			return nil, fieldErr(at, "--set: not a map, so it takes no .key")
+		}
+		elem, err := setIn(m[key], path[1+len(key):], value, join(at, key))
+		if err != nil {
+			return nil, err
+		}
+		m = maps.Clone(m)
+		m[key] = elem
+		return m, nil
+	}
+	return nil, fieldErr(at, "--set: want .key or [index] after it, got %q", path)
 }
 
 // walkKeys reports the first key (in sorted order) the node file format does

@@ -38,6 +38,39 @@ func TestOverrides(t *testing.T) {
 	}
 }
 
+// TestOverrideListEntries: --set reaches into lists by index.
+func TestOverrideListEntries(t *testing.T) {
+	two := okHead + okSvc + "  - {name: b, kind: ssh, tcp: 127.0.0.1:22}\n"
+	n, err := Parse([]byte(two), "t.yaml", Options{Set: map[string]string{
+		"services[0].udp":        "5070",
+		"services[1].disabled":   "true",
+		"services[0].tls.mode":   "tls-auth",
+		"services[0].tls.digest": "SHA256",
+		"striped.tcp":            "1-100",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := n.Services[0], n.Services[1]; a.UDP != 5070 || a.TLS.Mode != TLSAuth || a.TLS.Digest != "SHA256" || !b.Disabled || b.Name != "b" {
+		t.Errorf("list overrides not applied: %+v / %+v", a, b)
+	}
+	if n.Striped[TCP].String() != "1-100" {
+		t.Errorf("striped.tcp = %s", n.Striped[TCP])
+	}
+	for key, want := range map[string]string{
+		"services[5].udp":    "services[5]: --set: no such entry (services has 1, from [0])",
+		"services[x].udp":    "services[x]: --set: no such entry",
+		"services[0].colour": "services[0].colour: unknown key",
+		"name[0]":            "name: --set: not a list",
+		"services[0":         "services: --set:",
+	} {
+		_, err := Parse([]byte(okHead+okSvc), "t.yaml", Options{Set: map[string]string{key: "1"}})
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !IsInputError(err) {
+			t.Errorf("--set %s: %v, want %q…", key, err, want)
+		}
+	}
+}
+
 func TestPortSet(t *testing.T) {
 	s := NewPortSet(PortRange{1, 100}, PortRange{101, 200}, PortRange{300, 400})
 	if s.String() != "1-200,300-400" {
