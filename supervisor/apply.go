@@ -301,6 +301,17 @@ func diffLines(old, cur []string) []string {
 			out = append(out, "+ "+l)
 		}
 	}
+	// Chains read best before the rules in them.
+	chain := func(l string) bool { return strings.HasPrefix(l[2:], ":") }
+	slices.SortStableFunc(out, func(a, b string) int {
+		switch {
+		case chain(a) == chain(b):
+			return 0
+		case chain(a):
+			return -1
+		}
+		return 1
+	})
 	return out
 }
 
