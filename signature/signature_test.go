@@ -64,22 +64,12 @@ func TestAppendedFields(t *testing.T) {
 		openvpnSig(node.TLSCrypt, "", node.TCP),
 	}
 	for _, want := range flavours {
-		// The packet as 2.6 lays it out, random where nothing is fixed,
-		// then 12 bytes more (and on TCP a length prefix that says so).
-		n := want.Size + 12
-		head := 0
+		// The packet as 2.6 lays it out, then 12 bytes more (and on TCP a
+		// length prefix that says so).
+		packet := append(want.Example(), make([]byte, 12)...)
 		if want.Proto == node.TCP {
-			head = 2
-		}
-		packet := make([]byte, head+n)
-		for i := range packet {
-			packet[i] = byte(0x5a ^ i*7)
-		}
-		if head > 0 {
+			n := len(packet) - 2
 			packet[0], packet[1] = byte(n>>8), byte(n)
-		}
-		for _, b := range want.Bytes {
-			copy(packet[b.Offset:], b.Value)
 		}
 		for _, s := range flavours {
 			if s.Proto != want.Proto {
@@ -89,6 +79,38 @@ func TestAppendedFields(t *testing.T) {
 				t.Errorf("%s %s packet with 12 bytes appended: %s matches = %v", want.Proto, want.Label, s.Label, got)
 			}
 		}
+	}
+}
+
+// TestExample: the packet Example lays out has 2.6's length, matches its own
+// signature and no other flavour's.
+func TestExample(t *testing.T) {
+	var sigs []Signature
+	for _, p := range []node.Proto{node.UDP, node.TCP} {
+		for _, tls := range []node.OpenVPNTLS{{Mode: node.TLSAuth, Digest: "SHA1"}, {Mode: node.TLSAuth, Digest: "SHA256"},
+			{Mode: node.TLSAuth, Digest: "SHA512"}, {Mode: node.TLSCrypt}, {Mode: node.TLSCryptV2}, {Mode: node.TLSNone}} {
+			sigs = append(sigs, openvpnSig(tls.Mode, tls.Digest, p))
+		}
+	}
+	wg, _ := For(node.Service{Kind: node.WireGuard, UDP: 51820}, node.UDP)
+	sigs = append(sigs, wg)
+	for _, want := range sigs {
+		packet := want.Example()
+		head := map[node.Proto]int{node.UDP: 0, node.TCP: 2}[want.Proto]
+		if want.Size > 0 && len(packet) != head+want.Size {
+			t.Errorf("%s %s: %d bytes, want %d", want.Proto, want.Label, len(packet), head+want.Size)
+		}
+		for _, s := range sigs {
+			if s.Proto != want.Proto {
+				continue
+			}
+			if got := s.Match(packet) == Match; got != (s.Label == want.Label) {
+				t.Errorf("%s %s example (%x): %s matches = %v", want.Proto, want.Label, packet, s.Label, got)
+			}
+		}
+	}
+	if ssh, _ := For(node.Service{Kind: node.SSH, TCP: mustAddrPort("127.0.0.1:22")}, node.TCP); ssh.Example() != nil {
+		t.Error("an SSH signature has no byte layout to give")
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"unicode"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
@@ -123,12 +122,12 @@ func shorten(s string, n int) string {
 
 func routeCmd(nf *nodeFlags) *cobra.Command {
 	var (
-		proto, payloadHex, payloadFile string
-		port                           int
-		asJSON                         bool
+		proto, payloadHex, payloadFile, client string
+		port                                   int
+		asJSON                                 bool
 	)
 	c := &cobra.Command{
-		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F) [--json]",
+		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F | --client KIND) [--json]",
 		Short: "Say which service a client's first packet on a port reaches",
 		Long: `route answers "where does this client land?" from the same plan the emitters
 turn into rules: give the protocol, the public port the client connects to,
@@ -138,8 +137,14 @@ address it lands on, and which rule took it; "none" when no rule does
 (a reserved port, or a default that rejects).
 
 --payload-file reads hex text (as in shared/fixtures/first-packets/*.hex) or,
-if the file is not hex, its raw bytes.`,
-		Example: `  portstripe route --proto udp --port 5061 --payload-file ../shared/fixtures/first-packets/udp-tls-crypt.hex
+if the file is not hex, its raw bytes. Without a capture, --client makes the
+first packet of a client described in the node file's words: a kind, then
+for openvpn the tls mode (and digest for tls-auth), for tls the server name
+(` + clientSpecs + `).`,
+		Example: `  portstripe route --proto udp --port 5061 --client openvpn:tls-crypt
+  portstripe route --proto tcp --port 443 --client openvpn:tls-auth:SHA512
+  portstripe route --proto tcp --port 443 --client tls:www.example.org
+  portstripe route --proto udp --port 5061 --payload-file ../shared/fixtures/first-packets/udp-tls-crypt.hex
   portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 --json`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pr := node.Proto(proto)
@@ -149,7 +154,23 @@ if the file is not hex, its raw bytes.`,
 			if port < 1 || port > 65535 {
 				return usageError{fmt.Errorf("--port %d: want 1-65535", port)}
 			}
-			payload, err := readPayload(cmd.Flags(), payloadHex, payloadFile)
+			n := 0
+			for _, f := range []string{"payload-hex", "payload-file", "client"} {
+				if cmd.Flags().Changed(f) {
+					n++
+				}
+			}
+			if n != 1 {
+				return usageError{fmt.Errorf("give the first packet with exactly one of --payload-hex, --payload-file and --client")}
+			}
+			var payload []byte
+			var what string
+			var err error
+			if client != "" {
+				payload, what, err = clientPacket(client, pr)
+			} else {
+				payload, err = readPayload(payloadHex, payloadFile)
+			}
 			if err != nil {
 				return err
 			}
@@ -166,6 +187,9 @@ if the file is not hex, its raw bytes.`,
 				target = "-"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %d → %s at %s\n  via %s\n", pr, port, r.Service, target, r.Via)
+			if what != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  client: %s\n", what)
+			}
 			return nil
 		},
 	}
@@ -173,17 +197,16 @@ if the file is not hex, its raw bytes.`,
 	c.Flags().IntVar(&port, "port", 0, "public port the client connects to, 1-65535 (required)")
 	c.Flags().StringVar(&payloadHex, "payload-hex", "", "the first packet as hex")
 	c.Flags().StringVar(&payloadFile, "payload-file", "", "file holding the first packet (hex text or raw bytes)")
+	c.Flags().StringVar(&client, "client", "", "make the first packet of such a client: openvpn:tls-crypt, openvpn:tls-auth:SHA512, ssh, tls:NAME, … (see above)")
 	c.Flags().BoolVar(&asJSON, "json", false, `print {"service", "target", "via"} as JSON`)
 	return c
 }
 
-// readPayload reads the first packet from exactly one of the two flags
-// (checked here rather than by cobra, so a mistake is a usage error, exit 2).
-func readPayload(flags *pflag.FlagSet, hexText, file string) ([]byte, error) {
-	// An empty --payload-hex is a client that sent nothing (ssh-keyscan).
-	if flags.Changed("payload-hex") == flags.Changed("payload-file") {
-		return nil, usageError{fmt.Errorf("give the first packet with exactly one of --payload-hex and --payload-file")}
-	}
+// readPayload reads the first packet from --payload-file, or else from
+// --payload-hex, where an empty value is a client that sent nothing
+// (ssh-keyscan). Which flags were given is checked by the caller rather than
+// by cobra, so a mistake is a usage error, exit 2.
+func readPayload(hexText, file string) ([]byte, error) {
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {

@@ -109,3 +109,63 @@ func TestStatusNothingApplied(t *testing.T) {
 		t.Errorf("status --json: exit %d, %q (%v); want exit 1 and one problem", code, out, err)
 	}
 }
+
+// TestRouteClient: route --client lands where the captured first packet of
+// the same kind of real client does, on the seed's striped, dedicated and
+// reserved ports; a client --client cannot describe is a usage error.
+func TestRouteClient(t *testing.T) {
+	fx := "../../../shared/fixtures/first-packets/"
+	captured := map[string]string{
+		"udp-tls-auth-sha512.hex": "openvpn:tls-auth:SHA512",
+		"udp-tls-auth-sha256.hex": "openvpn:tls-auth:SHA256",
+		"udp-tls-auth-sha1.hex":   "openvpn:tls-auth:SHA1",
+		"udp-tls-crypt.hex":       "openvpn:tls-crypt",
+		"udp-tls-crypt-v2.hex":    "openvpn:tls-crypt-v2",
+		"udp-no-tls-wrap.hex":     "openvpn:none",
+		"tcp-tls-auth-sha512.hex": "openvpn:tls-auth:SHA512",
+		"tcp-tls-auth-sha1.hex":   "openvpn:tls-auth:SHA1",
+		"tcp-tls-crypt.hex":       "openvpn:tls-crypt",
+		"tcp-tls-crypt-v2.hex":    "openvpn:tls-crypt-v2",
+	}
+	route := func(args ...string) map[string]string {
+		t.Helper()
+		code, out, errOut := portstripe(t, append([]string{"route", "--json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("route %v: exit %d: %s", args, code, errOut)
+		}
+		var r map[string]string
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("route %v: %v in %q", args, err, out)
+		}
+		return r
+	}
+	for file, client := range captured {
+		proto := file[:3]
+		for _, port := range []string{"1", "443", "5060", "5061", "5062", "30000"} {
+			real := route("--proto", proto, "--port", port, "--payload-file", fx+file)
+			made := route("--proto", proto, "--port", port, "--client", client)
+			if real["service"] != made["service"] || real["target"] != made["target"] {
+				t.Errorf("%s %s: --client %s lands on %s %s, the captured %s on %s %s", proto, port, client,
+					made["service"], made["target"], file, real["service"], real["target"])
+			}
+		}
+	}
+	web := "../../fixtures/ssh-tls-node.yaml"
+	for client, want := range map[string]string{"ssh": "ssh", "tls:www.example.org": "sites", "tls:other.example": "tls_any", "tls": "tls_any", "http": "web"} {
+		if got := route("-c", web, "--proto", "tcp", "--port", "2000", "--client", client)["service"]; got != want {
+			t.Errorf("--client %s on the mixed node's tcp 2000: %s, want %s", client, got, want)
+		}
+	}
+	for _, args := range [][]string{
+		{"--proto", "udp", "--port", "1", "--client", "ssh"},
+		{"--proto", "tcp", "--port", "1", "--client", "wireguard"},
+		{"--proto", "tcp", "--port", "1", "--client", "openvpn:tls-auth"},
+		{"--proto", "tcp", "--port", "1", "--client", "openvpn:tls-crypt:SHA1"},
+		{"--proto", "tcp", "--port", "1", "--client", "ftp"},
+		{"--proto", "tcp", "--port", "1", "--client", "ssh", "--payload-hex", "00"},
+	} {
+		if code, _, errOut := portstripe(t, append([]string{"route"}, args...)...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("route %v: exit %d, %q; want exit 2 and one line", args, code, errOut)
+		}
+	}
+}

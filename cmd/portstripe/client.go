@@ -1,0 +1,102 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/signature"
+)
+
+// clientSpecs is the --client grammar, for help and errors.
+const clientSpecs = "openvpn:tls-auth:DIGEST, openvpn:tls-crypt, openvpn:tls-crypt-v2, openvpn:none, wireguard, ssh, tls, tls:SERVER-NAME, http"
+
+// clientPacket makes the first packet a client described by spec sends on
+// p, for route --client, and says what it is. The words are the node
+// file's: a kind, then for openvpn the tls mode and digest, for tls the
+// server name it asks for.
+func clientPacket(spec string, p node.Proto) ([]byte, string, error) {
+	parts := strings.Split(spec, ":")
+	kind := node.Kind(parts[0])
+	args := parts[1:]
+	bad := func(why string) error {
+		return usageError{fmt.Errorf("--client %q: %s (want one of %s)", spec, why, clientSpecs)}
+	}
+	switch kind {
+	case node.OpenVPN, node.WireGuard:
+		s := node.Service{Kind: kind, UDP: 1, TCP: netip.MustParseAddrPort("127.0.0.1:1")}
+		if kind == node.OpenVPN {
+			if len(args) == 0 || !slices.Contains(node.TLSModes, node.TLSMode(args[0])) {
+				return nil, "", bad("an openvpn client needs its tls mode")
+			}
+			s.TLS.Mode = node.TLSMode(args[0])
+			if s.TLS.Mode == node.TLSAuth {
+				if len(args) != 2 || node.Digests[strings.ToUpper(args[1])] == 0 {
+					return nil, "", bad("a tls-auth client needs its digest (SHA1, SHA256, SHA384, SHA512)")
+				}
+				s.TLS.Digest = strings.ToUpper(args[1])
+			} else if len(args) != 1 {
+				return nil, "", bad("only tls-auth takes a digest")
+			}
+		} else if len(args) > 0 {
+			return nil, "", bad("a wireguard client takes nothing more")
+		}
+		if kind == node.WireGuard && p == node.TCP {
+			return nil, "", bad("WireGuard runs over UDP only")
+		}
+		sig, _ := signature.For(s, p)
+		what := sig.Label + " first packet, as OpenVPN 2.6 lays it out"
+		if kind == node.WireGuard {
+			what = sig.Label
+		}
+		packet := sig.Example()
+		return packet, fmt.Sprintf("%s (%d bytes; its random fields made up)", what, len(packet)), nil
+	case node.SSH, node.TLS, node.HTTP:
+		if p == node.UDP {
+			return nil, "", bad(string(kind) + " clients use TCP")
+		}
+		if kind != node.TLS && len(args) > 0 {
+			return nil, "", bad(string(kind) + " takes nothing more")
+		}
+	default:
+		return nil, "", bad("unknown kind")
+	}
+	switch kind {
+	case node.SSH:
+		return []byte("SSH-2.0-OpenSSH_9.2p1\r\n"), "SSH client banner", nil
+	case node.HTTP:
+		return []byte("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"), "HTTP/1.1 request", nil
+	}
+	sni := strings.Join(args, ":")
+	hello, err := clientHello(sni)
+	if err != nil {
+		return nil, "", fmt.Errorf("make a TLS ClientHello: %w", err)
+	}
+	what := "TLS ClientHello without SNI"
+	if sni != "" {
+		what = "TLS ClientHello with SNI " + sni
+	}
+	return hello, fmt.Sprintf("%s (Go's crypto/tls, %d bytes)", what, len(hello)), nil
+}
+
+// clientHello is the first flight Go's TLS client sends for server name sni
+// ("" sends none), caught on an in-memory pipe.
+func clientHello(sni string) ([]byte, error) {
+	c, s := net.Pipe()
+	defer s.Close()
+	go func() {
+		defer c.Close()
+		conn := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: sni == ""})
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		conn.Handshake() // fails once s closes; only the first flight matters
+	}()
+	s.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 16<<10)
+	n, err := s.Read(buf)
+	return buf[:n], err
+}
