@@ -75,9 +75,7 @@ func U32(sig signature.Signature) ([]string, error) {
 	// signature checks, so reads may reach up to the last of them.
 	sure := sig.Length
 	if sure == 0 {
-		for _, b := range sig.Bytes {
-			sure = max(sure, b.Offset+len(b.Value))
-		}
+		sure = sig.CheckedEnd()
 	}
 	for _, b := range sig.Bytes {
 		bt, err := byteTests(sure, b)

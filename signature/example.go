@@ -16,10 +16,7 @@ func (s Signature) Example() []byte {
 	if s.Proto == node.TCP {
 		head = 2
 	}
-	n := head + s.Size
-	for _, b := range s.Bytes {
-		n = max(n, b.Offset+len(b.Value))
-	}
+	n := max(head+s.Size, s.CheckedEnd())
 	packet := make([]byte, n)
 	for i := range packet {
 		// Consecutive bytes differ, so the filler never reads as a

@@ -293,6 +293,16 @@ func (s Signature) Catches(o Signature) bool {
 	return random < 4
 }
 
+// CheckedEnd is where the last byte s checks ends: a packet that matches
+// holds at least that many bytes.
+func (s Signature) CheckedEnd() int {
+	end := 0
+	for _, b := range s.Bytes {
+		end = max(end, b.Offset+len(b.Value))
+	}
+	return end
+}
+
 // exactLength is the packet length s insists on: the UDP payload length, or
 // on TCP the OpenVPN length prefix when s checks it; 0 when it is open.
 func (s Signature) exactLength() int {
