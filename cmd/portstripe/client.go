@@ -22,66 +22,60 @@ const clientSpecs = "openvpn:tls-auth:DIGEST, openvpn:tls-crypt, openvpn:tls-cry
 // server name it asks for.
 func clientPacket(spec string, p node.Proto) ([]byte, string, error) {
 	parts := strings.Split(spec, ":")
-	kind := node.Kind(parts[0])
-	args := parts[1:]
+	kind, args := node.Kind(parts[0]), parts[1:]
 	bad := func(why string) error {
 		return usageError{fmt.Errorf("--client %q: %s (want one of %s)", spec, why, clientSpecs)}
 	}
-	switch kind {
-	case node.OpenVPN, node.WireGuard:
-		s := node.Service{Kind: kind, UDP: 1, TCP: netip.MustParseAddrPort("127.0.0.1:1")}
-		if kind == node.OpenVPN {
-			if len(args) == 0 || !slices.Contains(node.TLSModes, node.TLSMode(args[0])) {
-				return nil, "", bad("an openvpn client needs its tls mode")
-			}
-			s.TLS.Mode = node.TLSMode(args[0])
-			if s.TLS.Mode == node.TLSAuth {
-				if len(args) != 2 || node.Digests[strings.ToUpper(args[1])] == 0 {
-					return nil, "", bad("a tls-auth client needs its digest (SHA1, SHA256, SHA384, SHA512)")
-				}
-				s.TLS.Digest = strings.ToUpper(args[1])
-			} else if len(args) != 1 {
-				return nil, "", bad("only tls-auth takes a digest")
-			}
-		} else if len(args) > 0 {
-			return nil, "", bad("a wireguard client takes nothing more")
-		}
-		if kind == node.WireGuard && p == node.TCP {
-			return nil, "", bad("WireGuard runs over UDP only")
-		}
-		sig, _ := signature.For(s, p)
-		what := sig.Label + " first packet, as OpenVPN 2.6 lays it out"
-		if kind == node.WireGuard {
-			what = sig.Label
-		}
-		packet := sig.Example()
-		return packet, fmt.Sprintf("%s (%d bytes; its random fields made up)", what, len(packet)), nil
-	case node.SSH, node.TLS, node.HTTP:
-		if p == node.UDP {
-			return nil, "", bad(string(kind) + " clients use TCP")
-		}
-		if kind != node.TLS && len(args) > 0 {
-			return nil, "", bad(string(kind) + " takes nothing more")
-		}
-	default:
+	switch {
+	case !slices.Contains(node.Kinds, kind):
 		return nil, "", bad("unknown kind")
+	case kind == node.WireGuard && p == node.TCP:
+		return nil, "", bad("WireGuard runs over UDP only")
+	case kind != node.OpenVPN && kind != node.WireGuard && p == node.UDP:
+		return nil, "", bad(string(kind) + " clients use TCP")
+	case kind != node.OpenVPN && kind != node.TLS && len(args) > 0:
+		return nil, "", bad(string(kind) + " takes nothing more")
 	}
 	switch kind {
 	case node.SSH:
 		return []byte("SSH-2.0-OpenSSH_9.2p1\r\n"), "SSH client banner", nil
 	case node.HTTP:
 		return []byte("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"), "HTTP/1.1 request", nil
+	case node.TLS:
+		sni := strings.Join(args, ":")
+		hello, err := clientHello(sni)
+		if err != nil {
+			return nil, "", fmt.Errorf("make a TLS ClientHello: %w", err)
+		}
+		what := "TLS ClientHello without SNI"
+		if sni != "" {
+			what = "TLS ClientHello with SNI " + sni
+		}
+		return hello, fmt.Sprintf("%s (Go's crypto/tls, %d bytes)", what, len(hello)), nil
 	}
-	sni := strings.Join(args, ":")
-	hello, err := clientHello(sni)
-	if err != nil {
-		return nil, "", fmt.Errorf("make a TLS ClientHello: %w", err)
+	// OpenVPN and WireGuard: laid out from the signature.
+	s := node.Service{Kind: kind, UDP: 1, TCP: netip.MustParseAddrPort("127.0.0.1:1")}
+	what := "WireGuard handshake initiation"
+	if kind == node.OpenVPN {
+		if len(args) == 0 || !slices.Contains(node.TLSModes, node.TLSMode(args[0])) {
+			return nil, "", bad("an openvpn client needs its tls mode")
+		}
+		s.TLS.Mode = node.TLSMode(args[0])
+		switch {
+		case s.TLS.Mode == node.TLSAuth && (len(args) != 2 || node.Digests[strings.ToUpper(args[1])] == 0):
+			return nil, "", bad("a tls-auth client needs its digest (SHA1, SHA256, SHA384, SHA512)")
+		case s.TLS.Mode != node.TLSAuth && len(args) != 1:
+			return nil, "", bad("only tls-auth takes a digest")
+		case s.TLS.Mode == node.TLSAuth:
+			s.TLS.Digest = strings.ToUpper(args[1])
+		}
 	}
-	what := "TLS ClientHello without SNI"
-	if sni != "" {
-		what = "TLS ClientHello with SNI " + sni
+	sig, _ := signature.For(s, p)
+	if kind == node.OpenVPN {
+		what = sig.Label + " first packet, as OpenVPN 2.6 lays it out"
 	}
-	return hello, fmt.Sprintf("%s (Go's crypto/tls, %d bytes)", what, len(hello)), nil
+	packet := sig.Example()
+	return packet, fmt.Sprintf("%s (%d bytes; its random fields made up)", what, len(packet)), nil
 }
 
 // clientHello is the first flight Go's TLS client sends for server name sni

@@ -166,7 +166,7 @@ for openvpn the tls mode (and digest for tls-auth), for tls the server name
 			var payload []byte
 			var what string
 			var err error
-			if client != "" {
+			if cmd.Flags().Changed("client") {
 				payload, what, err = clientPacket(client, pr)
 			} else {
 				payload, err = readPayload(payloadHex, payloadFile)

@@ -162,6 +162,8 @@ func TestRouteClient(t *testing.T) {
 		{"--proto", "tcp", "--port", "1", "--client", "openvpn:tls-auth"},
 		{"--proto", "tcp", "--port", "1", "--client", "openvpn:tls-crypt:SHA1"},
 		{"--proto", "tcp", "--port", "1", "--client", "ftp"},
+		{"--proto", "tcp", "--port", "1", "--client", ""},
+		{"--proto", "tcp", "--port", "1", "--client", "wireguard:x"},
 		{"--proto", "tcp", "--port", "1", "--client", "ssh", "--payload-hex", "00"},
 	} {
 		if code, _, errOut := portstripe(t, append([]string{"route"}, args...)...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
