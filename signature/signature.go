@@ -139,19 +139,18 @@ func openvpn(t node.OpenVPNTLS, p node.Proto) Signature {
 		sig.Label, sig.Size = "OpenVPN without tls wrapping", 1+sessionIDLen+1+4
 	}
 	exact := pidOffset == 0 && sig.Size > 0
-	shift := 0
+	shift := 0 // the TCP length prefix
+	if p == node.TCP {
+		shift = 2
+	}
 	switch {
-	case p == node.UDP:
-		if exact {
-			sig.Length = sig.Size
-		}
+	case exact && p == node.UDP:
+		sig.Length = sig.Size
 		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{opcode}, "opcode"})
 	case exact:
-		shift = 2
 		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{byte(sig.Size >> 8), byte(sig.Size), opcode}, fmt.Sprintf("length prefix %d and opcode", sig.Size)})
 	default:
-		shift = 2
-		sig.Bytes = append(sig.Bytes, Bytes{2, []byte{opcode}, "opcode"})
+		sig.Bytes = append(sig.Bytes, Bytes{shift, []byte{opcode}, "opcode"})
 	}
 	if pidOffset > 0 {
 		sig.Bytes = append(sig.Bytes, Bytes{pidOffset + shift, packetIDOne, "packet-id 1"})
