@@ -59,6 +59,13 @@ type MasterWorker struct{}
 
 func (MasterWorker) String() string { return "master-worker" }
 
+// Description is the global "description", which "show info" reads back
+// from the worker serving the stats socket: portstripe writes the
+// configuration's hash there, so what a worker runs is observed, not assumed.
+type Description string
+
+func (d Description) String() string { return "description " + oneLine(string(d)) }
+
 // MaxConn is "maxconn N" (global: per process; defaults: per frontend).
 type MaxConn int
 

@@ -1,9 +1,11 @@
 package haproxy
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/portstripe/portstripe/node"
@@ -13,6 +15,56 @@ import (
 
 // Render is haproxy.cfg for the plan, byte-identical for the same plan.
 func Render(p *plan.Plan) []byte { return FromPlan(p).Marshal() }
+
+// hashPrefix starts the global description that carries the config hash.
+const hashPrefix = "portstripe-config sha256:"
+
+// ConfigHash is the SHA-256 of what a worker needs a reload to change: the
+// configuration without its header comments and with every server's
+// address and state left out, since those change through the runtime API.
+// A worker reports it in "show info" (description); ReadConfigHash reads it
+// from a rendered file.
+func ConfigHash(c *Config) string {
+	probe := *c
+	probe.Header = nil
+	probe.Global.Lines = slices.DeleteFunc(slices.Clone(c.Global.Lines), func(l Line) bool {
+		_, ok := l.(Description)
+		return ok
+	})
+	probe.Backends = make([]Section, len(c.Backends))
+	for i, b := range c.Backends {
+		probe.Backends[i] = b
+		probe.Backends[i].Lines = make([]Line, len(b.Lines))
+		for j, l := range b.Lines {
+			if s, ok := l.(Server); ok {
+				l = Server{Name: s.Name}
+			}
+			probe.Backends[i].Lines[j] = l
+		}
+	}
+	sum := sha256.Sum256(probe.Marshal())
+	return hex.EncodeToString(sum[:])
+}
+
+// HashOf reads the config hash a "show info" description carries; empty
+// when it carries none (a config portstripe did not write).
+func HashOf(description string) string {
+	h, ok := strings.CutPrefix(description, hashPrefix)
+	if !ok {
+		return ""
+	}
+	return h
+}
+
+// ReadConfigHash finds the config hash in a rendered haproxy.cfg.
+func ReadConfigHash(cfg []byte) string {
+	for _, l := range strings.Split(string(cfg), "\n") {
+		if d, ok := strings.CutPrefix(strings.TrimSpace(l), "description "); ok {
+			return HashOf(d)
+		}
+	}
+	return ""
+}
 
 // FromPlan builds the config: one frontend per TCP decision list, one
 // backend per TCP service. It adds nothing the plan does not say; every
@@ -50,6 +102,7 @@ func FromPlan(p *plan.Plan) *Config {
 			Server{Name: b.Service, Addr: b.Addr, Disabled: b.Disabled},
 		}})
 	}
+	c.Global.Lines = append(c.Global.Lines, Description(hashPrefix+ConfigHash(c)))
 	return c
 }
 

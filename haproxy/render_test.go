@@ -2,9 +2,11 @@ package haproxy
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,4 +240,35 @@ func mustSig(t *testing.T, s node.Service) signature.Signature {
 		t.Fatalf("no TCP signature for %+v", s)
 	}
 	return sig
+}
+
+// The config hash is what decides a reload: server addresses and states
+// (runtime API changes) leave it alone, anything else changes it, and the
+// worker reports it back through the description line.
+func TestConfigHash(t *testing.T) {
+	p := loadPlan(t, "")
+	base := Render(p)
+	h := ReadConfigHash(base)
+	if len(h) != 64 {
+		t.Fatalf("no config hash in the rendered config:\n%s", base)
+	}
+	if got := HashOf("portstripe-config sha256:" + h); got != h {
+		t.Errorf("HashOf(description) = %q, want %q", got, h)
+	}
+	if got := HashOf("some operator's description"); got != "" {
+		t.Errorf("HashOf(foreign description) = %q, want empty", got)
+	}
+	servers := *p
+	servers.Backends = slices.Clone(p.Backends)
+	servers.Backends[0].Addr = netip.MustParseAddrPort("127.0.0.1:4444")
+	servers.Backends[0].Disabled = !servers.Backends[0].Disabled
+	servers.Node.SHA256 = "another node file with the same routing"
+	if got := ReadConfigHash(Render(&servers)); got != h {
+		t.Errorf("server address/state and header changes moved the hash: %s → %s", h, got)
+	}
+	frontend := *p
+	frontend.HAProxy.InspectDelay += time.Second
+	if got := ReadConfigHash(Render(&frontend)); got == h {
+		t.Errorf("an inspect-delay change kept the hash %s", h)
+	}
 }
