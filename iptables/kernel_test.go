@@ -162,16 +162,20 @@ func TestApplyCleanInKernel(t *testing.T) {
 		t.Errorf("jump is not first in PREROUTING:\n%s", first)
 	}
 
-	cur, err := m.Current(ctx)
+	obs, err := m.Observe(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	cur := obs.Rules
+	if len(obs.MissingJumps) > 0 {
+		t.Errorf("Observe after Apply misses the jumps from %q", obs.MissingJumps)
 	}
 	canon, err := m.Canonical(ctx, rules)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(cur, canon) {
-		t.Errorf("Current after Apply differs from Canonical:\n%s", textdiff.Unified(string(canon), string(cur)))
+		t.Errorf("Observe after Apply differs from Canonical:\n%s", textdiff.Unified(string(canon), string(cur)))
 	}
 
 	// A changed striped list gets a new chain; the old one goes.
@@ -186,7 +190,7 @@ func TestApplyCleanInKernel(t *testing.T) {
 		t.Errorf("after changing the list, want %s gone and %s present:\n%s", oldChain, newChain, after)
 	}
 
-	// Rolling back to what Current returned restores the first state.
+	// Rolling back to what Observe returned restores the first state.
 	if err := m.Apply(ctx, cur); err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +208,8 @@ func TestApplyCleanInKernel(t *testing.T) {
 	if got != before {
 		t.Errorf("Clean did not return to the state before Apply:\n%s", textdiff.Unified(before, got))
 	}
-	if cur, err := m.Current(ctx); err != nil || cur != nil {
-		t.Errorf("Current after Clean = %q, %v; want nothing", cur, err)
+	if obs, err := m.Observe(ctx); err != nil || obs.Rules != nil {
+		t.Errorf("Observe after Clean = %q, %v; want nothing", obs.Rules, err)
 	}
 	if err := m.Clean(ctx); err != nil {
 		t.Errorf("second Clean: %v", err)

@@ -126,7 +126,7 @@ func (m *Manager) Clean(ctx context.Context) error {
 	// Without the entry chain there is no jump to it, and iptables -C
 	// fails on a rule naming a missing chain.
 	if slices.Contains(chains, string(ChainEntry)) {
-		if err := m.removeJumps(); err != nil {
+		if err := m.removeJumps(Hooks); err != nil {
 			return fmt.Errorf("clean rules: %w", err)
 		}
 	}
@@ -136,8 +136,8 @@ func (m *Manager) Clean(ctx context.Context) error {
 	return nil
 }
 
-func (m *Manager) removeJumps() error {
-	for _, h := range Hooks {
+func (m *Manager) removeJumps(hooks []Chain) error {
+	for _, h := range hooks {
 		// DeleteIfExists removes one copy; a hand-added duplicate would
 		// keep the entry chain referenced.
 		for range 100 {
@@ -192,15 +192,56 @@ func owned(chain string) bool {
 	return chain == Prefix || strings.HasPrefix(chain, Prefix+"-")
 }
 
-// Current returns the installed portstripe chains as an iptables-restore
-// file (nil when none are installed): what Apply takes to roll back, and,
-// compared with Canonical, the test for "nothing to change".
-func (m *Manager) Current(ctx context.Context) ([]byte, error) {
+// Observed is what the kernel holds of portstripe's: its chains and rules,
+// and which hooks jump to the entry chain.
+type Observed struct {
+	// Rules are the installed portstripe chains as an iptables-restore file
+	// (nil when none are installed), counters left out: what Apply takes to
+	// roll back, and, compared with Canonical, the test for "nothing to
+	// change".
+	Rules []byte
+	// MissingJumps are the hooks without a jump to the entry chain, in
+	// Hooks order (a flushed PREROUTING, another tool's restore).
+	MissingJumps []Chain
+}
+
+// Observe reads the nat table once (one iptables-save) and returns
+// portstripe's part of it.
+func (m *Manager) Observe(ctx context.Context) (Observed, error) {
 	out, err := m.run.Run(ctx, inNetns(m.netns, Command{Name: "iptables-save", Args: []string{"-t", string(NAT)}}))
 	if err != nil {
-		return nil, fmt.Errorf("read current rules: %w", err)
+		return Observed{}, fmt.Errorf("read current rules: %w", err)
 	}
-	return ownedRules(out), nil
+	o := Observed{Rules: ownedRules(out)}
+	jumps := hookJumps(out)
+	for _, h := range Hooks {
+		if !jumps[h] {
+			o.MissingJumps = append(o.MissingJumps, h)
+		}
+	}
+	return o, nil
+}
+
+// hookJumps reports which hooks have a rule jumping to the entry chain.
+func hookJumps(save []byte) map[Chain]bool {
+	out := map[Chain]bool{}
+	for _, line := range strings.Split(string(save), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[0] == "-A" && slices.Contains(Hooks, Chain(f[1])) &&
+			f[len(f)-2] == "-j" && f[len(f)-1] == string(ChainEntry) {
+			out[Chain(f[1])] = true
+		}
+	}
+	return out
+}
+
+// RemoveJumps deletes the jumps from the given hooks: a rollback puts back
+// a machine whose hooks had none.
+func (m *Manager) RemoveJumps(ctx context.Context, hooks []Chain) error {
+	if err := m.removeJumps(hooks); err != nil {
+		return fmt.Errorf("remove jumps: %w", err)
+	}
+	return nil
 }
 
 // ownedRules keeps portstripe's chains and rules from iptables-save output.
@@ -358,7 +399,7 @@ func (m *Manager) Check(ctx context.Context, rules []byte) error {
 }
 
 // Canonical loads rules into a throwaway network namespace and returns them
-// as Current would after Apply: the form to compare with Current to tell
+// as Observe would after Apply: the form to compare with Observe to tell
 // whether an apply would change anything.
 func (m *Manager) Canonical(ctx context.Context, rules []byte) (out []byte, err error) {
 	if !isRoot() {
