@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,10 +19,16 @@ import (
 
 // resendCase is a raw TCP client replaying a real client's captured first
 // packet, cut or doubled the way slow or impatient clients do.
+// resendLport is the first client port of the resend cases, in
+// testbed.ClientFixedPorts above the OpenVPN clients' (41000 on) and below
+// the abuse tests' junk (42000 on).
+const resendLport = 41800
+
 type resendCase struct {
 	name     string
 	inst     *instance
 	port     int
+	lport    int      // the client's local port, in testbed.ClientFixedPorts
 	segments [][]byte // written one by one, with a pause between
 
 	wire      []byte // the first segment as captured on the wire
@@ -59,6 +66,12 @@ func (s *suite) checkRetransmits(t *testing.T, cases []*clientCase) []*resendCas
 				&resendCase{name: "sent twice, two writes", inst: in, port: port, segments: [][]byte{pkt, pkt}},
 			)
 		}
+	}
+	// A fixed local port per case: with an ephemeral one, an earlier
+	// client's flow from the same port (an SSH banner, a ClientHello) was
+	// taken for this case's first segment.
+	for i, r := range resends {
+		r.lport = resendLport + i
 	}
 	var wg sync.WaitGroup
 	for _, r := range resends {
@@ -110,7 +123,8 @@ func firstPacket(cases []*clientCase, in *instance, proto string) []byte {
 func (s *suite) resend(r *resendCase) {
 	var conn *net.TCPConn
 	r.err = s.client.Do(func() error {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(nodeAddr, fmt.Sprint(r.port)), 5*time.Second)
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr), Port: r.lport}}
+		c, err := d.Dial("tcp", net.JoinHostPort(nodeAddr, fmt.Sprint(r.port)))
 		if err != nil {
 			return err
 		}
@@ -122,7 +136,7 @@ func (s *suite) resend(r *resendCase) {
 	}
 	defer conn.Close()
 	conn.SetNoDelay(true)
-	lport := conn.LocalAddr().(*net.TCPAddr).Port
+	local, remote := unmapped(conn.LocalAddr()), unmapped(conn.RemoteAddr())
 	for i, seg := range r.segments {
 		if i > 0 {
 			time.Sleep(resendPause)
@@ -133,7 +147,7 @@ func (s *suite) resend(r *resendCase) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // let the capture see the first segment
-	_, r.wire, _ = s.wire.find(func(f flow, _ []byte) bool { return f.proto == "tcp" && int(f.src.Port()) == lport })
+	_, r.wire, _ = s.wire.find(func(f flow, _ []byte) bool { return f == flow{"tcp", local, remote} })
 	conn.SetReadDeadline(time.Now().Add(8 * time.Second))
 	head := make([]byte, 2)
 	if _, err := io.ReadFull(conn, head); err != nil {
@@ -203,4 +217,10 @@ func saveCaptured(t *testing.T, cases []*clientCase, resends []*resendCase) {
 		}
 	}
 	t.Logf("wrote %d captured first packets to %s", len(files), dir)
+}
+
+// unmapped is a TCP address as the capture parses it (IPv4, not mapped).
+func unmapped(a net.Addr) netip.AddrPort {
+	ap := a.(*net.TCPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -128,7 +128,7 @@ func TestCheckReportsLine(t *testing.T) {
 }
 
 // TestApplyCleanInKernel: apply is idempotent, swaps lists without leaving
-// stale chains, rolls back from Current, and Clean leaves nothing.
+// stale chains, rolls back from Observe, and Clean leaves nothing.
 func TestApplyCleanInKernel(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()

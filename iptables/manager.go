@@ -66,7 +66,7 @@ func New(o Options) (*Manager, error) {
 	return m, nil
 }
 
-// Apply installs rules (as rendered by Render, or as returned by Current
+// Apply installs rules (as rendered by Render, or as returned by Observe
 // for a rollback): one iptables-restore --noflush, which replaces the
 // chains the file declares and leaves every other rule alone; then the
 // jumps from PREROUTING and OUTPUT, added once; then it deletes the
