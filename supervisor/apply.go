@@ -6,37 +6,49 @@ package supervisor
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/textdiff"
+	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/plan"
 )
 
-// Rules is what apply needs of the iptables side.
+// Rules is what apply needs of the firewall side.
 type Rules interface {
+	// Check loads rules where they cannot harm (a throwaway namespace);
+	// Canonical also returns them as Observe would show them once applied,
+	// so the two compare byte for byte.
 	Check(ctx context.Context, rules []byte) error
-	Apply(ctx context.Context, rules []byte) error
-	// Current returns the installed portstripe chains as iptables-save text,
-	// empty when none are installed; Canonical returns rules as Current
-	// would show them once applied, so the two compare byte for byte.
-	Current(ctx context.Context) ([]byte, error)
 	Canonical(ctx context.Context, rules []byte) ([]byte, error)
+	Observe(ctx context.Context) (iptables.Observed, error)
+	// Apply installs rules and the hooks' jumps; Clean removes both;
+	// RemoveJumps removes the jumps of the given hooks only.
+	Apply(ctx context.Context, rules []byte) error
+	Clean(ctx context.Context) error
+	RemoveJumps(ctx context.Context, hooks []iptables.Chain) error
 }
 
-// Proxy is what apply needs of the running HAProxy.
+// Proxy is what apply needs of HAProxy.
 type Proxy interface {
 	Check(ctx context.Context, cfgPath string) error
+	Observe(ctx context.Context) ProxyState
+	// Start starts a master on the configuration on disk, in a session of
+	// its own that outlives portstripe; Stop stops the master that answers.
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
 	// Reload makes the master load the configuration on disk and returns
 	// once a new worker serves it, or with an error if it did not start.
 	Reload(ctx context.Context) error
@@ -48,7 +60,7 @@ type Proxy interface {
 	FrontendsUp(ctx context.Context, names []string) error
 }
 
-// Applier applies compiled nodes to this machine.
+// Applier makes this machine run a desired state, from what it observes.
 type Applier struct {
 	// Dir holds the applied haproxy.cfg, rules.v4 and plan.json; HAProxy
 	// reads its configuration from there.
@@ -56,16 +68,76 @@ type Applier struct {
 	Rules Rules
 	Proxy Proxy
 	Log   *slog.Logger
+
+	mu sync.Mutex
+	// canonical caches Rules.Canonical by the rules' hash, and checked the
+	// haproxy.cfg hashes haproxy -c accepted: both cost a process or a
+	// namespace, and the reconcile loop asks again every period.
+	canonical map[[32]byte][]byte
+	checked   map[[32]byte]bool
 }
 
-// Change says what an apply did or, dry, would do.
+// Change says what an apply did or, dry, would do, and why.
 type Change struct {
-	Rules        []string       `json:"rules,omitempty"`         // "+ line" / "- line"
-	Backends     []string       `json:"backends,omitempty"`      // added/removed/changed backends
-	Servers      []ServerChange `json:"servers,omitempty"`       // done through the runtime API
-	Reload       bool           `json:"reload"`                  // HAProxy reloaded (or would be)
-	ReloadReason string         `json:"reload_reason,omitempty"` // why
-	Nothing      bool           `json:"nothing"`                 // identical: nothing touched
+	Rules []string `json:"rules,omitempty"` // "+ line" / "- line"
+	// Jumps are the hooks whose jump to portstripe's chains is missing.
+	Jumps []string `json:"jumps,omitempty"`
+	// Files are the state directory's files that differ from the desired ones.
+	Files    []string       `json:"files,omitempty"`
+	Backends []string       `json:"backends,omitempty"` // added/removed/changed backends
+	Servers  []ServerChange `json:"servers,omitempty"`  // done through the runtime API
+	// Start: no HAProxy master answers, so one is started.
+	Start       bool   `json:"start"`
+	StartReason string `json:"start_reason,omitempty"`
+	// Reload: the worker runs another configuration.
+	Reload       bool   `json:"reload"`
+	ReloadReason string `json:"reload_reason,omitempty"`
+	Nothing      bool   `json:"nothing"` // the machine matches: nothing touched
+}
+
+// What names the parts of the machine that differ from the desired state,
+// as portstripe_drift_repairs_total counts them.
+func (c Change) What() []string {
+	var out []string
+	for _, p := range c.parts() {
+		if p.on {
+			out = append(out, p.name)
+		}
+	}
+	return out
+}
+
+// whatNames are every name What can return.
+func (c Change) whatNames() []string {
+	var out []string
+	for _, p := range c.parts() {
+		out = append(out, p.name)
+	}
+	return out
+}
+
+func (c Change) parts() []struct {
+	name string
+	on   bool
+} {
+	return []struct {
+		name string
+		on   bool
+	}{
+		{"rules", len(c.Rules) > 0}, {"jumps", len(c.Jumps) > 0}, {"files", len(c.Files) > 0},
+		{"haproxy_master", c.Start}, {"haproxy_config", c.Reload}, {"servers", len(c.Servers) > 0},
+	}
+}
+
+// Teardown stops HAProxy and removes portstripe's rules: what --cleanup
+// asks for, never done on a plain stop.
+func (a *Applier) Teardown(ctx context.Context) error {
+	var errs []error
+	if a.Proxy.Observe(ctx).Alive {
+		errs = append(errs, a.Proxy.Stop(ctx))
+	}
+	errs = append(errs, a.Rules.Clean(ctx))
+	return errors.Join(errs...)
 }
 
 // ServerChange is a change to one server the runtime API can make.
@@ -78,82 +150,121 @@ type ServerChange struct {
 	State string `json:"state,omitempty"`
 }
 
-// Plan compares a compiled node with what is applied and says what Apply
-// would change; it touches nothing.
+// Plan observes the machine and says what Apply would change; it touches
+// nothing.
 func (a *Applier) Plan(ctx context.Context, res *compiler.Result) (Change, error) {
-	var c Change
-	oldCfg, _ := os.ReadFile(filepath.Join(a.Dir, compiler.HAProxyFile))
-	oldPlan := readPlan(filepath.Join(a.Dir, compiler.PlanFile))
-	installed, err := a.Rules.Current(ctx)
-	if err != nil {
-		return c, fmt.Errorf("read installed rules: %w", err)
-	}
-	want, err := a.Rules.Canonical(ctx, res.Files[compiler.RulesFile])
-	if err != nil {
-		return c, fmt.Errorf("validate rules.v4: %w", err)
-	}
-	c.Rules = diffLines(ruleLines(installed), ruleLines(want))
-	newCfg := res.Files[compiler.HAProxyFile]
-	c.Backends = diffBackends(oldPlan, res.Plan)
-	switch {
-	case bytes.Equal(oldCfg, newCfg):
-	case oldCfg == nil:
-		c.Reload, c.ReloadReason = true, "no haproxy.cfg applied yet"
-	default:
-		if addrs, ok := serverOnly(oldCfg, oldPlan, res.Plan); ok {
-			c.Servers = addrs
-		} else {
-			c.Reload, c.ReloadReason = true, "haproxy.cfg changed beyond server addresses: "+firstDiff(oldCfg, newCfg)
-		}
-	}
-	c.Nothing = len(c.Rules) == 0 && !c.Reload && len(c.Servers) == 0 && bytes.Equal(oldCfg, newCfg) &&
-		bytes.Equal(readFile(filepath.Join(a.Dir, compiler.PlanFile)), res.Files[compiler.PlanFile])
-	return c, nil
+	c, _, err := a.plan(ctx, res)
+	return c, err
 }
 
-// Apply makes the compiled node live. On any failure the previous files,
-// rules and HAProxy worker stay (or are put back) and the error says which
-// step failed.
+func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Observed, error) {
+	var c Change
+	obs, err := a.Observe(ctx, slices.Sorted(maps.Keys(res.Files)))
+	if err != nil {
+		return c, obs, err
+	}
+	want, err := a.canonicalRules(ctx, res.Files[compiler.RulesFile])
+	if err != nil {
+		return c, obs, fmt.Errorf("validate rules.v4: %w", err)
+	}
+	c.Rules = diffLines(ruleLines(obs.Rules.Rules), ruleLines(want))
+	for _, h := range obs.Rules.MissingJumps {
+		c.Jumps = append(c.Jumps, string(h))
+	}
+	for _, n := range slices.Sorted(maps.Keys(res.Files)) {
+		if old, ok := obs.Files[n]; !ok || !bytes.Equal(old, res.Files[n]) {
+			c.Files = append(c.Files, n)
+		}
+	}
+	newCfg := res.Files[compiler.HAProxyFile]
+	hp := obs.HAProxy
+	c.Backends = diffBackends(hp.Servers, res.Plan)
+	switch wantHash := haproxy.ReadConfigHash(newCfg); {
+	case !hp.Alive:
+		c.Start, c.StartReason = true, fmt.Sprintf("no haproxy master answers on %s (%v)", res.Plan.HAProxy.MasterSocket, hp.Err)
+	case hp.ConfigHash != wantHash:
+		c.Reload, c.ReloadReason = true, reloadReason(hp, wantHash, obs.Files[compiler.HAProxyFile], newCfg)
+	default:
+		c.Servers = serverChanges(hp.Servers, res.Plan)
+	}
+	c.Nothing = len(c.What()) == 0
+	return c, obs, nil
+}
+
+// reloadReason says why the running worker needs the new configuration,
+// with the first differing line when the state directory's haproxy.cfg is
+// what the worker runs.
+func reloadReason(hp ProxyState, want string, onDisk, newCfg []byte) string {
+	switch {
+	case hp.ConfigHash == "" && hp.Err != nil:
+		return fmt.Sprintf("the worker's configuration cannot be read (%v)", hp.Err)
+	case hp.ConfigHash == "":
+		return "the worker runs a configuration portstripe did not write"
+	case haproxy.ReadConfigHash(onDisk) == hp.ConfigHash:
+		return "haproxy.cfg changed beyond server addresses: " + firstDiff(onDisk, newCfg)
+	}
+	return fmt.Sprintf("the worker runs configuration %.12s, the node wants %.12s", hp.ConfigHash, want)
+}
+
+// Apply makes the machine run the compiled node, from what it observes:
+// rules and jumps put back or replaced, a dead HAProxy started, a worker on
+// another configuration reloaded, server changes made through the runtime
+// API. On any failure the machine is put back as it was observed: the
+// previous rules (or none), the previous files, the previous worker (or no
+// HAProxy), and the error says which step failed.
 func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, error) {
-	c, err := a.Plan(ctx, res)
+	c, obs, err := a.plan(ctx, res)
 	if err != nil {
 		return c, err
 	}
 	if c.Nothing {
-		a.Log.Info("nothing to apply: files, rules and HAProxy already match the node file", "sha256", res.Plan.Node.SHA256)
+		// Debug: run's reconcile loop finds this every period.
+		a.Log.Debug("nothing to apply: rules, jumps, files and HAProxy already match the node", "sha256", res.Plan.Node.SHA256)
 		return c, nil
 	}
 	if err := a.validate(ctx, res); err != nil {
 		return c, err
 	}
-	installed, err := a.Rules.Current(ctx)
-	if err != nil {
-		return c, fmt.Errorf("read installed rules: %w", err)
+	written := map[string][]byte{}
+	for _, n := range c.Files {
+		written[n] = res.Files[n]
 	}
-	names := []string{compiler.HAProxyFile, compiler.RulesFile, compiler.PlanFile}
-	if err := artifact.WriteAll(a.Dir, res.Files); err != nil {
+	if err := artifact.WriteAll(a.Dir, written); err != nil {
 		return c, fmt.Errorf("apply: %w", err)
 	}
+	rulesTouched, started, reloaded := false, false, false
 	rollback := func(cause error) error {
 		errs := []error{cause}
-		if err := artifact.Restore(a.Dir, names...); err != nil {
+		if err := artifact.Restore(a.Dir, c.Files...); err != nil {
 			errs = append(errs, fmt.Errorf("roll back files: %w", err))
 		}
-		if len(c.Rules) > 0 && len(installed) > 0 {
-			if err := a.Rules.Apply(ctx, installed); err != nil {
-				errs = append(errs, fmt.Errorf("roll back rules: %w", err))
+		if rulesTouched {
+			errs = append(errs, a.restoreRules(ctx, obs.Rules)...)
+		}
+		switch {
+		case started:
+			// Nothing served before: nothing serves after.
+			if err := a.Proxy.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop the haproxy this apply started: %w", err))
+			}
+		case reloaded:
+			// The new worker took over; the restored file brings the
+			// previous configuration back.
+			if err := a.Proxy.Reload(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("reload the previous haproxy.cfg: %w", err))
 			}
 		}
 		// The caller reports the error (run's log line, apply's exit
 		// message): logging it here too made two error lines per failure.
-		a.Log.Info("rolled back: previous files and rules restored, the previous HAProxy worker keeps serving", "rollback_errors", len(errs)-1)
+		a.Log.Info("rolled back: the machine is as it was before this apply", "rollback_errors", len(errs)-1)
 		return errors.Join(errs...)
 	}
-	if len(c.Rules) > 0 {
+	if len(c.Rules) > 0 || len(c.Jumps) > 0 {
+		rulesTouched = true
 		if err := a.Rules.Apply(ctx, res.Files[compiler.RulesFile]); err != nil {
 			return c, rollback(err) // the rules layer names its step ("apply rules: …")
 		}
-		a.Log.Info("rules applied", "changed_lines", len(c.Rules))
+		a.Log.Info("rules applied", "changed_lines", len(c.Rules), "jumps_added", c.Jumps)
 	}
 	for _, s := range c.Servers {
 		if err := a.changeServer(ctx, s); err != nil {
@@ -161,16 +272,57 @@ func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, erro
 			break
 		}
 	}
-	if c.Reload {
+	switch {
+	case c.Start:
+		a.Log.Info("starting haproxy", "reason", c.StartReason)
+		if err := a.Proxy.Start(ctx); err != nil {
+			return c, rollback(err) // "start haproxy: …"
+		}
+		started = true
+	case c.Reload:
 		a.Log.Info("reloading HAProxy", "reason", c.ReloadReason)
 		if err := a.Proxy.Reload(ctx); err != nil {
-			return c, rollback(err) // "haproxy reload: …" or "start haproxy: …"
+			return c, rollback(err) // "haproxy reload: …"
 		}
+		reloaded = true
 	}
-	if err := a.Proxy.FrontendsUp(ctx, frontends(res.Plan)); err != nil {
-		return c, rollback(fmt.Errorf("verify haproxy: %w", err))
+	if err := a.verify(ctx, res); err != nil {
+		return c, rollback(err)
 	}
 	return c, nil
+}
+
+// verify checks that the worker runs the desired configuration and every
+// frontend is open.
+func (a *Applier) verify(ctx context.Context, res *compiler.Result) error {
+	if err := a.Proxy.FrontendsUp(ctx, frontends(res.Plan)); err != nil {
+		return fmt.Errorf("verify haproxy: %w", err)
+	}
+	want := haproxy.ReadConfigHash(res.Files[compiler.HAProxyFile])
+	if hp := a.Proxy.Observe(ctx); hp.ConfigHash != want {
+		return fmt.Errorf("verify haproxy: the worker runs configuration %.12q, want %.12s (%v)", hp.ConfigHash, want, hp.Err)
+	}
+	return nil
+}
+
+// restoreRules puts the observed rules back: none at all when there were
+// none, and without the jumps that were missing.
+func (a *Applier) restoreRules(ctx context.Context, was iptables.Observed) []error {
+	if was.Rules == nil {
+		if err := a.Rules.Clean(ctx); err != nil {
+			return []error{fmt.Errorf("roll back rules: %w", err)}
+		}
+		return nil
+	}
+	if err := a.Rules.Apply(ctx, was.Rules); err != nil {
+		return []error{fmt.Errorf("roll back rules: %w", err)}
+	}
+	if len(was.MissingJumps) > 0 {
+		if err := a.Rules.RemoveJumps(ctx, was.MissingJumps); err != nil {
+			return []error{fmt.Errorf("roll back rules: %w", err)}
+		}
+	}
+	return nil
 }
 
 func (a *Applier) changeServer(ctx context.Context, s ServerChange) error {
@@ -190,22 +342,58 @@ func (a *Applier) changeServer(ctx context.Context, s ServerChange) error {
 }
 
 func (a *Applier) validate(ctx context.Context, res *compiler.Result) error {
-	tmp, err := os.MkdirTemp("", "portstripe-apply-")
-	if err != nil {
-		return fmt.Errorf("validate: %w", err)
+	cfg := res.Files[compiler.HAProxyFile]
+	sum := sha256.Sum256(cfg)
+	a.mu.Lock()
+	done := a.checked[sum]
+	a.mu.Unlock()
+	if !done {
+		tmp, err := os.MkdirTemp("", "portstripe-apply-")
+		if err != nil {
+			return fmt.Errorf("validate: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		path := filepath.Join(tmp, compiler.HAProxyFile)
+		if err := os.WriteFile(path, cfg, artifact.Mode); err != nil {
+			return fmt.Errorf("validate: %w", err)
+		}
+		if err := a.Proxy.Check(ctx, path); err != nil {
+			return fmt.Errorf("validate haproxy.cfg: %w", err)
+		}
+		a.mu.Lock()
+		if a.checked == nil {
+			a.checked = map[[32]byte]bool{}
+		}
+		a.checked[sum] = true
+		a.mu.Unlock()
 	}
-	defer os.RemoveAll(tmp)
-	cfg := filepath.Join(tmp, compiler.HAProxyFile)
-	if err := os.WriteFile(cfg, res.Files[compiler.HAProxyFile], artifact.Mode); err != nil {
-		return fmt.Errorf("validate: %w", err)
-	}
-	if err := a.Proxy.Check(ctx, cfg); err != nil {
-		return fmt.Errorf("validate haproxy.cfg: %w", err)
-	}
-	if err := a.Rules.Check(ctx, res.Files[compiler.RulesFile]); err != nil {
+	// Canonical loads the rules into a throwaway namespace: it checked them.
+	if _, err := a.canonicalRules(ctx, res.Files[compiler.RulesFile]); err != nil {
 		return fmt.Errorf("validate rules.v4: %w", err)
 	}
 	return nil
+}
+
+// canonicalRules is Rules.Canonical, remembered by the rules' hash.
+func (a *Applier) canonicalRules(ctx context.Context, rules []byte) ([]byte, error) {
+	sum := sha256.Sum256(rules)
+	a.mu.Lock()
+	got, ok := a.canonical[sum]
+	a.mu.Unlock()
+	if ok {
+		return got, nil
+	}
+	got, err := a.Rules.Canonical(ctx, rules)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	if a.canonical == nil {
+		a.canonical = map[[32]byte][]byte{}
+	}
+	a.canonical[sum] = got
+	a.mu.Unlock()
+	return got, nil
 }
 
 func frontends(p *plan.Plan) []string {
@@ -218,42 +406,27 @@ func frontends(p *plan.Plan) []string {
 	return names
 }
 
-// serverOnly reports whether the new configuration differs from the old one
-// only in server addresses and states, and lists those changes. It renders
-// the new plan with the old servers: if that gives the old file, servers
-// are all that changed.
-func serverOnly(oldCfg []byte, oldPlan, newPlan *plan.Plan) ([]ServerChange, bool) {
-	if oldPlan == nil {
-		return nil, false
-	}
-	old := map[string]plan.Backend{}
-	for _, b := range oldPlan.Backends {
-		old[b.Service] = b
-	}
-	// The header names the node file's hash, which any edit changes.
-	probe := *newPlan
-	probe.Node = oldPlan.Node
-	probe.Backends = slices.Clone(newPlan.Backends)
-	var changes []ServerChange
-	for i, b := range probe.Backends {
-		o, ok := old[b.Service]
+// serverChanges lists what the runtime API must change so that the
+// worker's servers (observed) are the plan's: addresses and maintenance.
+func serverChanges(running map[string]haproxy.Stat, p *plan.Plan) []ServerChange {
+	var out []ServerChange
+	for _, b := range p.Backends {
+		st, ok := running[b.Service]
 		if !ok {
-			return nil, false
-		}
-		if o == b {
-			continue
+			continue // same config hash, so the backend is there; a reload would say otherwise
 		}
 		ch := ServerChange{Backend: b.Service, Server: b.Service}
-		if o.Addr != b.Addr {
+		if st.Addr != b.Addr.String() {
 			ch.Addr = b.Addr
 		}
-		if o.Disabled != b.Disabled {
+		if (st.Status == "MAINT") != b.Disabled {
 			ch.State = map[bool]string{true: "disabled", false: "enabled"}[b.Disabled]
 		}
-		changes = append(changes, ch)
-		probe.Backends[i] = o
+		if ch.Addr.IsValid() || ch.State != "" {
+			out = append(out, ch)
+		}
 	}
-	return changes, len(changes) > 0 && bytes.Equal(haproxy.Render(&probe), oldCfg)
+	return out
 }
 
 func state(b plan.Backend) string {
@@ -261,11 +434,6 @@ func state(b plan.Backend) string {
 		return " (disabled)"
 	}
 	return ""
-}
-
-func readFile(path string) []byte {
-	b, _ := os.ReadFile(path)
-	return b
 }
 
 // ruleLines keeps the lines of an iptables-save or -restore text that say
@@ -315,29 +483,33 @@ func diffLines(old, cur []string) []string {
 	return out
 }
 
-func diffBackends(old, cur *plan.Plan) []string {
-	was := map[string]plan.Backend{}
-	if old != nil {
-		for _, b := range old.Backends {
-			was[b.Service] = b
-		}
-	}
+// diffBackends says how the plan's backends differ from the ones the worker
+// runs (all new when no worker answers).
+func diffBackends(running map[string]haproxy.Stat, cur *plan.Plan) []string {
+	was := maps.Clone(running)
 	var out []string
 	for _, b := range cur.Backends {
 		o, ok := was[b.Service]
 		switch {
 		case !ok:
 			out = append(out, fmt.Sprintf("+ %s %s%s", b.Service, b.Addr, state(b)))
-		case o != b:
-			out = append(out, fmt.Sprintf("~ %s %s%s → %s%s", b.Service, o.Addr, state(o), b.Addr, state(b)))
+		case o.Addr != b.Addr.String() || (o.Status == "MAINT") != b.Disabled:
+			out = append(out, fmt.Sprintf("~ %s %s%s → %s%s", b.Service, o.Addr, runningState(o), b.Addr, state(b)))
 		}
 		delete(was, b.Service)
 	}
-	for name, b := range was {
-		out = append(out, fmt.Sprintf("- %s %s", name, b.Addr))
+	for name, s := range was {
+		out = append(out, fmt.Sprintf("- %s %s", name, s.Addr))
 	}
 	slices.Sort(out)
 	return out
+}
+
+func runningState(s haproxy.Stat) string {
+	if s.Status == "MAINT" {
+		return " (disabled)"
+	}
+	return ""
 }
 
 // firstDiff names the first line that differs, past the comments (the
@@ -357,16 +529,4 @@ func uncommented(b []byte) string {
 		}
 	}
 	return strings.Join(keep, "\n")
-}
-
-func readPlan(path string) *plan.Plan {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	var p plan.Plan
-	if json.Unmarshal(b, &p) != nil {
-		return nil
-	}
-	return &p
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,13 +14,16 @@ import (
 	"testing"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
 )
 
-// fakeRules records what apply would do to iptables; installed text is what
-// Current returns, and Canonical is the identity.
+// fakeRules records what apply would do to iptables; installed text is
+// what Observe returns, and Canonical is the identity.
 type fakeRules struct {
 	installed []byte
+	missing   []iptables.Chain // hooks without the jump
 	applied   int
 	failApply error
 }
@@ -30,38 +34,104 @@ func (f *fakeRules) Apply(_ context.Context, r []byte) error {
 		return f.failApply
 	}
 	f.applied++
-	f.installed = r
+	f.installed, f.missing = r, nil
 	return nil
 }
-func (f *fakeRules) Current(context.Context) ([]byte, error) { return f.installed, nil }
-func (f *fakeRules) Canonical(_ context.Context, r []byte) ([]byte, error) {
-	return r, nil
+func (f *fakeRules) Observe(context.Context) (iptables.Observed, error) {
+	missing := f.missing
+	if f.installed == nil {
+		missing = iptables.Hooks
+	}
+	return iptables.Observed{Rules: f.installed, MissingJumps: missing}, nil
+}
+func (f *fakeRules) Canonical(_ context.Context, r []byte) ([]byte, error) { return r, nil }
+func (f *fakeRules) Clean(context.Context) error {
+	f.installed, f.missing = nil, nil
+	return nil
+}
+func (f *fakeRules) RemoveJumps(_ context.Context, hooks []iptables.Chain) error {
+	f.missing = append(f.missing, hooks...)
+	return nil
 }
 
-// fakeProxy records reloads and runtime API calls.
+// fakeProxy is a HAProxy that runs the configuration it last loaded from
+// dir: reloads, starts and runtime API calls change what Observe says.
 type fakeProxy struct {
+	dir        string
+	alive      bool
+	running    []byte // the config the worker loaded
+	servers    map[string]haproxy.Stat
 	reloads    int
+	starts     int
+	stops      int
 	setAddr    []string // runtime API calls, addresses and states
 	failReload error
+	failStart  error
 }
 
 func (f *fakeProxy) Check(context.Context, string) error { return nil }
+func (f *fakeProxy) Observe(context.Context) ProxyState {
+	if !f.alive {
+		return ProxyState{Err: errors.New("connection refused")}
+	}
+	return ProxyState{Alive: true, ConfigHash: haproxy.ReadConfigHash(f.running), Servers: maps.Clone(f.servers)}
+}
+func (f *fakeProxy) load() {
+	f.running, _ = os.ReadFile(filepath.Join(f.dir, compiler.HAProxyFile))
+	f.servers = map[string]haproxy.Stat{}
+	for _, l := range strings.Split(string(f.running), "\n") {
+		w := strings.Fields(l)
+		if len(w) >= 3 && w[0] == "server" {
+			st := haproxy.Stat{Proxy: w[1], Name: w[1], Type: haproxy.StatServer, Addr: w[2], Status: "no check"}
+			if len(w) > 3 && w[3] == "disabled" {
+				st.Status = "MAINT"
+			}
+			f.servers[w[1]] = st
+		}
+	}
+}
+func (f *fakeProxy) Start(context.Context) error {
+	if f.failStart != nil {
+		return f.failStart
+	}
+	f.starts++
+	f.alive = true
+	f.load()
+	return nil
+}
+func (f *fakeProxy) Stop(context.Context) error {
+	f.stops++
+	f.alive = false
+	return nil
+}
 func (f *fakeProxy) Reload(context.Context) error {
 	if f.failReload != nil {
 		return f.failReload
 	}
 	f.reloads++
+	f.load()
 	return nil
 }
 func (f *fakeProxy) SetServerAddr(_ context.Context, b, s string, a netip.AddrPort) error {
 	f.setAddr = append(f.setAddr, b+"/"+s+" "+a.String())
+	st := f.servers[b]
+	st.Addr = a.String()
+	f.servers[b] = st
 	return nil
 }
 func (f *fakeProxy) SetServerState(_ context.Context, b, s string, enabled bool) error {
 	f.setAddr = append(f.setAddr, fmt.Sprintf("%s/%s enabled=%v", b, s, enabled))
+	st := f.servers[b]
+	st.Status = map[bool]string{true: "no check", false: "MAINT"}[enabled]
+	f.servers[b] = st
 	return nil
 }
-func (f *fakeProxy) FrontendsUp(context.Context, []string) error { return nil }
+func (f *fakeProxy) FrontendsUp(context.Context, []string) error {
+	if !f.alive {
+		return errors.New("no worker")
+	}
+	return nil
+}
 
 const testNode = `name: t
 addresses: [198.51.100.2]
@@ -84,8 +154,9 @@ func compile(t *testing.T, yaml string) *compiler.Result {
 }
 
 func newApplier(t *testing.T) (*Applier, *fakeRules, *fakeProxy) {
-	r, p := &fakeRules{}, &fakeProxy{}
-	return &Applier{Dir: t.TempDir(), Rules: r, Proxy: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, r, p
+	dir := t.TempDir()
+	r, p := &fakeRules{}, &fakeProxy{dir: dir}
+	return &Applier{Dir: dir, Rules: r, Proxy: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, r, p
 }
 
 func TestApplyTwiceChangesNothing(t *testing.T) {
@@ -98,8 +169,8 @@ func TestApplyTwiceChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Nothing || rules.applied != 1 || proxy.reloads != 1 {
-		t.Errorf("second apply: %+v, rules applied %d times, %d reloads; want nothing, 1, 1", c, rules.applied, proxy.reloads)
+	if !c.Nothing || rules.applied != 1 || proxy.starts != 1 || proxy.reloads != 0 {
+		t.Errorf("second apply: %+v, rules applied %d times, %d starts, %d reloads; want nothing, 1, 1, 0", c, rules.applied, proxy.starts, proxy.reloads)
 	}
 }
 
@@ -112,7 +183,7 @@ func TestAddressOnlyChangeUsesRuntimeAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Reload || proxy.reloads != 1 || len(proxy.setAddr) != 1 || proxy.setAddr[0] != "ssh/ssh 127.0.0.2:2222" {
+	if c.Reload || proxy.reloads != 0 || len(proxy.setAddr) != 1 || proxy.setAddr[0] != "ssh/ssh 127.0.0.2:2222" {
 		t.Errorf("change %+v, reloads %d, runtime calls %v; want one set server and no reload", c, proxy.reloads, proxy.setAddr)
 	}
 	if rules.applied != 1 {
@@ -127,7 +198,7 @@ func TestNewServiceReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Reload || proxy.reloads != 2 || !strings.Contains(c.ReloadReason, "beyond server addresses") {
+	if !c.Reload || proxy.reloads != 1 || !strings.Contains(c.ReloadReason, "beyond server addresses") {
 		t.Errorf("change %+v, %d reloads; want a reload with its reason", c, proxy.reloads)
 	}
 }
@@ -168,7 +239,98 @@ func TestStateChangeUsesRuntimeAPI(t *testing.T) {
 	if _, err := a.Apply(context.Background(), compile(t, testNode)); err != nil {
 		t.Fatal(err)
 	}
-	if proxy.reloads != 1 || proxy.setAddr[len(proxy.setAddr)-1] != "ssh/ssh enabled=true" {
+	if proxy.reloads != 0 || proxy.setAddr[len(proxy.setAddr)-1] != "ssh/ssh enabled=true" {
 		t.Errorf("re-enable: %d reloads, runtime calls %v", proxy.reloads, proxy.setAddr)
+	}
+}
+
+// TestRebootIsRepaired: after a reboot (nat table empty, no HAProxy, state
+// directory intact) the same node file is not "nothing to change": the
+// rules and jumps go back and a master is started.
+func TestRebootIsRepaired(t *testing.T) {
+	a, rules, proxy := newApplier(t)
+	res := compile(t, testNode)
+	if _, err := a.Apply(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	rules.installed, proxy.alive = nil, false
+	c, err := a.Apply(context.Background(), res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Nothing || !c.Start || len(c.Jumps) != 2 || len(c.Rules) == 0 || len(c.Files) != 0 {
+		t.Errorf("change %+v; want rules, both jumps and a start, no files", c)
+	}
+	if rules.applied != 2 || proxy.starts != 2 || !proxy.alive {
+		t.Errorf("rules applied %d times, %d starts; want 2 and 2", rules.applied, proxy.starts)
+	}
+}
+
+// TestDriftIsSeen: a missing jump, a deleted state file and a worker on
+// another configuration are each a change, named by What.
+func TestDriftIsSeen(t *testing.T) {
+	a, rules, proxy := newApplier(t)
+	res := compile(t, testNode)
+	if _, err := a.Apply(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	rules.missing = []iptables.Chain{"PREROUTING"}
+	os.Remove(filepath.Join(a.Dir, compiler.PlanFile))
+	proxy.running = []byte("global\n    description portstripe-config sha256:0000\n")
+	c, err := a.Plan(context.Background(), res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.What(), ","); got != "jumps,files,haproxy_config" {
+		t.Errorf("What() = %s, want jumps,files,haproxy_config (change %+v)", got, c)
+	}
+	if _, err := a.Apply(context.Background(), res); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := a.Plan(context.Background(), res); !c.Nothing {
+		t.Errorf("after the repair: %+v, want nothing", c)
+	}
+}
+
+// TestFailedFirstApplyLeavesNothing: when HAProxy cannot start on a node
+// where portstripe never ran, no rule, jump or file is left behind.
+func TestFailedFirstApplyLeavesNothing(t *testing.T) {
+	a, rules, proxy := newApplier(t)
+	proxy.failStart = errors.New("start haproxy: cannot bind socket [198.51.100.2:20000]")
+	_, err := a.Apply(context.Background(), compile(t, testNode))
+	if err == nil || !strings.Contains(err.Error(), "cannot bind") {
+		t.Fatalf("apply: %v, want the start error", err)
+	}
+	if rules.installed != nil || len(rules.missing) != 0 {
+		t.Errorf("rules left: %q (jumps missing %q)", rules.installed, rules.missing)
+	}
+	if entries, _ := os.ReadDir(a.Dir); len(entries) != 0 {
+		t.Errorf("%d files left in the state directory", len(entries))
+	}
+}
+
+// TestUnchangedFilesKeepPrev: applying the same node again (a reboot, a
+// repair) rewrites no file, so *.prev still holds the real previous version.
+func TestUnchangedFilesKeepPrev(t *testing.T) {
+	a, rules, proxy := newApplier(t)
+	first := compile(t, testNode)
+	second := compile(t, strings.Replace(testNode, "127.0.0.1:22", "127.0.0.2:2222", 1))
+	for _, res := range []*compiler.Result{first, second} {
+		if _, err := a.Apply(context.Background(), res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rules.installed, proxy.alive = nil, false
+	c, err := a.Apply(context.Background(), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Files) != 0 {
+		t.Errorf("files rewritten though they did not change: %v", c.Files)
+	}
+	for n, want := range first.Files {
+		if got, _ := os.ReadFile(filepath.Join(a.Dir, n+".prev")); string(got) != string(want) {
+			t.Errorf("%s.prev no longer holds the first version", n)
+		}
 	}
 }

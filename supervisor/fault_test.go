@@ -51,6 +51,7 @@ func TestApplyStorageFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a, rules, proxy := newApplier(t)
 			a.Dir = testenv.Tmpfs(t, "64k")
+			proxy.dir = a.Dir
 			if _, err := a.Apply(context.Background(), compile(t, testNode)); err != nil {
 				t.Fatal(err)
 			}
@@ -61,8 +62,8 @@ func TestApplyStorageFaults(t *testing.T) {
 				t.Fatalf("apply: %v, want %v naming the file", err, tt.cause)
 			}
 			t.Logf("%s: %v", tt.name, err)
-			if rules.applied != applied || proxy.reloads != 1 {
-				t.Errorf("rules applied %d times, %d reloads; want %d and 1", rules.applied, proxy.reloads, applied)
+			if rules.applied != applied || proxy.reloads != 0 || proxy.starts != 1 {
+				t.Errorf("rules applied %d times, %d reloads, %d starts; want %d, 0, 1", rules.applied, proxy.reloads, proxy.starts, applied)
 			}
 			if after := testenv.Snapshot(t, a.Dir, "*.prev"); after != before {
 				t.Error("the state directory changed")
@@ -114,8 +115,8 @@ func TestApplyRestoreFails(t *testing.T) {
 	if got := testenv.Run(t, "iptables-save", "-t", "nat"); stripComments(got) != stripComments(savedRules) {
 		t.Errorf("installed rules changed:\n%s", got)
 	}
-	if testenv.Snapshot(t, a.Dir, "*.prev") != savedFiles || proxy.reloads != 1 {
-		t.Errorf("files not rolled back, or HAProxy reloaded (%d reloads)", proxy.reloads)
+	if testenv.Snapshot(t, a.Dir, "*.prev") != savedFiles || proxy.reloads != 0 || proxy.starts != 1 {
+		t.Errorf("files not rolled back, or HAProxy reloaded (%d reloads, %d starts)", proxy.reloads, proxy.starts)
 	}
 }
 
@@ -154,19 +155,23 @@ func TestHAProxyMissing(t *testing.T) {
 	t.Logf("start: %v", err)
 }
 
-// TestHungMaster: a master socket that accepts and never answers makes a
-// reload fail within seconds with a clear error, without starting a second
-// master beside the hung one, and the apply rolls back.
+// TestHungMaster: a master socket that accepts and never answers is not a
+// running master (Observe), yet starting one fails within seconds with a
+// clear error instead of starting a second master beside the hung one.
 func TestHungMaster(t *testing.T) {
 	sock := testenv.HungSocket(t)
-	h := &HAProxy{Config: filepath.Join(t.TempDir(), compiler.HAProxyFile), MasterSocket: sock,
+	dir := t.TempDir()
+	h := &HAProxy{Config: filepath.Join(dir, compiler.HAProxyFile), MasterSocket: sock, LogFile: filepath.Join(dir, LogFile),
 		RuntimeSocket: testenv.HungSocket(t), VerifyTimeout: 300 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	start := time.Now()
-	err := h.Reload(context.Background())
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not starting a second master") {
-		t.Errorf("reload: %v, want a refusal to start a second master", err)
+	if st := h.Observe(context.Background()); st.Alive || !errors.Is(st.Err, context.DeadlineExceeded) {
+		t.Errorf("observe: %+v, want not alive, timed out", st)
 	}
-	t.Logf("reload: %v", err)
+	err := h.Start(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not starting a second master") {
+		t.Errorf("start: %v, want a refusal to start a second master", err)
+	}
+	t.Logf("start: %v", err)
 	if _, statErr := os.Stat(sock); statErr != nil {
 		t.Errorf("the hung master's socket was removed: %v", statErr)
 	}
@@ -256,8 +261,8 @@ func (s *syncBuffer) waitFor(t *testing.T, count int, words ...string) string {
 
 // TestRunSurvivesNodeFileFaults runs `portstripe run` for real (iptables and
 // HAProxy in a namespace): deleting the node file, then truncating it, is
-// logged as a failed apply while the same HAProxy master keeps serving;
-// writing a fixed file applies it.
+// logged as a refused node file while the same HAProxy master keeps serving
+// (healthy, not ready); writing a fixed file applies it.
 func TestRunSurvivesNodeFileFaults(t *testing.T) {
 	dir, path, ok := testenv.SelfNode(t, string(fixtures.SeedNode))
 	if !ok {
@@ -272,14 +277,20 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 	}
 	state := filepath.Join(dir, "state")
 	h := &HAProxy{Config: filepath.Join(state, compiler.HAProxyFile), MasterSocket: filepath.Join(dir, "master.sock"),
-		RuntimeSocket: filepath.Join(dir, "api.sock"), Log: log}
+		RuntimeSocket: filepath.Join(dir, "api.sock"), LogFile: filepath.Join(state, LogFile), Log: log}
+	desired, err := compiler.Compile(node.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := &Runner{
 		Node:     node.Options{Path: path},
 		Applier:  &Applier{Dir: state, Rules: rules, Proxy: h, Log: log},
 		HAProxy:  h,
 		Metrics:  NewMetrics(nil),
 		Log:      log,
+		Desired:  desired,
 		Debounce: 50 * time.Millisecond,
+		Cleanup:  true, // the master outlives a plain stop
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -311,7 +322,7 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 		if err := f.do(); err != nil {
 			t.Fatal(err)
 		}
-		line := logs.waitFor(t, i+1, "apply failed", "node file changed")
+		line := logs.waitFor(t, i+1, "node file refused", "node file changed")
 		if !strings.Contains(line, f.want) {
 			t.Errorf("%s: log %q does not say %q", f.name, line, f.want)
 		}
@@ -319,11 +330,8 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 		if ps, err := h.Procs(ctx); err != nil || ps.Master.PID != master || len(ps.Workers) == 0 {
 			t.Fatalf("%s: haproxy %+v, %v; want master %d still serving", f.name, ps, err, master)
 		}
-		r.mu.Lock()
-		healthy := r.healthy
-		r.mu.Unlock()
-		if healthy == nil {
-			t.Errorf("%s: /healthz would say ok", f.name)
+		if serving, fileErr := r.health(); serving != nil || fileErr == nil {
+			t.Errorf("%s: serving %v, node file error %v; want serving (healthy) but not ready", f.name, serving, fileErr)
 		}
 	}
 	if err := os.WriteFile(path, []byte(strings.Replace(good, "inspect_delay: 5s", "inspect_delay: 4s", 1)), 0o600); err != nil {

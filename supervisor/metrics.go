@@ -18,6 +18,13 @@ type Metrics struct {
 	LastSuccess prometheus.Gauge
 	NodeInfo    *prometheus.GaugeVec
 	Restarts    prometheus.Counter
+	// DriftRepairs counts, by what differed, the passes that found the
+	// machine unlike the last applied state and put it back.
+	DriftRepairs *prometheus.CounterVec
+	// ConfigApplied is 1 when the node file as it is now is what runs;
+	// LastApplyError is 1 when the last try to apply it failed.
+	ConfigApplied  prometheus.Gauge
+	LastApplyError prometheus.Gauge
 }
 
 // Live is what the scrape-time collector reads: HAProxy and rule counters.
@@ -44,11 +51,23 @@ func NewMetrics(live Live) *Metrics {
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portstripe_haproxy_restarts_total", Help: "HAProxy masters restarted after dying.",
 		}),
+		DriftRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portstripe_drift_repairs_total", Help: "Reconcile passes that found the machine unlike the applied state and repaired it, by what differed (rules, jumps, files, haproxy_master, haproxy_config, servers).",
+		}, []string{"what"}),
+		ConfigApplied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portstripe_config_applied", Help: "1 when the node file as it is now is applied and served.",
+		}),
+		LastApplyError: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portstripe_last_apply_error", Help: "1 when the last try to apply the node file failed (the log and /readyz say why).",
+		}),
 	}
 	for _, r := range []string{"ok", "unchanged", "failed"} {
 		m.Applies.WithLabelValues(r)
 	}
-	m.Registry.MustRegister(m.Applies, m.LastSuccess, m.NodeInfo, m.Restarts)
+	for _, w := range (Change{}).whatNames() {
+		m.DriftRepairs.WithLabelValues(w)
+	}
+	m.Registry.MustRegister(m.Applies, m.LastSuccess, m.NodeInfo, m.Restarts, m.DriftRepairs, m.ConfigApplied, m.LastApplyError)
 	if live != nil {
 		m.Registry.MustRegister(liveCollector{live})
 	}

@@ -26,33 +26,32 @@ const LogFile = "haproxy.log"
 
 // HAProxy is the HAProxy master portstripe drives: started here in
 // master-worker mode (`haproxy -W -S <master socket> -f <cfg>`), or, when
-// one already answers on the master socket, attached to.
+// one already answers on the master socket, attached to. A master always
+// runs in a session of its own, so it outlives the portstripe that started
+// it: stopping or restarting `portstripe run`, or a one-shot apply exiting,
+// drops no client's session.
 type HAProxy struct {
 	Bin           string // haproxy binary; "haproxy" when empty
 	Config        string // haproxy.cfg path
 	MasterSocket  string
 	RuntimeSocket string
-	// Detach starts the master in a session of its own, for a one-shot
-	// apply that exits while HAProxy keeps serving; run keeps it as a child
-	// whose output goes to the log instead.
-	Detach bool
-	// LogFile receives a detached master's output. A later apply reads the
-	// ALERT lines a failed reload appended to it, so the error says why
-	// even though the master outlived the apply that started it.
+	// LogFile receives the master's output. An apply reads the ALERT lines
+	// a failed reload appended to it, so the error says why even though the
+	// master outlived the portstripe that started it.
 	LogFile string
 	Log     *slog.Logger
 	// VerifyTimeout bounds FrontendsUp; 0 means 5s.
 	VerifyTimeout time.Duration
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the child master exits
+	exited  chan struct{} // closed when a master this process started exits
 	master  *haproxy.Master
 	runtime *haproxy.Runtime
-	// alerts are HAProxy's last ALERT lines; alertsSeen counts them all.
-	alerts     []string
-	alertsSeen int
 }
+
+// observeTimeout bounds one look at HAProxy: a master that takes longer to
+// answer "show proc" counts as not answering.
+const observeTimeout = 2 * time.Second
 
 func (h *HAProxy) clients() (*haproxy.Master, *haproxy.Runtime) {
 	h.mu.Lock()
@@ -66,6 +65,13 @@ func (h *HAProxy) clients() (*haproxy.Master, *haproxy.Runtime) {
 
 // Alive reports whether a master answers on the master socket.
 func (h *HAProxy) Alive(ctx context.Context) bool { return h.probe(ctx) == nil }
+
+// Observe reads what runs: the master's processes, and the configuration
+// hash and servers of the worker serving the stats socket.
+func (h *HAProxy) Observe(ctx context.Context) ProxyState {
+	m, r := h.clients()
+	return observeProxy(ctx, m, r)
+}
 
 // probe asks the master for "show proc", waiting at most a second.
 func (h *HAProxy) probe(ctx context.Context) error {
@@ -112,19 +118,16 @@ func (h *HAProxy) Start(ctx context.Context) error {
 	// A master killed with -9 leaves its socket file behind; HAProxy
 	// refuses to bind over it.
 	os.Remove(h.MasterSocket)
-	seen := h.alertCount()
-	cmd := exec.Command(path, "-W", "-S", h.MasterSocket+",mode,600", "-f", h.Config)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = logWriter{h}, logWriter{h}
-	if h.Detach {
-		out, err := h.newLogFile()
-		if err != nil {
-			return fmt.Errorf("start haproxy: %w", err)
-		}
-		defer out.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		cmd.Stdout, cmd.Stderr = out, out
+	out, err := h.newLogFile()
+	if err != nil {
+		return fmt.Errorf("start haproxy: %w", err)
 	}
+	defer out.Close()
+	cmd := exec.Command(path, "-W", "-S", h.MasterSocket+",mode,600", "-f", h.Config)
+	// Its own session: no signal meant for portstripe (a terminal's ^C, a
+	// unit's KillMode=process stop) reaches it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
@@ -134,7 +137,7 @@ func (h *HAProxy) Start(ctx context.Context) error {
 		close(exited)
 	}()
 	h.mu.Lock()
-	h.cmd, h.exited = cmd, exited
+	h.exited = exited
 	h.mu.Unlock()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -145,7 +148,7 @@ func (h *HAProxy) Start(ctx context.Context) error {
 		select {
 		case <-exited:
 			err := fmt.Errorf("start haproxy: %s exited (%v) before its master socket answered", path, cmd.ProcessState)
-			return withAlerts(err, h.alertsFor(seen, 0))
+			return withAlerts(err, h.alertsFor(0))
 		case <-ctx.Done():
 			return fmt.Errorf("start haproxy: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
@@ -155,32 +158,45 @@ func (h *HAProxy) Start(ctx context.Context) error {
 }
 
 // Exited is closed when a master started by this process exits; nil when
-// none was started (or it was started detached).
+// none was (an adopted master's death is seen by polling).
 func (h *HAProxy) Exited() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.Detach {
-		return nil
-	}
 	return h.exited
 }
 
-// Stop stops the master this process started: SIGUSR1 is HAProxy's soft
-// stop (listeners close, connections finish), SIGTERM after the grace time.
-func (h *HAProxy) Stop(grace time.Duration) {
-	h.mu.Lock()
-	cmd, exited := h.cmd, h.exited
-	h.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
-		return
+// stopGrace is how long Stop lets a soft-stopping master finish its
+// connections before it is terminated.
+const stopGrace = 5 * time.Second
+
+// Stop stops the master answering on the socket, and its workers: SIGUSR1
+// is HAProxy's soft stop (listeners close, connections finish), SIGTERM to
+// its session after stopGrace. It is for tearing down (--cleanup) and for a
+// rollback to "nothing served", never for a restart of portstripe.
+func (h *HAProxy) Stop(ctx context.Context) error {
+	ps, err := h.Procs(ctx)
+	if err != nil {
+		return fmt.Errorf("stop haproxy: %w", err)
 	}
-	cmd.Process.Signal(syscall.SIGUSR1)
-	select {
-	case <-exited:
-	case <-time.After(grace):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		<-exited
+	pid := ps.Master.PID
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		return fmt.Errorf("stop haproxy: master %d: %w", pid, err)
 	}
+	deadline := time.Now().Add(stopGrace)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			// The master leads its session and process group.
+			syscall.Kill(-pid, syscall.SIGTERM)
+			deadline = time.Now().Add(stopGrace)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stop haproxy: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	h.Log.Info("haproxy stopped", "master_pid", pid)
+	return nil
 }
 
 // Check validates a configuration file with `haproxy -c`.
@@ -188,21 +204,16 @@ func (h *HAProxy) Check(ctx context.Context, cfgPath string) error {
 	return haproxy.Check(ctx, cfgPath)
 }
 
-// Reload makes the master load the configuration on disk, starting a master
-// if none answers.
+// Reload makes the master load the configuration on disk.
 func (h *HAProxy) Reload(ctx context.Context) error {
-	if !h.Alive(ctx) {
-		h.Log.Info("no haproxy master answers; starting one", "master_socket", h.MasterSocket)
-		return h.Start(ctx)
-	}
 	m, _ := h.clients()
-	seen, logged := h.alertCount(), h.logSize()
+	logged := h.logSize()
 	ps, err := m.Reload(ctx)
 	if err != nil {
 		// The master CLI says only that the reload failed; why is in the
 		// ALERT lines the master printed on its output.
 		time.Sleep(100 * time.Millisecond)
-		return withAlerts(err, h.alertsFor(seen, logged))
+		return withAlerts(err, h.alertsFor(logged))
 	}
 	h.Log.Info("haproxy reloaded", "master_pid", ps.Master.PID, "reloads", ps.Master.Reloads, "workers", haproxy.PIDs(ps.Workers))
 	return nil
@@ -267,61 +278,11 @@ func (h *HAProxy) FrontendsUp(ctx context.Context, names []string) error {
 	return last
 }
 
-// logWriter turns HAProxy's output lines into log records. ALERT lines are
-// logged as warnings and kept: the error of the apply they fail carries
-// them, so each failure is one error line.
-type logWriter struct{ h *HAProxy }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.Split(string(p), "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case line == "":
-		case strings.HasPrefix(line, "[NOTICE]"):
-			w.h.Log.Info(line, "source", "haproxy")
-		case strings.HasPrefix(line, "[ALERT]"):
-			w.h.noteAlert(line)
-			w.h.Log.Warn(line, "source", "haproxy")
-		default:
-			w.h.Log.Warn(line, "source", "haproxy")
-		}
-	}
-	return len(p), nil
-}
-
 const keptAlerts = 8
 
-func (h *HAProxy) noteAlert(line string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.alerts = append(h.alerts, line)
-	if len(h.alerts) > keptAlerts {
-		h.alerts = h.alerts[len(h.alerts)-keptAlerts:]
-	}
-	h.alertsSeen++
-}
-
-func (h *HAProxy) alertCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.alertsSeen
-}
-
-// alertsSince returns the kept ALERT lines printed after the count was n.
-func (h *HAProxy) alertsSince(n int) []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	k := min(h.alertsSeen-n, len(h.alerts))
-	return slices.Clone(h.alerts[len(h.alerts)-k:])
-}
-
-// alertsFor returns the ALERT lines the master printed since the alert count
-// was seen (a child of this process) or since LogFile was logged bytes long
-// (a detached master, perhaps started by an earlier apply).
-func (h *HAProxy) alertsFor(seen int, logged int64) []string {
-	if why := h.alertsSince(seen); len(why) > 0 {
-		return why
-	}
+// alertsFor returns the ALERT lines the master wrote to LogFile since it
+// was logged bytes long.
+func (h *HAProxy) alertsFor(logged int64) []string {
 	if h.LogFile == "" {
 		return nil
 	}
@@ -361,11 +322,11 @@ func (h *HAProxy) logSize() int64 {
 	return st.Size()
 }
 
-// newLogFile opens an empty LogFile for a new detached master; the previous
+// newLogFile opens an empty LogFile for a new master; the previous
 // master's output is kept as LogFile.prev.
 func (h *HAProxy) newLogFile() (*os.File, error) {
 	if h.LogFile == "" {
-		return nil, errors.New("a detached master needs a log file")
+		return nil, errors.New("a master needs a log file")
 	}
 	if err := os.Rename(h.LogFile, h.LogFile+".prev"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err

@@ -21,29 +21,63 @@ import (
 	"github.com/portstripe/portstripe/node"
 )
 
-// Runner is `portstripe run`: it applies the node file, watches it, and
-// keeps HAProxy alive.
+// DefaultPeriod is how often run observes the machine and repairs drift.
+const DefaultPeriod = 10 * time.Second
+
+// Runner is `portstripe run`: a level-triggered controller. It keeps the
+// machine running the desired state (the node file's last good compile),
+// reconciling on events (node file change, SIGHUP, HAProxy exit) and every
+// Period, and leaves HAProxy and the rules serving when it stops.
 type Runner struct {
 	Node    node.Options
 	Applier *Applier
 	HAProxy *HAProxy
 	Metrics *Metrics
 	Log     *slog.Logger
+	// Desired is what to serve at start: the node file's compile, or, when
+	// the node file is broken (FileErr), the last applied state.
+	Desired *compiler.Result
+	FileErr error
 	// Debounce groups the burst of events an editor's save makes.
 	Debounce time.Duration
-	// MetricsAddr serves /metrics and /healthz; empty serves nothing.
+	// Period is how often the machine is observed and drift repaired;
+	// 0 means DefaultPeriod.
+	Period time.Duration
+	// MetricsAddr serves /metrics, /healthz and /readyz; empty serves nothing.
 	MetricsAddr string
-	// Cleanup removes portstripe's chains on stop.
-	Cleanup func(context.Context) error
+	// Cleanup tears the node down on stop: HAProxy stopped, rules removed.
+	Cleanup bool
+	// Notify sends a state to systemd (sd_notify); nil sends nothing.
+	Notify func(state string)
 
-	mu      sync.Mutex
-	healthy error // why the node is not healthy; nil when it is
+	mu sync.Mutex
+	// desired is what the machine must run, fromFile whether it is the
+	// node file as it is now (not a fallback); good is the last state
+	// applied in full (nil before the first); fileErr says why the node
+	// file is not what runs; serving says why the machine does not run
+	// desired (nil when the last pass made it so).
+	desired, good *compiler.Result
+	fromFile      bool
+	fileErr       error
+	serving       error
+	ready         bool
+	retryAt       time.Time // no liveness-triggered pass before this
+	backoff       time.Duration
 }
 
-// Run works until ctx ends (SIGTERM, SIGINT), then stops cleanly.
+// Run works until ctx ends (SIGTERM, SIGINT), then stops, leaving the node
+// serving unless Cleanup is set.
 func (r *Runner) Run(ctx context.Context) error {
 	if r.Debounce == 0 {
 		r.Debounce = 200 * time.Millisecond
+	}
+	if r.Period <= 0 {
+		r.Period = DefaultPeriod
+	}
+	r.desired, r.fileErr, r.fromFile = r.Desired, r.FileErr, r.FileErr == nil
+	if r.fileErr != nil {
+		r.Log.Error("node file refused at start; serving the last applied state until it is fixed",
+			"error", r.fileErr, "applied_sha256", r.desired.Plan.Node.SHA256)
 	}
 	if r.MetricsAddr != "" {
 		stop, err := r.serve()
@@ -69,14 +103,18 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.HAProxy.Alive(ctx) {
 		r.Log.Info("attached to a running haproxy master", "master_socket", r.HAProxy.MasterSocket)
 	}
-	r.apply(ctx, "start")
+	r.reconcile(ctx, "start")
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	var debounce <-chan time.Time
-	health := time.NewTicker(500 * time.Millisecond)
-	defer health.Stop()
+	period := time.NewTicker(r.Period)
+	defer period.Stop()
+	// The master is polled between periods: an adopted one is not our
+	// child, so its death sends no event.
+	live := time.NewTicker(time.Second)
+	defer live.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,46 +128,75 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.Log.Warn("node file watch", "error", err)
 		case <-debounce:
 			debounce = nil
-			r.apply(ctx, "node file changed")
+			r.load(ctx, "node file changed")
 		case <-hup:
-			r.apply(ctx, "SIGHUP")
+			r.load(ctx, "SIGHUP")
 		case <-r.HAProxy.Exited():
-			r.restart(ctx, "haproxy master exited")
-		case <-health.C:
-			if !r.HAProxy.Alive(ctx) {
-				r.restart(ctx, "haproxy master does not answer")
+			r.reconcile(ctx, "haproxy master exited")
+		case <-period.C:
+			r.notify("WATCHDOG=1")
+			r.reconcile(ctx, "periodic")
+		case <-live.C:
+			r.notify("WATCHDOG=1")
+			if time.Now().After(r.retryAt) && !r.HAProxy.Alive(ctx) {
+				r.reconcile(ctx, "haproxy master does not answer")
 			}
 		}
 	}
 }
 
-// apply compiles and applies the node file; failures are logged and
-// counted, and the previous state keeps serving.
-func (r *Runner) apply(ctx context.Context, reason string) {
-	log := r.Log.With("reason", reason)
-	fail := func(err error) {
-		r.Metrics.Applies.WithLabelValues("failed").Inc()
-		r.setHealth(err)
-		log.Error("apply failed; the previous rules and HAProxy worker keep serving", "error", err)
-	}
+// load recompiles the node file and, when it compiles, makes it the
+// desired state; a broken file leaves the last good state serving.
+func (r *Runner) load(ctx context.Context, reason string) {
 	res, err := compiler.Compile(r.Node)
 	if err != nil {
-		fail(err)
+		r.Metrics.Applies.WithLabelValues("failed").Inc()
+		r.setFileErr(err)
+		r.Log.Error("node file refused; the last applied state keeps serving", "reason", reason, "error", err)
 		return
 	}
-	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	r.mu.Lock()
+	r.desired, r.fromFile = res, true
+	r.mu.Unlock()
+	r.reconcile(ctx, reason)
+}
+
+// reconcile observes the machine and makes it run the desired state.
+func (r *Runner) reconcile(ctx context.Context, reason string) {
+	r.mu.Lock()
+	desired, good := r.desired, r.good
+	r.mu.Unlock()
+	log := r.Log.With("reason", reason)
+	// Bounded below systemd's watchdog, which the loop feeds between passes.
+	actx, cancel := context.WithTimeout(ctx, 40*time.Second)
 	defer cancel()
-	unlock, err := Lock(actx, r.Applier.Dir)
+	c, err := r.applyLocked(actx, desired)
 	if err != nil {
-		fail(err)
+		r.Metrics.Applies.WithLabelValues("failed").Inc()
+		r.failed()
+		r.mu.Lock()
+		if r.fromFile {
+			r.fileErr = err
+		}
+		fallback := good != nil && desired != good
+		if fallback {
+			// A node file that compiles but does not apply (haproxy -c,
+			// the kernel refusing a rule) is retried on its next change
+			// or SIGHUP; until then the last good state is kept right.
+			r.desired, r.fromFile = good, false
+		} else {
+			r.serving = err
+		}
+		r.mu.Unlock()
+		r.updateHealthMetrics()
+		if fallback {
+			log.Error("apply failed; the last applied state keeps serving", "error", err)
+		} else {
+			log.Error("apply failed; the machine is as it was before it", "error", err)
+		}
 		return
 	}
-	defer unlock()
-	c, err := r.Applier.Apply(actx, res)
-	if err != nil {
-		fail(err)
-		return
-	}
+	r.backoff = 0
 	result := "ok"
 	if c.Nothing {
 		result = "unchanged"
@@ -137,77 +204,131 @@ func (r *Runner) apply(ctx context.Context, reason string) {
 	r.Metrics.Applies.WithLabelValues(result).Inc()
 	r.Metrics.LastSuccess.SetToCurrentTime()
 	r.Metrics.NodeInfo.Reset()
-	r.Metrics.NodeInfo.WithLabelValues(res.Plan.Node.Name, res.Plan.Node.SHA256).Set(1)
-	r.setHealth(nil)
-	log.Info("node applied", "result", result, "node", res.Plan.Node.Name, "sha256", res.Plan.Node.SHA256,
-		"rule_changes", len(c.Rules), "reload", c.Reload, "runtime_changes", len(c.Servers))
+	r.Metrics.NodeInfo.WithLabelValues(desired.Plan.Node.Name, desired.Plan.Node.SHA256).Set(1)
+	switch {
+	case desired == good && !c.Nothing:
+		// Nothing was asked to change, yet the machine differed.
+		for _, w := range c.What() {
+			r.Metrics.DriftRepairs.WithLabelValues(w).Inc()
+		}
+		log.Warn("drift repaired", "what", c.What(), "rule_changes", len(c.Rules), "jumps", c.Jumps,
+			"haproxy_started", c.Start, "reload", c.Reload, "runtime_changes", len(c.Servers), "files", c.Files)
+	case desired != good || reason != "periodic":
+		log.Info("node applied", "result", result, "node", desired.Plan.Node.Name, "sha256", desired.Plan.Node.SHA256,
+			"rule_changes", len(c.Rules), "haproxy_started", c.Start, "reload", c.Reload, "runtime_changes", len(c.Servers))
+	}
+	r.mu.Lock()
+	r.good, r.serving = desired, nil
+	if r.fromFile && r.desired == desired {
+		r.fileErr = nil
+	}
+	ready := r.ready
+	r.ready = true
+	r.mu.Unlock()
+	r.updateHealthMetrics()
+	if !ready {
+		r.notify("READY=1")
+	}
 }
 
-// restart brings a dead HAProxy master back on the applied configuration.
-func (r *Runner) restart(ctx context.Context, why string) {
-	if r.HAProxy.Alive(ctx) {
-		return
+func (r *Runner) applyLocked(ctx context.Context, desired *compiler.Result) (Change, error) {
+	unlock, err := Lock(ctx, r.Applier.Dir)
+	if err != nil {
+		return Change{}, err
 	}
-	r.Log.Error("restarting haproxy", "why", why)
-	r.Metrics.Restarts.Inc()
-	if err := r.HAProxy.Start(ctx); err != nil {
-		r.setHealth(err)
-		r.Log.Error("haproxy restart failed; retrying", "error", err)
-		return
-	}
-	r.setHealth(nil)
+	defer unlock()
+	return r.Applier.Apply(ctx, desired)
+}
+
+// failed backs the liveness-triggered passes off, so a master that cannot
+// start is not retried every second.
+func (r *Runner) failed() {
+	r.backoff = min(max(2*r.backoff, time.Second), r.Period)
+	r.retryAt = time.Now().Add(r.backoff)
 }
 
 func (r *Runner) stop() {
-	r.Log.Info("stopping")
-	// Stops only a master this process started; an attached one stays.
-	r.HAProxy.Stop(5 * time.Second)
-	if r.Cleanup != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := r.Cleanup(ctx); err != nil {
-			r.Log.Error("cleanup", "error", err)
-		} else {
-			r.Log.Info("portstripe's iptables chains removed")
-		}
+	r.notify("STOPPING=1")
+	if !r.Cleanup {
+		r.Log.Info("stopping; HAProxy and the rules keep serving (the next run adopts them; --cleanup tears down)")
+		return
+	}
+	r.Log.Info("stopping and tearing down (--cleanup)")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Applier.Teardown(ctx); err != nil {
+		r.Log.Error("cleanup", "error", err)
+		return
+	}
+	r.Log.Info("haproxy stopped, portstripe's rules removed")
+}
+
+func (r *Runner) notify(state string) {
+	if r.Notify != nil {
+		r.Notify(state)
 	}
 }
 
-func (r *Runner) setHealth(err error) {
+func (r *Runner) setFileErr(err error) {
 	r.mu.Lock()
-	r.healthy = err
+	r.fileErr = err
 	r.mu.Unlock()
+	r.updateHealthMetrics()
 }
 
-// serve starts /metrics and /healthz; /healthz is 200 while the last apply
-// worked and the HAProxy master answers.
+func (r *Runner) health() (serving, fileErr error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.serving, r.fileErr
+}
+
+func (r *Runner) updateHealthMetrics() {
+	serving, fileErr := r.health()
+	applied, lastErr := 0.0, 0.0
+	if serving == nil && fileErr == nil {
+		applied = 1
+	} else {
+		lastErr = 1
+	}
+	r.Metrics.ConfigApplied.Set(applied)
+	r.Metrics.LastApplyError.Set(lastErr)
+}
+
+// serve starts /metrics, /healthz and /readyz. /healthz (liveness) is 200
+// while the node serves what was last applied, whatever the node file says
+// now; /readyz is 200 only when the node file as it is now is applied.
 func (r *Runner) serve() (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(r.Metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
-		r.mu.Lock()
-		err := r.healthy
-		r.mu.Unlock()
-		if err == nil && !r.HAProxy.Alive(req.Context()) {
-			err = errors.New("haproxy master does not answer")
+		serving, fileErr := r.health()
+		if serving == nil && !r.HAProxy.Alive(req.Context()) {
+			serving = errors.New("haproxy master does not answer")
 		}
-		if err != nil {
-			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+		if serving != nil {
+			http.Error(w, "unhealthy: "+serving.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if fileErr != nil {
+			fmt.Fprintln(w, "ok: serving the last applied state; the node file is not applied: "+fileErr.Error())
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, req *http.Request) {
+		serving, fileErr := r.health()
+		if err := errors.Join(serving, fileErr); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
 	srv := &http.Server{Addr: r.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	ln, err := listen(r.MetricsAddr)
+	ln, err := net.Listen("tcp", r.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("serve metrics: %w", err)
 	}
 	go srv.Serve(ln)
-	r.Log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+	r.Log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
-}
-
-// listen binds the metrics address; "127.0.0.1:0" picks a free port.
-func listen(addr string) (net.Listener, error) {
-	return net.Listen("tcp", addr)
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/portstripe/portstripe/compiler"
@@ -55,16 +56,15 @@ type live struct {
 	applier *supervisor.Applier
 }
 
-func newLive(dir string, h node.HAProxy, log *slog.Logger, detach bool) (*live, error) {
+func newLive(dir string, p *plan.Plan, log *slog.Logger) (*live, error) {
 	rules, err := iptables.New(iptables.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
 	proxy := &supervisor.HAProxy{
 		Config:        filepath.Join(dir, compiler.HAProxyFile),
-		MasterSocket:  h.MasterSocket,
-		RuntimeSocket: h.RuntimeSocket,
-		Detach:        detach,
+		MasterSocket:  p.HAProxy.MasterSocket,
+		RuntimeSocket: p.HAProxy.RuntimeSocket,
 		LogFile:       filepath.Join(dir, supervisor.LogFile),
 		Log:           log,
 	}
@@ -76,7 +76,7 @@ func newLive(dir string, h node.HAProxy, log *slog.Logger, detach bool) (*live, 
 }
 
 // prepare compiles the node and wires the machine's iptables and HAProxy.
-func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags, detach bool) (*compiler.Result, *live, error) {
+func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags) (*compiler.Result, *live, error) {
 	log, err := lf.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return nil, nil, err
@@ -85,11 +85,18 @@ func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags, detach bool) (*co
 	if err != nil {
 		return nil, nil, err
 	}
-	if os.Geteuid() != 0 {
-		return nil, nil, fmt.Errorf("%s needs root: it changes iptables rules and runs HAProxy on the node's ports", cmd.Name())
+	if err := needRoot(cmd); err != nil {
+		return nil, nil, err
 	}
-	l, err := newLive(lf.dir, res.Node.HAProxy, log, detach)
+	l, err := newLive(lf.dir, res.Plan, log)
 	return res, l, err
+}
+
+func needRoot(cmd *cobra.Command) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s needs root: it reads and changes iptables rules and runs HAProxy on the node's ports", cmd.Name())
+	}
+	return nil
 }
 
 // Procs, Stats and Counters feed the metrics read at scrape time.
@@ -108,28 +115,33 @@ func applyCmd(nf *nodeFlags) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "apply [-c node.yaml] [--dir DIR] [--dry-run]",
 		Short: "Compile, validate and apply a node: rules, files and HAProxy together, or nothing",
-		Long: `apply compiles the node file, validates the result (haproxy -c, and the rules
-loaded into a throwaway network namespace), writes haproxy.cfg, rules.v4 and
-plan.json into --dir atomically (previous versions kept as *.prev), loads the
-rules with one iptables-restore into portstripe's own chains (jumps from
-PREROUTING and OUTPUT ensured), and then:
+		Long: `apply compiles the node file and compares it with what the machine runs,
+observed fresh (never taken from portstripe's own files): portstripe's chains
+and the jumps to them in the kernel (one iptables-save), the HAProxy master on
+the master socket, and the configuration hash and servers of its worker (show
+info, show stat). Then it changes only what differs:
 
-  - if only backend server addresses changed: changes them through the HAProxy
-    runtime API, without a reload;
-  - otherwise: reloads HAProxy through its master CLI, and verifies with
-    'show proc' that a new worker runs and with 'show stat' that every frontend
-    is open. With no master answering on the master socket, it starts one
-    (haproxy -W -S <master socket> -f <dir>/haproxy.cfg) in a session of its
-    own that outlives apply, logging to <dir>/haproxy.log.
+  - rules or jumps missing or different: validated in a throwaway network
+    namespace, then loaded with one iptables-restore into portstripe's own
+    chains, jumps from PREROUTING and OUTPUT put back;
+  - files in --dir that differ: written atomically (previous versions kept as
+    *.prev);
+  - no HAProxy master answers (a reboot, a kill): one is started on
+    <dir>/haproxy.cfg (haproxy -W -S <master socket>) in a session of its own
+    that outlives portstripe, logging to <dir>/haproxy.log;
+  - the worker runs another configuration: haproxy -c, then a reload through
+    the master CLI, verified with show proc, show info and show stat;
+  - only server addresses or maintenance differ: the runtime API, no reload.
 
-Any failure puts the previous files and rules back, and the previous HAProxy
-worker keeps serving. Applying an unchanged node file changes nothing: no
-reload, same rules, same counters. Two applies at once take turns (a lock
-in --dir); --dry-run prints what would change and touches nothing.`,
+Any failure puts the machine back as it was observed: the previous rules (or
+none at all, on a first apply), the previous files, the previous worker (or no
+HAProxy). "Nothing to change" means the machine matches. Two applies at once
+take turns (a lock in --dir); --dry-run prints what would change and touches
+nothing, and exits 3 when something would change.`,
 		Example: `  portstripe apply -c /etc/portstripe/node.yaml --dry-run
   portstripe apply -c /etc/portstripe/node.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, l, err := prepare(cmd, nf, &lf, true)
+			res, l, err := prepare(cmd, nf, &lf)
 			if err != nil {
 				return err
 			}
@@ -141,6 +153,9 @@ in --dir); --dry-run prints what would change and touches nothing.`,
 					return fmt.Errorf("dry run: %w", err)
 				}
 				printChange(cmd.OutOrStdout(), ch, true)
+				if !ch.Nothing {
+					return changesPending{}
+				}
 				return nil
 			}
 			lctx, lcancel := context.WithTimeout(ctx, lockTimeout)
@@ -159,7 +174,7 @@ in --dir); --dry-run prints what would change and touches nothing.`,
 		},
 	}
 	lf.register(c)
-	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (rules, backends, reload) and touch nothing")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (rules, jumps, files, HAProxy) and touch nothing; exit 3 when something would")
 	c.Flags().DurationVar(&lockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another apply to finish")
 	return c
 }
@@ -167,12 +182,18 @@ in --dir); --dry-run prints what would change and touches nothing.`,
 func printChange(w io.Writer, c supervisor.Change, dry bool) {
 	verb := map[bool]string{true: "would ", false: ""}[dry]
 	if c.Nothing {
-		fmt.Fprintln(w, "nothing to change: files, rules and HAProxy already match the node file")
+		fmt.Fprintln(w, "nothing to change: rules, jumps, files and HAProxy already match the node file")
 		return
 	}
 	fmt.Fprintf(w, "rules: %d lines %schange\n", len(c.Rules), verb)
 	for _, l := range c.Rules {
 		fmt.Fprintln(w, "  "+l)
+	}
+	for _, h := range c.Jumps {
+		fmt.Fprintf(w, "jump: %sadd the jump from %s to %s\n", verb, h, iptables.ChainEntry)
+	}
+	for _, f := range c.Files {
+		fmt.Fprintf(w, "file: %swrite %s\n", verb, f)
 	}
 	for _, b := range c.Backends {
 		fmt.Fprintln(w, "backend "+b)
@@ -185,12 +206,21 @@ func printChange(w io.Writer, c supervisor.Change, dry bool) {
 			fmt.Fprintf(w, "runtime API: %s%s server %s/%s (no reload)\n", verb, strings.TrimSuffix(s.State, "d"), s.Backend, s.Server)
 		}
 	}
-	if c.Reload {
+	switch {
+	case c.Start:
+		fmt.Fprintf(w, "haproxy: %sstart (%s)\n", verb, c.StartReason)
+	case c.Reload:
 		fmt.Fprintf(w, "haproxy: %sreload (%s)\n", verb, c.ReloadReason)
-	} else {
+	default:
 		fmt.Fprintf(w, "haproxy: no reload\n")
 	}
 }
+
+// changesPending is apply --dry-run's "something would change" (exit 3),
+// for scripts that ask whether the machine matches.
+type changesPending struct{}
+
+func (changesPending) Error() string { return "changes pending (see above)" }
 
 func runCmd(nf *nodeFlags) *cobra.Command {
 	var (
@@ -198,44 +228,71 @@ func runCmd(nf *nodeFlags) *cobra.Command {
 		metrics  string
 		cleanup  bool
 		debounce time.Duration
+		period   time.Duration
 	)
 	c := &cobra.Command{
-		Use:   "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--cleanup]",
-		Short: "Own a live node: apply, watch the node file, keep HAProxy running",
-		Long: `run starts HAProxy in master-worker mode (or attaches to a master already
-answering on the node's master socket), applies the node file as 'apply' does,
-and then:
+		Use:   "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
+		Short: "Own a live node: keep the machine running the node file, repairing drift",
+		Long: `run is a controller: it keeps the machine running the node file, comparing
+what it wants with what it observes (as apply does) at start, when the node
+file changes (editors that write a temporary file and rename it are fine;
+changes are debounced), on SIGHUP, when the HAProxy master dies, and every
+--period. Whatever differs is put back and logged with the reason and what
+drifted (portstripe_drift_repairs_total{what}): a jump deleted by another
+firewall tool, flushed chains, a killed HAProxy, a worker on another config.
 
-  - re-applies when the node file changes (editors that write a temporary file
-    and rename it are fine; changes are debounced) and on SIGHUP;
-  - restarts the HAProxy master if it dies;
-  - serves Prometheus metrics on /metrics and a health check on /healthz
-    (127.0.0.1 only unless --metrics says otherwise);
-  - on SIGTERM or SIGINT stops HAProxy (if it started it) and, with --cleanup,
-    removes portstripe's iptables chains.
+A broken node file (at start too, when an earlier apply left its state in
+--dir) is logged and counted; the last applied state keeps serving until the
+file is fixed. Only with no applied state does a broken file stop run (exit 2).
 
-A broken edit is logged and counted (portstripe_applies_total{result="failed"});
-the previous rules and worker keep serving until the file is fixed.`,
+It attaches to a master already answering on the node's master socket (one an
+earlier run or apply started); one it starts runs in a session of its own. On
+SIGTERM or SIGINT, run stops and leaves HAProxy and the rules serving, so a
+restart or an upgrade of portstripe drops no client; --cleanup tears down
+instead (HAProxy stopped, portstripe's rules removed).
+
+It serves, on --metrics (127.0.0.1 only unless told otherwise), /metrics,
+/healthz (200 while the node serves what was last applied) and /readyz (200
+only when the node file as it is now is applied). Under systemd (Type=notify)
+it reports READY after the first successful pass and feeds the watchdog.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// The first compile decides the sockets; a node file that fails
-			// at start is an input error (exit 2), later ones are logged.
-			_, l, err := prepare(cmd, nf, &lf, false)
+			log, err := lf.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			res, fileErr := nf.compile()
+			if fileErr != nil && !node.IsInputError(fileErr) {
+				return fileErr
+			}
+			if err := needRoot(cmd); err != nil {
+				return err
+			}
+			if fileErr != nil {
+				last, err := supervisor.LoadApplied(lf.dir)
+				if err != nil {
+					// Nothing to fall back on: the input error stops run.
+					return fileErr
+				}
+				res = last
+			}
+			l, err := newLive(lf.dir, res.Plan, log)
 			if err != nil {
 				return err
 			}
 			o, _ := nf.options()
-			log := l.applier.Log
 			r := &supervisor.Runner{
 				Node:        o,
 				Applier:     l.applier,
 				HAProxy:     l.proxy,
 				Metrics:     supervisor.NewMetrics(l),
 				Log:         log,
+				Desired:     res,
+				FileErr:     fileErr,
 				Debounce:    debounce,
+				Period:      period,
 				MetricsAddr: metrics,
-			}
-			if cleanup {
-				r.Cleanup = l.rules.Clean
+				Cleanup:     cleanup,
+				Notify:      sdNotify(log),
 			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
@@ -243,15 +300,29 @@ the previous rules and worker keep serving until the file is fixed.`,
 		},
 	}
 	lf.register(c)
-	c.Flags().StringVar(&metrics, "metrics", "127.0.0.1:9642", "address for /metrics and /healthz; empty disables")
-	c.Flags().BoolVar(&cleanup, "cleanup", false, "remove portstripe's iptables chains when stopping")
+	c.Flags().StringVar(&metrics, "metrics", "127.0.0.1:9642", "address for /metrics, /healthz and /readyz; empty disables")
+	c.Flags().BoolVar(&cleanup, "cleanup", false, "tear down when stopping: stop HAProxy and remove portstripe's rules")
 	c.Flags().DurationVar(&debounce, "debounce", 200*time.Millisecond, "wait this long after the last node file change before applying")
+	c.Flags().DurationVar(&period, "period", supervisor.DefaultPeriod, "how often to observe the machine and repair drift")
 	return c
+}
+
+// sdNotify tells systemd about run's state when it runs under a unit with
+// Type=notify (NOTIFY_SOCKET set); elsewhere it does nothing.
+func sdNotify(log *slog.Logger) func(string) {
+	return func(state string) {
+		if _, err := daemon.SdNotify(false, state); err != nil {
+			log.Warn("sd_notify", "state", state, "error", err)
+		}
+	}
 }
 
 // Status is what `portstripe status --json` prints.
 type Status struct {
-	Node     *plan.NodeInfo     `json:"node,omitempty"`
+	Node *plan.NodeInfo `json:"node,omitempty"`
+	// Drift is how the machine differs from the applied state (nil when
+	// it matches or could not be observed).
+	Drift    *supervisor.Change `json:"drift,omitempty"`
 	HAProxy  *haproxy.Procs     `json:"haproxy,omitempty"`
 	Backends []haproxy.Stat     `json:"backends,omitempty"`
 	Rules    []iptables.Counter `json:"rules,omitempty"`
@@ -327,7 +398,52 @@ func readStatus(ctx context.Context, dir string) Status {
 	if err != nil {
 		st.Problems = append(st.Problems, "iptables: "+err.Error())
 	}
+	st.Problems = append(st.Problems, drift(ctx, dir, &st)...)
 	return st
+}
+
+// drift compares the machine with the state the last apply left in dir,
+// as apply would, and names what differs.
+func drift(ctx context.Context, dir string, st *Status) []string {
+	if os.Geteuid() != 0 {
+		return []string{"drift not checked: reading the kernel's rules needs root"}
+	}
+	applied, err := supervisor.LoadApplied(dir)
+	if err != nil {
+		return []string{"drift not checked: " + err.Error()}
+	}
+	l, err := newLive(dir, applied.Plan, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return []string{"drift not checked: " + err.Error()}
+	}
+	c, err := l.applier.Plan(ctx, applied)
+	if err != nil {
+		return []string{"drift not checked: " + err.Error()}
+	}
+	if c.Nothing {
+		return nil
+	}
+	st.Drift = &c
+	var out []string
+	for _, h := range c.Jumps {
+		out = append(out, fmt.Sprintf("drift: the jump from %s to %s is missing", h, iptables.ChainEntry))
+	}
+	if len(c.Rules) > 0 {
+		out = append(out, fmt.Sprintf("drift: %d rule lines differ from the applied rules.v4 (portstripe apply --dry-run shows them)", len(c.Rules)))
+	}
+	for _, f := range c.Files {
+		out = append(out, fmt.Sprintf("drift: %s in %s differs from the applied state", f, dir))
+	}
+	switch {
+	case c.Start:
+		out = append(out, "drift: "+c.StartReason)
+	case c.Reload:
+		out = append(out, "drift: haproxy needs a reload: "+c.ReloadReason)
+	}
+	for _, s := range c.Servers {
+		out = append(out, fmt.Sprintf("drift: server %s/%s differs from the applied one (addr %v, state %q)", s.Backend, s.Server, s.Addr, s.State))
+	}
+	return append(out, "drift repair: 'portstripe apply' (or a running 'portstripe run') puts the applied state back")
 }
 
 func writeStatus(w io.Writer, st Status) {

@@ -16,10 +16,12 @@ import (
 )
 
 // Exit codes: 2 means the operator's input (node file, flags) is wrong and
-// nothing was written or applied; 1 means the machine failed.
+// nothing was written or applied; 1 means the machine failed; 3 means
+// apply --dry-run found changes pending.
 const (
 	exitFailure = 1
 	exitInput   = 2
+	exitPending = 3
 )
 
 // usageError marks a bad command line.
@@ -33,6 +35,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
+		if errors.As(err, new(changesPending)) {
+			return exitPending
+		}
 		fmt.Fprintln(stderr, "portstripe: "+oneLine(err.Error()))
 		var ue usageError
 		if errors.As(err, &ue) || node.IsInputError(err) {

@@ -1,0 +1,148 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/plan"
+)
+
+// Observed is the machine as it is, read fresh for every decision: the
+// kernel's rules, the HAProxy that answers, and the files HAProxy is
+// (re)started from. Apply, dry runs, status and run's reconcile loop all
+// compare it with the desired state; none trusts what an earlier apply
+// wrote down.
+type Observed struct {
+	Rules   iptables.Observed
+	HAProxy ProxyState
+	// Files are the state directory's copies of the files the desired state
+	// names (absent ones left out).
+	Files map[string][]byte
+}
+
+// ProxyState is what a running HAProxy says of itself.
+type ProxyState struct {
+	// Alive: a master answers "show proc" on the master socket.
+	Alive bool
+	// Err says why the master or the worker could not be read.
+	Err   error
+	Procs haproxy.Procs
+	// ConfigHash is the hash the worker serving the stats socket reports
+	// (haproxy.ConfigHash); empty when it could not be read.
+	ConfigHash string
+	// Servers are the servers that worker runs, by backend (portstripe
+	// emits one server per backend).
+	Servers map[string]haproxy.Stat
+}
+
+// Observe reads the machine: one iptables-save, the master CLI, the runtime
+// API, and the state directory's files.
+func (a *Applier) Observe(ctx context.Context, names []string) (Observed, error) {
+	var o Observed
+	var err error
+	if o.Rules, err = a.Rules.Observe(ctx); err != nil {
+		return o, err
+	}
+	o.HAProxy = a.Proxy.Observe(ctx)
+	o.Files = map[string][]byte{}
+	for _, n := range names {
+		b, err := readStateFile(filepath.Join(a.Dir, n))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return o, fmt.Errorf("read %s: %w", filepath.Join(a.Dir, n), err)
+		default:
+			o.Files[n] = b
+		}
+	}
+	return o, nil
+}
+
+// maxStateFile bounds what is read back from the state directory: the
+// files portstripe writes there are far smaller.
+const maxStateFile = 64 << 20
+
+// readStateFile reads a regular file of the state directory, bounded, and
+// never through a symlink planted there.
+func readStateFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxStateFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxStateFile)
+	}
+	return b, nil
+}
+
+// observeProxy asks the master and the worker what runs.
+func observeProxy(ctx context.Context, m *haproxy.Master, r *haproxy.Runtime) ProxyState {
+	var st ProxyState
+	pctx, cancel := context.WithTimeout(ctx, observeTimeout)
+	defer cancel()
+	ps, err := m.ShowProc(pctx)
+	if err != nil {
+		st.Err = err
+		return st
+	}
+	st.Alive, st.Procs = true, ps
+	info, err := r.ShowInfo(pctx)
+	if err != nil {
+		st.Err = fmt.Errorf("runtime API: %w", err)
+		return st
+	}
+	st.ConfigHash = haproxy.HashOf(info.Fields["description"])
+	stats, err := r.ShowStat(pctx)
+	if err != nil {
+		st.Err = fmt.Errorf("runtime API: %w", err)
+		return st
+	}
+	st.Servers = map[string]haproxy.Stat{}
+	for _, s := range stats {
+		if s.Type == haproxy.StatServer {
+			st.Servers[s.Proxy] = s
+		}
+	}
+	return st
+}
+
+// LoadApplied reads the desired state the last successful apply left in
+// dir: what run serves when the node file is broken at start.
+func LoadApplied(dir string) (*compiler.Result, error) {
+	res := &compiler.Result{Files: map[string][]byte{}}
+	for _, n := range []string{compiler.HAProxyFile, compiler.RulesFile, compiler.PlanFile} {
+		b, err := readStateFile(filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("no applied state in %s: %w", dir, err)
+		}
+		res.Files[n] = b
+	}
+	var p plan.Plan
+	if err := json.Unmarshal(res.Files[compiler.PlanFile], &p); err != nil {
+		return nil, fmt.Errorf("applied plan in %s: %w", dir, err)
+	}
+	res.Plan = &p
+	return res, nil
+}
