@@ -181,7 +181,7 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 	c.Backends = diffBackends(hp.Servers, res.Plan)
 	switch wantHash := haproxy.ReadConfigHash(newCfg); {
 	case !hp.Alive:
-		c.Start, c.StartReason = true, fmt.Sprintf("no haproxy master answers on %s (%v)", res.Plan.HAProxy.MasterSocket, hp.Err)
+		c.Start, c.StartReason = true, fmt.Sprintf("no haproxy master answers (%v)", hp.Err)
 	case hp.ConfigHash != wantHash:
 		c.Reload, c.ReloadReason = true, reloadReason(hp, wantHash, obs.Files[compiler.HAProxyFile], newCfg)
 	default:
@@ -512,8 +512,8 @@ func runningState(s haproxy.Stat) string {
 	return ""
 }
 
-// firstDiff names the first line that differs, past the comments (the
-// header's hash changes with every edit and says nothing about why).
+// firstDiff names the first line that differs, past the comments and the
+// config hash (hashes change with every edit and say nothing about why).
 func firstDiff(a, b []byte) string {
 	if d := textdiff.Lines(uncommented(a), uncommented(b), 1); len(d) > 0 {
 		return d[0]
@@ -524,7 +524,8 @@ func firstDiff(a, b []byte) string {
 func uncommented(b []byte) string {
 	var keep []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+		// The config hash changes with any line; it says nothing of why.
+		if t := strings.TrimSpace(l); !strings.HasPrefix(t, "#") && haproxy.HashOf(strings.TrimPrefix(t, "description ")) == "" {
 			keep = append(keep, l)
 		}
 	}

@@ -197,6 +197,9 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 		return
 	}
 	r.backoff = 0
+	if c.Start && r.ready {
+		r.Metrics.Restarts.Inc()
+	}
 	result := "ok"
 	if c.Nothing {
 		result = "unchanged"

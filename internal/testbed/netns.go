@@ -196,9 +196,22 @@ func (ns Netns) Command(name string, args ...string) *exec.Cmd {
 func (ns Netns) Run(name string, args ...string) (string, error) {
 	out, err := ns.Command(name, args...).CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("in %s: %s %s: %v: %s", ns, name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return string(out), fmt.Errorf("in %s: %s %s: %w: %s", ns, name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
+}
+
+// ExitCode is the exit status a Run error carries: 0 for nil, -1 when the
+// command did not run or exit normally.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 // Sysctl sets a per-namespace sysctl (key as in `sysctl -w`, dotted).
