@@ -230,13 +230,13 @@ type liveRun struct {
 	stateDir string
 }
 
-// startRun starts `portstripe run --cleanup` with /metrics on a free
-// loopback port, and waits for its first apply.
-func startRun(t *testing.T, node testbed.Netns, dir, nodePath string) *liveRun {
+// startRun starts `portstripe run` (with extra flags) with /metrics on a
+// free loopback port, logging to dir/<log>, and waits for its first pass.
+func startRun(t *testing.T, node testbed.Netns, dir, nodePath, log string, extra ...string) *liveRun {
 	t.Helper()
 	r := &liveRun{t: t, node: node, stateDir: filepath.Join(dir, "state")}
-	r.proc = testenv.Start(t, "portstripe run", node.Command(cliPath, "run", "-c", nodePath, "--dir", r.stateDir,
-		"--metrics", "127.0.0.1:0", "--cleanup"), filepath.Join(dir, "run.log"))
+	args := append([]string{"run", "-c", nodePath, "--dir", r.stateDir, "--metrics", "127.0.0.1:0"}, extra...)
+	r.proc = testenv.Start(t, "portstripe run", node.Command(cliPath, args...), filepath.Join(dir, log))
 	if err := r.proc.WaitLog("msg=\"node applied\"", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestLiveRun(t *testing.T) {
 	liveWriteLikeEditor(t, nodePath, v1.yaml(dir))
 	masterSock := filepath.Join(dir, "master.sock")
 
-	r := startRun(t, node, dir, nodePath)
+	r := startRun(t, node, dir, nodePath, "run.log", "--cleanup")
 	t.Logf("portstripe run serves /metrics on %s (in the node namespace)", r.metrics)
 	r.waitApplies("ok", 1)
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in haproxy:haproxy openvpn:openvpn iptables-restore:iptables socat:socat \
-	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 \
+	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 nft:nftables \
 	docker-compose:docker-compose sslh:sslh; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
