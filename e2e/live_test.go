@@ -723,8 +723,8 @@ func TestLiveApply(t *testing.T) {
 		cfg := liveReadFile(t, filepath.Join(stateDir, "haproxy.cfg"))
 		liveWriteLikeEditor(t, nodePath, b.yaml(dir))
 		out, err := apply("--dry-run")
-		if code := testbed.ExitCode(err); code != 3 {
-			t.Fatalf("apply --dry-run with changes pending: exit %d (%v), want 3", code, err)
+		if err != nil {
+			t.Fatal(err)
 		}
 		t.Logf("apply --dry-run after adding a service:\n%s", strings.TrimSpace(out))
 		for _, want := range []string{"backend + extra 127.0.0.1:8443", "haproxy: would reload"} {

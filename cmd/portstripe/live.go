@@ -106,12 +106,16 @@ func (l *live) Counters(ctx context.Context) ([]iptables.Counter, error) {
 	return l.rules.Counters(ctx)
 }
 
+// applyFlags are apply's flags.
+type applyFlags struct {
+	lf          liveFlags
+	dryRun      bool
+	detailed    bool
+	lockTimeout time.Duration
+}
+
 func applyCmd(nf *nodeFlags) *cobra.Command {
-	var (
-		lf          liveFlags
-		dryRun      bool
-		lockTimeout time.Duration
-	)
+	var f applyFlags
 	c := &cobra.Command{
 		Use:   "apply [-c node.yaml] [--dir DIR] [--dry-run]",
 		Short: "Compile, validate and apply a node: rules, files and HAProxy together, or nothing",
@@ -137,46 +141,60 @@ Any failure puts the machine back as it was observed: the previous rules (or
 none at all, on a first apply), the previous files, the previous worker (or no
 HAProxy). "Nothing to change" means the machine matches. Two applies at once
 take turns (a lock in --dir); --dry-run prints what would change and touches
-nothing, and exits 3 when something would change.`,
+nothing. With --detailed-exitcode (as terraform plan has it) a dry run exits 0
+when the machine matches, 2 when something would change, 1 on any error.`,
 		Example: `  portstripe apply -c /etc/portstripe/node.yaml --dry-run
+  portstripe apply -c /etc/portstripe/node.yaml --dry-run --detailed-exitcode || echo "drift or pending changes"
   portstripe apply -c /etc/portstripe/node.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, l, err := prepare(cmd, nf, &lf)
-			if err != nil {
-				return err
+			if f.detailed && !f.dryRun {
+				return usageError{errors.New("--detailed-exitcode goes with --dry-run")}
 			}
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
-			if dryRun {
-				ch, err := l.applier.Plan(ctx, res)
-				if err != nil {
-					return fmt.Errorf("dry run: %w", err)
-				}
-				printChange(cmd.OutOrStdout(), ch, true)
-				if !ch.Nothing {
-					return changesPending{}
-				}
-				return nil
+			err := f.apply(cmd, nf)
+			if f.detailed && err != nil && !errors.As(err, new(changesPending)) {
+				return detailedError{err}
 			}
-			lctx, lcancel := context.WithTimeout(ctx, lockTimeout)
-			unlock, err := supervisor.Lock(lctx, lf.dir)
-			lcancel()
-			if err != nil {
-				return err
-			}
-			defer unlock()
-			ch, err := l.applier.Apply(ctx, res)
-			if err != nil {
-				return err
-			}
-			printChange(cmd.OutOrStdout(), ch, false)
-			return nil
+			return err
 		},
 	}
-	lf.register(c)
-	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (rules, jumps, files, HAProxy) and touch nothing; exit 3 when something would")
-	c.Flags().DurationVar(&lockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another apply to finish")
+	f.lf.register(c)
+	c.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would change (rules, jumps, files, HAProxy) and touch nothing")
+	c.Flags().BoolVar(&f.detailed, "detailed-exitcode", false, "with --dry-run: exit 0 when nothing would change, 2 when something would, 1 on any error")
+	c.Flags().DurationVar(&f.lockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another apply to finish")
 	return c
+}
+
+func (f *applyFlags) apply(cmd *cobra.Command, nf *nodeFlags) error {
+	res, l, err := prepare(cmd, nf, &f.lf)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if f.dryRun {
+		ch, err := l.applier.Plan(ctx, res)
+		if err != nil {
+			return fmt.Errorf("dry run: %w", err)
+		}
+		printChange(cmd.OutOrStdout(), ch, true)
+		if f.detailed && !ch.Nothing {
+			return changesPending{}
+		}
+		return nil
+	}
+	lctx, lcancel := context.WithTimeout(ctx, f.lockTimeout)
+	unlock, err := supervisor.Lock(lctx, f.lf.dir)
+	lcancel()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ch, err := l.applier.Apply(ctx, res)
+	if err != nil {
+		return err
+	}
+	printChange(cmd.OutOrStdout(), ch, false)
+	return nil
 }
 
 func printChange(w io.Writer, c supervisor.Change, dry bool) {
@@ -216,11 +234,17 @@ func printChange(w io.Writer, c supervisor.Change, dry bool) {
 	}
 }
 
-// changesPending is apply --dry-run's "something would change" (exit 3),
-// for scripts that ask whether the machine matches.
+// changesPending is apply --dry-run --detailed-exitcode's "something would
+// change" (exit 2), for scripts that ask whether the machine matches.
 type changesPending struct{}
 
 func (changesPending) Error() string { return "changes pending (see above)" }
+
+// detailedError is any error under --detailed-exitcode: exit 1, since 2
+// says "changes pending" there.
+type detailedError struct{ error }
+
+func (e detailedError) Unwrap() error { return e.error }
 
 func runCmd(nf *nodeFlags) *cobra.Command {
 	var (

@@ -16,12 +16,13 @@ import (
 )
 
 // Exit codes: 2 means the operator's input (node file, flags) is wrong and
-// nothing was written or applied; 1 means the machine failed; 3 means
-// apply --dry-run found changes pending.
+// nothing was written or applied; 1 means the machine failed. Under
+// apply --dry-run --detailed-exitcode, 2 means changes are pending and
+// every error is 1.
 const (
 	exitFailure = 1
 	exitInput   = 2
-	exitPending = 3
+	exitPending = 2
 )
 
 // usageError marks a bad command line.
@@ -40,6 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stderr, "portstripe: "+oneLine(err.Error()))
 		var ue usageError
+		if errors.As(err, new(detailedError)) {
+			return exitFailure
+		}
 		if errors.As(err, &ue) || node.IsInputError(err) {
 			return exitInput
 		}
