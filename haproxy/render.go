@@ -77,6 +77,7 @@ func FromPlan(p *plan.Plan) *Config {
 			"node: " + p.Node.Name,
 			"source: " + p.Node.Source,
 			"sha256: " + p.Node.SHA256,
+			"settings sha256: " + p.Node.SettingsSHA256,
 		},
 		Global: Section{Type: GlobalSection, Lines: []Line{
 			MasterWorker{},
@@ -90,6 +91,9 @@ func FromPlan(p *plan.Plan) *Config {
 			Timeout{"server", h.TimeoutServer},
 			MaxConn(h.MaxConn),
 		}},
+	}
+	for _, o := range p.Node.Overrides {
+		c.Header = append(c.Header, "override: "+o.String())
 	}
 	for _, l := range p.Lists {
 		if l.Proto != node.TCP || l.Frontend == nil {

@@ -8,18 +8,17 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/portstripe/portstripe/fixtures"
+	"github.com/portstripe/portstripe/internal/safefile"
 )
 
 // MaxFileSize bounds what Load reads: a node file is a few kilobytes, and a
@@ -54,89 +53,78 @@ func IsInputError(err error) bool {
 	return errors.As(err, &fe)
 }
 
-// file is the node file as written; every scalar is read as a string so that
-// validate can say, with the field path, what is wrong with it.
+// file is the node file as written; every scalar is kept as text so that
+// validate can say, with the field path, what is wrong with it. The yaml
+// tags are the exact key names; scalar says which YAML scalars a field takes
+// besides text (see schema.go).
 type file struct {
-	Name      string        `mapstructure:"name"`
-	Addresses []string      `mapstructure:"addresses"`
-	Striped   protoPorts    `mapstructure:"striped"`
-	Reserved  []string      `mapstructure:"reserved"`
-	HAProxy   haproxyFile   `mapstructure:"haproxy"`
-	Defaults  protoDefaults `mapstructure:"defaults"`
-	Services  []serviceFile `mapstructure:"services"`
+	Name      string        `yaml:"name"`
+	Addresses []string      `yaml:"addresses"`
+	Striped   protoPorts    `yaml:"striped"`
+	Reserved  []string      `yaml:"reserved" scalar:"int"`
+	HAProxy   haproxyFile   `yaml:"haproxy"`
+	Defaults  protoDefaults `yaml:"defaults"`
+	Services  []serviceFile `yaml:"services"`
 }
 
 type protoPorts struct {
-	TCP []string `mapstructure:"tcp"`
-	UDP []string `mapstructure:"udp"`
+	TCP []string `yaml:"tcp" scalar:"int"`
+	UDP []string `yaml:"udp" scalar:"int"`
 }
 
 type protoDefaults struct {
-	TCP string `mapstructure:"tcp"`
-	UDP string `mapstructure:"udp"`
+	TCP string `yaml:"tcp"`
+	UDP string `yaml:"udp"`
 }
 
 type haproxyFile struct {
-	ListenPort    string       `mapstructure:"listen_port"`
-	InspectDelay  string       `mapstructure:"inspect_delay"`
-	Timeouts      timeoutsFile `mapstructure:"timeouts"`
-	MaxConn       string       `mapstructure:"maxconn"`
-	MasterSocket  string       `mapstructure:"master_socket"`
-	RuntimeSocket string       `mapstructure:"runtime_socket"`
+	ListenPort    string       `yaml:"listen_port" scalar:"int"`
+	InspectDelay  string       `yaml:"inspect_delay"`
+	Timeouts      timeoutsFile `yaml:"timeouts"`
+	MaxConn       string       `yaml:"maxconn" scalar:"int"`
+	MasterSocket  string       `yaml:"master_socket"`
+	RuntimeSocket string       `yaml:"runtime_socket"`
 }
 
 type timeoutsFile struct {
-	Connect string `mapstructure:"connect"`
-	Client  string `mapstructure:"client"`
-	Server  string `mapstructure:"server"`
+	Connect string `yaml:"connect"`
+	Client  string `yaml:"client"`
+	Server  string `yaml:"server"`
 }
 
 type serviceFile struct {
-	Name      string   `mapstructure:"name"`
-	Kind      string   `mapstructure:"kind"`
-	TLS       tlsFile  `mapstructure:"tls"`
-	SNI       []string `mapstructure:"sni"`
-	UDP       string   `mapstructure:"udp"`
-	TCP       string   `mapstructure:"tcp"`
-	Striped   string   `mapstructure:"striped"`
-	Disabled  string   `mapstructure:"disabled"`
-	Dedicated []string `mapstructure:"dedicated"`
+	Name      string   `yaml:"name"`
+	Kind      string   `yaml:"kind"`
+	TLS       tlsFile  `yaml:"tls"`
+	SNI       []string `yaml:"sni"`
+	UDP       string   `yaml:"udp" scalar:"int"`
+	TCP       string   `yaml:"tcp"`
+	Striped   string   `yaml:"striped" scalar:"bool"`
+	Disabled  string   `yaml:"disabled" scalar:"bool"`
+	Dedicated []string `yaml:"dedicated" scalar:"int"`
 }
 
 type tlsFile struct {
-	Mode   string `mapstructure:"mode"`
-	Digest string `mapstructure:"digest"`
+	Mode   string `yaml:"mode"`
+	Digest string `yaml:"digest"`
 }
 
-// defaults are the values a node file may leave out.
-var defaults = map[string]any{
-	"striped.tcp":              []string{"1-29999"},
-	"striped.udp":              []string{"1-29999"},
-	"reserved":                 []string{"30000-65535"},
-	"haproxy.listen_port":      "20000",
-	"haproxy.inspect_delay":    "5s",
-	"haproxy.timeouts.connect": "5s",
-	"haproxy.timeouts.client":  "1h",
-	"haproxy.timeouts.server":  "1h",
-	"haproxy.maxconn":          "4096",
-	"haproxy.master_socket":    "/run/portstripe/haproxy-master.sock",
-	"haproxy.runtime_socket":   "/run/portstripe/haproxy.sock",
-	"defaults.tcp":             Reject,
-	"defaults.udp":             Reject,
-	"name":                     "",
-	"addresses":                []string{},
-	"services":                 []any{},
-}
-
-// DefaultKeys lists the keys that have defaults, sorted; they are also the
-// keys the environment can override.
-func DefaultKeys() []string {
-	keys := make([]string, 0, len(defaults))
-	for k := range defaults {
-		keys = append(keys, k)
+// defaultFile holds the values a node file may leave out; what the file
+// sets replaces them key by key (a list whole).
+func defaultFile() file {
+	return file{
+		Striped:  protoPorts{TCP: []string{"1-29999"}, UDP: []string{"1-29999"}},
+		Reserved: []string{"30000-65535"},
+		HAProxy: haproxyFile{
+			ListenPort:    "20000",
+			InspectDelay:  "5s",
+			Timeouts:      timeoutsFile{Connect: "5s", Client: "1h", Server: "1h"},
+			MaxConn:       "4096",
+			MasterSocket:  "/run/portstripe/haproxy-master.sock",
+			RuntimeSocket: "/run/portstripe/haproxy.sock",
+		},
+		Defaults: protoDefaults{TCP: Reject, UDP: Reject},
 	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Options say where a node comes from besides its file.
@@ -149,37 +137,39 @@ type Options struct {
 	Env bool
 }
 
+// Override is one setting that does not come from the node file: what a
+// reviewer of the file does not see, so every output names it.
+type Override struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+	// From is "--set" or the environment variable's name.
+	From string `json:"from"`
+}
+
+// String is how headers show an override: the value quoted, so it stays on
+// its line.
+func (o Override) String() string { return fmt.Sprintf("%s=%q (%s)", o.Key, o.Value, o.From) }
+
 // Load reads, decodes strictly and validates a node file.
 func Load(o Options) (*Node, error) {
 	data, source := fixtures.SeedNode, fixtures.SeedNodeName
 	if o.Path != "" {
 		var err error
-		if data, err = readFile(o.Path); err != nil {
-			return nil, err
+		if data, err = safefile.Read(o.Path, MaxFileSize); err != nil {
+			if errors.Is(err, safefile.ErrTooLarge) {
+				return nil, &FieldError{Msg: fmt.Sprintf("node file %s: larger than %d bytes; a node file is YAML of a few kilobytes", o.Path, MaxFileSize)}
+			}
+			return nil, &FieldError{Msg: fmt.Sprintf("node file: %v", err)}
 		}
 		source = o.Path
 	}
 	return Parse(data, source, o)
 }
 
-func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &FieldError{Msg: fmt.Sprintf("node file: %v", err)}
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, &FieldError{Msg: fmt.Sprintf("node file %s: %v", path, err)}
-	}
-	if len(data) > MaxFileSize {
-		return nil, &FieldError{Msg: fmt.Sprintf("node file %s: larger than %d bytes; a node file is YAML of a few kilobytes", path, MaxFileSize)}
-	}
-	return data, nil
-}
-
 // Parse decodes and validates node file bytes; source names them in errors
-// and headers.
+// and headers. The file is decoded strictly first (one YAML document, exact
+// keys, each once, typed scalars), then the environment and --set override
+// it through the same schema.
 func Parse(data []byte, source string, o Options) (*Node, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &FieldError{Msg: fmt.Sprintf("node file %s is empty; see fixtures/seed-node.yaml for an example", source)}
@@ -187,154 +177,105 @@ func Parse(data []byte, source string, o Options) (*Node, error) {
 	if !utf8.Valid(data) || bytes.IndexByte(data, 0) >= 0 {
 		return nil, &FieldError{Msg: fmt.Sprintf("node file %s is not text (binary or not UTF-8); a node file is YAML", source)}
 	}
-	v := viper.New()
-	v.SetConfigType("yaml")
-	for k, d := range defaults {
-		v.SetDefault(k, d)
-	}
-	if o.Env {
-		v.SetEnvPrefix(EnvPrefix)
-		v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-		v.AutomaticEnv()
-	}
-	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
-		return nil, &FieldError{Msg: fmt.Sprintf("node file %s is not valid YAML: %s", source, oneLine(err.Error()))}
-	}
-	keys := make([]string, 0, len(o.Set))
-	for k := range o.Set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := override(v, k, o.Set[k]); err != nil {
-			return nil, err
-		}
-	}
-	if err := walkKeys("", v.AllSettings(), reflect.TypeOf(file{})); err != nil {
+	root, err := document(data, source)
+	if err != nil {
 		return nil, err
 	}
-	var f file
-	if err := v.UnmarshalExact(&f); err != nil {
-		return nil, decodeError(err)
+	f := defaultFile()
+	if err := decode(root, reflect.ValueOf(&f).Elem(), "", ""); err != nil {
+		return nil, err
+	}
+	overrides, err := applyOverrides(&f, o)
+	if err != nil {
+		return nil, err
 	}
 	n, err := validate(&f)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
-	n.Source, n.SHA256 = source, hex.EncodeToString(sum[:])
+	settings, err := yaml.Marshal(&f)
+	if err != nil {
+		return nil, fmt.Errorf("encode the effective settings: %w", err)
+	}
+	n.Source, n.SHA256, n.SettingsSHA256, n.Overrides = source, sha256Hex(data), sha256Hex(settings), overrides
 	return n, nil
 }
 
-// override sets one --set key. A key may index a list
-// ("services[1].disabled", "striped.tcp[0]"): viper's Set knows only map
-// keys, so the list is copied with the one value changed and set whole.
-func override(v *viper.Viper, key, value string) error {
-	head, rest, indexed := strings.Cut(key, "[")
-	if !indexed {
-		v.Set(key, value)
-		return nil
+// document parses data as exactly one YAML document whose top is a map.
+func document(data []byte, source string) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	err := dec.Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		return nil, &FieldError{Msg: fmt.Sprintf("node file %s is empty (comments only); see fixtures/seed-node.yaml for an example", source)}
 	}
-	changed, err := setIn(v.Get(head), "["+rest, value, head)
 	if err != nil {
-		return err
+		return nil, notYAML(source, err)
 	}
-	v.Set(head, changed)
-	return nil
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		return nil, &FieldError{Msg: fmt.Sprintf("node file %s holds a second YAML document (after ---, line %d); a node file is one document", source, next.Line)}
+	case !errors.Is(err, io.EOF):
+		return nil, notYAML(source, err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, &FieldError{Msg: fmt.Sprintf("node file %s is not a map of keys (want %s)", source, strings.Join(keys(reflect.TypeFor[file]()), ", "))}
+	}
+	return doc.Content[0], nil
 }
 
-// setIn returns a copy of val with value put at path ("[2].tls.mode"); at
-// is the field path so far, for errors.
-func setIn(val any, path, value, at string) (any, error) {
-	switch {
-	case path == "":
-		return value, nil
-	case strings.HasPrefix(path, "["):
-		end := strings.IndexByte(path, ']')
-		if end < 0 {
-			return nil, fieldErr(at, "--set: %q has no closing ]", path)
-		}
-		list, ok := val.([]any)
-		if !ok {
-			return nil, fieldErr(at, "--set: not a list, so it takes no [index]")
-		}
-		i, err := strconv.Atoi(path[1:end])
-		if err != nil || i < 0 || i >= len(list) {
-			return nil, fieldErr(at+path[:end+1], "--set: no such entry (%s has %d, from [0])", at, len(list))
-		}
-		at = fmt.Sprintf("%s[%d]", at, i)
-		elem, err := setIn(list[i], path[end+1:], value, at)
-		if err != nil {
-			return nil, err
-		}
-		list = slices.Clone(list)
-		list[i] = elem
-		return list, nil
-	case strings.HasPrefix(path, "."):
-		key := path[1:]
-		if i := strings.IndexAny(key, ".["); i >= 0 {
-			key = key[:i]
-		}
-		m, ok := val.(map[string]any)
-		if val == nil {
-			m, ok = map[string]any{}, true // a key the file leaves out
-		}
-		if !ok || key == "" {
-			return nil, fieldErr(at, "--set: not a map, so it takes no .key")
-		}
-		elem, err := setIn(m[key], path[1+len(key):], value, join(at, key))
-		if err != nil {
-			return nil, err
-		}
-		m = maps.Clone(m)
-		m[key] = elem
-		return m, nil
-	}
-	return nil, fieldErr(at, "--set: want .key or [index] after it, got %q", path)
+func notYAML(source string, err error) error {
+	return &FieldError{Msg: fmt.Sprintf("node file %s is not valid YAML: %s", source, oneLine(strings.TrimPrefix(err.Error(), "yaml: ")))}
 }
 
-// walkKeys reports the first key (in sorted order) the node file format does
-// not know, with its field path; viper would otherwise drop it silently.
-func walkKeys(path string, val any, t reflect.Type) error {
-	switch t.Kind() {
-	case reflect.Struct:
-		m, ok := val.(map[string]any)
-		if !ok {
-			return nil // a type error; UnmarshalExact reports it
-		}
-		fields := map[string]reflect.Type{}
-		var allowed []string
-		for i := 0; i < t.NumField(); i++ {
-			tag := t.Field(i).Tag.Get("mapstructure")
-			fields[tag] = t.Field(i).Type
-			allowed = append(allowed, tag)
-		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
+// applyOverrides sets the PORTSTRIPE_* variables, then the --set keys (so
+// --set wins), each in sorted order, and returns them as applied.
+func applyOverrides(f *file, o Options) ([]Override, error) {
+	var all []Override
+	if o.Env {
+		// viper names the variables: haproxy.inspect_delay is
+		// PORTSTRIPE_HAPROXY_INSPECT_DELAY; an empty one counts as unset.
+		v := viper.New()
+		v.SetEnvPrefix(EnvPrefix)
+		v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+		keys := envKeys(reflect.TypeFor[file](), "")
 		sort.Strings(keys)
 		for _, k := range keys {
-			ft, ok := fields[k]
-			if !ok {
-				return fieldErr(join(path, k), "unknown key (allowed here: %s)", strings.Join(allowed, ", "))
+			if err := v.BindEnv(k); err != nil {
+				return nil, fmt.Errorf("environment key %s: %w", k, err)
 			}
-			if err := walkKeys(join(path, k), m[k], ft); err != nil {
-				return err
-			}
-		}
-	case reflect.Slice:
-		items, ok := val.([]any)
-		if !ok {
-			return nil
-		}
-		for i, it := range items {
-			if err := walkKeys(fmt.Sprintf("%s[%d]", path, i), it, t.Elem()); err != nil {
-				return err
+			if v.IsSet(k) {
+				all = append(all, Override{Key: k, Value: v.GetString(k), From: EnvName(k)})
 			}
 		}
 	}
-	return nil
+	for _, k := range slices.Sorted(maps.Keys(o.Set)) {
+		all = append(all, Override{Key: k, Value: o.Set[k], From: "--set"})
+	}
+	root := reflect.ValueOf(f).Elem()
+	for i, ov := range all {
+		path, err := override(root, ov.Key, ov.Value)
+		if err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				fe.Msg = ov.From + ": " + fe.Msg
+			}
+			return nil, err
+		}
+		all[i].Key = path
+	}
+	return all, nil
+}
+
+// EnvName is the environment variable that overrides key.
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func join(path, key string) string {
@@ -342,54 +283,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-// decodeError turns mapstructure's multi-line report into one line with the
-// field path first: "services[0].sni: expected a list, got a map".
-func decodeError(err error) error {
-	msg := err.Error()
-	for _, line := range strings.Split(msg, "\n") {
-		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
-		if !strings.HasPrefix(line, "'") {
-			continue
-		}
-		path, rest, ok := strings.Cut(line[1:], "'")
-		if !ok {
-			continue
-		}
-		rest = strings.TrimSpace(rest)
-		if i := strings.Index(rest, ", value:"); i >= 0 {
-			rest = rest[:i]
-		}
-		if m := typeMismatch.FindStringSubmatch(rest); m != nil {
-			return fieldErr(path, "wrong type: want %s, got %s", typeWord(m[1]), typeWord(m[2]))
-		}
-		return fieldErr(path, "wrong type: %s", rest)
-	}
-	return &FieldError{Msg: "node file: " + oneLine(msg)}
-}
-
-// typeMismatch matches mapstructure's "expected type 'string', got
-// unconvertible type '[]interface {}'" and "expected a map or struct, got
-// \"int\"", whose Go type names mean nothing to an operator.
-var typeMismatch = regexp.MustCompile(`^expected (?:type )?['"]?([^'",]+)['"]?, got (?:unconvertible type )?['"]?([^'"]+)['"]?$`)
-
-// typeWord names a Go type as YAML knows it.
-func typeWord(goType string) string {
-	switch t := strings.TrimPrefix(strings.TrimSpace(goType), "a "); {
-	case t == "string":
-		return "a single value (text or number)"
-	case strings.HasPrefix(t, "[]") || t == "slice":
-		return "a list"
-	case strings.HasPrefix(t, "map") || t == "struct":
-		return "a map (key: value)"
-	case strings.HasPrefix(t, "int") || strings.HasPrefix(t, "uint") || strings.HasPrefix(t, "float"):
-		return "a number"
-	case t == "bool":
-		return "true or false"
-	default:
-		return t
-	}
 }
 
 func oneLine(s string) string {

@@ -33,7 +33,7 @@ func TestOverrides(t *testing.T) {
 	if n.HAProxy.InspectDelay.String() != "2s" || n.HAProxy.MaxConn != 99 {
 		t.Errorf("overrides not applied: %+v", n.HAProxy)
 	}
-	if _, err := Parse([]byte(okHead+okSvc), "t.yaml", Options{Set: map[string]string{"haproxy.colour": "x"}}); err == nil || !strings.HasPrefix(err.Error(), "haproxy.colour: unknown key") {
+	if _, err := Parse([]byte(okHead+okSvc), "t.yaml", Options{Set: map[string]string{"haproxy.colour": "x"}}); err == nil || !strings.HasPrefix(err.Error(), "haproxy.colour: --set: unknown key") {
 		t.Errorf("--set of an unknown key: %v", err)
 	}
 }
@@ -60,7 +60,7 @@ func TestOverrideListEntries(t *testing.T) {
 	for key, want := range map[string]string{
 		"services[5].udp":    "services[5]: --set: no such entry (services has 1, from [0])",
 		"services[x].udp":    "services[x]: --set: no such entry",
-		"services[0].colour": "services[0].colour: unknown key",
+		"services[0].colour": "services[0].colour: --set: unknown key",
 		"name[0]":            "name: --set: not a list",
 		"services[0":         "services: --set:",
 	} {

@@ -47,8 +47,14 @@ type Node struct {
 	Name string
 	// Source names the node file ("built-in:…" for the embedded seed node)
 	// and SHA256 is the hex digest of its bytes; both go into every header.
-	Source    string
-	SHA256    string
+	Source string
+	SHA256 string
+	// SettingsSHA256 is the hex digest of the effective settings (the file
+	// with defaults and Overrides applied, as YAML): two nodes with the same
+	// one are compiled alike, whatever their files look like.
+	SettingsSHA256 string
+	// Overrides are the settings the environment and --set changed.
+	Overrides []Override
 	Addresses []netip.Addr
 	Striped   map[Proto]PortSet
 	Reserved  PortSet

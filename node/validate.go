@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ func validate(f *file) (*Node, error) {
 	if len(f.Addresses) == 0 {
 		return nil, fieldErr("addresses", "required: the node's public IPv4 address(es)")
 	}
+	// Checks against earlier entries use maps, bitmaps or merges: a 1 MB
+	// file of list entries must validate in linear time.
+	seen := map[netip.Addr]bool{}
 	for i, a := range f.Addresses {
 		ip, err := netip.ParseAddr(strings.TrimSpace(a))
 		if err != nil || !ip.Is4() {
@@ -43,9 +47,10 @@ func validate(f *file) (*Node, error) {
 		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
 			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s cannot be a node's public address (want a unicast IPv4 address clients reach the node on)", ip)
 		}
-		if slices.Contains(n.Addresses, ip) {
+		if seen[ip] {
 			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s is listed twice", ip)
 		}
+		seen[ip] = true
 		n.Addresses = append(n.Addresses, ip)
 	}
 	var err error
@@ -68,16 +73,16 @@ func validate(f *file) (*Node, error) {
 	if n.HAProxy, err = haproxySettings(f.HAProxy); err != nil {
 		return nil, err
 	}
+	index := map[string]int{}
 	for i, sf := range f.Services {
 		s, err := service(fmt.Sprintf("services[%d]", i), sf, n)
 		if err != nil {
 			return nil, err
 		}
-		for j, prev := range n.Services {
-			if prev.Name == s.Name {
-				return nil, fieldErr(fmt.Sprintf("services[%d].name", i), "%q is already the name of services[%d] (service names must be unique)", s.Name, j)
-			}
+		if j, dup := index[s.Name]; dup {
+			return nil, fieldErr(fmt.Sprintf("services[%d].name", i), "%q is already the name of services[%d] (service names must be unique)", s.Name, j)
 		}
+		index[s.Name] = i
 		n.Services = append(n.Services, s)
 	}
 	if len(n.Services) == 0 {
@@ -173,14 +178,16 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 	if len(sf.SNI) > 0 && s.Kind != TLS {
 		return s, fieldErr(path+".sni", "only a tls service routes by SNI")
 	}
+	names := map[string]bool{}
 	for i, name := range sf.SNI {
 		name = strings.ToLower(name)
 		if !sniRE.MatchString(name) || len(name) > 253 {
 			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is not a DNS name (letters, digits, hyphens and dots only)", sf.SNI[i])
 		}
-		if slices.Contains(s.SNI, name) {
+		if names[name] {
 			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is listed twice", name)
 		}
+		names[name] = true
 		s.SNI = append(s.SNI, name)
 	}
 	var err error
@@ -286,28 +293,44 @@ func haproxySettings(f haproxyFile) (HAProxy, error) {
 // portList parses a list of ports and ranges, refusing overlaps so that an
 // operator's typo ("1-3000", "2000-4000") is caught rather than merged.
 func portList(path string, raw []string) (PortSet, error) {
-	var rs []PortRange
+	rs := make([]PortRange, len(raw))
 	for i, s := range raw {
 		r, err := ParsePortRange(s)
 		if err != nil {
 			return nil, fieldErr(fmt.Sprintf("%s[%d]", path, i), "%v", err)
 		}
-		for j, prev := range rs {
-			if prev.Overlaps(r) {
-				return nil, fieldErr(fmt.Sprintf("%s[%d]", path, i), "%s overlaps %s[%d] (%s); list each port once", r, path, j, prev)
-			}
+		rs[i] = r
+	}
+	// Sweep the entries by first port, keeping the one that reaches
+	// furthest: an entry starting before that one's end overlaps it.
+	order := make([]int, len(rs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return rs[order[a]].From < rs[order[b]].From })
+	far := -1
+	for _, i := range order {
+		if far >= 0 && rs[i].From <= rs[far].To {
+			later, earlier := max(i, far), min(i, far)
+			return nil, fieldErr(fmt.Sprintf("%s[%d]", path, later), "%s overlaps %s[%d] (%s); list each port once", rs[later], path, earlier, rs[earlier])
 		}
-		rs = append(rs, r)
+		if far < 0 || rs[i].To > rs[far].To {
+			far = i
+		}
 	}
 	return NewPortSet(rs...), nil
 }
 
+// firstOverlap returns the first range of a that shares a port with b,
+// walking both sorted sets once.
 func firstOverlap(a, b PortSet) (PortRange, bool) {
+	j := 0
 	for _, x := range a {
-		for _, y := range b {
-			if x.Overlaps(y) {
-				return x, true
-			}
+		for j < len(b) && b[j].To < x.From {
+			j++
+		}
+		if j < len(b) && b[j].From <= x.To {
+			return x, true
 		}
 	}
 	return PortRange{}, false

@@ -31,11 +31,14 @@ type Plan struct {
 
 // NodeInfo is what the outputs say about where the plan comes from.
 type NodeInfo struct {
-	Name      string       `json:"name"`
-	Source    string       `json:"source"`
-	SHA256    string       `json:"sha256"`
-	Addresses []netip.Addr `json:"addresses"`
-	Reserved  node.PortSet `json:"reserved"`
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	SHA256 string `json:"sha256"`
+	// SettingsSHA256 and Overrides: what was compiled beyond the file.
+	SettingsSHA256 string          `json:"settings_sha256"`
+	Overrides      []node.Override `json:"overrides,omitempty"`
+	Addresses      []netip.Addr    `json:"addresses"`
+	Reserved       node.PortSet    `json:"reserved"`
 }
 
 // List is an ordered decision list: the signatures tried on a port, in order,
@@ -116,6 +119,7 @@ func Build(n *node.Node) (*Plan, error) {
 	p := &Plan{
 		Node: NodeInfo{
 			Name: n.Name, Source: n.Source, SHA256: n.SHA256,
+			SettingsSHA256: n.SettingsSHA256, Overrides: n.Overrides,
 			Addresses: n.Addresses, Reserved: n.Reserved,
 		},
 		HAProxy: n.HAProxy,

@@ -1,0 +1,268 @@
+package node
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The node file's schema is the file struct itself: a struct is a map whose
+// keys are the yaml tags, exactly (case-sensitive); a slice is a list; a
+// string takes text, and also a YAML number or boolean where its scalar tag
+// says so ("int", "bool"). decode walks the parsed YAML against it before
+// anything is merged, and override puts --set and PORTSTRIPE_* values
+// through the same schema, so all three refuse the same things.
+//
+// The walk descends only as deep as the schema (services[0].tls.mode is the
+// deepest key), so a deeply nested or very wide value is refused where it
+// stops fitting, without being looked into; yaml.v3 itself parses in linear
+// time and stops at 10,000 levels.
+
+// coreTags are the YAML tags a node file may spell out (!!str 443).
+var coreTags = map[string]bool{
+	"!!str": true, "!!int": true, "!!bool": true, "!!float": true,
+	"!!null": true, "!!map": true, "!!seq": true,
+}
+
+// decode sets v from the YAML node n, which sits at path in the file.
+func decode(n *yaml.Node, v reflect.Value, path, scalar string) error {
+	if n.Kind == yaml.AliasNode || n.Anchor != "" {
+		return fieldErr(path, "YAML anchors and aliases (&name, *name) are not allowed in a node file; write the value out")
+	}
+	if n.Style&yaml.TaggedStyle != 0 && !coreTags[n.Tag] {
+		return fieldErr(path, "YAML tag %s is not allowed (only !!str, !!int, !!bool, !!float, !!null, !!map, !!seq)", clip(n.Tag))
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return wrongType(path, v.Type(), scalar, n)
+		}
+		return decodeMap(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return wrongType(path, v.Type(), scalar, n)
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			if err := decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i), scalar); err != nil {
+				return err
+			}
+		}
+		v.Set(s)
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode || !takes(scalar, n.ShortTag()) {
+		return wrongType(path, v.Type(), scalar, n)
+	}
+	v.SetString(n.Value)
+	return nil
+}
+
+// takes reports whether a string field with that scalar tag takes a YAML
+// scalar of that (resolved) tag. Text always: overrides are text too.
+func takes(scalar, tag string) bool {
+	switch tag {
+	case "!!str", "!!timestamp": // 2026-12-01 unquoted is still text to us
+		return true
+	case "!!int":
+		return scalar == "int"
+	case "!!bool":
+		return scalar == "bool"
+	}
+	return false // !!float, !!null
+}
+
+func decodeMap(n *yaml.Node, v reflect.Value, path string) error {
+	line := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.ShortTag() == "!!merge" {
+			return fieldErr(keyPath(path, k.Value), "YAML merge keys are not allowed in a node file; write the keys out")
+		}
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" || k.Anchor != "" || k.Style&yaml.TaggedStyle != 0 {
+			return fieldErr(path, "the key on line %d is not a plain name (want one of: %s)", k.Line, strings.Join(keys(v.Type()), ", "))
+		}
+		at := keyPath(path, k.Value)
+		f, err := field(v.Type(), k.Value, at)
+		if err != nil {
+			return err
+		}
+		if first, dup := line[k.Value]; dup {
+			return fieldErr(at, "duplicate key (first on line %d); a key appears once", first)
+		}
+		line[k.Value] = k.Line
+		if err := decode(val, v.Field(f), at, v.Type().Field(f).Tag.Get("scalar")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// field finds the struct field for a key, or says why there is none.
+func field(t reflect.Type, key, at string) (int, error) {
+	for i := range t.NumField() {
+		if t.Field(i).Tag.Get("yaml") == key {
+			return i, nil
+		}
+	}
+	allowed := keys(t)
+	for _, k := range allowed {
+		if strings.EqualFold(k, key) {
+			return 0, fieldErr(at, "unknown key (keys are case-sensitive: did you mean %s?)", k)
+		}
+	}
+	if head, rest, dotted := strings.Cut(key, "."); dotted {
+		for _, k := range allowed {
+			if k == head {
+				return 0, fieldErr(at, "unknown key (a key with a dot is not a path: write %s: {%s: …})", head, clip(rest))
+			}
+		}
+	}
+	return 0, fieldErr(at, "unknown key (allowed here: %s)", strings.Join(allowed, ", "))
+}
+
+func keys(t reflect.Type) []string {
+	ks := make([]string, t.NumField())
+	for i := range ks {
+		ks[i] = t.Field(i).Tag.Get("yaml")
+	}
+	return ks
+}
+
+// wrongType says what the schema wants at path and what the file has.
+func wrongType(path string, t reflect.Type, scalar string, n *yaml.Node) error {
+	got := "text"
+	switch {
+	case n.Kind == yaml.MappingNode:
+		got = "a map (key: value)"
+	case n.Kind == yaml.SequenceNode:
+		got = "a list"
+	case n.ShortTag() == "!!null":
+		return fieldErr(path, "wrong type: want %s, got no value (null); give one, or leave the key out", want(t, scalar))
+	case n.ShortTag() == "!!bool":
+		got = "the boolean " + clip(n.Value)
+	case n.ShortTag() == "!!int":
+		got = "the number " + clip(n.Value)
+	case n.ShortTag() == "!!float":
+		got = "the decimal number " + clip(n.Value)
+	}
+	msg := fmt.Sprintf("wrong type: want %s, got %s", want(t, scalar), got)
+	if want(t, scalar) == "text" && n.Kind == yaml.ScalarNode && len(n.Value) <= 32 {
+		msg += fmt.Sprintf("; quote it (%q) if you mean the text", n.Value)
+	}
+	return fieldErr(path, "%s", msg)
+}
+
+// want names what a field of type t takes, in the node file's words.
+func want(t reflect.Type, scalar string) string {
+	switch {
+	case t.Kind() == reflect.Struct:
+		return "a map (key: value)"
+	case t.Kind() == reflect.Slice:
+		return "a list"
+	case scalar == "int":
+		return "a number"
+	case scalar == "bool":
+		return "true or false"
+	}
+	return "text"
+}
+
+// plainKey is a key that can stand in a field path as it is.
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,40}$`)
+
+// keyPath extends path by a key from the file; a key that is not a plain
+// name is quoted, so an error line stays one line and the path unambiguous.
+func keyPath(path, key string) string {
+	if !plainKey.MatchString(key) {
+		key = strconv.Quote(clip(key))
+	}
+	return join(path, key)
+}
+
+// clip shortens text from the input that goes into an error message.
+func clip(s string) string {
+	const max = 40
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// override puts one text value at key ("haproxy.maxconn",
+// "services[1].disabled", "striped.tcp[0]"), through the schema: an unknown
+// key, a missing list entry or a key that is a map or a list of maps is an
+// error. A list of values given one value becomes that one-entry list. It
+// returns the key as a field path (services[1].disabled).
+func override(root reflect.Value, key, value string) (string, error) {
+	v, path, rest := root, "", key
+	for rest != "" {
+		if rest[0] == '[' {
+			end := strings.IndexByte(rest, ']')
+			if end < 0 {
+				return "", fieldErr(path, "%q has no closing ]", rest)
+			}
+			if v.Kind() != reflect.Slice {
+				return "", fieldErr(path, "not a list, so it takes no [index]")
+			}
+			i, err := strconv.Atoi(rest[1:end])
+			if err != nil || i < 0 || i >= v.Len() {
+				return "", fieldErr(path+clip(rest[:end+1]), "no such entry (%s has %d, from [0])", path, v.Len())
+			}
+			path, v, rest = fmt.Sprintf("%s[%d]", path, i), v.Index(i), rest[end+1:]
+			continue
+		}
+		if path != "" {
+			if rest[0] != '.' {
+				return "", fieldErr(path, "want .key or [index] after it, got %q", clip(rest))
+			}
+			rest = rest[1:]
+		}
+		name := rest
+		if i := strings.IndexAny(rest, ".["); i >= 0 {
+			name = rest[:i]
+		}
+		if v.Kind() != reflect.Struct {
+			return "", fieldErr(path, "not a map, so it takes no .key")
+		}
+		at := keyPath(path, name)
+		f, err := field(v.Type(), name, at)
+		if err != nil {
+			return "", err
+		}
+		path, v, rest = at, v.Field(f), rest[len(name):]
+	}
+	switch {
+	case v.Kind() == reflect.String:
+		v.SetString(value)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		v.Set(reflect.ValueOf([]string{value}))
+	default:
+		return "", fieldErr(path, "wrong type: want %s, got text", want(v.Type(), ""))
+	}
+	return path, nil
+}
+
+// envKeys lists the keys PORTSTRIPE_* variables reach: every key of the
+// schema outside lists (a variable has no [index]), maps included, so
+// PORTSTRIPE_STRIPED=x is refused as --set striped=x is.
+func envKeys(t reflect.Type, path string) []string {
+	var out []string
+	for i := range t.NumField() {
+		k := join(path, t.Field(i).Tag.Get("yaml"))
+		out = append(out, k)
+		if ft := t.Field(i).Type; ft.Kind() == reflect.Struct {
+			out = append(out, envKeys(ft, k)...)
+		}
+	}
+	return out
+}
