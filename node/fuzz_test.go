@@ -32,6 +32,9 @@ func addNodeSeeds(f *testing.F, fixtures string) {
 	} {
 		f.Add([]byte(s))
 	}
+	for _, s := range shapes {
+		f.Add([]byte(s.gen(64)))
+	}
 }
 
 // FuzzLoad: Parse never panics; what it refuses it refuses with a one-line
@@ -57,5 +60,21 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("accepted service name %q", s.Name)
 			}
 		}
+	})
+}
+
+// FuzzLoadShapes: deep and wide node files (see shapes), with the
+// fuzzer's bytes spliced in anywhere, load or are refused with a one-line
+// input error; none panics or hangs the loader.
+func FuzzLoadShapes(f *testing.F) {
+	for i := range shapes {
+		f.Add(uint8(i), uint16(2000), uint32(0), "")
+		f.Add(uint8(i), uint16(100), uint32(60), "\n  Name: x\n")
+		f.Add(uint8(i), uint16(10), uint32(40), ": &a [*a]")
+	}
+	f.Fuzz(func(t *testing.T, which uint8, n uint16, at uint32, splice string) {
+		data := shapes[int(which)%len(shapes)].gen(int(n) % 2048) // deep-block is n²/2 bytes
+		pos := int(at % uint32(len(data)+1))
+		checkRefusalOrNode(t, []byte(data[:pos]+splice+data[pos:]))
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -193,7 +194,8 @@ func Parse(data []byte, source string, o Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	settings, err := yaml.Marshal(&f)
+	// JSON, not YAML: yaml.v3's encoder is quadratic in a long list.
+	settings, err := json.Marshal(&f)
 	if err != nil {
 		return nil, fmt.Errorf("encode the effective settings: %w", err)
 	}

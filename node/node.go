@@ -50,7 +50,7 @@ type Node struct {
 	Source string
 	SHA256 string
 	// SettingsSHA256 is the hex digest of the effective settings (the file
-	// with defaults and Overrides applied, as YAML): two nodes with the same
+	// with defaults and Overrides applied, as JSON): two nodes with the same
 	// one are compiled alike, whatever their files look like.
 	SettingsSHA256 string
 	// Overrides are the settings the environment and --set changed.

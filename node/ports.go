@@ -55,7 +55,7 @@ func ParsePortRange(s string) (PortRange, error) {
 		return PortRange{}, err
 	}
 	if to < from {
-		return PortRange{}, fmt.Errorf("range %q is reversed (want LOW-HIGH)", s)
+		return PortRange{}, fmt.Errorf("range %q is reversed (want LOW-HIGH)", clip(s))
 	}
 	return PortRange{from, to}, nil
 }
@@ -63,7 +63,7 @@ func ParsePortRange(s string) (PortRange, error) {
 func parsePort(s string) (uint16, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a port number (want 1-65535 or LOW-HIGH)", s)
+		return 0, fmt.Errorf("%q is not a port number (want 1-65535 or LOW-HIGH)", clip(s))
 	}
 	if n < 1 || n > 65535 {
 		return 0, fmt.Errorf("port %d is out of range (allowed 1-65535)", n)

@@ -185,9 +185,11 @@ func keyPath(path, key string) string {
 	return join(path, key)
 }
 
-// clip shortens text from the input that goes into an error message.
-func clip(s string) string {
-	const max = 40
+// clip shortens text from the input that goes into an error message, so
+// that the line stays readable whatever the input.
+func clip(s string) string { return clipTo(s, 40) }
+
+func clipTo(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}

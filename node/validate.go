@@ -31,7 +31,7 @@ func validate(f *file) (*Node, error) {
 		return nil, fieldErr("name", "required: the node's name (%s)", nameRule)
 	}
 	if !nameRE.MatchString(f.Name) {
-		return nil, fieldErr("name", "%q is not allowed (%s)", f.Name, nameRule)
+		return nil, fieldErr("name", "%q is not allowed (%s)", clip(f.Name), nameRule)
 	}
 	if len(f.Addresses) == 0 {
 		return nil, fieldErr("addresses", "required: the node's public IPv4 address(es)")
@@ -42,7 +42,7 @@ func validate(f *file) (*Node, error) {
 	for i, a := range f.Addresses {
 		ip, err := netip.ParseAddr(strings.TrimSpace(a))
 		if err != nil || !ip.Is4() {
-			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%q is not an IPv4 address (IPv6 is not supported yet)", a)
+			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%q is not an IPv4 address (IPv6 is not supported yet)", clip(a))
 		}
 		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
 			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s cannot be a node's public address (want a unicast IPv4 address clients reach the node on)", ip)
@@ -100,7 +100,7 @@ func validate(f *file) (*Node, error) {
 		}
 		s, ok := n.Service(d)
 		if !ok {
-			return nil, fieldErr(path, "%q is not a service name (want %q or one of: %s)", d, Reject, strings.Join(n.serviceNames(), ", "))
+			return nil, fieldErr(path, "%q is not a service name (want %q or one of: %s)", clip(d), Reject, clipTo(strings.Join(n.serviceNames(), ", "), 200))
 		}
 		if !s.Has(p) {
 			return nil, fieldErr(path, "service %q has no %s endpoint (want %q or a service with one)", d, p, Reject)
@@ -124,13 +124,13 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 		return s, fieldErr(path+".name", "required (%s)", nameRule)
 	}
 	if !nameRE.MatchString(sf.Name) {
-		return s, fieldErr(path+".name", "%q is not allowed (%s)", sf.Name, nameRule)
+		return s, fieldErr(path+".name", "%q is not allowed (%s)", clip(sf.Name), nameRule)
 	}
 	if sf.Kind == "" {
 		return s, fieldErr(path+".kind", "required (allowed: %s)", joinAny(Kinds))
 	}
 	if !slices.Contains(Kinds, s.Kind) {
-		return s, fieldErr(path+".kind", "%q is not a service kind (allowed: %s)", sf.Kind, joinAny(Kinds))
+		return s, fieldErr(path+".kind", "%q is not a service kind (allowed: %s)", clip(sf.Kind), joinAny(Kinds))
 	}
 	if sf.UDP != "" {
 		if s.Kind != OpenVPN && s.Kind != WireGuard {
@@ -151,7 +151,7 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 		}
 		ap, err := netip.ParseAddrPort(strings.TrimSpace(sf.TCP))
 		if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-			return s, fieldErr(path+".tcp", "%q is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)", sf.TCP)
+			return s, fieldErr(path+".tcp", "%q is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)", clip(sf.TCP))
 		}
 		if ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
 			return s, fieldErr(path+".tcp", "%s cannot be reached as a backend (want a unicast address)", ap)
@@ -182,7 +182,7 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 	for i, name := range sf.SNI {
 		name = strings.ToLower(name)
 		if !sniRE.MatchString(name) || len(name) > 253 {
-			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is not a DNS name (letters, digits, hyphens and dots only)", sf.SNI[i])
+			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is not a DNS name (letters, digits, hyphens and dots only)", clip(sf.SNI[i]))
 		}
 		if names[name] {
 			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is listed twice", name)
@@ -200,12 +200,12 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 	s.Striped = len(s.Dedicated) == 0
 	if sf.Striped != "" {
 		if s.Striped, err = strconv.ParseBool(sf.Striped); err != nil {
-			return s, fieldErr(path+".striped", "%q is not true or false", sf.Striped)
+			return s, fieldErr(path+".striped", "%q is not true or false", clip(sf.Striped))
 		}
 	}
 	if sf.Disabled != "" {
 		if s.Disabled, err = strconv.ParseBool(sf.Disabled); err != nil {
-			return s, fieldErr(path+".disabled", "%q is not true or false", sf.Disabled)
+			return s, fieldErr(path+".disabled", "%q is not true or false", clip(sf.Disabled))
 		}
 	}
 	if !s.Striped && len(s.Dedicated) == 0 {
@@ -226,7 +226,7 @@ func openvpnTLS(path string, sf serviceFile, s *Service) error {
 		return fieldErr(path+".mode", "required (allowed: %s)", joinAny(TLSModes))
 	}
 	if !slices.Contains(TLSModes, s.TLS.Mode) {
-		return fieldErr(path+".mode", "%q is not an OpenVPN tls mode (allowed: %s)", sf.TLS.Mode, joinAny(TLSModes))
+		return fieldErr(path+".mode", "%q is not an OpenVPN tls mode (allowed: %s)", clip(sf.TLS.Mode), joinAny(TLSModes))
 	}
 	digests := make([]string, 0, len(Digests))
 	for d := range Digests {
@@ -237,7 +237,7 @@ func openvpnTLS(path string, sf serviceFile, s *Service) error {
 	case s.TLS.Mode == TLSAuth && s.TLS.Digest == "":
 		return fieldErr(path+".digest", "required with tls-auth: the --auth digest (allowed: %s)", strings.Join(digests, ", "))
 	case s.TLS.Mode == TLSAuth && Digests[s.TLS.Digest] == 0:
-		return fieldErr(path+".digest", "%q is not supported (allowed: %s)", sf.TLS.Digest, strings.Join(digests, ", "))
+		return fieldErr(path+".digest", "%q is not supported (allowed: %s)", clip(sf.TLS.Digest), strings.Join(digests, ", "))
 	case s.TLS.Mode != TLSAuth && s.TLS.Digest != "":
 		return fieldErr(path+".digest", "only tls-auth puts a digest-sized HMAC in the first packet; remove it for %s", s.TLS.Mode)
 	}
@@ -264,7 +264,7 @@ func haproxySettings(f haproxyFile) (HAProxy, error) {
 	for _, d := range durations {
 		v, err := time.ParseDuration(d.val)
 		if err != nil || v < time.Millisecond || v > d.max || v%time.Millisecond != 0 {
-			return h, fieldErr(d.path, "%q is not a duration from 1ms to %s in whole milliseconds (e.g. 5s, 1500ms)", d.val, d.max)
+			return h, fieldErr(d.path, "%q is not a duration from 1ms to %s in whole milliseconds (e.g. 5s, 1500ms)", clip(d.val), d.max)
 		}
 		*d.dst = v
 	}
@@ -273,14 +273,14 @@ func haproxySettings(f haproxyFile) (HAProxy, error) {
 		return h, fieldErr("haproxy.timeouts.client", "%s is shorter than haproxy.inspect_delay (%s)", h.TimeoutClient, h.InspectDelay)
 	}
 	if h.MaxConn, err = strconv.Atoi(f.MaxConn); err != nil || h.MaxConn < 1 || h.MaxConn > 1000000 {
-		return h, fieldErr("haproxy.maxconn", "%q is not a number from 1 to 1000000", f.MaxConn)
+		return h, fieldErr("haproxy.maxconn", "%q is not a number from 1 to 1000000", clip(f.MaxConn))
 	}
 	for _, s := range []struct{ path, val string }{
 		{"haproxy.master_socket", f.MasterSocket},
 		{"haproxy.runtime_socket", f.RuntimeSocket},
 	} {
 		if !socketRE.MatchString(s.val) {
-			return h, fieldErr(s.path, "%q is not allowed (an absolute path of A-Z a-z 0-9 _ . - /)", s.val)
+			return h, fieldErr(s.path, "%q is not allowed (an absolute path of A-Z a-z 0-9 _ . - /)", clip(s.val))
 		}
 	}
 	if f.MasterSocket == f.RuntimeSocket {
