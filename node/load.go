@@ -192,7 +192,7 @@ func Parse(data []byte, source string, o Options) (*Node, error) {
 	}
 	n, err := validate(&f)
 	if err != nil {
-		return nil, err
+		return nil, blame(err, overrides)
 	}
 	// JSON, not YAML: yaml.v3's encoder is quadratic in a long list.
 	settings, err := json.Marshal(&f)
@@ -268,6 +268,22 @@ func applyOverrides(f *file, o Options) ([]Override, error) {
 		all[i].Key = path
 	}
 	return all, nil
+}
+
+// blame adds to a validation error the override that set its key, which
+// the node file does not show.
+func blame(err error, overrides []Override) error {
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	for _, ov := range slices.Backward(overrides) {
+		if fe.Path == ov.Key || strings.HasPrefix(fe.Path, ov.Key+".") || strings.HasPrefix(fe.Path, ov.Key+"[") {
+			fe.Msg += " (set by " + ov.From + ")"
+			break
+		}
+	}
+	return err
 }
 
 // EnvName is the environment variable that overrides key.

@@ -116,7 +116,7 @@ func TestEnvAndSetAgree(t *testing.T) {
 		{"reserved", "40000-65535", ""},
 		{"haproxy.inspect_delay", "2s", ""},
 		{"haproxy.timeouts.client", "2h", ""},
-		{"haproxy.maxconn", "many", `haproxy.maxconn: "many" is not a number from 1 to 1000000`},
+		{"haproxy.maxconn", "many", `haproxy.maxconn: "many" is not a number from 1 to 1000000 (set by %s)`},
 		{"defaults.udp", "a", ""},
 		{"name", "true", ""},
 	} {
