@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/portstripe/portstripe/internal/golden"
@@ -23,9 +26,45 @@ type badInput struct {
 	add      string
 	raw      []byte
 	size     int64
+	// special makes the node file something else than a regular file:
+	// "fifo", "directory", or "/dev/zero" (a symlink to it).
+	special string
+	// env (NAME=VALUE) and set (--set KEY=VALUE) override the file.
+	env, set string
+	// about describes the node file where the edit is too long to show.
+	about string
 	// want is the exact stderr line after "portstripe: "; the node file's
 	// directory is written as DIR.
 	want string
+}
+
+// fromSeed reports whether the row's node file is the seed node edited.
+func (b badInput) fromSeed() bool { return b.raw == nil && b.size == 0 && b.special == "" }
+
+// args is a command line for the row: its --set, if any, added.
+func (b badInput) args(args ...string) []string {
+	if b.set != "" {
+		args = append(args, "--set", b.set)
+	}
+	return args
+}
+
+// setEnv sets the row's environment variable for the test.
+func (b badInput) setEnv(t *testing.T) {
+	if name, value, ok := strings.Cut(b.env, "="); ok {
+		t.Setenv(name, value)
+	}
+}
+
+// deep nests n maps in one line; wide is a map of n keys, one per line.
+func deep(n int) string { return strings.Repeat("{a: ", n) + "1" + strings.Repeat("}", n) }
+
+func wide(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "  k%d: 1\n", i)
+	}
+	return b.String()
 }
 
 // appendSvc adds a service after the seed's four.
@@ -125,6 +164,62 @@ var badInputs = []badInput{
 		want: `haproxy.inspect_delay: "10m" is not a duration from 1ms to 1m0s in whole milliseconds (e.g. 5s, 1500ms)`},
 	{name: "socket path with spaces", old: "inspect_delay: 5s", new: "inspect_delay: 5s\n  runtime_socket: /run/x.sock level admin",
 		want: `haproxy.runtime_socket: "/run/x.sock level admin" is not allowed (an absolute path of A-Z a-z 0-9 _ . - /)`},
+	{name: "second YAML document", add: "---\nname: other\n",
+		want: "node file DIR/node.yaml holds a second YAML document (after ---, line 41); a node file is one document"},
+	{name: "key in another case", add: "Services: []\n",
+		want: "Services: unknown key (keys are case-sensitive: did you mean services?)"},
+	{name: "Name beside name", old: "name: seed", new: "name: seed\nName: other",
+		want: "Name: unknown key (keys are case-sensitive: did you mean name?)"},
+	{name: "duplicate key", old: "name: seed", new: "name: seed\nname: other",
+		want: "name: duplicate key (first on line 6); a key appears once"},
+	{name: "duplicate key in a service", old: "udp: 443", new: "udp: 443\n    udp: 444",
+		want: "services[0].udp: duplicate key (first on line 22); a key appears once"},
+	{name: "dotted key beside its map", old: "haproxy:", new: "haproxy.maxconn: 5\nhaproxy:",
+		want: `"haproxy.maxconn": unknown key (a key with a dot is not a path: write haproxy: {maxconn: …})`},
+	{name: "unknown key, null value", add: "colour:\n",
+		want: "colour: unknown key (allowed here: name, addresses, striped, reserved, haproxy, defaults, services)"},
+	{name: "unknown key, empty map", old: "inspect_delay: 5s", new: "inspect_delay: 5s\n  colour: {}",
+		want: "haproxy.colour: unknown key (allowed here: listen_port, inspect_delay, timeouts, maxconn, master_socket, runtime_socket)"},
+	{name: "boolean for a name", old: "name: seed", new: "name: true",
+		want: `name: wrong type: want text, got the boolean true; quote it ("true") if you mean the text`},
+	{name: "number for a name", old: "name: openvpn_ecc", new: "name: 5060",
+		want: `services[1].name: wrong type: want text, got the number 5060; quote it ("5060") if you mean the text`},
+	{name: "decimal number for a port", old: "udp: 443", new: "udp: 443.5",
+		want: "services[0].udp: wrong type: want a number, got the decimal number 443.5"},
+	{name: "null for a known key", old: `reserved: ["30000-65535"]`, new: "reserved:",
+		want: "reserved: wrong type: want a list, got no value (null); give one, or leave the key out"},
+	{name: "text for a list", old: `reserved: ["30000-65535"]`, new: "reserved: 30000-65535",
+		want: "reserved: wrong type: want a list, got text"},
+	{name: "YAML tag", old: "name: seed", new: "name: !!binary c2VlZA==",
+		want: "name: YAML tag !!binary is not allowed (only !!str, !!int, !!bool, !!float, !!null, !!map, !!seq)"},
+	{name: "YAML alias", old: "    tls: {mode: tls-crypt}\n    udp: 5060", new: "    tls: &tc {mode: tls-crypt}\n    udp: 5060",
+		want: "services[1].tls: YAML anchors and aliases (&name, *name) are not allowed in a node file; write the value out"},
+	{name: "billion laughs", add: "x: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\ny: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nz: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n",
+		want: "x: unknown key (allowed here: name, addresses, striped, reserved, haproxy, defaults, services)"},
+	{name: "merge key", old: "inspect_delay: 5s", new: "inspect_delay: 5s\n  <<: {maxconn: 5}",
+		want: `haproxy."<<": YAML merge keys are not allowed in a node file; write the keys out`},
+	{name: "4,000-deep nesting under an unknown key", add: "x: " + deep(4000) + "\n", about: "appended: `x: {a: {a: …` 4,000 maps deep",
+		want: "x: unknown key (allowed here: name, addresses, striped, reserved, haproxy, defaults, services)"},
+	{name: "4,000-deep nesting under a known key", old: "listen_port: 20000", new: "listen_port: " + deep(4000), about: "`haproxy.listen_port: {a: {a: …` 4,000 maps deep",
+		want: "haproxy.listen_port: wrong type: want a number, got a map (key: value)"},
+	{name: "100,000-wide map under an unknown key", add: "x:\n" + wide(100000), about: "appended: `x:` holding 100,000 keys",
+		want: "x: unknown key (allowed here: name, addresses, striped, reserved, haproxy, defaults, services)"},
+	{name: "node file is a FIFO", special: "fifo",
+		want: "node file: DIR/node.yaml is a named pipe (FIFO), not a regular file"},
+	{name: "node file is /dev/zero", special: "/dev/zero",
+		want: "node file: DIR/node.yaml is a device, not a regular file"},
+	{name: "node file is a directory", special: "directory",
+		want: "node file: DIR/node.yaml is a directory, not a regular file"},
+	{name: "env: map key given text", env: "PORTSTRIPE_STRIPED=x",
+		want: "striped: PORTSTRIPE_STRIPED: wrong type: want a map (key: value), got text"},
+	{name: "--set: map key given text", set: "striped=x",
+		want: "striped: --set: wrong type: want a map (key: value), got text"},
+	{name: "env: bad value", env: "PORTSTRIPE_HAPROXY_MAXCONN=0",
+		want: `haproxy.maxconn: "0" is not a number from 1 to 1000000 (set by PORTSTRIPE_HAPROXY_MAXCONN)`},
+	{name: "--set: key in another case", set: "Name=x",
+		want: "Name: --set: unknown key (keys are case-sensitive: did you mean name?)"},
+	{name: "--set: no such list entry", set: "services[4].udp=1",
+		want: "services[4]: --set: no such entry (services has 4, from [0])"},
 	{name: "not YAML", old: "name: seed", new: "name: [seed",
 		want: "node file DIR/node.yaml is not valid YAML: line 5: did not find expected ',' or ']'"},
 	{name: "empty file", raw: []byte{},
@@ -146,7 +241,12 @@ var seedNode = func() string {
 // write creates the row's node file in dir.
 func (b badInput) write(t *testing.T, dir string) string {
 	t.Helper()
-	path := filepath.Join(dir, "node.yaml")
+	return b.writeAt(t, filepath.Join(dir, "node.yaml"))
+}
+
+// writeAt creates the row's file at path.
+func (b badInput) writeAt(t *testing.T, path string) string {
+	t.Helper()
 	switch {
 	case b.size > 0:
 		// Sparse: a 100 MB file costs nothing to make.
@@ -164,6 +264,9 @@ func (b badInput) write(t *testing.T, dir string) string {
 			t.Fatal(err)
 		}
 		return path
+	case b.special != "":
+		writeSpecial(t, path, b.special)
+		return path
 	}
 	yaml := seedNode
 	if b.old != "" {
@@ -177,6 +280,30 @@ func (b badInput) write(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// writeSpecial makes path a FIFO, a directory or a symlink to /dev/zero.
+func writeSpecial(t *testing.T, path, kind string) {
+	t.Helper()
+	var err error
+	switch kind {
+	case "fifo":
+		err = syscall.Mkfifo(path, 0o600)
+	case "directory":
+		err = os.Mkdir(path, 0o700)
+	case "socket":
+		var l net.Listener
+		if l, err = net.Listen("unix", path); err == nil {
+			t.Cleanup(func() { l.Close() })
+		}
+	case "/dev/zero":
+		err = os.Symlink("/dev/zero", path)
+	default:
+		t.Fatalf("no special file %q", kind)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestBadInputMatrix runs every row through compile (into a directory holding
@@ -193,10 +320,11 @@ func TestBadInputMatrix(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := b.write(t, dir)
+			b.setEnv(t)
 			state := filepath.Join(dir, "state")
 			for _, args := range [][]string{
-				{"compile", "-c", path, "-o", prev},
-				{"apply", "-c", path, "--dir", state},
+				b.args("compile", "-c", path, "-o", prev),
+				b.args("apply", "-c", path, "--dir", state),
 			} {
 				code, out, errOut := portstripe(t, args...)
 				if code != exitInput {
@@ -244,12 +372,83 @@ table in ` + "`cmd/portstripe/badinput_test.go`" + `; the test fails when the tw
 	for _, r := range badInputs {
 		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", r.name, cell(r.edit()), cell(r.want))
 	}
+	b.WriteString(`
+## route --payload-file
+
+` + "`portstripe route --proto udp --port 443 --payload-file FILE`" + ` refuses these files with
+exit code 2 and exactly this line, at once: only a regular file of at most 256 KiB is read.
+Checked by ` + "`TestBadInputPayloadFile`" + `.
+
+| case | file | message |
+|---|---|---|
+`)
+	for _, r := range badPayloads {
+		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", r.name, cell(r.edit()), cell(r.want))
+	}
 	return b.Bytes()
+}
+
+// badPayloads are files route --payload-file refuses: the node file is
+// the seed node, the file is the row's (a special file, or size bytes).
+var badPayloads = []badInput{
+	{name: "FIFO", special: "fifo",
+		want: "--payload-file: DIR/packet.hex is a named pipe (FIFO), not a regular file"},
+	{name: "/dev/zero", special: "/dev/zero",
+		want: "--payload-file: DIR/packet.hex is a device, not a regular file"},
+	{name: "directory", special: "directory",
+		want: "--payload-file: DIR/packet.hex is a directory, not a regular file"},
+	{name: "socket", special: "socket",
+		want: "--payload-file: DIR/packet.hex is a socket, not a regular file"},
+	{name: "too large", size: 1 << 20,
+		want: "--payload-file DIR/packet.hex: larger than 262144 bytes; a first packet is at most 64 KiB, as hex text at most twice that"},
+}
+
+// TestBadInputPayloadFile: route reads --payload-file only if it is a
+// regular file under the cap; anything else is a usage error at once (a
+// FIFO used to block forever, /dev/zero to fill the memory).
+func TestBadInputPayloadFile(t *testing.T) {
+	for _, b := range badPayloads {
+		t.Run(b.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := b.writeAt(t, filepath.Join(dir, "packet.hex"))
+			type result struct {
+				code        int
+				out, errOut string
+			}
+			done := make(chan result, 1)
+			go func() {
+				code, out, errOut := portstripe(t, "route", "--proto", "udp", "--port", "443", "--payload-file", path)
+				done <- result{code, out, errOut}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second): // a hang, not a timing check
+				t.Fatal("route hangs on the file")
+			}
+			got := strings.ReplaceAll(strings.TrimSuffix(r.errOut, "\n"), dir, "DIR")
+			if r.code != exitInput || got != "portstripe: "+b.want || r.out != "" {
+				t.Errorf("exit %d, stdout %q, stderr:\n got %q\nwant %q", r.code, r.out, got, "portstripe: "+b.want)
+			}
+		})
+	}
 }
 
 // edit describes the row's node file for the documentation.
 func (b badInput) edit() string {
 	switch {
+	case b.about != "":
+		return b.about
+	case b.special == "/dev/zero":
+		return "a symlink to /dev/zero"
+	case b.special == "fifo":
+		return "a named pipe (FIFO), no writer"
+	case b.special != "":
+		return "a " + b.special
+	case b.env != "":
+		return "the seed node, with " + code(b.env)
+	case b.set != "":
+		return "the seed node, with " + code("--set "+b.set)
 	case b.size > 0:
 		return fmt.Sprintf("%d MB of zero bytes (sparse)", b.size>>20)
 	case b.raw != nil && len(b.raw) == 0:

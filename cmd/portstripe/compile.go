@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/plan"
 )
 
 func compileCmd(nf *nodeFlags) *cobra.Command {
@@ -48,6 +50,7 @@ NAME.prev. A bad node file writes nothing and exits 2.`,
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "node %s (%s, sha256 %.12s): %d services, %d port ranges, %d decision lists\n",
 				res.Plan.Node.Name, res.Plan.Node.Source, res.Plan.Node.SHA256, len(res.Node.Services), len(res.Plan.Ranges), len(res.Plan.Lists))
+			writeOverrides(w, res.Plan.Node)
 			for _, n := range names {
 				fmt.Fprintf(w, "wrote %s (%d bytes)\n", filepath.Join(out, n), len(res.Files[n]))
 			}
@@ -127,4 +130,16 @@ func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
 		cfgName: compiler.HAProxyFile, cfgPath: filepath.Join(tmp, compiler.HAProxyFile),
 		rulesName: compiler.RulesFile, rules: res.Files[compiler.RulesFile],
 	}, cleanup, nil
+}
+
+// writeOverrides lists, under a command's first line about the node, what
+// the environment and --set changed: what the node file does not show.
+func writeOverrides(w io.Writer, n plan.NodeInfo) {
+	if len(n.Overrides) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  settings sha256 %.12s, with overrides:\n", n.SettingsSHA256)
+	for _, o := range n.Overrides {
+		fmt.Fprintf(w, "    %s\n", o)
+	}
 }

@@ -3,15 +3,16 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"unicode"
 
 	"github.com/spf13/cobra"
 
+	"github.com/portstripe/portstripe/internal/safefile"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -57,6 +58,7 @@ func writeJSON(w io.Writer, v any) error {
 
 func writeExplain(w io.Writer, p *plan.Plan) error {
 	fmt.Fprintf(w, "node %s from %s (sha256 %s)\n", p.Node.Name, p.Node.Source, p.Node.SHA256)
+	writeOverrides(w, p.Node)
 	fmt.Fprintf(w, "addresses %v; reserved ports %s get no rule\n\n", p.Node.Addresses, p.Node.Reserved)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROTO\tPORTS\tVIA\t#\tSIGNATURE\tSERVICE\tTARGET")
@@ -202,13 +204,20 @@ for openvpn the tls mode (and digest for tls-auth), for tls the server name
 	return c
 }
 
+// maxPayloadFile bounds --payload-file: the hex text of a 64 KiB datagram,
+// with room for spaces and line breaks.
+const maxPayloadFile = 256 << 10
+
 // readPayload reads the first packet from --payload-file, or else from
 // --payload-hex, where an empty value is a client that sent nothing
 // (ssh-keyscan). Which flags were given is checked by the caller rather than
 // by cobra, so a mistake is a usage error, exit 2.
 func readPayload(hexText, file string) ([]byte, error) {
 	if file != "" {
-		data, err := os.ReadFile(file)
+		data, err := safefile.Read(file, maxPayloadFile)
+		if errors.Is(err, safefile.ErrTooLarge) {
+			return nil, usageError{fmt.Errorf("--payload-file %s: larger than %d bytes; a first packet is at most 64 KiB, as hex text at most twice that", file, maxPayloadFile)}
+		}
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--payload-file: %w", err)}
 		}

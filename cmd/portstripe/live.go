@@ -473,6 +473,7 @@ func drift(ctx context.Context, dir string, st *Status) []string {
 func writeStatus(w io.Writer, st Status) {
 	if st.Node != nil {
 		fmt.Fprintf(w, "node %s applied from %s (sha256 %s)\n", st.Node.Name, st.Node.Source, st.Node.SHA256)
+		writeOverrides(w, *st.Node)
 	}
 	if st.HAProxy != nil {
 		fmt.Fprintf(w, "haproxy master pid %d, %d reloads (last failed: %d), workers %v, old workers %v\n",

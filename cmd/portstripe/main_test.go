@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,64 @@ func TestRouteClient(t *testing.T) {
 		if code, _, errOut := portstripe(t, append([]string{"route"}, args...)...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("route %v: exit %d, %q; want exit 2 and one line", args, code, errOut)
 		}
+	}
+}
+
+// TestOverridesRecorded: what the environment and --set change is shown
+// where a reviewer looks: plan.json, both headers and compile's summary,
+// with the effective settings' hash; the README's --set 'striped.tcp[0]=…'
+// works on the seed node, which leaves striped to its default; a value
+// stays on its header line whatever it holds.
+func TestOverridesRecorded(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PORTSTRIPE_HAPROXY_INSPECT_DELAY", "2s")
+	code, out, errOut := portstripe(t, "compile", "-o", dir, "--set", "striped.tcp[0]=1-1000", "--set", "addresses=195.154.33.73\n")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var p struct {
+		Node struct {
+			SettingsSHA256 string `json:"settings_sha256"`
+			Overrides      []struct{ Key, Value, From string }
+		}
+		Lists []struct{ Proto, Ports string }
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "plan.json"))
+	if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	// The environment first, then --set (which wins), each in key order.
+	want := `[{haproxy.inspect_delay 2s PORTSTRIPE_HAPROXY_INSPECT_DELAY} {addresses 195.154.33.73
+ --set} {striped.tcp[0] 1-1000 --set}]`
+	if got := fmt.Sprint(p.Node.Overrides); got != want || len(p.Node.SettingsSHA256) != 64 {
+		t.Errorf("plan.json overrides %s, settings %q", got, p.Node.SettingsSHA256)
+	}
+	for _, l := range p.Lists {
+		if l.Proto == "tcp" && strings.Contains(l.Ports, "29999") {
+			t.Errorf("striped.tcp not overridden: tcp list on %s", l.Ports)
+		}
+	}
+	for _, name := range []string{"haproxy.cfg", "rules.v4"} {
+		data, _ := os.ReadFile(filepath.Join(dir, name))
+		var head string // the comment lines the file starts with
+		for _, l := range strings.Split(string(data), "\n") {
+			if !strings.HasPrefix(l, "#") {
+				break
+			}
+			head += l + "\n"
+		}
+		for _, line := range []string{
+			p.Node.SettingsSHA256,
+			`addresses="195.154.33.73\n" (--set)`,
+			`haproxy.inspect_delay="2s" (PORTSTRIPE_HAPROXY_INSPECT_DELAY)`,
+			`striped.tcp[0]="1-1000" (--set)`,
+		} {
+			if !strings.Contains(head, line) {
+				t.Errorf("%s header lacks %s:\n%s", name, line, head)
+			}
+		}
+	}
+	if !strings.Contains(out, "  settings sha256 "+p.Node.SettingsSHA256[:12]+", with overrides:\n    haproxy.inspect_delay=") {
+		t.Errorf("compile's summary:\n%s", out)
 	}
 }

@@ -74,11 +74,12 @@ func TestBadInputLeavesNodeAlone(t *testing.T) {
 	checkModes(t, dir, state)
 	for _, b := range badInputs {
 		path := b.write(t, t.TempDir())
-		if b.raw == nil && b.size == 0 {
+		if b.fromSeed() {
 			data, _ := os.ReadFile(path)
 			os.WriteFile(path, []byte(testenv.LiveNode(string(data), dir)), 0o600)
 		}
-		code, _, errOut := portstripe(t, "apply", "-c", path, "--dir", state)
+		b.setEnv(t)
+		code, _, errOut := portstripe(t, b.args("apply", "-c", path, "--dir", state)...)
 		if code != exitInput {
 			t.Errorf("%s: exit %d, want %d (%s)", b.name, code, exitInput, errOut)
 		}
