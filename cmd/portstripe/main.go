@@ -64,7 +64,7 @@ func (f *nodeFlags) register(c *cobra.Command) {
 	c.PersistentFlags().StringVarP(&f.path, "config", "c", os.Getenv("PORTSTRIPE_CONFIG"),
 		"node file (YAML); default: the built-in seed node (fixtures/seed-node.yaml); env PORTSTRIPE_CONFIG")
 	c.PersistentFlags().StringArrayVar(&f.set, "set", nil,
-		"override a node file key, e.g. --set haproxy.inspect_delay=2s or --set 'services[1].disabled=true' (repeatable; PORTSTRIPE_HAPROXY_INSPECT_DELAY=2s works too)")
+		"override a node file key, e.g. --set haproxy.inspect_delay=2s or --set 'services[1].disabled=true' (repeatable; PORTSTRIPE_HAPROXY_INSPECT_DELAY=2s works too); checked like the file, and recorded in plan.json and the headers")
 }
 
 func (f *nodeFlags) options() (node.Options, error) {
