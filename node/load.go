@@ -11,7 +11,6 @@ import (
 	"maps"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -241,9 +240,9 @@ func applyOverrides(f *file, o Options) ([]Override, error) {
 		v := viper.New()
 		v.SetEnvPrefix(EnvPrefix)
 		v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-		keys := envKeys(reflect.TypeFor[file](), "")
-		sort.Strings(keys)
-		for _, k := range keys {
+		names := envKeys(reflect.TypeFor[file](), "")
+		slices.Sort(names)
+		for _, k := range names {
 			if err := v.BindEnv(k); err != nil {
 				return nil, fmt.Errorf("environment key %s: %w", k, err)
 			}
