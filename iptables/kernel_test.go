@@ -305,7 +305,11 @@ func TestClassifyInKernel(t *testing.T) {
 					}
 					wantPort = int(ap.Port())
 				}
-				if err := sendUDP(clientNS, port, payload, ipOptions); err != nil {
+				// A source port of its own per datagram: one the kernel
+				// picked again for the same destination port would ride
+				// an earlier datagram's conntrack entry (and its DNAT)
+				// instead of meeting the rules.
+				if err := sendUDP(clientNS, 20000+sent, port, payload, ipOptions); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				sent++
@@ -382,9 +386,9 @@ func expectedRule(p *plan.Plan, port int, payload []byte) (string, bool) {
 // sendUDP sends one datagram from a fresh socket in the client namespace
 // (a fresh source port, so a new conntrack flow and a new NAT decision).
 // ipOptions adds 4 bytes of IP options (IHL 6) to test IHL-relative reads.
-func sendUDP(clientNS string, port int, payload []byte, ipOptions bool) error {
+func sendUDP(clientNS string, srcPort, port int, payload []byte, ipOptions bool) error {
 	return InNetns(clientNS, func() error {
-		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(nodeAddr, uint16(port))))
+		conn, err := net.DialUDP("udp4", &net.UDPAddr{Port: srcPort}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(nodeAddr, uint16(port))))
 		if err != nil {
 			return err
 		}
