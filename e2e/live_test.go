@@ -386,8 +386,9 @@ func TestLiveRun(t *testing.T) {
 		if st.HAProxy == nil || len(st.HAProxy.Workers) != 1 || len(st.Problems) > 0 {
 			t.Errorf("status --json: haproxy %+v, problems %v", st.HAProxy, st.Problems)
 		}
-		if v, ok := liveMetric(r.scrape(), fmt.Sprintf(`portstripe_node_info{node="live",sha256="%s"}`, liveSHA256(v1.yaml(dir)))); !ok || v != 1 {
-			t.Errorf("/metrics: no portstripe_node_info with the node file's hash")
+		info := regexp.MustCompile(`(?m)^portstripe_node_info\{node="live",settings_sha256="[0-9a-f]{64}",sha256="` + liveSHA256(v1.yaml(dir)) + `"\} 1$`)
+		if !info.MatchString(r.scrape()) {
+			t.Errorf("/metrics: no portstripe_node_info with the node file's and the settings' hashes")
 		}
 	})
 

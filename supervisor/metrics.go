@@ -46,8 +46,8 @@ func NewMetrics(live Live) *Metrics {
 			Name: "portstripe_last_success_timestamp_seconds", Help: "When the node file was last applied (or found applied) successfully.",
 		}),
 		NodeInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "portstripe_node_info", Help: "The applied node file: 1 for its name and SHA-256.",
-		}, []string{"node", "sha256"}),
+			Name: "portstripe_node_info", Help: "The applied node: 1 for its name, the node file's SHA-256 and the SHA-256 of the effective settings (with env and --set overrides).",
+		}, []string{"node", "sha256", "settings_sha256"}),
 		Restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "portstripe_haproxy_restarts_total", Help: "HAProxy masters restarted after dying.",
 		}),

@@ -207,7 +207,7 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 	r.Metrics.Applies.WithLabelValues(result).Inc()
 	r.Metrics.LastSuccess.SetToCurrentTime()
 	r.Metrics.NodeInfo.Reset()
-	r.Metrics.NodeInfo.WithLabelValues(desired.Plan.Node.Name, desired.Plan.Node.SHA256).Set(1)
+	r.Metrics.NodeInfo.WithLabelValues(desired.Plan.Node.Name, desired.Plan.Node.SHA256, desired.Plan.Node.SettingsSHA256).Set(1)
 	switch {
 	case desired == good && !c.Nothing:
 		// Nothing was asked to change, yet the machine differed.
