@@ -143,21 +143,33 @@ func Build(n *node.Node) (*Plan, error) {
 	return p, nil
 }
 
-// checkOwners refuses a port dedicated to two services.
+// checkOwners refuses a port dedicated to two services. Sorted by first
+// port, a range overlaps an earlier one exactly when it starts at or before
+// the furthest end seen so far; a service's own ranges are disjoint, so the
+// range reaching furthest then belongs to another service.
 func checkOwners(n *node.Node) error {
+	type owned struct {
+		r     node.PortRange
+		owner int
+	}
+	var all []owned
 	for i, s := range n.Services {
-		for j := range i {
-			o := n.Services[j]
-			for _, r := range s.Dedicated {
-				for _, q := range o.Dedicated {
-					if r.Overlaps(q) {
-						return &node.FieldError{
-							Path: fmt.Sprintf("services[%d].dedicated", i),
-							Msg:  fmt.Sprintf("port %s is dedicated to both %s and %s (services[%d]); a port has one owner", overlap(r, q), o.Name, s.Name, j),
-						}
-					}
-				}
+		for _, r := range s.Dedicated {
+			all = append(all, owned{r, i})
+		}
+	}
+	slices.SortStableFunc(all, func(a, b owned) int { return int(a.r.From) - int(b.r.From) })
+	for k := 1; k < len(all); k++ {
+		furthest := all[k-1]
+		if furthest.r.To >= all[k].r.From {
+			i, j := max(furthest.owner, all[k].owner), min(furthest.owner, all[k].owner)
+			return &node.FieldError{
+				Path: fmt.Sprintf("services[%d].dedicated", i),
+				Msg:  fmt.Sprintf("port %s is dedicated to both %s and %s (services[%d]); a port has one owner", overlap(furthest.r, all[k].r), n.Services[j].Name, n.Services[i].Name, j),
 			}
+		}
+		if furthest.r.To > all[k].r.To {
+			all[k] = furthest
 		}
 	}
 	return nil
@@ -187,7 +199,8 @@ func (p *Plan) addProto(n *node.Node, proto node.Proto) error {
 			owners = append(owners, i)
 		}
 	}
-	for _, r := range n.Striped[proto].Minus(node.NewPortSet(dedicated...)) {
+	stripedOnly := n.Striped[proto].Minus(node.NewPortSet(dedicated...))
+	for _, r := range stripedOnly {
 		segs = append(segs, segment{r, -1})
 	}
 	slices.SortFunc(segs, func(a, b segment) int { return int(a.r.From) - int(b.r.From) })
@@ -197,11 +210,12 @@ func (p *Plan) addProto(n *node.Node, proto node.Proto) error {
 	first := len(p.Lists)
 	byKey := map[string]int{}
 	byOwner := map[int]int{}
+	cands := candidatesFor(n, proto)
 	for _, o := range owners {
-		if o == -1 && len(n.Striped[proto].Minus(node.NewPortSet(dedicated...))) == 0 {
+		if o == -1 && len(stripedOnly) == 0 {
 			continue
 		}
-		l := buildList(n, proto, o)
+		l := buildList(n, proto, o, cands)
 		if len(l.Decisions) == 0 && l.Default.Rejects() {
 			// Nothing to divert: leave these ports alone rather than
 			// send them somewhere that refuses everything.
@@ -239,32 +253,68 @@ func (p *Plan) addProto(n *node.Node, proto node.Proto) error {
 	return nil
 }
 
+// candidate is a service that can take a list's decision: its index in
+// n.Services, and the decision.
+type candidate struct {
+	service int
+	d       Decision
+}
+
+// candidates is what every list of a protocol picks from, worked out once:
+// asking every service again for each list made the planner quadratic.
+type candidates struct {
+	all     []candidate // per service index
+	has     []bool      // whether the service has an endpoint on the protocol
+	striped []candidate // the striped services, in node file order
+	def     Target      // the striped ports' default
+}
+
+func candidatesFor(n *node.Node, proto node.Proto) candidates {
+	c := candidates{all: make([]candidate, len(n.Services)), has: make([]bool, len(n.Services))}
+	for i, s := range n.Services {
+		sig, ok := signature.For(s, proto)
+		if !ok {
+			continue
+		}
+		c.all[i], c.has[i] = candidate{i, Decision{Signature: sig, Target: target(s, proto)}}, true
+		if s.Striped {
+			c.striped = append(c.striped, c.all[i])
+		}
+	}
+	if d := n.Default[proto]; d != node.Reject {
+		s, _ := n.Service(d)
+		c.def = target(s, proto)
+	}
+	return c
+}
+
 // buildList gathers the services a port of the given owner (-1: a striped
 // port) takes on proto, and its default. Ordering and the ambiguity check
 // wait until the list's ports are known, so errors can name them.
-func buildList(n *node.Node, proto node.Proto, owner int) List {
-	l := List{Name: "striped", Proto: proto}
-	var ownerSig signature.Signature
-	hasOwner := owner >= 0 && n.Services[owner].Has(proto)
+func buildList(n *node.Node, proto node.Proto, owner int, c candidates) List {
+	l := List{Name: "striped", Proto: proto, Default: c.def}
+	all, striped := c.all, c.striped
+	hasOwner := owner >= 0 && c.has[owner]
 	if hasOwner {
-		o := n.Services[owner]
-		l.Name = o.Name
-		ownerSig, _ = signature.For(o, proto)
-		l.Default = target(o, proto)
-	} else if d := n.Default[proto]; d != node.Reject {
-		s, _ := n.Service(d)
-		l.Default = target(s, proto)
+		l.Name = n.Services[owner].Name
+		l.Default = all[owner].d.Target
 	}
-	for i, s := range n.Services {
-		sig, ok := signature.For(s, proto)
-		if !ok || !(s.Striped || i == owner) {
-			continue
-		}
-		l.Decisions = append(l.Decisions, Decision{Signature: sig, Target: target(s, proto)})
+	// The striped services and the owner, in node file order.
+	at, found := slices.BinarySearchFunc(striped, owner, func(c candidate, i int) int { return c.service - i })
+	l.Decisions = make([]Decision, 0, len(striped)+1)
+	for _, c := range striped[:at] {
+		l.Decisions = append(l.Decisions, c.d)
+	}
+	if hasOwner && !found {
+		l.Decisions = append(l.Decisions, all[owner].d)
+	}
+	for _, c := range striped[at:] {
+		l.Decisions = append(l.Decisions, c.d)
 	}
 	if hasOwner {
 		// A striped service whose signature would take the owner's clients
 		// cannot share the owner's port: it is left out, and explain says so.
+		ownerSig := all[owner].d.Signature
 		l.Decisions = slices.DeleteFunc(l.Decisions, func(d Decision) bool {
 			out := d.Target.Service != l.Name && d.Signature.Catches(ownerSig)
 			if out {
@@ -339,6 +389,13 @@ func (l List) ID() string {
 // haproxy.listen_port, the striped list first.
 func (p *Plan) assignFrontends(n *node.Node) error {
 	port := int(n.HAProxy.ListenPort)
+	// The first service with a backend at each port of the node's addresses.
+	local := map[uint16]int{}
+	for j, s := range n.Services {
+		if _, seen := local[s.TCP.Port()]; !seen && s.TCP.IsValid() && slices.Contains(n.Addresses, s.TCP.Addr()) {
+			local[s.TCP.Port()] = j
+		}
+	}
 	for i := range p.Lists {
 		l := &p.Lists[i]
 		if l.Proto != node.TCP {
@@ -347,10 +404,8 @@ func (p *Plan) assignFrontends(n *node.Node) error {
 		if port > 65535 || n.Reserved.Contains(uint16(port)) {
 			return &node.FieldError{Path: "haproxy.listen_port", Msg: fmt.Sprintf("frontend %d would listen on port %d, which is reserved or out of range; the frontends use %d consecutive ports from listen_port", i, port, p.countTCPLists())}
 		}
-		for j, s := range n.Services {
-			if s.TCP.Port() == uint16(port) && slices.Contains(n.Addresses, s.TCP.Addr()) {
-				return &node.FieldError{Path: fmt.Sprintf("services[%d].tcp", j), Msg: fmt.Sprintf("%s is where frontend %s listens (haproxy.listen_port %d and up); move the backend or listen_port", s.TCP, "fe_"+l.Name, n.HAProxy.ListenPort)}
-			}
+		if j, ok := local[uint16(port)]; ok {
+			return &node.FieldError{Path: fmt.Sprintf("services[%d].tcp", j), Msg: fmt.Sprintf("%s is where frontend %s listens (haproxy.listen_port %d and up); move the backend or listen_port", n.Services[j].TCP, "fe_"+l.Name, n.HAProxy.ListenPort)}
 		}
 		l.Frontend = &Frontend{Name: "fe_" + l.Name, Port: uint16(port)}
 		port++

@@ -3,6 +3,8 @@ package plan
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/signature"
@@ -20,12 +22,16 @@ type Route struct {
 	Via    string `json:"via"`
 }
 
-// Range returns the range holding a port, if any.
+// Range returns the range holding a port, if any. Ranges are sorted by
+// protocol (UDP first) and port and do not overlap.
 func (p *Plan) Range(proto node.Proto, port uint16) (Range, bool) {
-	for _, r := range p.Ranges {
-		if r.Proto == proto && r.Ports().Contains(port) {
-			return r, true
-		}
+	rank := func(pr node.Proto) int { return slices.Index(node.Protos, pr) }
+	i := sort.Search(len(p.Ranges), func(i int) bool {
+		r := p.Ranges[i]
+		return rank(r.Proto) > rank(proto) || r.Proto == proto && r.To >= port
+	})
+	if i < len(p.Ranges) && p.Ranges[i].Proto == proto && p.Ranges[i].Ports().Contains(port) {
+		return p.Ranges[i], true
 	}
 	return Range{}, false
 }
