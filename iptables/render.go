@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/portstripe/portstripe/node"
@@ -92,9 +93,13 @@ func (b *lines) line(words ...string) {
 
 func (b *lines) comment(format string, args ...any) {
 	b.WriteString("# ")
-	b.WriteString(fmt.Sprintf(format, args...))
+	b.WriteString(cut(clean(fmt.Sprintf(format, args...)), maxCommentLine))
 	b.WriteByte('\n')
 }
+
+// maxCommentLine bounds a "# ..." line: iptables-restore reads lines into a
+// 10 KiB buffer and would read the rest of a longer one as a line of its own.
+const maxCommentLine = 1024
 
 // Render writes the plan's rules as an iptables-restore file for the nat
 // table. It declares (and so flushes, with --noflush) only portstripe's
@@ -312,34 +317,43 @@ func shortPorts(ports node.PortSet, limit int) string {
 	return best
 }
 
-// truncate cuts s to maxComment bytes on a rune boundary.
-func truncate(s string) string {
-	if len(s) <= maxComment {
+// truncate cuts s to what a --comment takes.
+func truncate(s string) string { return cut(s, maxComment) }
+
+// cut cuts s to n bytes on a rune boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	s = s[:maxComment]
+	s = s[:n]
 	for !utf8.ValidString(s) {
 		s = s[:len(s)-1]
 	}
 	return s
 }
 
-// quote makes s one iptables-restore argument. Names are validated upstream;
-// this keeps a stray quote or backslash from ending the argument early.
-func quote(s string) string {
-	s = strings.Map(func(r rune) rune {
+// clean is the one way free text (comment lines, --comment arguments, the
+// header's node file path) reaches rules.v4: control characters (C0 with
+// newline, CR and NUL, DEL, C1), the Unicode line separators and bytes that
+// are not UTF-8 become spaces, so the text stays on its line; a double
+// quote or backslash, which would end or escape a quoted argument, becomes
+// ' or /.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
 		switch {
 		case r == '"':
 			return '\''
 		case r == '\\':
 			return '/'
-		case r < ' ' || r == 0x7f:
+		case unicode.IsControl(r), r == '\u2028', r == '\u2029', r == utf8.RuneError:
 			return ' '
 		}
 		return r
 	}, s)
-	return `"` + s + `"`
 }
+
+// quote makes s one iptables-restore argument.
+func quote(s string) string { return `"` + clean(s) + `"` }
 
 // quoteArgs quotes the arguments that contain spaces, for display.
 func quoteArgs(args []string) []string {
