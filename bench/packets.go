@@ -1,17 +1,16 @@
 package main
 
 import (
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"time"
+
+	"github.com/portstripe/portstripe/signature"
 )
 
 // packets are the real first packets the clients send.
@@ -50,30 +49,12 @@ func loadPackets(dir string) (packets, error) {
 		}
 	}
 	pk.ssh = []byte(sshBanner)
-	hello, err := clientHello("www.example.org")
+	hello, err := signature.ClientHello("www.example.org")
 	if err != nil {
 		return pk, err
 	}
 	pk.tlsHello = hello
 	return pk, nil
-}
-
-// clientHello returns the first flight of Go's TLS client: a real
-// ClientHello with SNI, captured from an in-memory connection.
-func clientHello(sni string) ([]byte, error) {
-	c1, c2 := net.Pipe()
-	defer c1.Close()
-	defer c2.Close()
-	go func() {
-		tls.Client(c1, &tls.Config{ServerName: sni}).Handshake()
-	}()
-	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 16<<10)
-	n, err := c2.Read(buf)
-	if err != nil {
-		return nil, fmt.Errorf("capture a TLS ClientHello: %w", err)
-	}
-	return buf[:n], nil
 }
 
 // tcpProbes are the four first packets aimed at the given addresses.

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Config is a haproxy.cfg: a header comment, then its sections in the order
@@ -141,14 +143,27 @@ type Cond []string
 // hold, or c and d do.
 const or = "||"
 
-// Or joins conditions into one that holds when any of them does.
-func Or(conds ...Cond) Cond {
-	var out Cond
-	for i, c := range conds {
-		if i > 0 {
-			out = append(out, or)
+// maxWords is how many words HAProxy 2.6 reads on one line (MAX_LINE_ARGS):
+// a longer line is a fatal "too many words" error.
+const maxWords = 64
+
+// OrLines joins conditions into as few conditions of at most words words
+// as it can ("a b || c d"), each condition kept whole: rules that, together,
+// hold when any of the conditions does.
+func OrLines(words int, conds ...Cond) []Cond {
+	var out []Cond
+	var cur Cond
+	for _, c := range conds {
+		if len(cur) > 0 && len(cur)+1+len(c) > words {
+			out, cur = append(out, cur), nil
 		}
-		out = append(out, c...)
+		if len(cur) > 0 {
+			cur = append(cur, or)
+		}
+		cur = append(cur, c...)
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
 	}
 	return out
 }
@@ -259,6 +274,11 @@ func (c *Config) Validate() error {
 			}
 		}
 		for i, l := range s.Lines {
+			w := len(strings.Fields(l.String()))
+			// HAProxy reads no words after "#".
+			if _, ok := l.(Comment); w > maxWords && !ok {
+				return fmt.Errorf("haproxy config: %s, line %d: %d words, more than HAProxy reads on one line (%d)", where, i+1, w, maxWords)
+			}
 			if err := validateLine(l); err != nil {
 				return fmt.Errorf("haproxy config: %s, line %d (%s): %w", where, i+1, oneLine(l.String()), err)
 			}
@@ -299,8 +319,16 @@ func validateLine(l Line) error {
 	return nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl reports the characters no line of haproxy.cfg carries: C0
+// controls (newline, CR, NUL, ...), DEL, C1 controls, the Unicode line and
+// paragraph separators, and bytes that are not UTF-8.
+func isControl(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError
+}
 
+// oneLine is the one way free text (comments, the header's node file path)
+// reaches haproxy.cfg: every character isControl reports becomes '?', so the
+// text stays on its line.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
 		if isControl(r) {

@@ -33,6 +33,7 @@ func TestLines(t *testing.T) {
 		{Server{Name: "svc", Addr: mustAddrPort("127.0.0.1:1194")}, "server svc 127.0.0.1:1194"},
 		{Server{Name: "svc", Addr: mustAddrPort("127.0.0.1:1194"), Disabled: true}, "server svc 127.0.0.1:1194 disabled"},
 		{Comment("node file /tmp/x\nfrontend evil"), "# node file /tmp/x?frontend evil"},
+		{Comment("nul\x00 cr\r nel\u0085 ls\u2028 bad\xff"), "# nul? cr? nel? ls? bad?"},
 	}
 	for _, tt := range tests {
 		if got := tt.line.String(); got != tt.want {
@@ -106,6 +107,8 @@ func TestValidate(t *testing.T) {
 		{"backend name injects a line", Section{Type: FrontendSection, Name: "fe", Lines: []Line{DefaultBackend{"x\nbind :1"}}}, "not a HAProxy name"},
 		{"acl match starts a comment", Section{Type: FrontendSection, Name: "fe", Lines: []Line{ACL{"a", "req.ssl_sni -i", "x #y"}}}, "would need quoting"},
 		{"condition names an odd acl", Section{Type: FrontendSection, Name: "fe", Lines: []Line{UseBackend{"b", Cond{"a;b"}}}}, "not a HAProxy name"},
+		{"acl match holds a C1 control", Section{Type: FrontendSection, Name: "fe", Lines: []Line{ACL{"a", "req.ssl_sni -i", "x\u0085y"}}}, "would need quoting"},
+		{"65 words on a line", Section{Type: FrontendSection, Name: "fe", Lines: []Line{ACL{"a", "req.ssl_sni -i", strings.Repeat("x.example ", 61)}}}, "65 words, more than HAProxy reads on one line (64)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,5 +118,30 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestOrLines(t *testing.T) {
+	conds := []Cond{{"a1", "a2"}, {"b"}, {"c1", "c2", "c3"}, {"d"}}
+	tests := []struct {
+		words int
+		want  string
+	}{
+		{100, "a1 a2 || b || c1 c2 c3 || d"},
+		{6, "a1 a2 || b | c1 c2 c3 || d"},
+		{4, "a1 a2 || b | c1 c2 c3 | d"},
+		{1, "a1 a2 | b | c1 c2 c3 | d"}, // a condition is never cut
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, c := range OrLines(tt.words, conds...) {
+			got = append(got, strings.Join(c, " "))
+		}
+		if g := strings.Join(got, " | "); g != tt.want {
+			t.Errorf("OrLines(%d) = %q, want %q", tt.words, g, tt.want)
+		}
+	}
+	if got := OrLines(10); got != nil {
+		t.Errorf("OrLines of nothing = %q, want no condition", got)
 	}
 }

@@ -82,15 +82,22 @@ func frontendAddr(t *testing.T) netip.AddrPort {
 // `haproxy -W -S <dir>/master.sock -f <dir>/haproxy.cfg`.
 func startReal(t *testing.T) *realHAProxy {
 	t.Helper()
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		t.Skip("haproxy not installed (CI installs it)")
-	}
 	if _, err := os.Stat(firstPackets); err != nil {
 		t.Skipf("no captured first packets: %v", err)
 	}
+	return startConfig(t, FromPlan(loadPlan(t, "")))
+}
+
+// startConfig starts c with its sockets in a temporary directory, each
+// frontend bound once on loopback and each server replaced by a
+// backendListener.
+func startConfig(t *testing.T, c *Config) *realHAProxy {
+	t.Helper()
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Skip("haproxy not installed (CI installs it)")
+	}
 	dir := t.TempDir()
 	h := &realHAProxy{dir: dir, cfg: filepath.Join(dir, "haproxy.cfg"), frontends: map[string]string{}, backends: map[string]*backendListener{}}
-	c := FromPlan(loadPlan(t, ""))
 	c.Global.Lines[1] = StatsSocket{Path: filepath.Join(dir, "api.sock"), Mode: 0o600, Level: "admin", ExposeFDListeners: true}
 	// maxconn 20000 needs about 40000 file descriptors, more than a test
 	// sandbox may raise its limit to.

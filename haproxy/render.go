@@ -130,13 +130,21 @@ func frontend(p *plan.Plan, l plan.List) Section {
 	for i, d := range l.Decisions {
 		acls := ACLs(d.Target.Service, d.Signature, used)
 		add(Comment(fmt.Sprintf("%s: %s (%s)", d.Target.Service, d.Signature.Label, d.Signature.Describe())))
-		for _, a := range acls {
+		for k, a := range acls {
 			add(a)
-			conds[i] = append(conds[i], a.Name)
+			if k == 0 || acls[k-1].Name != a.Name {
+				conds[i] = append(conds[i], a.Name)
+			}
 		}
 	}
-	if len(conds) > 0 {
-		add(TCPRequestContent{Accept, Or(conds...)})
+	// Past what one line holds, the signatures are split over several
+	// accept rules, in decision order. HAProxy waits while an earlier
+	// rule's signature still lacks bytes, so a client another rule already
+	// matches may wait for more bytes or the inspect-delay; where it lands
+	// is the same.
+	head := len(strings.Fields(TCPRequestContent{Action: Accept}.String())) + 1 // and "if"
+	for _, c := range OrLines(maxWords-head, conds...) {
+		add(TCPRequestContent{Accept, c})
 	}
 	if l.Default.Rejects() {
 		// Before the use_backend lines: HAProxy runs every tcp-request rule
@@ -156,15 +164,24 @@ func frontend(p *plan.Plan, l plan.List) Section {
 // first packet, in the signature's order: its first byte check decides on
 // the first few bytes, so other clients fail it at once instead of waiting
 // for bytes they will never send. Names are the service name plus what is
-// tested, made unique within used (one frontend's names).
+// tested, made unique within used (one frontend's names). An ACL with more
+// patterns than one line holds (SNI names) is split over consecutive lines
+// of the same name, which HAProxy ORs.
 //
 // The buffered length (req.len) is never tested: a client that resends its
 // first packet, or sends it in pieces, has a different one.
 func ACLs(service string, sig signature.Signature, used map[string]bool) []ACL {
 	var out []ACL
-	add := func(what, fetch, match string) {
-		name := uniqueName(service+"_"+what, used)
-		out = append(out, ACL{Name: name, Fetch: fetch, Match: match})
+	add := func(what, fetch string, patterns ...string) {
+		a := ACL{Name: uniqueName(service+"_"+what, used), Fetch: fetch}
+		room := maxWords - len(strings.Fields(a.String()))
+		for len(patterns) > room {
+			a.Match = strings.Join(patterns[:room], " ")
+			out = append(out, a)
+			patterns = patterns[room:]
+		}
+		a.Match = strings.Join(patterns, " ")
+		out = append(out, a)
 	}
 	for _, b := range sig.Bytes {
 		add(fmt.Sprintf("at%d", b.Offset), fmt.Sprintf("req.payload(%d,%d) -m bin", b.Offset, len(b.Value)), hex.EncodeToString(b.Value))
@@ -173,11 +190,11 @@ func ACLs(service string, sig signature.Signature, used map[string]bool) []ACL {
 		// Type 1 is a complete ClientHello; SNI is only read from one.
 		add("hello", "req.ssl_hello_type", "1")
 		if len(sig.SNI) > 0 {
-			add("sni", "req.ssl_sni -i", strings.Join(sig.SNI, " "))
+			add("sni", "req.ssl_sni -i", sig.SNI...)
 		}
 	}
 	if sig.HTTP {
-		add("http", "req.proto_http", "")
+		add("http", "req.proto_http")
 	}
 	return out
 }

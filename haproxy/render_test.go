@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -108,14 +109,20 @@ func TestFrontendShape(t *testing.T) {
 			for i, fe := range c.Frontends {
 				l := tcpLists[i]
 				acls := map[string]bool{}
+				var last string
 				var binds, defaults, rejects, uses int
 				for _, line := range fe.Lines {
+					if _, ok := line.(ACL); !ok {
+						last = ""
+					}
 					switch line := line.(type) {
 					case ACL:
-						if acls[line.Name] {
+						// An acl split over lines (HAProxy ORs them) repeats
+						// its name only on the next line.
+						if acls[line.Name] && last != line.Name {
 							t.Errorf("%s: acl %s defined twice", fe.Name, line.Name)
 						}
-						acls[line.Name] = true
+						acls[line.Name], last = true, line.Name
 						if strings.Contains(line.Fetch, "req.len") {
 							t.Errorf("%s: %s uses req.len", fe.Name, line)
 						}
@@ -195,6 +202,16 @@ func TestACLs(t *testing.T) {
 			},
 		},
 		{
+			name:    "more SNI names than one line holds: the same acl on more lines",
+			service: "many",
+			sig:     mustSig(t, node.Service{Kind: node.TLS, SNI: sniNames(61), TCP: tcpAddr}),
+			want: []string{
+				"acl many_hello req.ssl_hello_type 1",
+				"acl many_sni req.ssl_sni -i " + strings.Join(sniNames(61)[:60], " "),
+				"acl many_sni req.ssl_sni -i n60.example",
+			},
+		},
+		{
 			name:    "tls without SNI",
 			service: "any",
 			sig:     mustSig(t, node.Service{Kind: node.TLS, TCP: tcpAddr}),
@@ -232,6 +249,15 @@ func TestACLs(t *testing.T) {
 }
 
 var tcpAddr = mustAddrPort("127.0.0.1:1194")
+
+// sniNames is n server names, n0.example and up.
+func sniNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("n%d.example", i)
+	}
+	return out
+}
 
 func mustSig(t *testing.T, s node.Service) signature.Signature {
 	t.Helper()

@@ -1,6 +1,12 @@
 package signature
 
-import "github.com/portstripe/portstripe/node"
+import (
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/portstripe/portstripe/node"
+)
 
 // Example lays out a first packet that s matches, the way the client sends
 // it: s.Size bytes (on TCP behind an OpenVPN length prefix that says so)
@@ -30,4 +36,22 @@ func (s Signature) Example() []byte {
 		copy(packet[b.Offset:], b.Value)
 	}
 	return packet
+}
+
+// ClientHello is the first flight Go's TLS client sends for server name sni
+// ("" sends none), caught on an in-memory pipe: a TLS client's first
+// packet, for route --client and the tests that send one.
+func ClientHello(sni string) ([]byte, error) {
+	c, s := net.Pipe()
+	defer s.Close()
+	go func() {
+		defer c.Close()
+		conn := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: sni == ""})
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		conn.Handshake() // fails once s closes; only the first flight matters
+	}()
+	s.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 16<<10)
+	n, err := s.Read(buf)
+	return buf[:n], err
 }

@@ -1,11 +1,8 @@
 package signature
 
 import (
-	"crypto/tls"
-	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/portstripe/portstripe/node"
 )
@@ -156,24 +153,13 @@ func TestCatches(t *testing.T) {
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
-// clientHello captures the first bytes Go's TLS client sends.
 func clientHello(t *testing.T, sni string) []byte {
 	t.Helper()
-	c, s := net.Pipe()
-	go func() {
-		conn := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		conn.Handshake()
-		c.Close()
-	}()
-	buf := make([]byte, 4096)
-	s.SetReadDeadline(time.Now().Add(2 * time.Second))
-	n, err := s.Read(buf)
+	hello, err := ClientHello(sni)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	return buf[:n]
+	return hello
 }
 
 func TestMatchProtocols(t *testing.T) {

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"crypto/tls"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/signature"
@@ -43,7 +40,7 @@ func clientPacket(spec string, p node.Proto) ([]byte, string, error) {
 		return []byte("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"), "HTTP/1.1 request", nil
 	case node.TLS:
 		sni := strings.Join(args, ":")
-		hello, err := clientHello(sni)
+		hello, err := signature.ClientHello(sni)
 		if err != nil {
 			return nil, "", fmt.Errorf("make a TLS ClientHello: %w", err)
 		}
@@ -76,21 +73,4 @@ func clientPacket(spec string, p node.Proto) ([]byte, string, error) {
 	}
 	packet := sig.Example()
 	return packet, fmt.Sprintf("%s (%d bytes; its random fields made up)", what, len(packet)), nil
-}
-
-// clientHello is the first flight Go's TLS client sends for server name sni
-// ("" sends none), caught on an in-memory pipe.
-func clientHello(sni string) ([]byte, error) {
-	c, s := net.Pipe()
-	defer s.Close()
-	go func() {
-		defer c.Close()
-		conn := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: sni == ""})
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		conn.Handshake() // fails once s closes; only the first flight matters
-	}()
-	s.SetReadDeadline(time.Now().Add(2 * time.Second))
-	buf := make([]byte, 16<<10)
-	n, err := s.Read(buf)
-	return buf[:n], err
 }
