@@ -127,6 +127,9 @@ func Build(n *node.Node) (*Plan, error) {
 	if err := checkOwners(n); err != nil {
 		return nil, err
 	}
+	if err := checkUDPListeners(n); err != nil {
+		return nil, err
+	}
 	for _, proto := range node.Protos {
 		if err := p.addProto(n, proto); err != nil {
 			return nil, err
@@ -140,7 +143,95 @@ func Build(n *node.Node) (*Plan, error) {
 	if err := p.assignFrontends(n); err != nil {
 		return nil, err
 	}
+	if err := p.checkLoops(n); err != nil {
+		return nil, err
+	}
+	if err := p.checkNames(n); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// checkUDPListeners refuses two services listening on one UDP port: the
+// rules would send both services' clients to whichever of them binds it.
+func checkUDPListeners(n *node.Node) error {
+	first := map[uint16]int{}
+	for i, s := range n.Services {
+		if s.UDP == 0 {
+			continue
+		}
+		if j, ok := first[s.UDP]; ok {
+			return &node.FieldError{
+				Path: fmt.Sprintf("services[%d].udp", i),
+				Msg:  fmt.Sprintf("port %d is already the UDP listener of %s (services[%d]); %s and %s need a port each", s.UDP, n.Services[j].Name, j, n.Services[j].Name, s.Name),
+			}
+		}
+		first[s.UDP] = i
+	}
+	return nil
+}
+
+// checkLoops refuses a TCP backend on one of the node's addresses at a port
+// the rules divert: HAProxy's own connection to it would pass the OUTPUT
+// jump and be DNATed back into a frontend, and one client would fill
+// maxconn.
+func (p *Plan) checkLoops(n *node.Node) error {
+	for i, s := range n.Services {
+		if !s.TCP.IsValid() || !slices.Contains(n.Addresses, s.TCP.Addr()) {
+			continue
+		}
+		r, ok := p.Range(node.TCP, s.TCP.Port())
+		if !ok {
+			continue
+		}
+		l := p.Lists[r.List]
+		if l.Frontend == nil {
+			continue
+		}
+		return &node.FieldError{
+			Path: fmt.Sprintf("services[%d].tcp", i),
+			Msg:  fmt.Sprintf("%s is on the node's address at port %d, which the rules divert to frontend %s (tcp %s, list %s): HAProxy's connection to the backend would loop back into its own frontend; use a loopback address or a reserved or unstriped port", s.TCP, s.TCP.Port(), l.Frontend.Name, l.Ports, l.Name),
+		}
+	}
+	return nil
+}
+
+// checkNames refuses two things of one kind under one name in the
+// outputs: HAProxy refuses two frontends of one name, and iptables-restore
+// would fill one chain with two lists. Frontends are named after the list
+// ("fe_striped" for the striped ports, "fe_" and the owner for dedicated
+// ones), UDP list chains after the list's ID.
+func (p *Plan) checkNames(n *node.Node) error {
+	frontends := map[string]int{}
+	chains := map[string]int{}
+	for i, l := range p.Lists {
+		seen, name := frontends, ""
+		switch {
+		case l.Frontend != nil:
+			name = l.Frontend.Name
+		case l.Proto == node.UDP:
+			seen, name = chains, l.ID()
+		default:
+			continue
+		}
+		j, ok := seen[name]
+		if !ok {
+			seen[name] = i
+			continue
+		}
+		a := p.Lists[j]
+		path := "services"
+		if k := serviceIndex(n, l.Name); k >= 0 {
+			path = fmt.Sprintf("services[%d].name", k)
+		}
+		if l.Frontend != nil {
+			// Owners' names are unique and the striped list comes first:
+			// the clash is a service named like the striped ports' list.
+			return &node.FieldError{Path: path, Msg: fmt.Sprintf("frontend %s would serve both the striped ports (tcp %s) and the ports dedicated to service %q (tcp %s); rename the service", name, a.Ports, l.Name, l.Ports)}
+		}
+		return &node.FieldError{Path: path, Msg: fmt.Sprintf("the UDP lists of udp %s (list %s) and udp %s (list %s) hash to one chain name (%s); rename a service of either", a.Ports, a.Name, l.Ports, l.Name, name)}
+	}
+	return nil
 }
 
 // checkOwners refuses a port dedicated to two services. Sorted by first
@@ -353,12 +444,15 @@ func orderList(n *node.Node, l *List) error {
 }
 
 func servicePath(n *node.Node, name string) string {
-	for i, s := range n.Services {
-		if s.Name == name {
-			return fmt.Sprintf("services[%d]", i)
-		}
+	if i := serviceIndex(n, name); i >= 0 {
+		return fmt.Sprintf("services[%d]", i)
 	}
 	return "services"
+}
+
+// serviceIndex is the index of the named service in n.Services, or -1.
+func serviceIndex(n *node.Node, name string) int {
+	return slices.IndexFunc(n.Services, func(s node.Service) bool { return s.Name == name })
 }
 
 func target(s node.Service, proto node.Proto) Target {
@@ -379,10 +473,12 @@ func (l List) key() string {
 }
 
 // ID is a short stable hash of what the list does, for names that must stay
-// the same while the list does (iptables chains).
+// the same while the list does (iptables chains, at most 28 characters).
+// 48 bits make a clash between 20,000 lists a one in a million chance;
+// checkNames refuses one.
 func (l List) ID() string {
 	sum := sha256.Sum256([]byte(l.key()))
-	return hex.EncodeToString(sum[:4])
+	return hex.EncodeToString(sum[:6])
 }
 
 // assignFrontends gives each TCP list a frontend on consecutive ports from

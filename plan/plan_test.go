@@ -164,6 +164,65 @@ services:
 			wantErr: []string{"haproxy.listen_port", "30000"},
 		},
 		{
+			name: "a long dedicated range overlapping a later owner's, past a range between",
+			yaml: head + `services:
+  - {name: a, kind: openvpn, tls: {mode: tls-crypt}, udp: 5061, dedicated: ["5000-5100"]}
+  - {name: b, kind: openvpn, tls: {mode: tls-crypt-v2}, udp: 5062, dedicated: ["4000-4010", "5050"]}
+`,
+			wantErr: []string{"services[1].dedicated", "port 5050 ", "a and b (services[0])"},
+		},
+		{
+			name: "two services on one UDP listener port",
+			yaml: head + `services:
+  - {name: rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: 443}
+  - {name: wg, kind: wireguard, udp: 443}
+`,
+			wantErr: []string{"services[1].udp:", "port 443", "rsa (services[0])", "rsa and wg"},
+		},
+		{
+			name: "a service named striped with dedicated TCP ports would share fe_striped",
+			yaml: head + `services:
+  - {name: rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, tcp: 127.0.0.1:1194}
+  - {name: striped, kind: ssh, tcp: 127.0.0.1:22, dedicated: ["22"]}
+`,
+			wantErr: []string{"services[1].name:", "frontend fe_striped would serve both the striped ports (tcp 1-21,23-29999)", "dedicated to service \"striped\" (tcp 22)"},
+		},
+		{
+			name: "a service named striped with dedicated UDP ports only is fine",
+			yaml: head + `services:
+  - {name: rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: 443, tcp: 127.0.0.1:1194}
+  - {name: striped, kind: wireguard, udp: 51820, dedicated: ["51820"]}
+reserved: ["60000-65535"]
+`,
+			want: []string{
+				"udp 1-29999 [rsa] default reject",
+				"udp 51820 [rsa striped] default striped",
+				"tcp 1-29999,51820 [rsa] default reject fe_striped",
+			},
+		},
+		{
+			name:    "a backend on the node's address at a striped port loops back into HAProxy",
+			yaml:    head + "services:\n  - {name: s, kind: ssh, tcp: 198.51.100.2:22}\n",
+			wantErr: []string{"services[0].tcp:", "198.51.100.2:22", "frontend fe_striped (tcp 1-29999, list striped)", "loop"},
+		},
+		{
+			name: "a backend on the node's address at a dedicated port loops too",
+			yaml: head + `striped: {tcp: ["1-1000"], udp: ["1-1000"]}
+services:
+  - {name: rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, tcp: 127.0.0.1:1194}
+  - {name: s, kind: ssh, tcp: 198.51.100.2:5022, dedicated: ["5000-5100"]}
+`,
+			wantErr: []string{"services[1].tcp:", "198.51.100.2:5022", "frontend fe_s (tcp 5000-5100, list s)"},
+		},
+		{
+			name: "a backend on the node's address at a reserved port is fine",
+			yaml: head + `reserved: ["30000-65535"]
+services:
+  - {name: s, kind: ssh, tcp: 198.51.100.2:30022}
+`,
+			want: []string{"tcp 1-29999 [s] default reject fe_striped"},
+		},
+		{
 			name:    "a backend on the frontend's own address and port",
 			yaml:    head + "services:\n  - {name: s, kind: ssh, tcp: 198.51.100.2:20000}\n",
 			wantErr: []string{"services[0].tcp", "fe_striped"},
