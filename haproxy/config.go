@@ -147,6 +147,20 @@ const or = "||"
 // a longer line is a fatal "too many words" error.
 const maxWords = 64
 
+// words counts the words of a line as HAProxy splits them (on spaces and
+// tabs), without making them.
+func words(line string) int {
+	n, in := 0, false
+	for i := 0; i < len(line); i++ {
+		space := line[i] == ' ' || line[i] == '\t'
+		if !space && !in {
+			n++
+		}
+		in = !space
+	}
+	return n
+}
+
 // OrLines joins conditions into as few conditions of at most words words
 // as it can ("a b || c d"), each condition kept whole: rules that, together,
 // hold when any of the conditions does.
@@ -274,7 +288,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for i, l := range s.Lines {
-			w := len(strings.Fields(l.String()))
+			w := words(l.String())
 			// HAProxy reads no words after "#".
 			if _, ok := l.(Comment); w > maxWords && !ok {
 				return fmt.Errorf("haproxy config: %s, line %d: %d words, more than HAProxy reads on one line (%d)", where, i+1, w, maxWords)

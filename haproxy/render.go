@@ -142,7 +142,7 @@ func frontend(p *plan.Plan, l plan.List) Section {
 	// rule's signature still lacks bytes, so a client another rule already
 	// matches may wait for more bytes or the inspect-delay; where it lands
 	// is the same.
-	head := len(strings.Fields(TCPRequestContent{Action: Accept}.String())) + 1 // and "if"
+	head := words(TCPRequestContent{Action: Accept}.String()) + 1 // and "if"
 	for _, c := range OrLines(maxWords-head, conds...) {
 		add(TCPRequestContent{Accept, c})
 	}
@@ -174,7 +174,7 @@ func ACLs(service string, sig signature.Signature, used map[string]bool) []ACL {
 	var out []ACL
 	add := func(what, fetch string, patterns ...string) {
 		a := ACL{Name: uniqueName(service+"_"+what, used), Fetch: fetch}
-		room := maxWords - len(strings.Fields(a.String()))
+		room := maxWords - words(a.String())
 		for len(patterns) > room {
 			a.Match = strings.Join(patterns[:room], " ")
 			out = append(out, a)
