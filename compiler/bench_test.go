@@ -80,15 +80,5 @@ func BenchmarkRenderIPTables20000(b *testing.B) {
 	}
 }
 
-func BenchmarkCompile20000(b *testing.B) {
-	data := dedicatedNode(20000)
-	for b.Loop() {
-		n, err := node.Parse(data, "wide.yaml", node.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := FromNode(n); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+// BenchmarkCompile20000 is the whole compile: load, plan, render, plan.json.
+func BenchmarkCompile20000(b *testing.B) { benchCompile(b, dedicatedNode(20000)) }
