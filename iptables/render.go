@@ -333,27 +333,24 @@ func cut(s string, n int) string {
 }
 
 // clean is the one way free text (comment lines, --comment arguments, the
-// header's node file path) reaches rules.v4: control characters (C0 with
-// newline, CR and NUL, DEL, C1), the Unicode line separators and bytes that
-// are not UTF-8 become spaces, so the text stays on its line; a double
-// quote or backslash, which would end or escape a quoted argument, becomes
-// ' or /.
+// header's node file path and overrides) reaches rules.v4: control
+// characters (C0 with newline, CR and NUL, DEL, C1), the Unicode line
+// separators and bytes that are not UTF-8 become spaces, so the text stays
+// on its line.
 func clean(s string) string {
 	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '"':
-			return '\''
-		case r == '\\':
-			return '/'
-		case unicode.IsControl(r), r == '\u2028', r == '\u2029', r == utf8.RuneError:
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError {
 			return ' '
 		}
 		return r
 	}, s)
 }
 
-// quote makes s one iptables-restore argument.
-func quote(s string) string { return `"` + clean(s) + `"` }
+// quote makes s one iptables-restore argument: cleaned, and a double quote
+// or backslash, which would end or escape the argument, made ' or /.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`"`, "'", `\`, "/").Replace(clean(s)) + `"`
+}
 
 // quoteArgs quotes the arguments that contain spaces, for display.
 func quoteArgs(args []string) []string {
