@@ -30,9 +30,22 @@ services:
 	return []byte(b.String())
 }
 
-func wideNode(b *testing.B, n int) *node.Node {
+// stripedTLSNode writes a node with n striped TLS services, one server name
+// each: one decision list of n signatures.
+func stripedTLSNode(n int) []byte {
+	var b strings.Builder
+	b.WriteString("name: sites\naddresses: [198.51.100.2]\nservices:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - {name: site%d, kind: tls, tcp: 127.0.0.1:%d, sni: [s%d.example]}\n", i, 1+i%60000, i)
+	}
+	return []byte(b.String())
+}
+
+func wideNode(b *testing.B, n int) *node.Node { return parse(b, dedicatedNode(n)) }
+
+func parse(b *testing.B, data []byte) *node.Node {
 	b.Helper()
-	nd, err := node.Parse(dedicatedNode(n), "wide.yaml", node.Options{})
+	nd, err := node.Parse(data, "bench.yaml", node.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,6 +65,18 @@ func widePlan(b *testing.B, n int) *plan.Plan {
 // near-linear, the whole compile well under 2 s).
 func BenchmarkPlan20000(b *testing.B) {
 	n := wideNode(b, 20000)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := plan.Build(n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPlanStripedTLS20000: 20,000 SNI services on the striped ports,
+// ordered and checked for overlapping names in one list.
+func BenchmarkPlanStripedTLS20000(b *testing.B) {
+	n := parse(b, stripedTLSNode(20000))
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := plan.Build(n); err != nil {

@@ -6,6 +6,7 @@ package signature
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -325,26 +326,149 @@ func Order(sigs []Signature) (order []int, a, b int, err error) {
 		idx[i] = i
 	}
 	slices.SortStableFunc(idx, func(x, y int) int { return familyRank[sigs[x].Family] - familyRank[sigs[y].Family] })
-	for i, x := range idx {
-		for _, y := range idx[i+1:] {
-			if sigs[x].Catches(sigs[y]) && sigs[y].Catches(sigs[x]) {
-				return nil, x, y, ambiguity(sigs[x], sigs[y])
+	g := catchGraph{count: make([]int, len(idx)), caughtBy: make([][]int, len(idx)), first: [2]int{-1, -1}}
+	// Signatures of different families never catch each other: the graph
+	// is built per run of one family.
+	for lo := 0; lo < len(idx); {
+		hi := lo + 1
+		for hi < len(idx) && sigs[idx[hi]].Family == sigs[idx[lo]].Family {
+			hi++
+		}
+		if sigs[idx[lo]].Family == FamilyTLS {
+			g.tls(sigs, idx, lo, hi)
+		} else {
+			g.pairs(sigs, idx, lo, hi)
+		}
+		lo = hi
+	}
+	if g.first[0] >= 0 {
+		x, y := idx[g.first[0]], idx[g.first[1]]
+		return nil, x, y, ambiguity(sigs[x], sigs[y])
+	}
+	return g.order(idx), 0, 0, nil
+}
+
+// catchGraph is which signature catches which, by position in Order's
+// sorted idx, and the first pair (in position order) that catch each other.
+type catchGraph struct {
+	count    []int   // how many of the others each one catches
+	caughtBy [][]int // the ones that catch each one
+	first    [2]int  // the first ambiguous pair, -1 for none
+}
+
+func (g *catchGraph) catches(k, o int) {
+	g.count[k]++
+	g.caughtBy[o] = append(g.caughtBy[o], k)
+}
+
+func (g *catchGraph) ambiguous(i, j int) {
+	if g.first[0] < 0 || i < g.first[0] || i == g.first[0] && j < g.first[1] {
+		g.first = [2]int{i, j}
+	}
+}
+
+// pairs tests every pair of positions lo..hi-1. Families other than TLS
+// have a handful of signatures that tell each other apart (OpenVPN's
+// flavours, one SSH, one HTTP, one WireGuard): a longer run holds an
+// ambiguous pair among its first few, and stops there.
+func (g *catchGraph) pairs(sigs []Signature, idx []int, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		for j := i + 1; j < hi; j++ {
+			ij, ji := sigs[idx[i]].Catches(sigs[idx[j]]), sigs[idx[j]].Catches(sigs[idx[i]])
+			switch {
+			case ij && ji:
+				g.ambiguous(i, j)
+				return
+			case ij:
+				g.catches(i, j)
+			case ji:
+				g.catches(j, i)
 			}
 		}
 	}
-	remaining := idx
-	for len(remaining) > 0 {
-		pick := 0
-		for j, r := range remaining {
-			if !slices.ContainsFunc(remaining, func(x int) bool { return x != r && sigs[r].Catches(sigs[x]) }) {
-				pick = j
-				break
+}
+
+// tls is pairs for TLS signatures, in time linear in their SNI names (sites
+// may have thousands): two with a name in common catch each other, and one
+// without names catches every other.
+func (g *catchGraph) tls(sigs []Signature, idx []int, lo, hi int) {
+	holder := map[string]int{}
+	var catchAll, named []int
+	for k := lo; k < hi; k++ {
+		sni := sigs[idx[k]].SNI
+		if len(sni) == 0 {
+			catchAll = append(catchAll, k)
+			continue
+		}
+		named = append(named, k)
+		for _, n := range sni {
+			if first, ok := holder[n]; ok {
+				g.ambiguous(first, k)
+			} else {
+				holder[n] = k
 			}
 		}
-		order = append(order, remaining[pick])
-		remaining = slices.Delete(slices.Clone(remaining), pick, pick+1)
 	}
-	return order, 0, 0, nil
+	if len(catchAll) > 1 {
+		g.ambiguous(catchAll[0], catchAll[1])
+		return
+	}
+	for _, c := range catchAll {
+		for _, k := range named {
+			g.catches(c, k)
+		}
+	}
+}
+
+// order is the order the signatures are tried in: again and again, the
+// first one left that catches none of the others left (or, in a cycle, the
+// first one left), so a signature goes after those it would take.
+func (g *catchGraph) order(idx []int) []int {
+	free := &positions{}
+	for k, c := range g.count {
+		if c == 0 {
+			heap.Push(free, k)
+		}
+	}
+	done := make([]bool, len(idx))
+	out := make([]int, 0, len(idx))
+	next := 0 // the first position not done
+	for len(out) < len(idx) {
+		for free.Len() > 0 && done[(*free)[0]] {
+			heap.Pop(free)
+		}
+		var k int
+		if free.Len() > 0 {
+			k = heap.Pop(free).(int)
+		} else {
+			for done[next] {
+				next++
+			}
+			k = next
+		}
+		done[k] = true
+		out = append(out, idx[k])
+		for _, s := range g.caughtBy[k] {
+			if g.count[s]--; g.count[s] == 0 && !done[s] {
+				heap.Push(free, s)
+			}
+		}
+	}
+	return out
+}
+
+// positions is a min-heap of positions (container/heap).
+type positions []int
+
+func (h positions) Len() int           { return len(h) }
+func (h positions) Less(i, j int) bool { return h[i] < h[j] }
+func (h positions) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *positions) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *positions) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // ambiguity explains why two signatures cannot be told apart and what the

@@ -1,7 +1,9 @@
 package signature
 
 import (
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/portstripe/portstripe/node"
@@ -188,5 +190,77 @@ func TestMatchProtocols(t *testing.T) {
 		if got := tt.sig.Match(tt.payload); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// orderByDefinition is Order as its comment defines it, pair by pair: the
+// first pair (in family order) that catch each other is an error, else
+// again and again the first signature left that catches none of the others
+// left (the first one left when all do).
+func orderByDefinition(sigs []Signature) (order []int, a, b int, ok bool) {
+	idx := make([]int, len(sigs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(x, y int) int { return familyRank[sigs[x].Family] - familyRank[sigs[y].Family] })
+	for i, x := range idx {
+		for _, y := range idx[i+1:] {
+			if sigs[x].Catches(sigs[y]) && sigs[y].Catches(sigs[x]) {
+				return nil, x, y, false
+			}
+		}
+	}
+	for remaining := idx; len(remaining) > 0; {
+		pick := 0
+		for j, r := range remaining {
+			if !slices.ContainsFunc(remaining, func(x int) bool { return x != r && sigs[r].Catches(sigs[x]) }) {
+				pick = j
+				break
+			}
+		}
+		order = append(order, remaining[pick])
+		remaining = slices.Delete(slices.Clone(remaining), pick, pick+1)
+	}
+	return order, 0, 0, true
+}
+
+// TestOrderAsDefined: Order, which builds the catch graph per family in
+// time linear in SNI names, gives the order or the ambiguous pair the
+// pair-by-pair definition gives, on random mixes of every kind.
+func TestOrderAsDefined(t *testing.T) {
+	addr := mustAddrPort("127.0.0.1:1")
+	pool := []node.Service{
+		{Kind: node.SSH, TCP: addr}, {Kind: node.HTTP, TCP: addr},
+		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSCrypt}, TCP: addr},
+		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSCryptV2}, TCP: addr},
+		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSNone}, TCP: addr},
+		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSAuth, Digest: "SHA256"}, TCP: addr},
+		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSAuth, Digest: "SHA512"}, TCP: addr},
+		{Kind: node.TLS, TCP: addr},
+	}
+	names := []string{"a.example", "b.example", "c.example", "d.example", "e.example", "f.example"}
+	r := rand.New(rand.NewPCG(7, 0))
+	agreed := map[bool]int{}
+	for range 3000 {
+		var sigs []Signature
+		for range 1 + r.IntN(8) {
+			s := pool[r.IntN(len(pool))]
+			if s.Kind == node.TLS && r.IntN(4) > 0 {
+				for _, i := range r.Perm(len(names))[:1+r.IntN(2)] {
+					s.SNI = append(s.SNI, names[i])
+				}
+			}
+			sig, _ := For(s, node.TCP)
+			sigs = append(sigs, sig)
+		}
+		want, wa, wb, ok := orderByDefinition(sigs)
+		got, a, b, err := Order(sigs)
+		if (err == nil) != ok || !slices.Equal(got, want) || a != wa || b != wb {
+			t.Fatalf("%d signatures: Order = %v, %d, %d, %v; by definition %v, %d, %d, ok %v", len(sigs), got, a, b, err, want, wa, wb, ok)
+		}
+		agreed[ok]++
+	}
+	if agreed[true] < 300 || agreed[false] < 300 {
+		t.Errorf("the mixes are lopsided: %d orderable, %d ambiguous", agreed[true], agreed[false])
 	}
 }
