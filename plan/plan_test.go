@@ -432,3 +432,26 @@ func TestRouteCaptured(t *testing.T) {
 		}
 	}
 }
+
+// TestChainNamesClash: two UDP lists whose chain names (their IDs) are one
+// are refused, naming both lists' ports. A real clash needs two lists whose
+// 48-bit hashes meet; two lists doing the same thing on different ports
+// (which Build would have merged) share an ID the same way.
+func TestChainNamesClash(t *testing.T) {
+	n, err := node.Load(node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := List{Name: "openvpn_ed25519", Proto: node.UDP, Ports: node.NewPortSet(node.PortRange{From: 5061, To: 5061})}
+	m := l
+	m.Ports = node.NewPortSet(node.PortRange{From: 7000, To: 7001})
+	err = (&Plan{Lists: []List{l, m}}).checkNames(n)
+	want := "services[2].name: the UDP lists of udp 5061 (list openvpn_ed25519) and udp 7000-7001 (list openvpn_ed25519) hash to one chain name (" + l.ID() + "); rename a service of either"
+	if err == nil || err.Error() != want || !node.IsInputError(err) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	m.Name = "other"
+	if err := (&Plan{Lists: []List{l, m}}).checkNames(n); err != nil {
+		t.Fatalf("lists with different IDs: %v", err)
+	}
+}
