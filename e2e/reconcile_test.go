@@ -381,3 +381,28 @@ func TestReconcileBrokenAtStart(t *testing.T) {
 		t.Errorf("run with a missing node file and no state: exit %d, want 2:\n%s", testbed.ExitCode(err), out)
 	}
 }
+
+// TestReconcileRefusesLoop: a TCP backend at the node's own address on a
+// striped port would send HAProxy's connection back into its own frontend
+// (the OUTPUT jump DNATs it); apply refuses it with exit 2 and applies
+// nothing.
+func TestReconcileRefusesLoop(t *testing.T) {
+	dir := t.TempDir()
+	pair := testenv.Pair(t, nsPrefix)
+	node := pair.Node
+	before := natRules(t, node)
+	nodePath := filepath.Join(dir, "node.yaml")
+	loop := strings.Replace(echoNode(dir), "tcp: "+liveEchoAddr, "tcp: "+net.JoinHostPort(nodeAddr, "1500"), 1)
+	liveWriteLikeEditor(t, nodePath, loop)
+	out, err := livePortstripe(node, "apply", "-c", nodePath, "--dir", filepath.Join(dir, "state"))
+	if testbed.ExitCode(err) != 2 || !strings.Contains(out, "services[0].tcp") {
+		t.Fatalf("apply with a backend on the node's own striped port: exit %d, want 2 naming services[0].tcp:\n%s", testbed.ExitCode(err), out)
+	}
+	t.Logf("refused: %s", strings.TrimSpace(out))
+	if after := natRules(t, node); after != before {
+		t.Errorf("nat table changed:\n%s", after)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "haproxy.cfg")); err == nil {
+		t.Error("haproxy.cfg written for a refused node")
+	}
+}
