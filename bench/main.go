@@ -1,8 +1,9 @@
 // Command bench measures what port striping costs, side by side in one run
 // on this machine: TCP set-up latency and connection rate, bulk throughput,
 // failed connections across HAProxy reloads, compile and apply time as the
-// node grows, and UDP first-datagram classification. It writes BENCHMARKS.md
-// and PNG plots (see -out).
+// node grows, UDP first-datagram classification, and the CPU a reconcile
+// pass of `portstripe run` costs. It writes BENCHMARKS.md and PNG plots
+// (see -out).
 //
 //	sudo go run ./bench          # full run, under 10 minutes
 //	sudo go run ./bench -quick   # CI smoke, under 2 minutes
@@ -29,6 +30,9 @@ import (
 // nsPrefix names every namespace the benchmark creates.
 const nsPrefix = "psbench-"
 
+// sectionNames are the sections -only selects, in the order they run.
+var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile"}
+
 type config struct {
 	quick   bool
 	out     string
@@ -49,7 +53,7 @@ func main() {
 	flag.StringVar(&c.out, "out", ".", "directory for BENCHMARKS.md and the plots")
 	flag.IntVar(&c.workers, "workers", 8, "concurrent client workers for the connection-rate runs")
 	flag.StringVar(&c.packets, "packets", "", "directory of captured first packets (default: ../shared/fixtures/first-packets or /work/shared/fixtures/first-packets)")
-	flag.StringVar(&c.only, "only", "", "run only these sections (comma list of tcp,reload,udp,scale); the report then covers only them")
+	flag.StringVar(&c.only, "only", "", "run only these sections (comma list of "+strings.Join(sectionNames, ",")+"); the report then covers only them")
 	flag.Parse()
 	var err error
 	switch *role {
@@ -74,7 +78,7 @@ type run struct {
 	log     *slog.Logger
 	tmp     string
 	exe     string // this program, re-executed in the namespaces
-	cli     string // the portstripe CLI, built for the reload test
+	cli     string // the portstripe CLI, built for the reload and reconcile sections
 	pk      packets
 	pair    *testbed.Pair
 	started time.Time
@@ -115,12 +119,15 @@ func orchestrate(c config) (err error) {
 		return err
 	}
 	r.rep.machine = machineInfo()
-	sections := map[string]bool{"tcp": true, "reload": true, "udp": true, "scale": true}
-	if c.only != "" {
-		sections = map[string]bool{}
-		for _, s := range splitList(c.only) {
-			sections[s] = true
+	sections := map[string]bool{}
+	for _, s := range sectionNames {
+		sections[s] = c.only == ""
+	}
+	for _, s := range splitList(c.only) {
+		if _, ok := sections[s]; !ok {
+			return fmt.Errorf("-only: unknown section %q (sections: %s)", s, strings.Join(sectionNames, ","))
 		}
+		sections[s] = true
 	}
 	ctx := context.Background()
 	if sections["tcp"] || sections["reload"] || sections["udp"] {
@@ -153,6 +160,11 @@ func orchestrate(c config) (err error) {
 	if sections["scale"] {
 		if err := r.scale(ctx); err != nil {
 			return fmt.Errorf("scale: %w", err)
+		}
+	}
+	if sections["reconcile"] {
+		if err := r.reconcile(); err != nil {
+			return fmt.Errorf("reconcile: %w", err)
 		}
 	}
 	r.rep.elapsed = time.Since(r.started)

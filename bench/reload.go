@@ -45,17 +45,22 @@ func moduleRoot() (string, error) {
 	}
 }
 
+// buildCLI builds the portstripe CLI once per run.
 func (r *run) buildCLI() error {
+	if r.cli != "" {
+		return nil
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		return err
 	}
-	r.cli = filepath.Join(r.tmp, "portstripe")
-	cmd := exec.Command("go", "build", "-o", r.cli, "./cmd/portstripe")
+	cli := filepath.Join(r.tmp, "portstripe")
+	cmd := exec.Command("go", "build", "-o", cli, "./cmd/portstripe")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/portstripe: %v\n%s", err, out)
 	}
+	r.cli = cli
 	return nil
 }
 

@@ -1,0 +1,425 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/supervisor"
+)
+
+// reconcileResult is the reconcile-cost section: two `portstripe run` of
+// the seed node measured side by side, one reconciling every second, the
+// baseline only polling HAProxy's master every second.
+type reconcileResult struct {
+	Period, BasePeriod string // --period of the measured run, of the baseline
+	Rules, SeedRules   int    // rules of the node run here, of fixtures/seed-node.yaml
+	Windows            []reconcileWindow
+}
+
+// reconcileWindow is one sampling window, the same wall-clock interval for
+// both runs. CPU is utime+stime of `portstripe run` plus cutime+cstime (its
+// reaped iptables-save children); HAProxy is the CPU of the master and
+// workers it started.
+type reconcileWindow struct {
+	Wall                  time.Duration
+	Passes, BasePasses    int // portstripe_applies_total{result="unchanged"} rises
+	CPU, BaseCPU          time.Duration
+	HAProxy, BaseHAProxy  time.Duration
+	PassCPU, PassHAProxy  time.Duration // (CPU − BaseCPU) / Passes, likewise for HAProxy
+	BasePercent           float64       // the baseline's CPU, % of one core
+	DefaultPeriodPercent  float64       // PassCPU per DefaultPeriod + BasePercent
+	HAProxyDefaultPercent float64       // PassHAProxy per DefaultPeriod
+}
+
+// seedServices are fixtures/seed-node.yaml's services, with the node
+// file's other settings coming from testbed.NodeFile.
+var seedServices = []string{
+	"  - {name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: 443, tcp: \"127.0.0.1:1194\"}\n",
+	"  - {name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: 5060, tcp: \"127.0.0.1:5060\"}\n",
+	"  - {name: openvpn_ed25519, kind: openvpn, tls: {mode: tls-crypt}, udp: 5061, tcp: \"127.0.0.1:5061\", dedicated: [\"5061\"]}\n",
+	"  - {name: openvpn_ed448, kind: openvpn, tls: {mode: tls-crypt}, udp: 5062, tcp: \"127.0.0.1:5062\", dedicated: [\"5062\"]}\n",
+}
+
+// liveRun is one `portstripe run` in a node namespace of its own.
+type liveRun struct {
+	node    testbed.Netns
+	proc    *testbed.Proc
+	metrics string // host:port of /metrics, in the node namespace
+	// close stops the run (SIGTERM: --cleanup stops HAProxy and removes
+	// the rules), then deletes the namespaces and whatever is left in them.
+	close func()
+}
+
+// reconcile measures what a reconcile pass of the seed node costs: the CPU
+// of a run with --period 1s minus that of a run with --period 1h (which
+// only polls the master every second), over the same windows, per pass
+// counted on /metrics.
+func (r *run) reconcile() error {
+	if err := r.buildCLI(); err != nil {
+		return err
+	}
+	res := reconcileResult{Period: "1s", BasePeriod: "1h"}
+	seed, err := compiler.Compile(node.Options{})
+	if err != nil {
+		return err
+	}
+	res.SeedRules = countRules(seed.Files[compiler.RulesFile])
+	var runs [2]*liveRun
+	for i, period := range []string{res.Period, res.BasePeriod} {
+		lr, rules, err := r.startRun(fmt.Sprintf("reconcile-%d", i), period)
+		if err != nil {
+			return err
+		}
+		defer lr.close()
+		runs[i], res.Rules = lr, rules
+	}
+	// Let start-up's garbage be collected and its last timers fire.
+	time.Sleep(2 * time.Second)
+	windows, wall := r.n(5, 3), r.d(24*time.Second, 3*time.Second)
+	r.log.Info("measuring reconcile cost", "windows", windows, "window", wall)
+	before, err := counters(runs)
+	if err != nil {
+		return err
+	}
+	for range windows {
+		w, err := window(runs, wall)
+		if err != nil {
+			return err
+		}
+		if w.Passes == 0 || w.BasePasses != 0 {
+			return fmt.Errorf("%d passes at --period %s and %d at --period %s in %s: the periods did not work as set", w.Passes, res.Period, w.BasePasses, res.BasePeriod, w.Wall.Round(time.Millisecond))
+		}
+		res.Windows = append(res.Windows, w)
+		r.log.Info("reconcile window", "passes", w.Passes, "cpu", w.CPU, "baseline_cpu", w.BaseCPU, "per_pass", w.PassCPU, "haproxy_per_pass", w.PassHAProxy)
+	}
+	after, err := counters(runs)
+	if err != nil {
+		return err
+	}
+	// Every pass measured must have found the machine as desired: a pass
+	// that repaired or failed is another cost than the one asked about.
+	if before != after {
+		return fmt.Errorf("the machine changed during the measurement (applies ok/failed, drift repairs before %v, after %v): a reconcile pass of an untouched node must find nothing to do", before, after)
+	}
+	r.rep.reconcile = &res
+	s := res.summary()
+	r.log.Info("reconcile cost", "per_pass", s.PassCPU, "baseline_percent", s.BasePercent, "default_period_percent", s.DefaultPeriodPercent)
+	return nil
+}
+
+// startRun starts `portstripe run --period period --cleanup` on the seed
+// node in a node namespace of its own (a Pair: the node file's address is
+// the node side's) and waits for its first apply. It returns the run and
+// the node's rule count. The namespaces go with lr.close, or RunAll on a
+// signal or panic, and with them the HAProxy the run started (in a session
+// of its own, but in the namespace).
+func (r *run) startRun(name, period string) (*liveRun, int, error) {
+	pair, err := testbed.NewPair(nsPrefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	lr := &liveRun{node: pair.Node}
+	lr.close = func() {
+		if lr.proc != nil {
+			lr.proc.Stop()
+		}
+		pair.Close()
+	}
+	fail := func(err error) (*liveRun, int, error) { lr.close(); return nil, 0, err }
+	dir := filepath.Join(r.tmp, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	data := []byte(testbed.NodeFile{Name: "seed", Striped: "1-29999", ListenPort: 20000, InspectDelay: "5s", MaxConn: 256, Dir: dir, Services: seedServices}.YAML())
+	file := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		return fail(err)
+	}
+	c, err := compileNode(data, file)
+	if err != nil {
+		return fail(err)
+	}
+	if lr.proc, err = testbed.Start("portstripe run "+name, pair.Node.Command(r.cli, "run", "-c", file, "--dir", filepath.Join(dir, "state"),
+		"--metrics", "127.0.0.1:0", "--period", period, "--cleanup"), filepath.Join(dir, "run.log")); err != nil {
+		return fail(err)
+	}
+	if err := lr.proc.WaitLog(`msg="node applied"`, 30*time.Second); err != nil {
+		return fail(err)
+	}
+	m := regexp.MustCompile(`msg="serving /metrics[^"]*" addr=(\S+)`).FindStringSubmatch(lr.proc.LogText())
+	if m == nil {
+		return fail(fmt.Errorf("%s did not log its metrics address:\n%s", lr.proc.Name, testbed.Tail(lr.proc.LogText(), 20)))
+	}
+	lr.metrics = m[1]
+	return lr, countRules(c.Files[compiler.RulesFile]), nil
+}
+
+// window samples both runs over the same interval: /metrics first, then
+// CPU, and at the end CPU first, so that the scrapes (which ask HAProxy
+// too) fall outside the CPU measured.
+func window(runs [2]*liveRun, wall time.Duration) (reconcileWindow, error) {
+	type sample struct {
+		passes   float64
+		cpu, hap time.Duration
+	}
+	var w reconcileWindow
+	var s0, s1 [2]sample
+	scrape := func(s *[2]sample) (err error) {
+		for i, lr := range runs {
+			if s[i].passes, err = lr.metric(`portstripe_applies_total{result="unchanged"}`); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cpu := func(s *[2]sample) (err error) {
+		for i, lr := range runs {
+			if s[i].cpu, s[i].hap, err = processCPU(lr.proc.Cmd.Process.Pid); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := scrape(&s0); err != nil {
+		return w, err
+	}
+	t0 := time.Now()
+	if err := cpu(&s0); err != nil {
+		return w, err
+	}
+	time.Sleep(wall)
+	if err := cpu(&s1); err != nil {
+		return w, err
+	}
+	w.Wall = time.Since(t0)
+	if err := scrape(&s1); err != nil {
+		return w, err
+	}
+	w.Passes, w.BasePasses = int(s1[0].passes-s0[0].passes), int(s1[1].passes-s0[1].passes)
+	w.CPU, w.BaseCPU = s1[0].cpu-s0[0].cpu, s1[1].cpu-s0[1].cpu
+	w.HAProxy, w.BaseHAProxy = s1[0].hap-s0[0].hap, s1[1].hap-s0[1].hap
+	if w.Passes > 0 {
+		w.PassCPU = (w.CPU - w.BaseCPU) / time.Duration(w.Passes)
+		w.PassHAProxy = (w.HAProxy - w.BaseHAProxy) / time.Duration(w.Passes)
+	}
+	w.BasePercent = 100 * float64(w.BaseCPU) / float64(w.Wall)
+	w.DefaultPeriodPercent = 100*float64(w.PassCPU)/float64(supervisor.DefaultPeriod) + w.BasePercent
+	w.HAProxyDefaultPercent = 100 * float64(w.PassHAProxy) / float64(supervisor.DefaultPeriod)
+	return w, nil
+}
+
+// counters are the samples that must not move while passes are measured:
+// applies that changed something or failed, and drift repairs, per run.
+func counters(runs [2]*liveRun) ([2][3]float64, error) {
+	var out [2][3]float64
+	for i, lr := range runs {
+		body, err := lr.scrape()
+		if err != nil {
+			return out, err
+		}
+		out[i][0], _ = metricValue(body, `portstripe_applies_total{result="ok"}`)
+		out[i][1], _ = metricValue(body, `portstripe_applies_total{result="failed"}`)
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, "portstripe_drift_repairs_total{") {
+				f := strings.Fields(l)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				out[i][2] += v
+			}
+		}
+	}
+	return out, nil
+}
+
+// scrape GETs /metrics: the connection is made inside the node namespace,
+// where the run listens on its loopback.
+func (lr *liveRun) scrape() (string, error) {
+	var conn net.Conn
+	err := lr.node.Do(func() (err error) {
+		conn, err = net.DialTimeout("tcp", lr.metrics, 2*time.Second)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", lr.metrics); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return "", fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	if _, err := bufio.NewReader(resp.Body).WriteTo(&b); err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("/metrics of %s: %s", lr.proc.Name, resp.Status)
+	}
+	return b.String(), nil
+}
+
+func (lr *liveRun) metric(sample string) (float64, error) {
+	body, err := lr.scrape()
+	if err != nil {
+		return 0, err
+	}
+	v, ok := metricValue(body, sample)
+	if !ok {
+		return 0, fmt.Errorf("no %s on the /metrics of %s", sample, lr.proc.Name)
+	}
+	return v, nil
+}
+
+// metricValue is the value of the sample whose name and labels are given
+// exactly as exposed.
+func metricValue(body, sample string) (float64, bool) {
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// procStat is what /proc/<pid>/stat says of a process: its parent, its
+// command name, and its CPU time (own and reaped children's).
+type procStat struct {
+	ppid      int
+	comm      string
+	own, kids time.Duration
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+func readProcStat(pid int) (procStat, error) {
+	var s procStat
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// comm is in parentheses and may hold spaces or parentheses itself.
+	open, end := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+	if open < 0 || end < open {
+		return s, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	s.comm = string(b[open+1 : end])
+	// Fields from state on: state ppid pgrp session tty_nr tpgid flags
+	// minflt cminflt majflt cmajflt utime stime cutime cstime.
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 15 {
+		return s, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	var t [4]int64
+	for i := range t {
+		if t[i], err = strconv.ParseInt(f[11+i], 10, 64); err != nil {
+			return s, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+	}
+	if s.ppid, err = strconv.Atoi(f[1]); err != nil {
+		return s, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	s.own, s.kids = time.Duration(t[0]+t[1])*clockTick, time.Duration(t[2]+t[3])*clockTick
+	return s, nil
+}
+
+// processCPU returns the CPU time of process pid with its reaped children
+// (iptables-save and the like), and that of the HAProxy processes below it
+// (master and workers, reaped workers included), read from /proc.
+func processCPU(pid int) (self, haproxy time.Duration, err error) {
+	s, err := readProcStat(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	self = s.own + s.kids
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, 0, err
+	}
+	all := map[int]procStat{}
+	for _, e := range procs {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ps, err := readProcStat(p); err == nil {
+			all[p] = ps
+		}
+	}
+	below := func(p int) bool {
+		for range 8 {
+			if p = all[p].ppid; p == pid {
+				return true
+			}
+		}
+		return false
+	}
+	for p, ps := range all {
+		// Only haproxy: a child still running (iptables-save) is counted
+		// once reaped, in the parent's cutime.
+		if ps.comm == "haproxy" && below(p) {
+			haproxy += ps.own + ps.kids
+		}
+	}
+	return self, haproxy, nil
+}
+
+// reconcileSummary is the section's figures: medians over the windows, and
+// the same pooled over all of them.
+type reconcileSummary struct {
+	PassCPU, PassHAProxy              time.Duration
+	BasePercent, DefaultPeriodPercent float64
+	HAProxyDefaultPercent             float64
+	PooledPassCPU, PooledPassHAProxy  time.Duration
+	PooledBasePercent, PooledPercent  float64
+	Passes                            int
+	MinPassCPU, MaxPassCPU            time.Duration
+}
+
+func (res *reconcileResult) summary() reconcileSummary {
+	var s reconcileSummary
+	var pass, hap []time.Duration
+	var base, def, hdef []float64
+	var cpu, baseCPU, h, baseH, wall time.Duration
+	for _, w := range res.Windows {
+		pass, hap = append(pass, w.PassCPU), append(hap, w.PassHAProxy)
+		base, def, hdef = append(base, w.BasePercent), append(def, w.DefaultPeriodPercent), append(hdef, w.HAProxyDefaultPercent)
+		cpu, baseCPU, h, baseH, wall = cpu+w.CPU, baseCPU+w.BaseCPU, h+w.HAProxy, baseH+w.BaseHAProxy, wall+w.Wall
+		s.Passes += w.Passes
+	}
+	if len(pass) == 0 {
+		return s
+	}
+	s.PassCPU, s.PassHAProxy = median(pass), median(hap)
+	s.BasePercent, s.DefaultPeriodPercent, s.HAProxyDefaultPercent = medianFloat(base), medianFloat(def), medianFloat(hdef)
+	sort.Slice(pass, func(i, j int) bool { return pass[i] < pass[j] })
+	s.MinPassCPU, s.MaxPassCPU = pass[0], pass[len(pass)-1]
+	s.PooledPassCPU = (cpu - baseCPU) / time.Duration(s.Passes)
+	s.PooledPassHAProxy = (h - baseH) / time.Duration(s.Passes)
+	s.PooledBasePercent = 100 * float64(baseCPU) / float64(wall)
+	s.PooledPercent = 100*float64(s.PooledPassCPU)/float64(supervisor.DefaultPeriod) + s.PooledBasePercent
+	return s
+}
+
+func medianFloat(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
