@@ -8,10 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
 
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/internal/testbed"
@@ -178,7 +182,7 @@ func window(runs [2]*liveRun, wall time.Duration) (reconcileWindow, error) {
 	var s0, s1 [2]sample
 	scrape := func(s *[2]sample) (err error) {
 		for i, lr := range runs {
-			if s[i].passes, err = lr.metric(`portstripe_applies_total{result="unchanged"}`); err != nil {
+			if s[i].passes, err = lr.passes(); err != nil {
 				return err
 			}
 		}
@@ -221,164 +225,118 @@ func window(runs [2]*liveRun, wall time.Duration) (reconcileWindow, error) {
 }
 
 // counters are the samples that must not move while passes are measured:
-// applies that changed something or failed, and drift repairs, per run.
+// applies that changed something, failed ones, and drift repairs, per run.
 func counters(runs [2]*liveRun) ([2][3]float64, error) {
 	var out [2][3]float64
 	for i, lr := range runs {
-		body, err := lr.scrape()
+		fams, err := lr.scrape()
 		if err != nil {
 			return out, err
 		}
-		out[i][0], _ = metricValue(body, `portstripe_applies_total{result="ok"}`)
-		out[i][1], _ = metricValue(body, `portstripe_applies_total{result="failed"}`)
-		for _, l := range strings.Split(body, "\n") {
-			if strings.HasPrefix(l, "portstripe_drift_repairs_total{") {
-				f := strings.Fields(l)
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				out[i][2] += v
-			}
-		}
+		out[i][0] = sum(fams, "portstripe_applies_total", "ok")
+		out[i][1] = sum(fams, "portstripe_applies_total", "failed")
+		out[i][2] = sum(fams, "portstripe_drift_repairs_total", "")
 	}
 	return out, nil
 }
 
-// scrape GETs /metrics: the connection is made inside the node namespace,
+// sum adds up the counter name's samples whose result label is result, or
+// all of them for "".
+func sum(fams map[string]*dto.MetricFamily, name, result string) float64 {
+	total := 0.0
+	for _, m := range fams[name].GetMetric() {
+		if result == "" || slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "result" && l.GetValue() == result }) {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+// scrape reads /metrics: the connection is made inside the node namespace,
 // where the run listens on its loopback.
-func (lr *liveRun) scrape() (string, error) {
+func (lr *liveRun) scrape() (map[string]*dto.MetricFamily, error) {
 	var conn net.Conn
 	err := lr.node.Do(func() (err error) {
 		conn, err = net.DialTimeout("tcp", lr.metrics, 2*time.Second)
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
+		return nil, fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", lr.metrics); err != nil {
-		return "", err
+		return nil, fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		return "", fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
+		return nil, fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	if _, err := bufio.NewReader(resp.Body).WriteTo(&b); err != nil {
-		return "", err
-	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("/metrics of %s: %s", lr.proc.Name, resp.Status)
+		return nil, fmt.Errorf("/metrics of %s: %s", lr.proc.Name, resp.Status)
 	}
-	return b.String(), nil
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("/metrics of %s: %w", lr.proc.Name, err)
+	}
+	return fams, nil
 }
 
-func (lr *liveRun) metric(sample string) (float64, error) {
-	body, err := lr.scrape()
+// passes is the run's count of reconcile passes that found nothing to do.
+func (lr *liveRun) passes() (float64, error) {
+	fams, err := lr.scrape()
 	if err != nil {
 		return 0, err
 	}
-	v, ok := metricValue(body, sample)
-	if !ok {
-		return 0, fmt.Errorf("no %s on the /metrics of %s", sample, lr.proc.Name)
+	if fams["portstripe_applies_total"] == nil {
+		return 0, fmt.Errorf("no portstripe_applies_total on the /metrics of %s", lr.proc.Name)
 	}
-	return v, nil
-}
-
-// metricValue is the value of the sample whose name and labels are given
-// exactly as exposed.
-func metricValue(body, sample string) (float64, bool) {
-	for _, l := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(l, sample+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f, err == nil
-		}
-	}
-	return 0, false
-}
-
-// procStat is what /proc/<pid>/stat says of a process: its parent, its
-// command name, and its CPU time (own and reaped children's).
-type procStat struct {
-	ppid      int
-	comm      string
-	own, kids time.Duration
+	return sum(fams, "portstripe_applies_total", "unchanged"), nil
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100 on
 // every Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-func readProcStat(pid int) (procStat, error) {
-	var s procStat
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return s, err
-	}
-	// comm is in parentheses and may hold spaces or parentheses itself.
-	open, end := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
-	if open < 0 || end < open {
-		return s, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	s.comm = string(b[open+1 : end])
-	// Fields from state on: state ppid pgrp session tty_nr tpgid flags
-	// minflt cminflt majflt cmajflt utime stime cutime cstime.
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 15 {
-		return s, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	var t [4]int64
-	for i := range t {
-		if t[i], err = strconv.ParseInt(f[11+i], 10, 64); err != nil {
-			return s, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-	}
-	if s.ppid, err = strconv.Atoi(f[1]); err != nil {
-		return s, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	s.own, s.kids = time.Duration(t[0]+t[1])*clockTick, time.Duration(t[2]+t[3])*clockTick
-	return s, nil
-}
-
 // processCPU returns the CPU time of process pid with its reaped children
 // (iptables-save and the like), and that of the HAProxy processes below it
-// (master and workers, reaped workers included), read from /proc.
+// (master and workers, reaped workers included), from /proc/<pid>/stat.
 func processCPU(pid int) (self, haproxy time.Duration, err error) {
-	s, err := readProcStat(pid)
+	cpu := func(s procfs.ProcStat) time.Duration {
+		return time.Duration(s.UTime+s.STime+uint(s.CUTime+s.CSTime)) * clockTick
+	}
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		return 0, 0, err
 	}
-	self = s.own + s.kids
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, 0, err
+	stats := map[int]procfs.ProcStat{}
+	for _, p := range procs {
+		if s, err := p.Stat(); err == nil {
+			stats[p.PID] = s
+		}
 	}
-	all := map[int]procStat{}
-	for _, e := range procs {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ps, err := readProcStat(p); err == nil {
-			all[p] = ps
-		}
+	s, ok := stats[pid]
+	if !ok {
+		return 0, 0, fmt.Errorf("process %d is gone", pid)
 	}
 	below := func(p int) bool {
 		for range 8 {
-			if p = all[p].ppid; p == pid {
+			if p = stats[p].PPID; p == pid {
 				return true
 			}
 		}
 		return false
 	}
-	for p, ps := range all {
+	for p, s := range stats {
 		// Only haproxy: a child still running (iptables-save) is counted
 		// once reaped, in the parent's cutime.
-		if ps.comm == "haproxy" && below(p) {
-			haproxy += ps.own + ps.kids
+		if s.Comm == "haproxy" && below(p) {
+			haproxy += cpu(s)
 		}
 	}
-	return self, haproxy, nil
+	return cpu(s), haproxy, nil
 }
 
 // reconcileSummary is the section's figures: medians over the windows, and
