@@ -203,8 +203,8 @@ func (rep *report) writeTargets(w writer) {
 	}
 	if rc := rep.reconcile; rc != nil && len(rc.Windows) > 0 {
 		s := rc.summary()
-		w("| a reconcile pass of the seed node well under 1%% of one core at the default %s period (issue 10) | %.3f%% of one core: %s per pass every %s + %.3f%% for the 1 s liveness polls (section 6; HAProxy answering adds %.3f%%) | %s |\n",
-			supervisor.DefaultPeriod, s.DefaultPeriodPercent, cpuMs(s.PassCPU), supervisor.DefaultPeriod, s.BasePercent, s.HAProxyDefaultPercent, verdict(s.DefaultPeriodPercent+s.HAProxyDefaultPercent < 1))
+		w("| a reconcile pass of the seed node well under 1%% of one core at the default %s period (issue 10) | %.3f%% of one core: %s per pass (median; pooled %s) every %s + %.3f%% for the 1 s liveness polls; HAProxy answering adds %.3f%% (section 6) | %s |\n",
+			supervisor.DefaultPeriod, s.Median.Percent(), cpuMs(s.Median.Pass), cpuMs(s.Pooled.Pass), supervisor.DefaultPeriod, s.Median.BasePercent, s.Pooled.HAProxyPercent(), verdict(s.Worst() < 1))
 	}
 	w("\n")
 }
@@ -456,16 +456,21 @@ func (rep *report) writeReconcile(w writer) {
 	w("Those times come in 10 ms ticks, so one window's figure per pass is coarse (a few ticks over its passes); the pooled figure is the steadier one. ")
 	w("Passes are counted on `/metrics` (`portstripe_applies_total{result=\"unchanged\"}`, scraped outside the CPU windows); `result=\"ok\"`, `result=\"failed\"` and `portstripe_drift_repairs_total` did not move, so every pass found the machine as desired. ")
 	w("Cost per pass = (CPU of the 1 s run − CPU of the baseline) / passes.\n\n")
-	v := verdict(s.DefaultPeriodPercent+s.HAProxyDefaultPercent < 1)
 	w("| | portstripe run (with iptables-save) | HAProxy answering |\n|---|---|---|\n")
-	w("| CPU per reconcile pass, median of %d windows (min – max) | %s (%s – %s) | %s |\n", len(rc.Windows), cpuMs(s.PassCPU), cpuMs(s.MinPassCPU), cpuMs(s.MaxPassCPU), cpuMs(s.PassHAProxy))
-	w("| CPU per reconcile pass, pooled over %d passes | %s | %s |\n", s.Passes, cpuMs(s.PooledPassCPU), cpuMs(s.PooledPassHAProxy))
-	w("| baseline (`--period %s`: 1 s liveness polls only), %% of one core | %.3f%% | – |\n", rc.BasePeriod, s.BasePercent)
-	w("| at the default %s period: pass / %s + baseline, %% of one core | **%.3f%%** (pooled: %.3f%%) | %.3f%% |\n\n", supervisor.DefaultPeriod, supervisor.DefaultPeriod, s.DefaultPeriodPercent, s.PooledPercent, s.HAProxyDefaultPercent)
-	w("Under 1%% of one core at the default period, HAProxy's share included: %s (%.3f%%).\n\n", v, s.DefaultPeriodPercent+s.HAProxyDefaultPercent)
+	w("| CPU per reconcile pass, median of %d windows (min – max) | %s (%s – %s) | %s (%s – %s) |\n", len(rc.Windows),
+		cpuMs(s.Median.Pass), cpuMs(s.MinPass), cpuMs(s.MaxPass), cpuMs(s.Median.HAProxy), cpuMs(s.MinHAProxy), cpuMs(s.MaxHAProxy))
+	w("| CPU per reconcile pass, pooled over %d passes | %s | %s |\n", s.Passes, cpuMs(s.Pooled.Pass), cpuMs(s.Pooled.HAProxy))
+	w("| baseline (`--period %s`: 1 s liveness polls only), %% of one core: median / pooled | %.3f%% / %.3f%% | – |\n", rc.BasePeriod, s.Median.BasePercent, s.Pooled.BasePercent)
+	w("| at the default %s period (pass / %s + baseline), %% of one core: median / pooled | **%.3f%%** / %.3f%% | %.3f%% / %.3f%% |\n\n",
+		supervisor.DefaultPeriod, supervisor.DefaultPeriod, s.Median.Percent(), s.Pooled.Percent(), s.Median.HAProxyPercent(), s.Pooled.HAProxyPercent())
+	w("Under 1%% of one core at the default period: %s. The larger estimate, HAProxy's share included, is %.3f%% of one core", verdict(s.Worst() < 1), s.Worst())
+	if s.Worst() > 0 {
+		w(" (%.0f× below 1%%)", 1/s.Worst())
+	}
+	w(".\n\n")
 	w("| window | wall | passes (`--period %s`) | passes (baseline) | CPU (`--period %s`) | CPU (baseline) | per pass | HAProxy per pass |\n|---|---|---|---|---|---|---|---|\n", rc.Period, rc.Period)
 	for i, x := range rc.Windows {
-		w("| %d | %s | %d | %d | %s | %s | %s | %s |\n", i+1, x.Wall.Round(time.Millisecond), x.Passes, x.BasePasses, cpuMs(x.CPU), cpuMs(x.BaseCPU), cpuMs(x.PassCPU), cpuMs(x.PassHAProxy))
+		w("| %d | %s | %d | %d | %.0f ms | %.0f ms | %s | %s |\n", i+1, x.Wall.Round(time.Millisecond), x.Passes, x.BasePasses, float64(x.CPU)/1e6, float64(x.BaseCPU)/1e6, cpuMs(x.PassCPU), cpuMs(x.PassHAProxy))
 	}
 	w("\n")
 }
