@@ -35,6 +35,9 @@ NAME.prev. A bad node file writes nothing and exits 2.`,
 		Example: `  portstripe compile                       # the built-in seed node into ./out
   portstripe compile -c node.yaml -o /etc/portstripe`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := nf.resolve(cmd, exampleNode); err != nil {
+				return err
+			}
 			res, err := nf.compile()
 			if err != nil {
 				return err
@@ -66,11 +69,18 @@ func checkCmd(nf *nodeFlags) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check [-c node.yaml] [--dir DIR]",
 		Short: "Validate the compiled haproxy.cfg and rules with the real haproxy and kernel",
-		Long: `check compiles the node (or, with --dir, reads DIR/haproxy.cfg and
-DIR/rules.v4 written by compile) and validates them with the real tools:
+		Long: `check compiles the node file (without -c: /etc/portstripe/node.yaml, or the
+built-in example node when there is none) or, with --dir, reads
+DIR/haproxy.cfg and DIR/rules.v4 written by compile or apply, and validates
+them with the real tools:
 'haproxy -c -f haproxy.cfg', and 'iptables-restore --test' inside a throwaway
 network namespace (needs root), so the host's rules are never touched.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				if err := nf.resolve(cmd, nodeFileOrSeed); err != nil {
+					return err
+				}
+			}
 			files, cleanup, err := checkInputs(nf, dir)
 			if err != nil {
 				return err

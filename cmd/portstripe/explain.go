@@ -6,29 +6,41 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"unicode"
 
 	"github.com/spf13/cobra"
 
+	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/internal/safefile"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/supervisor"
 )
 
 func explainCmd(nf *nodeFlags) *cobra.Command {
-	asJSON := false
+	var (
+		asJSON bool
+		dir    string
+	)
 	c := &cobra.Command{
-		Use:   "explain [-c node.yaml] [--json]",
+		Use:   "explain [-c node.yaml | --dir DIR] [--json]",
 		Short: "Print the port map: per protocol and port range, what is tried in which order",
 		Long: `explain prints the compiled plan as a table: for each protocol and port
 range, the signatures tried on a client's first packet in order, the service
 each leads to and where it lands, then the default for packets that match
 none, and the services left out of a port (with the reason). Below the table,
-what each signature relies on.`,
+what each signature relies on.
+
+It compiles the node file (without -c: the built-in example node), or with
+--dir reads the plan applied on this node (DIR/plan.json, written by apply,
+run or compile).`,
+		Example: `  portstripe explain -c node.yaml
+  portstripe explain --dir /var/lib/portstripe   # what this node has applied`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := loadPlan(nf)
+			p, err := loadPlan(cmd, nf, dir)
 			if err != nil {
 				return err
 			}
@@ -39,11 +51,36 @@ what each signature relies on.`,
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the rows as JSON")
+	planDirFlag(c, &dir)
 	return c
 }
 
-func loadPlan(nf *nodeFlags) (*plan.Plan, error) {
-	res, err := nf.compile()
+func planDirFlag(c *cobra.Command, dir *string) {
+	c.Flags().StringVar(dir, "dir", "", "read the plan applied in this state directory (DIR/plan.json; apply's default is "+defaultDir+") instead of compiling")
+}
+
+// loadPlan compiles the node the flags name, or reads the plan applied in
+// dir.
+func loadPlan(cmd *cobra.Command, nf *nodeFlags, dir string) (*plan.Plan, error) {
+	if dir == "" {
+		if err := nf.resolve(cmd, exampleNode); err != nil {
+			return nil, err
+		}
+		res, err := nf.compile()
+		if err != nil {
+			return nil, err
+		}
+		return res.Plan, nil
+	}
+	for _, f := range []string{"config", "set"} {
+		if cmd.Flags().Changed(f) {
+			return nil, usageError{fmt.Errorf("--dir reads the applied plan; --%s is for compiling a node file, give one or the other", f)}
+		}
+	}
+	res, err := supervisor.LoadApplied(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("nothing applied in %s (no %s); without --dir, -c FILE compiles a node file", dir, compiler.PlanFile)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -124,12 +161,12 @@ func shorten(s string, n int) string {
 
 func routeCmd(nf *nodeFlags) *cobra.Command {
 	var (
-		proto, payloadHex, payloadFile, client string
-		port                                   int
-		asJSON                                 bool
+		proto, payloadHex, payloadFile, client, dir string
+		port                                        int
+		asJSON                                      bool
 	)
 	c := &cobra.Command{
-		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F | --client KIND) [--json]",
+		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F | --client KIND) [-c node.yaml | --dir DIR] [--json]",
 		Short: "Say which service a client's first packet on a port reaches",
 		Long: `route answers "where does this client land?" from the same plan the emitters
 turn into rules: give the protocol, the public port the client connects to,
@@ -142,12 +179,16 @@ address it lands on, and which rule took it; "none" when no rule does
 if the file is not hex, its raw bytes. Without a capture, --client makes the
 first packet of a client described in the node file's words: a kind, then
 for openvpn the tls mode (and digest for tls-auth), for tls the server name
-(` + clientSpecs + `).`,
+(` + clientSpecs + `).
+
+It compiles the node file (without -c: the built-in example node), or with
+--dir reads the plan applied on this node (DIR/plan.json).`,
 		Example: `  portstripe route --proto udp --port 5061 --client openvpn:tls-crypt
   portstripe route --proto tcp --port 443 --client openvpn:tls-auth:SHA512
   portstripe route --proto tcp --port 443 --client tls:www.example.org
   portstripe route --proto udp --port 5061 --payload-file ../shared/fixtures/first-packets/udp-tls-crypt.hex
-  portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 --json`,
+  portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 --json
+  portstripe route --dir /var/lib/portstripe --proto tcp --port 443 --client ssh`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pr := node.Proto(proto)
 			if pr != node.UDP && pr != node.TCP {
@@ -176,7 +217,7 @@ for openvpn the tls mode (and digest for tls-auth), for tls the server name
 			if err != nil {
 				return err
 			}
-			p, err := loadPlan(nf)
+			p, err := loadPlan(cmd, nf, dir)
 			if err != nil {
 				return err
 			}
@@ -201,6 +242,7 @@ for openvpn the tls mode (and digest for tls-auth), for tls the server name
 	c.Flags().StringVar(&payloadFile, "payload-file", "", "file holding the first packet (hex text or raw bytes)")
 	c.Flags().StringVar(&client, "client", "", "make the first packet of such a client: openvpn:tls-crypt, openvpn:tls-auth:SHA512, ssh, tls:NAME, … (see above)")
 	c.Flags().BoolVar(&asJSON, "json", false, `print {"service", "target", "via"} as JSON`)
+	planDirFlag(c, &dir)
 	return c
 }
 

@@ -81,6 +81,9 @@ func prepare(cmd *cobra.Command, nf *nodeFlags, lf *liveFlags) (*compiler.Result
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := nf.resolve(cmd, nodeFileOnly); err != nil {
+		return nil, nil, err
+	}
 	res, err := nf.compile()
 	if err != nil {
 		return nil, nil, err
@@ -119,7 +122,8 @@ func applyCmd(nf *nodeFlags) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "apply [-c node.yaml] [--dir DIR] [--dry-run]",
 		Short: "Compile, validate and apply a node: rules, files and HAProxy together, or nothing",
-		Long: `apply compiles the node file and compares it with what the machine runs,
+		Long: `apply compiles the node file (without -c: /etc/portstripe/node.yaml; the
+built-in example node is never applied) and compares it with what the machine runs,
 observed fresh (never taken from portstripe's own files): portstripe's chains
 and the jumps to them in the kernel (one iptables-save), the HAProxy master on
 the master socket, and the configuration hash and servers of its worker (show
@@ -257,7 +261,8 @@ func runCmd(nf *nodeFlags) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
 		Short: "Own a live node: keep the machine running the node file, repairing drift",
-		Long: `run is a controller: it keeps the machine running the node file, comparing
+		Long: `run is a controller: it keeps the machine running the node file (without
+-c: /etc/portstripe/node.yaml), comparing
 what it wants with what it observes (as apply does) at start, when the node
 file changes (editors that write a temporary file and rename it are fine;
 changes are debounced), on SIGHUP, when the HAProxy master dies, and every
@@ -282,6 +287,9 @@ it reports READY after the first successful pass and feeds the watchdog.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := lf.logger(cmd.ErrOrStderr())
 			if err != nil {
+				return err
+			}
+			if err := nf.resolve(cmd, nodeFileOnly); err != nil {
 				return err
 			}
 			res, fileErr := nf.compile()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -62,7 +63,7 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(c *cobra.Command) {
 	c.PersistentFlags().StringVarP(&f.path, "config", "c", os.Getenv("PORTSTRIPE_CONFIG"),
-		"node file (YAML); default: the built-in seed node (fixtures/seed-node.yaml); env PORTSTRIPE_CONFIG")
+		"node file (YAML); env PORTSTRIPE_CONFIG; default: "+defaultNodeFile+" for apply, run, check and install-unit, the built-in example node (fixtures/seed-node.yaml) for compile, explain and route (and check when there is no "+defaultNodeFile+")")
 	c.PersistentFlags().StringArrayVar(&f.set, "set", nil,
 		"override a node file key, e.g. --set haproxy.inspect_delay=2s or --set 'services[1].disabled=true' (repeatable; PORTSTRIPE_HAPROXY_INSPECT_DELAY=2s works too); checked like the file, and recorded in plan.json and the headers")
 }
@@ -77,6 +78,38 @@ func (f *nodeFlags) options() (node.Options, error) {
 		o.Set[k] = v
 	}
 	return o, nil
+}
+
+// defaultNodeFile is where a live node keeps its node file (a variable so
+// tests can point it elsewhere).
+var defaultNodeFile = "/etc/portstripe/node.yaml"
+
+// nodeDefault is what a command reads when no node file is named.
+type nodeDefault int
+
+const (
+	exampleNode    nodeDefault = iota // compile, explain, route: the built-in example
+	nodeFileOrSeed                    // check: defaultNodeFile if it exists, else the example
+	nodeFileOnly                      // apply, run: defaultNodeFile; the example is never applied
+)
+
+// resolve picks the node file when neither -c nor PORTSTRIPE_CONFIG named
+// one, and says so on stderr when it is the built-in example.
+func (f *nodeFlags) resolve(cmd *cobra.Command, d nodeDefault) error {
+	if f.path != "" {
+		return nil
+	}
+	if d != exampleNode {
+		if _, err := os.Stat(defaultNodeFile); !errors.Is(err, fs.ErrNotExist) {
+			f.path = defaultNodeFile
+			return nil
+		}
+		if d == nodeFileOnly {
+			return usageError{fmt.Errorf("no node file: %s does not exist; -c FILE names yours (the built-in example node is never applied)", defaultNodeFile)}
+		}
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), "portstripe: using the built-in example node; -c FILE for yours")
+	return nil
 }
 
 // compile loads and compiles the node the flags name.
@@ -98,8 +131,9 @@ haproxy.cfg that let many services share every public port ("port striping"):
 UDP is classified in the kernel by the first datagram's signature (u32), TCP
 lands on HAProxy frontends that read the client's first bytes.
 
-Without -c it works on the built-in seed node (fixtures/seed-node.yaml), so
-'portstripe compile' and 'portstripe explain' show what it does at once.
+Without -c, compile, explain and route work on the built-in example node
+(fixtures/seed-node.yaml), so 'portstripe explain' shows what it does at
+once; apply, run and check read /etc/portstripe/node.yaml.
 
 Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
 (nothing was written or applied).`,
@@ -127,7 +161,7 @@ Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
 		runCmd(&nf),
 		statusCmd(),
 		cleanCmd(),
-		installUnitCmd(),
+		installUnitCmd(&nf),
 	)
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
