@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in haproxy:haproxy openvpn:openvpn iptables-restore:iptables socat:socat \
 	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 nft:nftables \
-	docker-compose:docker-compose sslh:sslh; do
+	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
@@ -20,12 +20,24 @@ if [ ${#need[@]} -gt 0 ]; then
 	fi
 	echo "test.sh: installing ${need[*]} from Debian" >&2
 	export DEBIAN_FRONTEND=noninteractive
+	installed() { dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' | awk '$1 == "ii" { print $2 }' | sort; }
+	before=$(installed)
 	apt-get update -qq
 	# sslh asks at install time whether to run from inetd; answer standalone.
 	echo "sslh sslh/inetd_or_standalone select standalone" | debconf-set-selections
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-	# The packages start their own daemons; the tests start their own.
-	for svc in haproxy openvpn ssh sslh; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+	# Some packages start their own daemons; the tests start their own.
+	# Only the daemons of packages this run has just installed are stopped
+	# and disabled: on a node that already ran haproxy, ssh or openvpn,
+	# nothing of theirs is touched.
+	declare -A daemons=([haproxy]="haproxy.service" [openvpn]="openvpn.service"
+		[openssh-server]="ssh.service ssh.socket" [sslh]="sslh.service")
+	for pkg in $(comm -13 <(echo "$before") <(installed)); do
+		for unit in ${daemons[$pkg]:-}; do
+			echo "test.sh: stopping and disabling $unit ($pkg was installed just now)" >&2
+			systemctl disable --now "$unit" >/dev/null 2>&1 || true
+		done
+	done
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
