@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in haproxy:haproxy openvpn:openvpn iptables-restore:iptables socat:socat \
 	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 nft:nftables \
-	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux; do
+	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux capsh:libcap2-bin; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

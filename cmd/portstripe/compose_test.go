@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -27,6 +29,8 @@ func TestDockerCompose(t *testing.T) {
 	var cfg struct {
 		Services map[string]struct {
 			Command []string `yaml:"command"`
+			CapDrop []string `yaml:"cap_drop"`
+			Volumes []string `yaml:"volumes"`
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(out, &cfg); err != nil {
@@ -46,5 +50,21 @@ func TestDockerCompose(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("network_mode: host")) {
 		t.Error("portstripe must share the node's network (network_mode: host)")
+	}
+	if caps := cfg.Services["portstripe"].CapDrop; len(caps) != 1 || caps[0] != "ALL" {
+		t.Errorf("portstripe's cap_drop is %v, not [ALL]: it would hold Docker's default capabilities besides cap_add", caps)
+	}
+	// The node file's directory is the mount: editors rename a new file
+	// over node.yaml, which a bind mount of the file itself never shows.
+	if err := sub.ParseFlags(rest); err == nil {
+		nodeDir, mounted := filepath.Dir(root.Flag("config").Value.String()), false
+		for _, v := range cfg.Services["portstripe"].Volumes {
+			if parts := strings.Split(v, ":"); len(parts) > 1 && parts[1] == nodeDir {
+				mounted = true
+			}
+		}
+		if !mounted {
+			t.Errorf("compose mounts no directory at %s, where the node file lives: %v", nodeDir, cfg.Services["portstripe"].Volumes)
+		}
 	}
 }
