@@ -52,7 +52,7 @@ func main() {
 	flag.BoolVar(&c.quick, "quick", false, "smaller counts and shorter loops (CI smoke test, under 2 minutes)")
 	flag.StringVar(&c.out, "out", ".", "directory for BENCHMARKS.md and the plots")
 	flag.IntVar(&c.workers, "workers", 8, "concurrent client workers for the connection-rate runs")
-	flag.StringVar(&c.packets, "packets", "", "directory of captured first packets (default: ../shared/fixtures/first-packets or /work/shared/fixtures/first-packets)")
+	flag.StringVar(&c.packets, "packets", "", "directory of captured first packets, run from the repository root (default: fixtures/first-packets)")
 	flag.StringVar(&c.only, "only", "", "run only these sections (comma list of "+strings.Join(sectionNames, ",")+"); the report then covers only them")
 	flag.Parse()
 	var err error

@@ -25,15 +25,7 @@ const sshBanner = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
 func loadPackets(dir string) (packets, error) {
 	var pk packets
 	if dir == "" {
-		for _, d := range []string{"../shared/fixtures/first-packets", "/work/shared/fixtures/first-packets"} {
-			if _, err := os.Stat(d); err == nil {
-				dir = d
-				break
-			}
-		}
-	}
-	if dir == "" {
-		return pk, fmt.Errorf("no first-packets directory found; pass -packets DIR (the shared fixtures of captured OpenVPN first packets)")
+		dir = "fixtures/first-packets"
 	}
 	pk.dir = dir
 	for name, dst := range map[string]*[]byte{

@@ -102,7 +102,7 @@ func (rep *report) write(dir string) (string, error) {
 	w("On the node: a tiny Go backend (answers a connection's first read with one byte, then counts the rest; answers every UDP datagram with one byte), ")
 	w("the rules `portstripe compile` makes for a node with the seed's two striped OpenVPN instances (tls-auth SHA512, tls-crypt) plus SSH and TLS on ports 1-29999, ")
 	w("loaded with `iptables.Manager.Apply` (one `iptables-restore`), and HAProxy in master-worker mode on the compiled haproxy.cfg. ")
-	w("In the client namespace, a Go load generator (this program, re-executed there) sends real first packets: the captured OpenVPN 2.6 tls-auth and tls-crypt packets from `shared/fixtures/first-packets`, an OpenSSH banner, a TLS ClientHello with SNI (Go's crypto/tls), in turn. ")
+	w("In the client namespace, a Go load generator (this program, re-executed there) sends real first packets: the captured OpenVPN 2.6 tls-auth and tls-crypt packets from `fixtures/first-packets`, an OpenSSH banner, a TLS ClientHello with SNI (Go's crypto/tls), in turn. ")
 	w("Set-up time is measured by the client from `connect()` to the backend's answer byte. The client and node share the machine's %s cores with HAProxy or sslh.\n\n", m.Cores)
 	w("Per-namespace settings (the host is not touched): client port range 1024-65000 and `tcp_tw_reuse=1` so that tens of thousands of short connections do not run out of ports; conntrack TIME_WAIT 1 s and UDP 5 s on the node so that the conntrack table does not fill between sections.\n\n")
 

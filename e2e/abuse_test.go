@@ -259,7 +259,7 @@ func TestAbuseUDPJunk(t *testing.T) {
 		}
 		sent = append(sent, junk{fmt.Sprintf("random %d", i), b})
 	}
-	control, err := os.ReadFile("../../shared/fixtures/first-packets/udp-tls-crypt.hex")
+	control, err := os.ReadFile("../fixtures/first-packets/udp-tls-crypt.hex")
 	if err != nil {
 		t.Skipf("no captured tls-crypt first packet for the control: %v", err)
 	}

@@ -23,10 +23,10 @@ import (
 
 // These tests run the real HAProxy on loopback: the seed node's config with
 // binds, servers and sockets moved into the test's reach, real OpenVPN
-// first packets (shared/fixtures/first-packets), and the master CLI and
+// first packets (fixtures/first-packets), and the master CLI and
 // runtime API clients against the running process.
 
-const firstPackets = "../../shared/fixtures/first-packets"
+const firstPackets = "../fixtures/first-packets"
 
 type realHAProxy struct {
 	dir, cfg  string

@@ -148,7 +148,7 @@ func readFixture(t *testing.T, path string) []byte {
 	return b
 }
 
-const firstPackets = "/work/shared/fixtures/first-packets"
+const firstPackets = "../fixtures/first-packets"
 
 // TestU32AgreesWithMatch: for every UDP signature OpenVPN can have, and
 // every captured first packet (whole, cut short, with IP options), the

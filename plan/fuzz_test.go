@@ -116,7 +116,7 @@ func FuzzRoute(f *testing.F) {
 		plans = append(plans, p)
 	}
 	var packets [][]byte
-	for _, dir := range []string{"../../shared/fixtures/first-packets", "../fixtures/captured"} {
+	for _, dir := range []string{"../fixtures/first-packets", "../fixtures/captured"} {
 		paths, _ := filepath.Glob(filepath.Join(dir, "*.hex"))
 		for _, path := range paths {
 			text, err := os.ReadFile(path)

@@ -320,9 +320,9 @@ func TestRouteSeedFixtures(t *testing.T) {
 		"tcp-tls-auth-sha1.hex":               {None, "openvpn_ed25519", "openvpn_ed448"},
 		"tcp-tls-crypt-v2.hex":                {None, "openvpn_ed25519", "openvpn_ed448"},
 	}
-	files, _ := filepath.Glob("../../shared/fixtures/first-packets/*.hex")
+	files, _ := filepath.Glob("../fixtures/first-packets/*.hex")
 	if len(files) != len(expect) {
-		t.Fatalf("found %d fixtures in ../shared/fixtures/first-packets, expect %d", len(files), len(expect))
+		t.Fatalf("found %d fixtures in fixtures/first-packets, expect %d", len(files), len(expect))
 	}
 	for _, f := range files {
 		want, ok := expect[filepath.Base(f)]
@@ -355,11 +355,11 @@ func TestRouteSeedFixtures(t *testing.T) {
 
 func TestRouteTargets(t *testing.T) {
 	p := seed(t)
-	udp := decodeHex(t, "../../shared/fixtures/first-packets/udp-tls-crypt.hex")
+	udp := decodeHex(t, "../fixtures/first-packets/udp-tls-crypt.hex")
 	if r := p.Route(node.UDP, 80, udp); r.Target != "195.154.33.73:5060" {
 		t.Errorf("udp tls-crypt on 80 lands on %q, want 195.154.33.73:5060", r.Target)
 	}
-	tcp := decodeHex(t, "../../shared/fixtures/first-packets/tcp-tls-auth-sha512.hex")
+	tcp := decodeHex(t, "../fixtures/first-packets/tcp-tls-auth-sha512.hex")
 	r := p.Route(node.TCP, 5061, tcp)
 	if r.Target != "127.0.0.1:1194" || !strings.Contains(r.Via, "fe_openvpn_ed25519") {
 		t.Errorf("tcp tls-auth on 5061: %+v, want 127.0.0.1:1194 via fe_openvpn_ed25519", r)

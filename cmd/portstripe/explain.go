@@ -175,7 +175,7 @@ stream, OpenVPN's 2-byte length prefix included). It prints the service, the
 address it lands on, and which rule took it; "none" when no rule does
 (a reserved port, or a default that rejects).
 
---payload-file reads hex text (as in shared/fixtures/first-packets/*.hex) or,
+--payload-file reads hex text (as in fixtures/first-packets/*.hex) or,
 if the file is not hex, its raw bytes. Without a capture, --client makes the
 first packet of a client described in the node file's words: a kind, then
 for openvpn the tls mode (and digest for tls-auth), for tls the server name
@@ -186,7 +186,7 @@ It compiles the node file (without -c: the built-in example node), or with
 		Example: `  portstripe route --proto udp --port 5061 --client openvpn:tls-crypt
   portstripe route --proto tcp --port 443 --client openvpn:tls-auth:SHA512
   portstripe route --proto tcp --port 443 --client tls:www.example.org
-  portstripe route --proto udp --port 5061 --payload-file ../shared/fixtures/first-packets/udp-tls-crypt.hex
+  portstripe route --proto udp --port 5061 --payload-file fixtures/first-packets/udp-tls-crypt.hex
   portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 --json
   portstripe route --dir /var/lib/portstripe --proto tcp --port 443 --client ssh`,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -41,7 +41,7 @@ func TestCompileSeed(t *testing.T) {
 }
 
 func TestRouteCommand(t *testing.T) {
-	fx := "../../../shared/fixtures/first-packets/"
+	fx := "../../fixtures/first-packets/"
 	tests := []struct {
 		args []string
 		want map[string]string
@@ -115,7 +115,7 @@ func TestStatusNothingApplied(t *testing.T) {
 // the same kind of real client does, on the seed's striped, dedicated and
 // reserved ports; a client --client cannot describe is a usage error.
 func TestRouteClient(t *testing.T) {
-	fx := "../../../shared/fixtures/first-packets/"
+	fx := "../../fixtures/first-packets/"
 	captured := map[string]string{
 		"udp-tls-auth-sha512.hex": "openvpn:tls-auth:SHA512",
 		"udp-tls-auth-sha256.hex": "openvpn:tls-auth:SHA256",
