@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -117,6 +118,22 @@ func checkNames(names ...string) error {
 		}
 	}
 	return nil
+}
+
+// excerpt is what an error quotes of an answer: its first line, trimmed,
+// control characters replaced and cut to 200 bytes, so a garbage or huge
+// answer makes one short line, never a multi-line log or status entry.
+func excerpt(answer string) string {
+	l := oneLine(strings.TrimSpace(firstLine(strings.TrimSpace(answer))))
+	if len(l) > 200 {
+		l = strings.ToValidUTF8(l[:200], "") + "…"
+	}
+	return l
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // ErrCommand marks an answer in which HAProxy refused a command.
