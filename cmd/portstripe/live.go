@@ -255,8 +255,10 @@ func runCmd(nf *nodeFlags) *cobra.Command {
 		period   time.Duration
 	)
 	c := &cobra.Command{
-		Use:   "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
-		Short: "Own a live node: keep the machine running the node file, repairing drift",
+		Use: "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
+		// Stopping with --cleanup stops HAProxy and removes the chains.
+		Annotations: map[string]string{stopGraceKey: "40s"},
+		Short:       "Own a live node: keep the machine running the node file, repairing drift",
 		Long: `run is a controller: it keeps the machine running the node file, comparing
 what it wants with what it observes (as apply does) at start, when the node
 file changes (editors that write a temporary file and rename it are fine;
