@@ -5,11 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/portstripe/portstripe/node"
 )
 
 // DefaultTimeout bounds one socket command when the caller's context has no
@@ -138,3 +143,125 @@ func firstLine(s string) string {
 
 // ErrCommand marks an answer in which HAProxy refused a command.
 var ErrCommand = errors.New("haproxy refused the command")
+
+// PrepareRunDir readies runDir, the directory portstripe owns for HAProxy,
+// before a master starts or reloads: HAProxy removes and re-creates the
+// socket files there, as root. runDir is created 0700 when missing; an
+// existing one must be a directory (not a symlink) owned by root (the
+// effective user) that no one else can write, so that nobody but root can
+// plant a file for HAProxy to replace. Inside it, the workers' chroot
+// (node.ChrootDir) is created 0755 and must stay empty. A socket path
+// that exists must be a socket: anything else there is an error, never
+// removed.
+func PrepareRunDir(runDir string, sockets ...string) error {
+	if err := ownedDir(runDir, 0o700); err != nil {
+		return err
+	}
+	for _, s := range sockets {
+		rel, err := filepath.Rel(runDir, s)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			return fmt.Errorf("haproxy socket %s is outside the run directory %s", s, runDir)
+		}
+		// Directories between runDir and the socket obey runDir's rules.
+		dir := runDir
+		for _, part := range strings.Split(filepath.Dir(rel), "/") {
+			if part == "." {
+				continue
+			}
+			dir = filepath.Join(dir, part)
+			if err := ownedDir(dir, 0o700); err != nil {
+				return err
+			}
+		}
+		st, err := os.Lstat(s)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("haproxy socket: %w", err)
+		case st.Mode().Type() != fs.ModeSocket:
+			return fmt.Errorf("haproxy socket %s exists and is not a socket (%s); portstripe never removes or replaces it: move it away, or name another socket path in the node file", s, fileKind(st.Mode()))
+		}
+	}
+	chroot := filepath.Join(runDir, node.ChrootDir)
+	if err := ownedDir(chroot, 0o755); err != nil {
+		return err
+	}
+	names, err := readDirNames(chroot)
+	if err != nil {
+		return fmt.Errorf("haproxy run directory: %w", err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("haproxy run directory: %s is the workers' chroot and must stay empty (holds %s)", chroot, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// ownedDir makes dir with mode when it is missing, and otherwise checks that
+// it is a real directory owned by the effective user and writable by no
+// one else.
+func ownedDir(dir string, mode fs.FileMode) error {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("haproxy run directory: %w", err)
+		}
+		if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("haproxy run directory: %w", err)
+		}
+		// Mkdir's mode is cut by the umask; the mode asked for is meant.
+		if err := os.Chmod(dir, mode); err != nil {
+			return fmt.Errorf("haproxy run directory: %w", err)
+		}
+		st, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("haproxy run directory: %w", err)
+	}
+	return checkOwned(dir, st)
+}
+
+// checkOwned refuses what is not a directory of the effective user
+// (root, on a node) that only it can write.
+func checkOwned(dir string, st fs.FileInfo) error {
+	if !st.IsDir() {
+		return fmt.Errorf("haproxy run directory %s is not a directory (%s); portstripe keeps HAProxy's sockets only in a directory of its own", dir, fileKind(st.Mode()))
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Geteuid() {
+		return fmt.Errorf("haproxy run directory %s is owned by uid %d, not by uid %d (root on a node); portstripe keeps HAProxy's sockets only in a directory of its own", dir, uid, os.Geteuid())
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("haproxy run directory %s is writable by group or others (mode %o); make it 0700 (chmod go-w %s)", dir, st.Mode().Perm(), dir)
+	}
+	return nil
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(8)
+	if err == io.EOF {
+		err = nil
+	}
+	return names, err
+}
+
+// fileKind names a file's type for an error.
+func fileKind(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t == 0:
+		return "a regular file"
+	case t&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case t&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return "type " + t.String()
+	}
+}

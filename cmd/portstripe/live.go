@@ -63,6 +63,7 @@ func newLive(dir string, p *plan.Plan, log *slog.Logger) (*live, error) {
 	}
 	proxy := &supervisor.HAProxy{
 		Config:        filepath.Join(dir, compiler.HAProxyFile),
+		RunDir:        p.HAProxy.RunDir,
 		MasterSocket:  p.HAProxy.MasterSocket,
 		RuntimeSocket: p.HAProxy.RuntimeSocket,
 		LogFile:       filepath.Join(dir, supervisor.LogFile),

@@ -169,14 +169,14 @@ func HungSocket(t testing.TB) string {
 const NodeAddr = "198.51.100.1"
 
 // LiveNode makes a node file (the seed node, or an edit of it) run in a test
-// namespace: NodeAddr instead of the seed's address, the HAProxy sockets in
-// dir (master.sock, api.sock), and a maxconn the test's descriptor limit
-// allows.
+// namespace: NodeAddr instead of the seed's address, dir as HAProxy's run
+// directory with the sockets in it (master.sock, api.sock), and a maxconn
+// the test's descriptor limit allows.
 func LiveNode(yaml, dir string) string {
 	yaml = strings.ReplaceAll(yaml, "195.154.33.73", NodeAddr)
 	return strings.Replace(yaml, "  inspect_delay: 5s\n", fmt.Sprintf(
-		"  inspect_delay: 5s\n  maxconn: 256\n  master_socket: %s\n  runtime_socket: %s\n",
-		filepath.Join(dir, "master.sock"), filepath.Join(dir, "api.sock")), 1)
+		"  inspect_delay: 5s\n  maxconn: 256\n  run_dir: %s\n  master_socket: %s\n  runtime_socket: %s\n",
+		dir, filepath.Join(dir, "master.sock"), filepath.Join(dir, "api.sock")), 1)
 }
 
 // SelfNode is Self for tests that run a node: inside the namespace it puts
