@@ -65,12 +65,12 @@ func TestPrepareRunDir(t *testing.T) {
 			link := filepath.Join(t.TempDir(), "run")
 			symlink(t, dir, link)
 			return link, nil
-		}, "is not a directory (a symbolic link)"},
+		}, "is a symbolic link, not a directory of portstripe's own"},
 		{"run dir is a file", func(t *testing.T, dir string) (string, []string) {
 			path := filepath.Join(dir, "run")
 			writeFile(t, path, "x")
 			return path, nil
-		}, "is not a directory (a regular file)"},
+		}, "is a regular file, not a directory of portstripe's own"},
 		{"chroot not empty", func(t *testing.T, dir string) (string, []string) {
 			os.Mkdir(filepath.Join(dir, "empty"), 0o755)
 			writeFile(t, filepath.Join(dir, "empty", "planted"), "x")

@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/node"
 )
 
@@ -179,7 +179,7 @@ func PrepareRunDir(runDir string, sockets ...string) error {
 		case err != nil:
 			return fmt.Errorf("haproxy socket: %w", err)
 		case st.Mode().Type() != fs.ModeSocket:
-			return fmt.Errorf("haproxy socket %s exists and is not a socket (%s); portstripe never removes or replaces it: move it away, or name another socket path in the node file", s, fileKind(st.Mode()))
+			return fmt.Errorf("haproxy socket %s exists and is not a socket (%s); portstripe never removes or replaces it: move it away, or name another socket path in the node file", s, artifact.Kind(st.Mode()))
 		}
 	}
 	chroot := filepath.Join(runDir, node.ChrootDir)
@@ -192,45 +192,6 @@ func PrepareRunDir(runDir string, sockets ...string) error {
 	}
 	if len(names) > 0 {
 		return fmt.Errorf("haproxy run directory: %s is the workers' chroot and must stay empty (holds %s)", chroot, strings.Join(names, ", "))
-	}
-	return nil
-}
-
-// ownedDir makes dir with mode when it is missing, and otherwise checks that
-// it is a real directory owned by the effective user and writable by no
-// one else.
-func ownedDir(dir string, mode fs.FileMode) error {
-	st, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-			return fmt.Errorf("haproxy run directory: %w", err)
-		}
-		if err := os.Mkdir(dir, mode); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("haproxy run directory: %w", err)
-		}
-		// Mkdir's mode is cut by the umask; the mode asked for is meant.
-		if err := os.Chmod(dir, mode); err != nil {
-			return fmt.Errorf("haproxy run directory: %w", err)
-		}
-		st, err = os.Lstat(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("haproxy run directory: %w", err)
-	}
-	return checkOwned(dir, st)
-}
-
-// checkOwned refuses what is not a directory of the effective user
-// (root, on a node) that only it can write.
-func checkOwned(dir string, st fs.FileInfo) error {
-	if !st.IsDir() {
-		return fmt.Errorf("haproxy run directory %s is not a directory (%s); portstripe keeps HAProxy's sockets only in a directory of its own", dir, fileKind(st.Mode()))
-	}
-	if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Geteuid() {
-		return fmt.Errorf("haproxy run directory %s is owned by uid %d, not by uid %d (root on a node); portstripe keeps HAProxy's sockets only in a directory of its own", dir, uid, os.Geteuid())
-	}
-	if st.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("haproxy run directory %s is writable by group or others (mode %o); make it 0700 (chmod go-w %s)", dir, st.Mode().Perm(), dir)
 	}
 	return nil
 }
@@ -248,20 +209,10 @@ func readDirNames(dir string) ([]string, error) {
 	return names, err
 }
 
-// fileKind names a file's type for an error.
-func fileKind(m fs.FileMode) string {
-	switch t := m.Type(); {
-	case t == 0:
-		return "a regular file"
-	case t&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case t&fs.ModeDir != 0:
-		return "a directory"
-	case t&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case t&fs.ModeDevice != 0:
-		return "a device"
-	default:
-		return "type " + t.String()
+// ownedDir is artifact.OwnedDir, its errors naming the run directory.
+func ownedDir(dir string, mode fs.FileMode) error {
+	if err := artifact.OwnedDir(dir, mode); err != nil {
+		return fmt.Errorf("haproxy run directory: %w", err)
 	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/haproxy"
 )
 
@@ -290,7 +291,7 @@ func (h *HAProxy) alertsFor(logged int64) []string {
 	if h.LogFile == "" {
 		return nil
 	}
-	f, err := os.Open(h.LogFile)
+	f, err := artifact.Open(h.LogFile)
 	if err != nil {
 		return nil
 	}
@@ -319,7 +320,7 @@ func (h *HAProxy) logSize() int64 {
 	if h.LogFile == "" {
 		return 0
 	}
-	st, err := os.Stat(h.LogFile)
+	st, err := os.Lstat(h.LogFile)
 	if err != nil {
 		return 0
 	}
@@ -335,7 +336,8 @@ func (h *HAProxy) newLogFile() (*os.File, error) {
 	if err := os.Rename(h.LogFile, h.LogFile+".prev"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	return os.OpenFile(h.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_TRUNC, 0o600)
+	// Not through a link planted at the name: O_TRUNC would empty its target.
+	return artifact.OpenOwn(h.LogFile, os.O_APPEND|os.O_TRUNC)
 }
 
 func withAlerts(err error, why []string) error {

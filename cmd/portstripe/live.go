@@ -18,6 +18,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
+	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
@@ -389,7 +390,7 @@ func statusCmd() *cobra.Command {
 
 func readStatus(ctx context.Context, dir string) Status {
 	var st Status
-	data, err := os.ReadFile(filepath.Join(dir, compiler.PlanFile))
+	data, err := artifact.ReadFile(filepath.Join(dir, compiler.PlanFile))
 	var p plan.Plan
 	if err == nil {
 		err = json.Unmarshal(data, &p)
