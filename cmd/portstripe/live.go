@@ -9,10 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -171,8 +169,8 @@ func (f *applyFlags) apply(cmd *cobra.Command, nf *nodeFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
+	// SIGTERM and SIGINT cancel it (main's stopOnSignal).
+	ctx := cmd.Context()
 	if f.dryRun {
 		ch, err := l.applier.Plan(ctx, res)
 		if err != nil {
@@ -322,9 +320,7 @@ it reports READY after the first successful pass and feeds the watchdog.`,
 				Cleanup:     cleanup,
 				Notify:      sdNotify(log),
 			}
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
-			return r.Run(ctx)
+			return r.Run(cmd.Context()) // until SIGTERM or SIGINT
 		},
 	}
 	lf.register(c)

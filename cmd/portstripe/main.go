@@ -37,7 +37,7 @@ type usageError struct{ error }
 // SIGINT before portstripe exits anyway; a command whose stop does real
 // work (run's cleanup) names a longer one in its stopGraceKey annotation.
 const (
-	stopGrace    = time.Second
+	stopGrace    = 750 * time.Millisecond
 	stopGraceKey = "portstripe/stop-grace"
 )
 
