@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,5 +36,45 @@ func TestStatusPlantedPlan(t *testing.T) {
 				t.Errorf("output %q, want …%s… and nothing of the target", out, want)
 			}
 		})
+	}
+}
+
+// TestStatusGarbageAnswers: HAProxy sockets answering a short or garbage
+// line (a "# " header alone once panicked status) are problems in the
+// output and exit 1, not a crash.
+func TestStatusGarbageAnswers(t *testing.T) {
+	for _, ans := range []string{"# \n", "#", "\x00garbage\n", "Unknown command.\n"} {
+		dir := t.TempDir()
+		run, state := filepath.Join(dir, "run"), filepath.Join(dir, "state")
+		if err := os.Mkdir(run, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, errOut := portstripe(t, "compile", "-o", state, "--set", "haproxy.run_dir="+run,
+			"--set", "haproxy.master_socket="+run+"/m.sock", "--set", "haproxy.runtime_socket="+run+"/api.sock"); code != 0 {
+			t.Fatalf("compile: %s", errOut)
+		}
+		for _, s := range []string{"m.sock", "api.sock"} {
+			ln, err := net.Listen("unix", filepath.Join(run, s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Read(make([]byte, 64))
+					c.Write([]byte(ans))
+					c.Close()
+				}
+			}()
+		}
+		code, out, errOut := portstripe(t, "status", "--dir", state)
+		if code != exitFailure || strings.Contains(errOut, "internal error") ||
+			!strings.Contains(out, "problem: haproxy master: show proc") || !strings.Contains(out, "problem: haproxy runtime API: show stat") {
+			t.Errorf("answer %q: exit %d\nstdout %s\nstderr %s", ans, code, out, errOut)
+		}
 	}
 }
