@@ -7,31 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portstripe/portstripe/internal/testenv"
 )
 
-// answering listens on a unix socket and answers every connection with
-// what answer writes, then closes it.
+// answering is a fake socket whose answer to every command is what
+// answer writes.
 func answering(t *testing.T, answer func(net.Conn)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "api.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Read(make([]byte, 64))
-				answer(c)
-			}()
-		}
-	}()
+	testenv.FakeSocket(t, path, answer)
 	return path
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,37 +45,6 @@ func builtCLI(t *testing.T) string {
 	return cliPath
 }
 
-// hungSocket listens at path, accepts every connection and never answers:
-// a stuck HAProxy master or worker.
-func hungSocket(t *testing.T, path string) {
-	t.Helper()
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-}
-
 // TestSignalStopsBlockedCommand starts the built binary where it blocks
 // (waiting for a held apply lock; on HAProxy sockets that accept and never
 // answer; opening a named pipe as node file), sends SIGTERM or SIGINT, and
@@ -113,8 +81,8 @@ func TestSignalStopsBlockedCommand(t *testing.T) {
 				"--set", "haproxy.master_socket="+run+"/m.sock", "--set", "haproxy.runtime_socket="+run+"/api.sock"); code != 0 {
 				t.Fatalf("compile: %s", errOut)
 			}
-			hungSocket(t, filepath.Join(run, "m.sock"))
-			hungSocket(t, filepath.Join(run, "api.sock"))
+			testenv.FakeSocket(t, filepath.Join(run, "m.sock"), nil)
+			testenv.FakeSocket(t, filepath.Join(run, "api.sock"), nil)
 			return blocked{args: []string{"status", "--dir", state}, want: "problem: haproxy master: haproxy socket " + run + "/m.sock"}
 		},
 		"compile reading a named pipe": func(t *testing.T) blocked {

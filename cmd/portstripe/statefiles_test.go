@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/portstripe/portstripe/internal/testenv"
 )
 
 // TestStatusPlantedPlan: a plan.json in the state directory that is a link
@@ -54,22 +56,7 @@ func TestStatusGarbageAnswers(t *testing.T) {
 			t.Fatalf("compile: %s", errOut)
 		}
 		for _, s := range []string{"m.sock", "api.sock"} {
-			ln, err := net.Listen("unix", filepath.Join(run, s))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Read(make([]byte, 64))
-					c.Write([]byte(ans))
-					c.Close()
-				}
-			}()
+			testenv.FakeSocket(t, filepath.Join(run, s), func(c net.Conn) { c.Write([]byte(ans)) })
 		}
 		code, out, errOut := portstripe(t, "status", "--dir", state)
 		if code != exitFailure || strings.Contains(errOut, "internal error") ||

@@ -137,6 +137,16 @@ func Tmpfs(t testing.TB, size string) string {
 func HungSocket(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "hung.sock")
+	FakeSocket(t, path, nil)
+	return path
+}
+
+// FakeSocket listens on a unix socket at path until the test ends. answer
+// gets every connection after its command has been read, and the
+// connection is closed when it returns; a nil answer holds every
+// connection open without a word (a hung HAProxy).
+func FakeSocket(t testing.TB, path string, answer func(net.Conn)) {
+	t.Helper()
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -149,9 +159,17 @@ func HungSocket(t testing.TB) string {
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
+			if answer == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				c.Read(make([]byte, 512))
+				answer(c)
+			}()
 		}
 	}()
 	t.Cleanup(func() {
@@ -162,7 +180,6 @@ func HungSocket(t testing.TB) string {
 			c.Close()
 		}
 	})
-	return path
 }
 
 // NodeAddr is the node address tests give a namespace's lo.
