@@ -71,16 +71,7 @@ func TestSignalStopsBlockedCommand(t *testing.T) {
 				want: "is applying to " + state + "; gave up waiting"}
 		},
 		"status on hung sockets": func(t *testing.T) blocked {
-			dir := t.TempDir()
-			run := filepath.Join(dir, "run")
-			if err := os.Mkdir(run, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			state := filepath.Join(dir, "state")
-			if code, _, errOut := portstripe(t, "compile", "-o", state, "--set", "haproxy.run_dir="+run,
-				"--set", "haproxy.master_socket="+run+"/m.sock", "--set", "haproxy.runtime_socket="+run+"/api.sock"); code != 0 {
-				t.Fatalf("compile: %s", errOut)
-			}
+			run, state := appliedWithSockets(t)
 			testenv.FakeSocket(t, filepath.Join(run, "m.sock"), nil)
 			testenv.FakeSocket(t, filepath.Join(run, "api.sock"), nil)
 			return blocked{args: []string{"status", "--dir", state}, want: "problem: haproxy master: haproxy socket " + run + "/m.sock"}

@@ -46,15 +46,7 @@ func TestStatusPlantedPlan(t *testing.T) {
 // output and exit 1, not a crash.
 func TestStatusGarbageAnswers(t *testing.T) {
 	for _, ans := range []string{"# \n", "#", "\x00garbage\n", "Unknown command.\n"} {
-		dir := t.TempDir()
-		run, state := filepath.Join(dir, "run"), filepath.Join(dir, "state")
-		if err := os.Mkdir(run, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if code, _, errOut := portstripe(t, "compile", "-o", state, "--set", "haproxy.run_dir="+run,
-			"--set", "haproxy.master_socket="+run+"/m.sock", "--set", "haproxy.runtime_socket="+run+"/api.sock"); code != 0 {
-			t.Fatalf("compile: %s", errOut)
-		}
+		run, state := appliedWithSockets(t)
 		for _, s := range []string{"m.sock", "api.sock"} {
 			testenv.FakeSocket(t, filepath.Join(run, s), func(c net.Conn) { c.Write([]byte(ans)) })
 		}
@@ -64,4 +56,21 @@ func TestStatusGarbageAnswers(t *testing.T) {
 			t.Errorf("answer %q: exit %d\nstdout %s\nstderr %s", ans, code, out, errOut)
 		}
 	}
+}
+
+// appliedWithSockets makes a state directory as if the seed node had been
+// applied with its HAProxy sockets at run/m.sock and run/api.sock, for a
+// test to serve fake sockets there.
+func appliedWithSockets(t *testing.T) (run, state string) {
+	t.Helper()
+	dir := t.TempDir()
+	run, state = filepath.Join(dir, "run"), filepath.Join(dir, "state")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := portstripe(t, "compile", "-o", state, "--set", "haproxy.run_dir="+run,
+		"--set", "haproxy.master_socket="+run+"/m.sock", "--set", "haproxy.runtime_socket="+run+"/api.sock"); code != 0 {
+		t.Fatalf("compile: %s", errOut)
+	}
+	return run, state
 }
