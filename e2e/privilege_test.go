@@ -27,7 +27,9 @@ import (
 // master, still root, takes the listeners over from the unprivileged
 // worker through expose-fd listeners) keeps an open connection and starts
 // an unprivileged worker again. A node naming an account the machine lacks
-// is refused by apply's check, naming the key, before anything is applied.
+// is refused by apply's check, naming the key, before anything is applied;
+// a regular file planted at the stats socket's path stops the apply and is
+// left as it was.
 func TestWorkersUnprivileged(t *testing.T) {
 	testenv.Require(t, "haproxy", "iptables-restore", "ps")
 	account, err := user.Lookup("haproxy")
@@ -70,6 +72,21 @@ func TestWorkersUnprivileged(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "haproxy.cfg")); !os.IsNotExist(err) {
 		t.Errorf("the refused apply wrote haproxy.cfg: %v", err)
 	}
+
+	// A regular file where the stats socket goes: HAProxy would replace
+	// it with its socket, so apply stops (exit 1) and leaves it alone.
+	planted := filepath.Join(dir, "runtime.sock")
+	if err := os.WriteFile(planted, []byte("not a socket\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = ns.Run(cliPath, "apply", "-c", nodeFile("2s"), "--dir", state)
+	if code := testbed.ExitCode(err); code != 1 || !strings.Contains(out, "haproxy socket "+planted+" exists and is not a socket (a regular file); portstripe never removes or replaces it") {
+		t.Fatalf("apply over a planted file: exit %d (%v)\n%s", code, err, out)
+	}
+	if b, err := os.ReadFile(planted); err != nil || string(b) != "not a socket\n" {
+		t.Fatalf("the planted file changed: %q, %v", b, err)
+	}
+	os.Remove(planted)
 
 	if out, err := ns.Run(cliPath, "apply", "-c", nodeFile("2s"), "--dir", state); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
