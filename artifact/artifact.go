@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/portstripe/portstripe/internal/safefile"
 )
 
 // Mode is the permission of written files: they describe a node's routing
@@ -82,7 +84,7 @@ func replace(dir, name, tmp string) error {
 	cur, prev := filepath.Join(dir, name), filepath.Join(dir, name+".prev")
 	st, err := os.Lstat(cur)
 	if err == nil && !st.Mode().IsRegular() {
-		return notRegular(cur, st.Mode())
+		return safefile.NotRegular(cur, st.Mode())
 	}
 	if err == nil {
 		os.Remove(prev)

@@ -3,11 +3,12 @@ package artifact
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/portstripe/portstripe/internal/safefile"
 )
 
 // MaxFileSize bounds what ReadFile reads: the biggest state file (plan.json
@@ -20,41 +21,16 @@ const MaxFileSize = 64 << 20
 // restored as haproxy.cfg), without blocking on a named pipe, and at most
 // MaxFileSize bytes. A missing file is fs.ErrNotExist, as with os.ReadFile.
 func ReadFile(path string) ([]byte, error) {
-	f, err := Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFileSize {
+	data, err := safefile.ReadWith(path, MaxFileSize, safefile.NoFollow)
+	if errors.Is(err, safefile.ErrTooLarge) {
 		return nil, fmt.Errorf("%s: larger than %d bytes; not a file portstripe wrote", path, MaxFileSize)
 	}
-	return data, nil
+	return data, err
 }
 
 // Open opens a file of portstripe's for reading as ReadFile does: a
 // regular file, not through a link, without blocking on a named pipe.
-func Open(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, notRegular(path, fs.ModeSymlink)
-	}
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = notRegular(path, st.Mode())
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
+func Open(path string) (*os.File, error) { return safefile.Open(path, safefile.NoFollow) }
 
 // OpenOwn opens (creating it if missing) a file of portstripe's own in a
 // directory it owns, for writing, with flags added (os.O_APPEND, …): never
@@ -62,17 +38,14 @@ func Open(path string) (*os.File, error) {
 // a link planted at the name cannot make portstripe write or truncate
 // another file.
 func OpenOwn(path string, flags int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|flags|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, Mode)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|flags|safefile.NoFollow|syscall.O_NONBLOCK|syscall.O_CLOEXEC, Mode)
 	if err != nil {
 		// ELOOP for a link; ENXIO for a named pipe without a reader.
-		if st, lerr := os.Lstat(path); lerr == nil && !st.Mode().IsRegular() {
-			return nil, notRegular(path, st.Mode())
-		}
-		return nil, err
+		return nil, safefile.Refusal(path, safefile.NoFollow, err)
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() {
-		err = notRegular(path, st.Mode())
+		err = safefile.NotRegular(path, st.Mode())
 	}
 	if err == nil && st.Sys().(*syscall.Stat_t).Nlink > 1 {
 		err = fmt.Errorf("%s has other names (hard links); portstripe writes only files of its own", path)
@@ -82,10 +55,6 @@ func OpenOwn(path string, flags int) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
-}
-
-func notRegular(path string, m fs.FileMode) error {
-	return fmt.Errorf("%s is %s, not a regular file; portstripe follows nothing out of its directories: remove it", path, Kind(m))
 }
 
 // OwnedDir makes dir with mode when it is missing; an existing one must be
@@ -111,7 +80,7 @@ func OwnedDir(dir string, mode fs.FileMode) error {
 		return err
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("%s is %s, not a directory of portstripe's own", dir, Kind(st.Mode()))
+		return fmt.Errorf("%s is %s, not a directory of portstripe's own", dir, safefile.Kind(st.Mode()))
 	}
 	if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Geteuid() {
 		return fmt.Errorf("%s is owned by uid %d, not by uid %d (root on a node); portstripe keeps its files only in a directory of its own", dir, uid, os.Geteuid())
@@ -120,24 +89,4 @@ func OwnedDir(dir string, mode fs.FileMode) error {
 		return fmt.Errorf("%s is writable by group or others (mode %o), so anyone could plant what portstripe loads as root: chmod go-w %s", dir, st.Mode().Perm(), dir)
 	}
 	return nil
-}
-
-// Kind names a file's type for an error.
-func Kind(m fs.FileMode) string {
-	switch t := m.Type(); {
-	case t == 0:
-		return "a regular file"
-	case t&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case t&fs.ModeDir != 0:
-		return "a directory"
-	case t&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case t&fs.ModeSocket != 0:
-		return "a socket"
-	case t&fs.ModeDevice != 0:
-		return "a device"
-	default:
-		return "of type " + t.String()
-	}
 }

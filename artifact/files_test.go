@@ -94,7 +94,7 @@ func TestReadFile(t *testing.T) {
 	f.Close()
 	for path, want := range map[string]string{
 		link:             "is a symbolic link, not a regular file",
-		fifo:             "is a named pipe, not a regular file",
+		fifo:             "is a named pipe (FIFO), not a regular file",
 		"/dev/zero":      "is a device, not a regular file",
 		big:              "larger than",
 		filepath.Dir(ok): "is a directory, not a regular file",

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/artifact"
+	"github.com/portstripe/portstripe/internal/safefile"
 	"github.com/portstripe/portstripe/node"
 )
 
@@ -179,7 +180,7 @@ func PrepareRunDir(runDir string, sockets ...string) error {
 		case err != nil:
 			return fmt.Errorf("haproxy socket: %w", err)
 		case st.Mode().Type() != fs.ModeSocket:
-			return fmt.Errorf("haproxy socket %s exists and is not a socket (%s); portstripe never removes or replaces it: move it away, or name another socket path in the node file", s, artifact.Kind(st.Mode()))
+			return fmt.Errorf("haproxy socket %s exists and is not a socket (%s); portstripe never removes or replaces it: move it away, or name another socket path in the node file", s, safefile.Kind(st.Mode()))
 		}
 	}
 	chroot := filepath.Join(runDir, node.ChrootDir)

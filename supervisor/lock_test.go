@@ -37,7 +37,7 @@ func TestLockRefusesPlantedFiles(t *testing.T) {
 			if err := syscall.Mkfifo(filepath.Join(dir, LockFile), 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, "is a named pipe, not a regular file"},
+		}, "is a named pipe (FIFO), not a regular file"},
 		{"state dir writable by others", func(t *testing.T, dir string) {
 			if err := os.Chmod(dir, 0o777); err != nil {
 				t.Fatal(err)
