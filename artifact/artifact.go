@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/portstripe/portstripe/internal/safefile"
 )
 
 // Mode is the permission of written files: they describe a node's routing
@@ -74,10 +76,17 @@ func writeTemp(dir, name string, data []byte) (string, error) {
 }
 
 // replace keeps the current file as NAME.prev (a hard link, so the current
-// name never disappears) and renames tmp over it.
+// name never disappears) and renames tmp over it. Anything but a regular
+// file at NAME is refused: a symbolic link kept as NAME.prev would have
+// its target restored later. (The temporary name is made with O_EXCL, so
+// nothing planted there is followed either.)
 func replace(dir, name, tmp string) error {
 	cur, prev := filepath.Join(dir, name), filepath.Join(dir, name+".prev")
-	if _, err := os.Stat(cur); err == nil {
+	st, err := os.Lstat(cur)
+	if err == nil && !st.Mode().IsRegular() {
+		return safefile.NotRegular(cur, st.Mode())
+	}
+	if err == nil {
 		os.Remove(prev)
 		if err := os.Link(cur, prev); err != nil {
 			return fmt.Errorf("keep previous version: %w", err)
@@ -95,13 +104,13 @@ func Restore(dir string, names ...string) error {
 	var errs []error
 	for _, n := range names {
 		cur, prev := filepath.Join(dir, n), filepath.Join(dir, n+".prev")
-		if _, err := os.Stat(prev); err != nil {
+		if _, err := os.Lstat(prev); err != nil {
 			if err := os.Remove(cur); err != nil && !os.IsNotExist(err) {
 				errs = append(errs, err)
 			}
 			continue
 		}
-		t, err := os.ReadFile(prev)
+		t, err := ReadFile(prev)
 		if err == nil {
 			var tmp string
 			if tmp, err = writeTemp(dir, n, t); err == nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
@@ -124,7 +125,9 @@ func (r *run) startHAProxy(ctx context.Context, name, cfg, dir, masterSock, cpus
 			runtime = f[2]
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(runtime), 0o700); err != nil {
+	// The stats socket sits in the node file's haproxy.run_dir, which
+	// holds the workers' chroot too.
+	if err := haproxy.PrepareRunDir(filepath.Dir(runtime)); err != nil {
 		return nil, err
 	}
 	h := &supervisor.HAProxy{

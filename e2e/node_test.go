@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/internal/testenv"
 )
@@ -104,6 +105,10 @@ func startHAProxy(t *testing.T, node testbed.Netns, dir, outDir string) *testbed
 	cfg := filepath.Join(outDir, "haproxy.cfg")
 	if out, err := node.Run("haproxy", "-c", "-f", cfg); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+	// dir is the node file's haproxy.run_dir: the workers' chroot is in it.
+	if err := haproxy.PrepareRunDir(dir); err != nil {
+		t.Fatal(err)
 	}
 	p := testenv.Start(t, "haproxy", node.Command("haproxy", "-W", "-S", filepath.Join(dir, "master.sock"), "-f", cfg),
 		filepath.Join(dir, "haproxy.log"))

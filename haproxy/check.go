@@ -90,10 +90,19 @@ func (c Checker) Check(ctx context.Context, cfgPath string) error {
 		if !errors.As(err, &exitErr) && len(out) == 0 {
 			return fmt.Errorf("haproxy check %s: running %s: %w", cfgPath, path, err)
 		}
-		return &CheckError{Path: cfgPath, Lines: messages(out), Err: err}
+		ce := &CheckError{Path: cfgPath, Lines: messages(out), Err: err}
+		if m := accountRE.FindSubmatch(out); m != nil {
+			return fmt.Errorf("haproxy.%s: no %s %q on this machine for HAProxy's workers to run as: install Debian's haproxy package (it creates user and group haproxy), create it (adduser --system --group %s), or name another in the node file: %w", m[1], m[1], m[2], m[2], ce)
+		}
+		return ce
 	}
 	return nil
 }
+
+// accountRE matches HAProxy's complaint about the global user or group,
+// "cannot find user id for 'haproxy' (0:Success)": the machine lacks the
+// account the node file names.
+var accountRE = regexp.MustCompile(`cannot find (user|group) id for '([^']*)'`)
 
 // msgRE matches "[ALERT]    (8889) : config : text": level, then text.
 var msgRE = regexp.MustCompile(`^\[(ALERT|WARNING)\]\s*(?:\(\d+\)\s*)?:\s*(.*)$`)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -131,5 +132,45 @@ func TestMessagesContinuation(t *testing.T) {
 	}
 	if got := messages([]byte(out)); !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+// TestCheckMissingAccount: the real `haproxy -c` refuses a user or group
+// the machine lacks; the error names the node file key and what to do.
+func TestCheckMissingAccount(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Skip("haproxy not installed (CI installs it)")
+	}
+	for _, key := range []string{"user", "group"} {
+		t.Run(key, func(t *testing.T) {
+			p := loadPlan(t, "")
+			if key == "user" {
+				p.HAProxy.User = "ps-no-such-user"
+			} else {
+				p.HAProxy.Group = "ps-no-such-user"
+			}
+			cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+			if err := os.WriteFile(cfg, Render(p), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := Check(context.Background(), cfg)
+			want := "haproxy." + key + `: no ` + key + ` "ps-no-such-user" on this machine for HAProxy's workers to run as: install Debian's haproxy package`
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("got %v\nwant %s…", err, want)
+			}
+			var ce *CheckError
+			if !errors.As(err, &ce) {
+				t.Errorf("%v does not carry HAProxy's messages", err)
+			}
+		})
+	}
+	// The seed node's default, haproxy, exists where Debian's package is
+	// installed: the same file with it passes.
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfg, Render(loadPlan(t, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(context.Background(), cfg); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -68,6 +68,22 @@ type Description string
 
 func (d Description) String() string { return "description " + oneLine(string(d)) }
 
+// User and Group are the global "user" and "group": the account the
+// workers switch to once the master (root) has bound the listeners.
+type (
+	User  string
+	Group string
+)
+
+func (u User) String() string  { return "user " + string(u) }
+func (g Group) String() string { return "group " + string(g) }
+
+// Chroot is the global "chroot <dir>": workers are confined to it (an
+// empty directory) before they read a byte from a client.
+type Chroot string
+
+func (c Chroot) String() string { return "chroot " + string(c) }
+
 // MaxConn is "maxconn N" (global: per process; defaults: per frontend).
 type MaxConn int
 
@@ -317,6 +333,12 @@ func validateLine(l Line) error {
 		names = []string{l.Name}
 	case StatsSocket:
 		words = []string{l.Path, l.Level}
+	case User:
+		names = []string{string(l)}
+	case Group:
+		names = []string{string(l)}
+	case Chroot:
+		words = []string{string(l)}
 	case Timeout:
 		names = []string{l.Name}
 	}

@@ -91,13 +91,21 @@ func ParseProcs(answer string) (Procs, error) {
 		}
 		m := procRE.FindStringSubmatch(t)
 		if m == nil {
-			return Procs{}, fmt.Errorf("show proc: line %d: unexpected %q", i+1, t)
+			return Procs{}, fmt.Errorf("show proc: line %d: unexpected %q", i+1, excerpt(t))
 		}
 		p := Proc{Type: m[2], Version: m[6]}
-		p.PID, _ = strconv.Atoi(m[1])
-		p.Reloads, _ = strconv.Atoi(m[3])
+		var err error
+		// A number too long for an int is garbage, not a pid of 0.
+		if p.PID, err = strconv.Atoi(m[1]); err != nil || p.PID <= 0 {
+			return Procs{}, fmt.Errorf("show proc: line %d: pid %q", i+1, excerpt(m[1]))
+		}
+		if p.Reloads, err = strconv.Atoi(m[3]); err != nil {
+			return Procs{}, fmt.Errorf("show proc: line %d: reloads %q", i+1, excerpt(m[3]))
+		}
 		if m[4] != "" {
-			p.FailedReloads, _ = strconv.Atoi(m[4])
+			if p.FailedReloads, err = strconv.Atoi(m[4]); err != nil {
+				return Procs{}, fmt.Errorf("show proc: line %d: failed reloads %q", i+1, excerpt(m[4]))
+			}
 		}
 		up, err := parseUptime(m[5])
 		if err != nil {
@@ -110,11 +118,11 @@ func ParseProcs(answer string) (Procs, error) {
 		case dst != nil:
 			*dst = append(*dst, p)
 		default:
-			return Procs{}, fmt.Errorf("show proc: line %d: %q before any section", i+1, t)
+			return Procs{}, fmt.Errorf("show proc: line %d: %q before any section", i+1, excerpt(t))
 		}
 	}
 	if !master {
-		return Procs{}, fmt.Errorf("show proc: no master line in %q", firstLine(answer))
+		return Procs{}, fmt.Errorf("show proc: no master line in %q", excerpt(answer))
 	}
 	return ps, nil
 }
@@ -123,14 +131,9 @@ func ParseProcs(answer string) (Procs, error) {
 func parseUptime(s string) (time.Duration, error) {
 	var d, h, m, sec int
 	if _, err := fmt.Sscanf(s, "%dd%dh%dm%ds", &d, &h, &m, &sec); err != nil {
-		return 0, fmt.Errorf("uptime %q: %w", s, err)
+		return 0, fmt.Errorf("uptime %q is not like 0d00h02m07s", excerpt(s))
 	}
 	return time.Duration(d)*24*time.Hour + time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, nil
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }
 
 // ShowProc runs "show proc".

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/node"
 )
 
 // These tests run the real HAProxy on loopback: the seed node's config with
@@ -98,7 +99,19 @@ func startConfig(t *testing.T, c *Config) *realHAProxy {
 	}
 	dir := t.TempDir()
 	h := &realHAProxy{dir: dir, cfg: filepath.Join(dir, "haproxy.cfg"), frontends: map[string]string{}, backends: map[string]*backendListener{}}
-	c.Global.Lines[1] = StatsSocket{Path: filepath.Join(dir, "api.sock"), Mode: 0o600, Level: "admin", ExposeFDListeners: true}
+	// The sockets and the workers' chroot go into the test's directory.
+	empty := filepath.Join(dir, node.ChrootDir)
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range c.Global.Lines {
+		switch l.(type) {
+		case StatsSocket:
+			c.Global.Lines[i] = StatsSocket{Path: filepath.Join(dir, "api.sock"), Mode: 0o600, Level: "admin", ExposeFDListeners: true}
+		case Chroot:
+			c.Global.Lines[i] = Chroot(empty)
+		}
+	}
 	// maxconn 20000 needs about 40000 file descriptors, more than a test
 	// sandbox may raise its limit to.
 	for _, s := range []*Section{&c.Global, &c.Defaults} {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -81,6 +82,9 @@ func FromPlan(p *plan.Plan) *Config {
 		},
 		Global: Section{Type: GlobalSection, Lines: []Line{
 			MasterWorker{},
+			User(h.User),
+			Group(h.Group),
+			Chroot(filepath.Join(h.RunDir, node.ChrootDir)),
 			StatsSocket{Path: h.RuntimeSocket, Mode: 0o600, Level: "admin", ExposeFDListeners: true},
 			MaxConn(h.MaxConn),
 		}},

@@ -62,13 +62,16 @@ type Stat struct {
 // ParseStat reads the CSV answer to "show stat".
 func ParseStat(answer string) ([]Stat, error) {
 	if !strings.HasPrefix(answer, "# ") {
-		return nil, fmt.Errorf("show stat: %w: %s", ErrCommand, strings.TrimSpace(answer))
+		return nil, fmt.Errorf("show stat: %w: %s", ErrCommand, excerpt(answer))
 	}
 	r := csv.NewReader(strings.NewReader(answer[2:]))
 	r.FieldsPerRecord = -1
 	rows, err := r.ReadAll()
 	if err != nil {
 		return nil, fmt.Errorf("show stat: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("show stat: %w: no header line in %q", ErrCommand, excerpt(answer))
 	}
 	col := map[string]int{}
 	for i, name := range rows[0] {
@@ -94,7 +97,7 @@ func ParseStat(answer string) ([]Stat, error) {
 			}
 			x, err := strconv.Atoi(v)
 			if err != nil {
-				return 0, fmt.Errorf("show stat: row %d, %s: %w", n+1, name, err)
+				return 0, fmt.Errorf("show stat: row %d, %s: %q is not a number", n+1, name, excerpt(v))
 			}
 			return x, nil
 		}
@@ -149,7 +152,7 @@ func ParseInfo(answer string) (Info, error) {
 		in.Fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
 	if _, ok := in.Fields["Pid"]; !ok {
-		return Info{}, fmt.Errorf("show info: %w: %s", ErrCommand, strings.TrimSpace(answer))
+		return Info{}, fmt.Errorf("show info: %w: %s", ErrCommand, excerpt(answer))
 	}
 	in.Version = in.Fields["Version"]
 	for _, f := range []struct {
@@ -158,7 +161,7 @@ func ParseInfo(answer string) (Info, error) {
 	}{{"Pid", &in.PID}, {"Uptime_sec", &in.UptimeSec}, {"CurrConns", &in.CurrConns}} {
 		v, err := strconv.Atoi(in.Fields[f.key])
 		if err != nil {
-			return Info{}, fmt.Errorf("show info: %s: %w", f.key, err)
+			return Info{}, fmt.Errorf("show info: %s: %q is not a number", f.key, excerpt(in.Fields[f.key]))
 		}
 		*f.dst = v
 	}
@@ -211,7 +214,7 @@ func (r *Runtime) run(ctx context.Context, cmd string, names []string, ok func(s
 	}
 	ans = strings.TrimSpace(ans)
 	if !ok(ans) {
-		return fmt.Errorf("haproxy runtime %q: %w: %s", cmd, ErrCommand, ans)
+		return fmt.Errorf("haproxy runtime %q: %w: %s", cmd, ErrCommand, excerpt(ans))
 	}
 	return nil
 }

@@ -82,8 +82,11 @@ type haproxyFile struct {
 	InspectDelay  string       `yaml:"inspect_delay"`
 	Timeouts      timeoutsFile `yaml:"timeouts"`
 	MaxConn       string       `yaml:"maxconn" scalar:"int"`
+	RunDir        string       `yaml:"run_dir"`
 	MasterSocket  string       `yaml:"master_socket"`
 	RuntimeSocket string       `yaml:"runtime_socket"`
+	User          string       `yaml:"user"`
+	Group         string       `yaml:"group"`
 }
 
 type timeoutsFile struct {
@@ -120,8 +123,11 @@ func defaultFile() file {
 			InspectDelay:  "5s",
 			Timeouts:      timeoutsFile{Connect: "5s", Client: "1h", Server: "1h"},
 			MaxConn:       "4096",
+			RunDir:        "/run/portstripe",
 			MasterSocket:  "/run/portstripe/haproxy-master.sock",
 			RuntimeSocket: "/run/portstripe/haproxy.sock",
+			User:          "haproxy",
+			Group:         "haproxy",
 		},
 		Defaults: protoDefaults{TCP: Reject, UDP: Reject},
 	}

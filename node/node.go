@@ -76,8 +76,16 @@ type HAProxy struct {
 	TimeoutClient  time.Duration
 	TimeoutServer  time.Duration
 	MaxConn        int
-	MasterSocket   string
-	RuntimeSocket  string
+	// RunDir is the directory portstripe owns for HAProxy: both sockets
+	// sit inside it, and its "empty" subdirectory is the workers' chroot.
+	RunDir        string
+	MasterSocket  string
+	RuntimeSocket string
+	// User and Group are what HAProxy's workers run as once the master
+	// (root) has bound the listeners: "haproxy" unless the node file says
+	// otherwise; root only when it says so.
+	User  string
+	Group string
 }
 
 // Service is one thing clients reach through the striped ports.

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -275,19 +276,66 @@ func haproxySettings(f haproxyFile) (HAProxy, error) {
 	if h.MaxConn, err = strconv.Atoi(f.MaxConn); err != nil || h.MaxConn < 1 || h.MaxConn > 1000000 {
 		return h, fieldErr("haproxy.maxconn", "%q is not a number from 1 to 1000000", clip(f.MaxConn))
 	}
-	for _, s := range []struct{ path, val string }{
-		{"haproxy.master_socket", f.MasterSocket},
-		{"haproxy.runtime_socket", f.RuntimeSocket},
-	} {
-		if !socketRE.MatchString(s.val) {
-			return h, fieldErr(s.path, "%q is not allowed (an absolute path of A-Z a-z 0-9 _ . - /)", clip(s.val))
+	if err := haproxyFiles(f, &h); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// ChrootDir is the subdirectory of haproxy.run_dir that HAProxy's workers
+// are chrooted to: portstripe creates it empty, and no socket may sit in it.
+const ChrootDir = "empty"
+
+// accountRE is what haproxy.user and haproxy.group may be: Debian's
+// adduser rule for system names, so nothing but a name reaches haproxy.cfg.
+var accountRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// haproxyFiles checks where HAProxy's sockets go and whom its workers run
+// as. The sockets must sit inside run_dir, the one directory portstripe
+// owns for them: a socket path is removed and re-created when HAProxy
+// starts, so a path anywhere else (/etc/shadow) would put files outside
+// portstripe's reach at risk.
+func haproxyFiles(f haproxyFile, h *HAProxy) error {
+	paths := []struct {
+		path, val string
+		dst       *string
+	}{
+		{"haproxy.run_dir", f.RunDir, &h.RunDir},
+		{"haproxy.master_socket", f.MasterSocket, &h.MasterSocket},
+		{"haproxy.runtime_socket", f.RuntimeSocket, &h.RuntimeSocket},
+	}
+	for _, p := range paths {
+		if !socketRE.MatchString(p.val) {
+			return fieldErr(p.path, "%q is not allowed (an absolute path of A-Z a-z 0-9 _ . - /)", clip(p.val))
+		}
+		if filepath.Clean(p.val) != p.val || p.val == "/" {
+			return fieldErr(p.path, "%q is not a clean absolute path (no .., //, . or trailing /; want e.g. %s)", p.val, filepath.Clean(p.val))
+		}
+		*p.dst = p.val
+	}
+	chroot := filepath.Join(h.RunDir, ChrootDir)
+	for _, p := range paths[1:] {
+		dir := filepath.Dir(p.val)
+		switch {
+		case !strings.HasPrefix(p.val, h.RunDir+"/"):
+			return fieldErr(p.path, "%s is outside haproxy.run_dir (%s): HAProxy's sockets live in the directory portstripe owns", p.val, h.RunDir)
+		case dir == chroot || strings.HasPrefix(dir, chroot+"/") || p.val == chroot:
+			return fieldErr(p.path, "%s is in %s, the workers' empty chroot", p.val, chroot)
 		}
 	}
-	if f.MasterSocket == f.RuntimeSocket {
-		return h, fieldErr("haproxy.runtime_socket", "must differ from haproxy.master_socket")
+	if h.MasterSocket == h.RuntimeSocket {
+		return fieldErr("haproxy.runtime_socket", "must differ from haproxy.master_socket")
 	}
-	h.MasterSocket, h.RuntimeSocket = f.MasterSocket, f.RuntimeSocket
-	return h, nil
+	for _, a := range []struct {
+		path, val string
+		dst       *string
+	}{{"haproxy.user", f.User, &h.User}, {"haproxy.group", f.Group, &h.Group}} {
+		if !accountRE.MatchString(a.val) {
+			return fieldErr(a.path, "%q is not a system account name (1-32 of a-z 0-9 _ -, starting with a letter or _; default haproxy, root only where a feature needs root workers)", clip(a.val))
+		}
+		*a.dst = a.val
+	}
+	return nil
 }
 
 // portList parses a list of ports and ranges, refusing overlaps so that an

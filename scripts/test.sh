@@ -50,14 +50,17 @@ go vet -tags e2e ./e2e/...
 echo "== unit tests" >&2
 go test -count=1 ./...
 
-# Bounded fuzzing of the node loader (any bytes; deep and wide shapes), the planner and route: a count of
+# Bounded fuzzing of the node loader (any bytes; deep and wide shapes), the
+# planner, route and the HAProxy socket answer parsers (show proc, show stat,
+# show info): a count of
 # executions each (about 10-15 s here), not a duration: Go 1.26's fuzzing
 # coordinator can report a bare "context deadline exceeded" failure when a
 # -fuzztime duration runs out with a worker mid-call (golang/go#75804, fixed
 # in Go 1.27); a count has no deadline to race. -fuzzminimizetime bounds the
 # minimising of each new input, which otherwise takes up to a minute.
 echo "== fuzzing" >&2
-for target in node:FuzzLoad:300000 node:FuzzLoadShapes:10000 plan:FuzzPlan:250000 plan:FuzzRoute:400000; do
+for target in node:FuzzLoad:300000 node:FuzzLoadShapes:10000 plan:FuzzPlan:250000 plan:FuzzRoute:400000 \
+	haproxy:FuzzParseProcs:200000 haproxy:FuzzParseStat:200000 haproxy:FuzzParseInfo:200000; do
 	IFS=: read -r pkg name execs <<<"$target"
 	go test -run='^$' -fuzz="^${name}\$" -fuzztime="${execs}x" -fuzzminimizetime=100x "./${pkg}"
 done

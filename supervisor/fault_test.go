@@ -136,7 +136,7 @@ func stripComments(save string) string {
 func TestHAProxyMissing(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	dir := t.TempDir()
-	h := &HAProxy{Config: filepath.Join(dir, compiler.HAProxyFile), MasterSocket: filepath.Join(dir, "master.sock"),
+	h := &HAProxy{Config: filepath.Join(dir, compiler.HAProxyFile), RunDir: dir, MasterSocket: filepath.Join(dir, "master.sock"),
 		RuntimeSocket: filepath.Join(dir, "api.sock"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	a, rules, _ := newApplier(t)
 	a.Proxy = h
@@ -276,7 +276,7 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state")
-	h := &HAProxy{Config: filepath.Join(state, compiler.HAProxyFile), MasterSocket: filepath.Join(dir, "master.sock"),
+	h := &HAProxy{Config: filepath.Join(state, compiler.HAProxyFile), RunDir: dir, MasterSocket: filepath.Join(dir, "master.sock"),
 		RuntimeSocket: filepath.Join(dir, "api.sock"), LogFile: filepath.Join(state, LogFile), Log: log}
 	desired, err := compiler.Compile(node.Options{Path: path})
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/portstripe/portstripe/artifact"
 )
 
 // LockFile is the file in the state directory that serialises applies, so
@@ -17,13 +19,17 @@ import (
 const LockFile = ".portstripe.lock"
 
 // Lock takes the apply lock of dir, waiting until ctx ends; the error then
-// names the process holding it.
+// names the process holding it. dir is created 0700 if missing, and
+// refused when it is not the effective user's (root's) or others can
+// write it: what is in it is loaded as root. The lock file is opened
+// without following a link and only when it is a regular file of its own,
+// so a planted link cannot make it truncate another file.
 func Lock(ctx context.Context, dir string) (unlock func(), err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
+	if err := artifact.OwnedDir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := artifact.OpenOwn(path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -38,7 +44,7 @@ func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 		}
 		select {
 		case <-ctx.Done():
-			holder, _ := os.ReadFile(path)
+			holder, _ := artifact.ReadFile(path)
 			f.Close()
 			return nil, fmt.Errorf("another portstripe (pid %s) is applying to %s; gave up waiting: %w", strings.TrimSpace(string(holder)), dir, ctx.Err())
 		case <-time.After(50 * time.Millisecond):

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"syscall"
 
+	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
@@ -56,7 +54,7 @@ func (a *Applier) Observe(ctx context.Context, names []string) (Observed, error)
 	o.HAProxy = a.Proxy.Observe(ctx)
 	o.Files = map[string][]byte{}
 	for _, n := range names {
-		b, err := readStateFile(filepath.Join(a.Dir, n))
+		b, err := artifact.ReadFile(filepath.Join(a.Dir, n))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
@@ -66,35 +64,6 @@ func (a *Applier) Observe(ctx context.Context, names []string) (Observed, error)
 		}
 	}
 	return o, nil
-}
-
-// maxStateFile bounds what is read back from the state directory: the
-// files portstripe writes there are far smaller.
-const maxStateFile = 64 << 20
-
-// readStateFile reads a regular file of the state directory, bounded, and
-// never through a symlink planted there.
-func readStateFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxStateFile {
-		return nil, fmt.Errorf("larger than %d bytes", maxStateFile)
-	}
-	return b, nil
 }
 
 // observeProxy asks the master and the worker what runs.
@@ -133,7 +102,7 @@ func observeProxy(ctx context.Context, m *haproxy.Master, r *haproxy.Runtime) Pr
 func LoadApplied(dir string) (*compiler.Result, error) {
 	res := &compiler.Result{Files: map[string][]byte{}}
 	for _, n := range []string{compiler.HAProxyFile, compiler.RulesFile, compiler.PlanFile} {
-		b, err := readStateFile(filepath.Join(dir, n))
+		b, err := artifact.ReadFile(filepath.Join(dir, n))
 		if err != nil {
 			return nil, fmt.Errorf("no applied state in %s: %w", dir, err)
 		}

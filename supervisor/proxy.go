@@ -10,13 +10,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/haproxy"
 )
 
@@ -31,8 +31,10 @@ const LogFile = "haproxy.log"
 // it: stopping or restarting `portstripe run`, or a one-shot apply exiting,
 // drops no client's session.
 type HAProxy struct {
-	Bin           string // haproxy binary; "haproxy" when empty
-	Config        string // haproxy.cfg path
+	Bin    string // haproxy binary; "haproxy" when empty
+	Config string // haproxy.cfg path
+	// RunDir holds the sockets and the workers' chroot (haproxy.run_dir).
+	RunDir        string
 	MasterSocket  string
 	RuntimeSocket string
 	// LogFile receives the master's output. An apply reads the ALERT lines
@@ -105,18 +107,17 @@ func (h *HAProxy) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start haproxy: %w (install Debian's haproxy package)", err)
 	}
-	for _, s := range []string{h.MasterSocket, h.RuntimeSocket} {
-		if err := os.MkdirAll(filepath.Dir(s), 0o700); err != nil {
-			return fmt.Errorf("start haproxy: %w", err)
-		}
-	}
 	// A socket that accepts but does not answer may be a hung master still
 	// holding the listeners: a second one would serve beside it.
 	if err := h.probe(ctx); errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("start haproxy: master socket %s accepts connections but does not answer; not starting a second master beside a hung one (stop it, or remove the socket): %w", h.MasterSocket, err)
 	}
+	if err := haproxy.PrepareRunDir(h.RunDir, h.MasterSocket, h.RuntimeSocket); err != nil {
+		return fmt.Errorf("start haproxy: %w", err)
+	}
 	// A master killed with -9 leaves its socket file behind; HAProxy
-	// refuses to bind over it.
+	// refuses to bind over it. PrepareRunDir made sure it is a socket, in
+	// a directory no one but root can write.
 	os.Remove(h.MasterSocket)
 	out, err := h.newLogFile()
 	if err != nil {
@@ -206,6 +207,10 @@ func (h *HAProxy) Check(ctx context.Context, cfgPath string) error {
 
 // Reload makes the master load the configuration on disk.
 func (h *HAProxy) Reload(ctx context.Context) error {
+	// The new worker binds the stats socket afresh, over what is there.
+	if err := haproxy.PrepareRunDir(h.RunDir, h.MasterSocket, h.RuntimeSocket); err != nil {
+		return fmt.Errorf("haproxy reload: %w", err)
+	}
 	m, _ := h.clients()
 	logged := h.logSize()
 	ps, err := m.Reload(ctx)
@@ -286,7 +291,7 @@ func (h *HAProxy) alertsFor(logged int64) []string {
 	if h.LogFile == "" {
 		return nil
 	}
-	f, err := os.Open(h.LogFile)
+	f, err := artifact.Open(h.LogFile)
 	if err != nil {
 		return nil
 	}
@@ -315,7 +320,7 @@ func (h *HAProxy) logSize() int64 {
 	if h.LogFile == "" {
 		return 0
 	}
-	st, err := os.Stat(h.LogFile)
+	st, err := os.Lstat(h.LogFile)
 	if err != nil {
 		return 0
 	}
@@ -331,7 +336,8 @@ func (h *HAProxy) newLogFile() (*os.File, error) {
 	if err := os.Rename(h.LogFile, h.LogFile+".prev"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	return os.OpenFile(h.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_TRUNC, 0o600)
+	// Not through a link planted at the name: O_TRUNC would empty its target.
+	return artifact.OpenOwn(h.LogFile, os.O_APPEND|os.O_TRUNC)
 }
 
 func withAlerts(err error, why []string) error {

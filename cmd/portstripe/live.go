@@ -9,15 +9,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
+	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
@@ -63,6 +62,7 @@ func newLive(dir string, p *plan.Plan, log *slog.Logger) (*live, error) {
 	}
 	proxy := &supervisor.HAProxy{
 		Config:        filepath.Join(dir, compiler.HAProxyFile),
+		RunDir:        p.HAProxy.RunDir,
 		MasterSocket:  p.HAProxy.MasterSocket,
 		RuntimeSocket: p.HAProxy.RuntimeSocket,
 		LogFile:       filepath.Join(dir, supervisor.LogFile),
@@ -173,8 +173,8 @@ func (f *applyFlags) apply(cmd *cobra.Command, nf *nodeFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
+	// SIGTERM and SIGINT cancel it (main's stopOnSignal).
+	ctx := cmd.Context()
 	if f.dryRun {
 		ch, err := l.applier.Plan(ctx, res)
 		if err != nil {
@@ -259,8 +259,10 @@ func runCmd(nf *nodeFlags) *cobra.Command {
 		period   time.Duration
 	)
 	c := &cobra.Command{
-		Use:   "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
-		Short: "Own a live node: keep the machine running the node file, repairing drift",
+		Use: "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
+		// Stopping with --cleanup stops HAProxy and removes the chains.
+		Annotations: map[string]string{stopGraceKey: "40s"},
+		Short:       "Own a live node: keep the machine running the node file, repairing drift",
 		Long: `run is a controller: it keeps the machine running the node file (without
 -c: /etc/portstripe/node.yaml), comparing
 what it wants with what it observes (as apply does) at start, when the node
@@ -326,9 +328,7 @@ it reports READY after the first successful pass and feeds the watchdog.`,
 				Cleanup:     cleanup,
 				Notify:      sdNotify(log),
 			}
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
-			return r.Run(ctx)
+			return r.Run(cmd.Context()) // until SIGTERM or SIGINT
 		},
 	}
 	lf.register(c)
@@ -394,7 +394,7 @@ func statusCmd() *cobra.Command {
 
 func readStatus(ctx context.Context, dir string) Status {
 	var st Status
-	data, err := os.ReadFile(filepath.Join(dir, compiler.PlanFile))
+	data, err := artifact.ReadFile(filepath.Join(dir, compiler.PlanFile))
 	var p plan.Plan
 	if err == nil {
 		err = json.Unmarshal(data, &p)

@@ -3,12 +3,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
+	"runtime"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,18 +34,45 @@ const (
 // usageError marks a bad command line.
 type usageError struct{ error }
 
+// stopGrace is how long a command may take to stop after SIGTERM or
+// SIGINT before portstripe exits anyway; a command whose stop does real
+// work (run's cleanup) names a longer one in its stopGraceKey annotation.
+const (
+	stopGrace    = 750 * time.Millisecond
+	stopGraceKey = "portstripe/stop-grace"
+)
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	root := newRoot(os.Stdout, os.Stderr)
+	args := os.Args[1:]
+	ctx := stopOnSignal(root, args, os.Stderr)
+	os.Exit(execute(ctx, root, args, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	return execute(context.Background(), newRoot(stdout, stderr), args, stderr)
+}
+
+// execute runs one command line and returns its exit code. A panic is a
+// bug, whatever it carries: one line and exit 1, never exit 2, which says
+// the operator's input is wrong.
+func execute(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "portstripe: internal error: %s (at %s); please report\n", oneLine(fmt.Sprint(r)), panicSite())
+			code = exitFailure
+		}
+	}()
 	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
+	if err := root.ExecuteContext(ctx); err != nil {
 		if errors.As(err, new(changesPending)) {
 			return exitPending
 		}
-		fmt.Fprintln(stderr, "portstripe: "+oneLine(err.Error()))
+		msg := err.Error()
+		if cause := context.Cause(ctx); cause != nil && !strings.Contains(msg, cause.Error()) {
+			msg = cause.Error() + ": " + msg
+		}
+		fmt.Fprintln(stderr, "portstripe: "+oneLine(msg))
 		var ue usageError
 		if errors.As(err, new(detailedError)) {
 			return exitFailure
@@ -51,6 +83,61 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return 0
+}
+
+// panicSite names the function and line that panicked, for the report:
+// the first frame past the runtime's panic machinery.
+func panicSite() string {
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	for inPanic := false; ; {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic" || strings.HasPrefix(f.Function, "runtime.panic"):
+			inPanic = true
+		case inPanic && !strings.HasPrefix(f.Function, "runtime."):
+			return fmt.Sprintf("%s:%d", strings.TrimPrefix(f.Function, "github.com/portstripe/portstripe/"), f.Line)
+		}
+		if !more {
+			return "unknown"
+		}
+	}
+}
+
+// stopOnSignal returns a context that SIGTERM or SIGINT cancels, with the
+// signal as its cause, so every command stops what it waits for (a lock,
+// a socket, a child process). A command still running its stop-grace
+// later (blocked where no context reaches), or a second signal, ends the
+// process with exit 1.
+func stopOnSignal(root *cobra.Command, args []string, stderr io.Writer) context.Context {
+	grace := stopGrace
+	if c, _, err := root.Find(args); err == nil {
+		if d, err := time.ParseDuration(c.Annotations[stopGraceKey]); err == nil {
+			grace = d
+		}
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		sig := <-sigs
+		cancel(fmt.Errorf("stopped by %s", sigName(sig)))
+		select {
+		case sig = <-sigs:
+			fmt.Fprintf(stderr, "portstripe: stopped by a second %s\n", sigName(sig))
+		case <-time.After(grace):
+			fmt.Fprintf(stderr, "portstripe: stopped by %s; gave up waiting %s for the command to finish\n", sigName(sig), grace)
+		}
+		os.Exit(exitFailure)
+	}()
+	return ctx
+}
+
+func sigName(s os.Signal) string {
+	if s == os.Interrupt {
+		return "SIGINT"
+	}
+	return "SIGTERM"
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

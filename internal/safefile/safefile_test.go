@@ -57,3 +57,23 @@ func TestRead(t *testing.T) {
 		t.Errorf("over the cap: %v", err)
 	}
 }
+
+// TestReadNoFollow: with NoFollow a symbolic link at the name is refused,
+// whatever it points at; without, its target is read.
+func TestReadNoFollow(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadWith(link, 10, NoFollow); err == nil || err.Error() != link+" is a symbolic link, not a regular file" {
+		t.Errorf("NoFollow: %q, %v", b, err)
+	}
+	if b, err := Read(link, 10); err != nil || string(b) != "secret" {
+		t.Errorf("following: %q, %v", b, err)
+	}
+}

@@ -7,8 +7,9 @@ import (
 )
 
 // NodeFile is a node file for a node in a testbed: the node namespace's
-// address, TCP and UDP striped on the same ports, HAProxy's sockets in Dir,
-// then Services, each a YAML list item ("  - {name: …}\n").
+// address, TCP and UDP striped on the same ports, Dir as HAProxy's run
+// directory (haproxy.run_dir) holding its sockets, then Services, each a
+// YAML list item ("  - {name: …}\n").
 type NodeFile struct {
 	Name         string
 	Striped      string // both protocols, e.g. "1-29999"
@@ -32,11 +33,12 @@ haproxy:
   inspect_delay: %s
   timeouts: {connect: 2s, client: 1m, server: 1m}
   maxconn: %d
+  run_dir: %s
   master_socket: %s
   runtime_socket: %s
 defaults: {tcp: reject, udp: reject}
 services:
-`, f.Name, NodeAddr, f.Striped, f.Striped, f.ListenPort, f.InspectDelay, f.MaxConn,
+`, f.Name, NodeAddr, f.Striped, f.Striped, f.ListenPort, f.InspectDelay, f.MaxConn, f.Dir,
 		filepath.Join(f.Dir, "master.sock"), filepath.Join(f.Dir, "runtime.sock"))
 	for _, s := range f.Services {
 		b.WriteString(s)

@@ -137,6 +137,16 @@ func Tmpfs(t testing.TB, size string) string {
 func HungSocket(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "hung.sock")
+	FakeSocket(t, path, nil)
+	return path
+}
+
+// FakeSocket listens on a unix socket at path until the test ends. answer
+// gets every connection after its command has been read, and the
+// connection is closed when it returns; a nil answer holds every
+// connection open without a word (a hung HAProxy).
+func FakeSocket(t testing.TB, path string, answer func(net.Conn)) {
+	t.Helper()
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -149,9 +159,17 @@ func HungSocket(t testing.TB) string {
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
+			if answer == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				c.Read(make([]byte, 512))
+				answer(c)
+			}()
 		}
 	}()
 	t.Cleanup(func() {
@@ -162,21 +180,20 @@ func HungSocket(t testing.TB) string {
 			c.Close()
 		}
 	})
-	return path
 }
 
 // NodeAddr is the node address tests give a namespace's lo.
 const NodeAddr = "198.51.100.1"
 
 // LiveNode makes a node file (the seed node, or an edit of it) run in a test
-// namespace: NodeAddr instead of the seed's address, the HAProxy sockets in
-// dir (master.sock, api.sock), and a maxconn the test's descriptor limit
-// allows.
+// namespace: NodeAddr instead of the seed's address, dir as HAProxy's run
+// directory with the sockets in it (master.sock, api.sock), and a maxconn
+// the test's descriptor limit allows.
 func LiveNode(yaml, dir string) string {
 	yaml = strings.ReplaceAll(yaml, "195.154.33.73", NodeAddr)
 	return strings.Replace(yaml, "  inspect_delay: 5s\n", fmt.Sprintf(
-		"  inspect_delay: 5s\n  maxconn: 256\n  master_socket: %s\n  runtime_socket: %s\n",
-		filepath.Join(dir, "master.sock"), filepath.Join(dir, "api.sock")), 1)
+		"  inspect_delay: 5s\n  maxconn: 256\n  run_dir: %s\n  master_socket: %s\n  runtime_socket: %s\n",
+		dir, filepath.Join(dir, "master.sock"), filepath.Join(dir, "api.sock")), 1)
 }
 
 // SelfNode is Self for tests that run a node: inside the namespace it puts
