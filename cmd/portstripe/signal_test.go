@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstripe/portstripe/fixtures"
 	"github.com/portstripe/portstripe/internal/testenv"
 	"github.com/portstripe/portstripe/supervisor"
 )
@@ -67,7 +68,11 @@ func TestSignalStopsBlockedCommand(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(unlock)
-			return blocked{args: []string{"apply", "--dir", state, "--lock-timeout", "1m"}, netns: true,
+			nodeFile := filepath.Join(t.TempDir(), "node.yaml")
+			if err := os.WriteFile(nodeFile, fixtures.SeedNode, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return blocked{args: []string{"apply", "-c", nodeFile, "--dir", state, "--lock-timeout", "1m"}, netns: true,
 				want: "is applying to " + state + "; gave up waiting"}
 		},
 		"status on hung sockets": func(t *testing.T) blocked {
