@@ -73,6 +73,23 @@ func echoWorks(t *testing.T, client testbed.Netns, port int, what string) time.D
 	return took
 }
 
+// echoBed is what most reconcile tests start from: a client and a node
+// namespace, the echo backend on the node, echoNode written to node.yaml.
+type echoBed struct {
+	dir, nodePath, stateDir, masterSock string
+	client, node                        testbed.Netns
+}
+
+func newEchoBed(t *testing.T) *echoBed {
+	dir := t.TempDir()
+	pair := testenv.Pair(t, nsPrefix)
+	b := &echoBed{dir: dir, nodePath: filepath.Join(dir, "node.yaml"), stateDir: filepath.Join(dir, "state"),
+		masterSock: filepath.Join(dir, "master.sock"), client: pair.Client, node: pair.Node}
+	liveStartEcho(t, b.node, liveEchoAddr)
+	liveWriteLikeEditor(t, b.nodePath, echoNode(dir))
+	return b
+}
+
 func natRules(t *testing.T, node testbed.Netns) string {
 	t.Helper()
 	out, err := node.Run("iptables", "-t", "nat", "-S")
@@ -85,12 +102,8 @@ func natRules(t *testing.T, node testbed.Netns) string {
 // TestReconcileReboot: after a reboot (state dir kept, HAProxy killed, nat
 // flushed), apply exits 0 and traffic flows again; so does a fresh run.
 func TestReconcileReboot(t *testing.T) {
-	dir := t.TempDir()
-	pair := testenv.Pair(t, nsPrefix)
-	client, node := pair.Client, pair.Node
-	liveStartEcho(t, node, liveEchoAddr)
-	stateDir, nodePath, masterSock := filepath.Join(dir, "state"), filepath.Join(dir, "node.yaml"), filepath.Join(dir, "master.sock")
-	liveWriteLikeEditor(t, nodePath, echoNode(dir))
+	b := newEchoBed(t)
+	dir, client, node, stateDir, nodePath, masterSock := b.dir, b.client, b.node, b.stateDir, b.nodePath, b.masterSock
 	apply := func(extra ...string) (string, error) {
 		return livePortstripe(node, append([]string{"apply", "-c", nodePath, "--dir", stateDir}, extra...)...)
 	}
@@ -148,12 +161,8 @@ func TestReconcileReboot(t *testing.T) {
 // portstripe chain and a whole `nft flush ruleset` are repaired within two
 // reconcile periods, and portstripe_drift_repairs_total counts them.
 func TestReconcileDrift(t *testing.T) {
-	dir := t.TempDir()
-	pair := testenv.Pair(t, nsPrefix)
-	client, node := pair.Client, pair.Node
-	liveStartEcho(t, node, liveEchoAddr)
-	nodePath := filepath.Join(dir, "node.yaml")
-	liveWriteLikeEditor(t, nodePath, echoNode(dir))
+	b := newEchoBed(t)
+	dir, client, node, nodePath := b.dir, b.client, b.node, b.nodePath
 	r := startRun(t, node, dir, nodePath, "run.log", "--period", reconcilePeriod.String(), "--cleanup")
 	echoWorks(t, client, 1001, "before drift")
 	rules := liveRules(t, node, false)
@@ -260,12 +269,8 @@ func TestReconcileFailedFirstApply(t *testing.T) {
 // survives SIGTERM and a restart of run; between the two, clients are
 // served; the second run adopts the master without a reload.
 func TestReconcileRestartKeepsSessions(t *testing.T) {
-	dir := t.TempDir()
-	pair := testenv.Pair(t, nsPrefix)
-	client, node := pair.Client, pair.Node
-	liveStartEcho(t, node, liveEchoAddr)
-	nodePath, masterSock := filepath.Join(dir, "node.yaml"), filepath.Join(dir, "master.sock")
-	liveWriteLikeEditor(t, nodePath, echoNode(dir))
+	b := newEchoBed(t)
+	dir, client, node, nodePath, masterSock := b.dir, b.client, b.node, b.nodePath, b.masterSock
 	r := startRun(t, node, dir, nodePath, "run1.log")
 	ps := liveMustShowProc(t, masterSock)
 
@@ -330,13 +335,9 @@ func TestReconcileRestartKeepsSessions(t *testing.T) {
 // a reboot brings the last applied state back and serves it (healthy, not
 // ready), then applies the file once it is fixed.
 func TestReconcileBrokenAtStart(t *testing.T) {
-	dir := t.TempDir()
-	pair := testenv.Pair(t, nsPrefix)
-	client, node := pair.Client, pair.Node
-	liveStartEcho(t, node, liveEchoAddr)
-	stateDir, nodePath, masterSock := filepath.Join(dir, "state"), filepath.Join(dir, "node.yaml"), filepath.Join(dir, "master.sock")
+	b := newEchoBed(t)
+	dir, client, node, stateDir, nodePath, masterSock := b.dir, b.client, b.node, b.stateDir, b.nodePath, b.masterSock
 	good := echoNode(dir)
-	liveWriteLikeEditor(t, nodePath, good)
 	if out, err := livePortstripe(node, "apply", "-c", nodePath, "--dir", stateDir); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}

@@ -159,7 +159,8 @@ func (a *Applier) Plan(ctx context.Context, res *compiler.Result) (Change, error
 
 func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Observed, error) {
 	var c Change
-	obs, err := a.Observe(ctx, slices.Sorted(maps.Keys(res.Files)))
+	names := slices.Sorted(maps.Keys(res.Files))
+	obs, err := a.Observe(ctx, names)
 	if err != nil {
 		return c, obs, err
 	}
@@ -171,7 +172,7 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 	for _, h := range obs.Rules.MissingJumps {
 		c.Jumps = append(c.Jumps, string(h))
 	}
-	for _, n := range slices.Sorted(maps.Keys(res.Files)) {
+	for _, n := range names {
 		if old, ok := obs.Files[n]; !ok || !bytes.Equal(old, res.Files[n]) {
 			c.Files = append(c.Files, n)
 		}
