@@ -149,6 +149,14 @@ func (r *Runner) Run(ctx context.Context) error {
 // desired state; a broken file leaves the last good state serving.
 func (r *Runner) load(ctx context.Context, reason string) {
 	res, err := compiler.Compile(r.Node)
+	if err == nil {
+		if h := res.Plan.HAProxy; h.MasterSocket != r.HAProxy.MasterSocket || h.RuntimeSocket != r.HAProxy.RuntimeSocket {
+			// The running master answers on the old sockets; moving them
+			// is a restart of HAProxy, which run never does on its own.
+			err = fmt.Errorf("haproxy.master_socket/runtime_socket changed (%s, %s → %s, %s): restart portstripe run to move them",
+				r.HAProxy.MasterSocket, r.HAProxy.RuntimeSocket, h.MasterSocket, h.RuntimeSocket)
+		}
+	}
 	if err != nil {
 		r.Metrics.Applies.WithLabelValues("failed").Inc()
 		r.setFileErr(err)
