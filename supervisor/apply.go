@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
@@ -150,6 +151,10 @@ type ServerChange struct {
 	State string `json:"state,omitempty"`
 }
 
+// RollbackTimeout bounds a rollback, which runs to its end even when the
+// apply's context was cancelled (SIGTERM mid-apply).
+const RollbackTimeout = 15 * time.Second
+
 // Plan observes the machine and says what Apply would change; it touches
 // nothing.
 func (a *Applier) Plan(ctx context.Context, res *compiler.Result) (Change, error) {
@@ -235,6 +240,10 @@ func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, erro
 	}
 	rulesTouched, started, reloaded := false, false, false
 	rollback := func(cause error) error {
+		// Not the apply's context: a SIGTERM that cut the apply short must
+		// not cut its rollback short too.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RollbackTimeout)
+		defer cancel()
 		errs := []error{cause}
 		if err := artifact.Restore(a.Dir, c.Files...); err != nil {
 			errs = append(errs, fmt.Errorf("roll back files: %w", err))

@@ -45,7 +45,11 @@ func (f *fakeRules) Observe(context.Context) (iptables.Observed, error) {
 	return iptables.Observed{Rules: f.installed, MissingJumps: missing}, nil
 }
 func (f *fakeRules) Canonical(_ context.Context, r []byte) ([]byte, error) { return r, nil }
-func (f *fakeRules) Clean(context.Context) error {
+func (f *fakeRules) Clean(ctx context.Context) error {
+	// As iptables under exec.CommandContext: nothing runs once ctx ends.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.installed, f.missing = nil, nil
 	return nil
 }
@@ -67,6 +71,7 @@ type fakeProxy struct {
 	setAddr    []string // runtime API calls, addresses and states
 	failReload error
 	failStart  error
+	onStart    func(context.Context) error // replaces Start when set
 }
 
 func (f *fakeProxy) Check(context.Context, string) error { return nil }
@@ -90,7 +95,10 @@ func (f *fakeProxy) load() {
 		}
 	}
 }
-func (f *fakeProxy) Start(context.Context) error {
+func (f *fakeProxy) Start(ctx context.Context) error {
+	if f.onStart != nil {
+		return f.onStart(ctx)
+	}
 	if f.failStart != nil {
 		return f.failStart
 	}
@@ -332,5 +340,24 @@ func TestUnchangedFilesKeepPrev(t *testing.T) {
 		if got, _ := os.ReadFile(filepath.Join(a.Dir, n+".prev")); string(got) != string(want) {
 			t.Errorf("%s.prev no longer holds the first version", n)
 		}
+	}
+}
+
+// TestSignalMidApplyStillRollsBack: a SIGTERM that cancels the apply's
+// context while HAProxy starts must not leave the rules it loaded: the
+// rollback runs on a context of its own.
+func TestSignalMidApplyStillRollsBack(t *testing.T) {
+	a, rules, proxy := newApplier(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	proxy.onStart = func(context.Context) error {
+		cancel() // the signal arrives while the master starts
+		return fmt.Errorf("start haproxy: %w", context.Canceled)
+	}
+	_, err := a.Apply(ctx, compile(t, testNode))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("apply: %v, want the cancellation", err)
+	}
+	if rules.installed != nil {
+		t.Errorf("rules left after a cancelled first apply: %q (apply: %v)", rules.installed, err)
 	}
 }

@@ -120,8 +120,10 @@ type applyFlags struct {
 func applyCmd(nf *nodeFlags) *cobra.Command {
 	var f applyFlags
 	c := &cobra.Command{
-		Use:   "apply [-c node.yaml] [--dir DIR] [--dry-run]",
-		Short: "Compile, validate and apply a node: rules, files and HAProxy together, or nothing",
+		Use: "apply [-c node.yaml] [--dir DIR] [--dry-run]",
+		// A signal mid-apply lets the rollback finish (waits end at once).
+		Annotations: map[string]string{stopGraceKey: (supervisor.RollbackTimeout + time.Second).String()},
+		Short:       "Compile, validate and apply a node: rules, files and HAProxy together, or nothing",
 		Long: `apply compiles the node file (without -c: /etc/portstripe/node.yaml; the
 built-in example node is never applied) and compares it with what the machine runs,
 observed fresh (never taken from portstripe's own files): portstripe's chains
