@@ -115,7 +115,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	// child, so its death sends no event.
 	live := time.NewTicker(time.Second)
 	defer live.Stop()
+	// fired is the exit channel already handled: a master that could not
+	// be started again leaves it closed, which must not spin the loop.
+	var fired <-chan struct{}
 	for {
+		exited := r.HAProxy.Exited()
+		if exited == fired {
+			exited = nil
+		}
 		select {
 		case <-ctx.Done():
 			r.stop()
@@ -131,7 +138,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.load(ctx, "node file changed")
 		case <-hup:
 			r.load(ctx, "SIGHUP")
-		case <-r.HAProxy.Exited():
+		case <-exited:
+			fired = exited
 			r.reconcile(ctx, "haproxy master exited")
 		case <-period.C:
 			r.notify("WATCHDOG=1")
