@@ -84,6 +84,12 @@ type Chroot string
 
 func (c Chroot) String() string { return "chroot " + string(c) }
 
+// HardStopAfter is the global "hard-stop-after": how long an old worker
+// may keep serving after a reload before it is stopped.
+type HardStopAfter time.Duration
+
+func (h HardStopAfter) String() string { return "hard-stop-after " + FormatDuration(time.Duration(h)) }
+
 // MaxConn is "maxconn N" (global: per process; defaults: per frontend).
 type MaxConn int
 

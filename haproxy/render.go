@@ -96,6 +96,9 @@ func FromPlan(p *plan.Plan) *Config {
 			MaxConn(h.MaxConn),
 		}},
 	}
+	if h.HardStopAfter > 0 {
+		c.Global.Lines = append(c.Global.Lines, HardStopAfter(h.HardStopAfter))
+	}
 	for _, o := range p.Node.Overrides {
 		c.Header = append(c.Header, "override: "+o.String())
 	}

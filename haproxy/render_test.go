@@ -298,3 +298,17 @@ func TestConfigHash(t *testing.T) {
 		t.Errorf("an inspect-delay change kept the hash %s", h)
 	}
 }
+
+// TestHardStopAfter: old workers end an hour after a reload unless the node
+// says 0 (never), and then no hard-stop-after line is emitted.
+func TestHardStopAfter(t *testing.T) {
+	p := loadPlan(t, "")
+	if !strings.Contains(string(Render(p)), "\n    hard-stop-after 1h\n") {
+		t.Errorf("the seed node's haproxy.cfg has no hard-stop-after 1h:\n%s", Render(p))
+	}
+	never := *p
+	never.HAProxy.HardStopAfter = 0
+	if cfg := string(Render(&never)); strings.Contains(cfg, "hard-stop-after") {
+		t.Errorf("hard_stop_after: 0 still emits hard-stop-after:\n%s", cfg)
+	}
+}

@@ -80,6 +80,7 @@ type protoDefaults struct {
 type haproxyFile struct {
 	ListenPort    string       `yaml:"listen_port" scalar:"int"`
 	InspectDelay  string       `yaml:"inspect_delay"`
+	HardStopAfter string       `yaml:"hard_stop_after"`
 	Timeouts      timeoutsFile `yaml:"timeouts"`
 	MaxConn       string       `yaml:"maxconn" scalar:"int"`
 	RunDir        string       `yaml:"run_dir"`
@@ -121,6 +122,7 @@ func defaultFile() file {
 		HAProxy: haproxyFile{
 			ListenPort:    "20000",
 			InspectDelay:  "5s",
+			HardStopAfter: "1h",
 			Timeouts:      timeoutsFile{Connect: "5s", Client: "1h", Server: "1h"},
 			MaxConn:       "4096",
 			RunDir:        "/run/portstripe",

@@ -71,7 +71,11 @@ type HAProxy struct {
 	// the node's addresses; one frontend per distinct decision list, on
 	// consecutive ports.
 	ListenPort     uint16
-	InspectDelay   time.Duration
+	InspectDelay time.Duration
+	// HardStopAfter ends an old worker (and the VPN sessions it still
+	// carries) this long after a reload; 0 lets old workers live as long as
+	// their sessions.
+	HardStopAfter  time.Duration
 	TimeoutConnect time.Duration
 	TimeoutClient  time.Duration
 	TimeoutServer  time.Duration

@@ -245,6 +245,19 @@ func openvpnTLS(path string, sf serviceFile, s *Service) error {
 	return nil
 }
 
+// hardStopAfter reads haproxy.hard_stop_after: "0" (never) or a duration
+// of whole seconds from 1s to 7 days.
+func hardStopAfter(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < time.Second || v > 7*24*time.Hour || v%time.Second != 0 {
+		return 0, fieldErr("haproxy.hard_stop_after", "%q is not 0 (old workers live as long as their sessions) or a duration from 1s to 168h in whole seconds (e.g. 1h)", clip(s))
+	}
+	return v, nil
+}
+
 func haproxySettings(f haproxyFile) (HAProxy, error) {
 	var h HAProxy
 	p, err := parsePort(f.ListenPort)
@@ -268,6 +281,9 @@ func haproxySettings(f haproxyFile) (HAProxy, error) {
 			return h, fieldErr(d.path, "%q is not a duration from 1ms to %s in whole milliseconds (e.g. 5s, 1500ms)", clip(d.val), d.max)
 		}
 		*d.dst = v
+	}
+	if h.HardStopAfter, err = hardStopAfter(f.HardStopAfter); err != nil {
+		return h, err
 	}
 	if h.TimeoutClient < h.InspectDelay {
 		// HAProxy's docs: the client timeout must cover the inspection delay.
