@@ -25,13 +25,16 @@ import (
 // benchNode is the node file the TCP, reload and UDP sections apply: the
 // seed's two striped OpenVPN instances plus SSH and TLS on every striped
 // port, backends on the node's loopback.
+// benchNode is the node the TCP sections measure; its backends are the
+// bench's counting backend, not health-checked (a check's connections would
+// be counted, and it is no sshd or TLS server).
 func benchNode(dir string, inspectDelay string) []byte {
 	return []byte(testbed.NodeFile{Name: "bench", Striped: "1-29999", ListenPort: listenPort, InspectDelay: inspectDelay, MaxConn: 4000, Dir: dir,
 		Services: []string{
-			fmt.Sprintf("  - {name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: %d, tcp: \"127.0.0.1:%d\"}\n", udpRSA, portRSA),
-			fmt.Sprintf("  - {name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, tcp: \"127.0.0.1:%d\"}\n", udpECC, portECC),
-			fmt.Sprintf("  - {name: ssh, kind: ssh, tcp: \"127.0.0.1:%d\"}\n", portSSH),
-			fmt.Sprintf("  - {name: web, kind: tls, tcp: \"127.0.0.1:%d\"}\n", portTLS),
+			fmt.Sprintf("  - {name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: %d, tcp: \"127.0.0.1:%d\", check: none}\n", udpRSA, portRSA),
+			fmt.Sprintf("  - {name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, tcp: \"127.0.0.1:%d\", check: none}\n", udpECC, portECC),
+			fmt.Sprintf("  - {name: ssh, kind: ssh, tcp: \"127.0.0.1:%d\", check: none}\n", portSSH),
+			fmt.Sprintf("  - {name: web, kind: tls, tcp: \"127.0.0.1:%d\", check: none}\n", portTLS),
 		}}.YAML())
 }
 

@@ -150,6 +150,7 @@ var (
 		"master-worker": true, "stats": true, "maxconn": true, "mode": true, "timeout": true,
 		"bind": true, "tcp-request": true, "acl": true, "use_backend": true, "default_backend": true,
 		"server": true, "user": true, "group": true, "chroot": true, "description": true, "hard-stop-after": true,
+		"option": true, "tcp-check": true,
 	}
 )
 

@@ -69,10 +69,12 @@ const (
     tcp: ` + sshBackend + `
 `
 	// svcEcho is an ssh-kind service whose backend echoes: a client that
-	// starts with "SSH-" gets its bytes back.
+	// starts with "SSH-" gets its bytes back. It sends no banner of its
+	// own, so it is checked by a plain connect.
 	svcEcho = `  - name: echo
     kind: ssh
     tcp: ` + liveEchoAddr + `
+    check: connect
 `
 	svcExtra = `  - name: extra
     kind: tls

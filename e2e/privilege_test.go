@@ -57,7 +57,7 @@ func TestWorkersUnprivileged(t *testing.T) {
 	nodeFile := func(delay string) string {
 		path := filepath.Join(dir, "node.yaml")
 		yaml := testbed.NodeFile{Name: "priv", Striped: "1000-2000", ListenPort: 20000, InspectDelay: delay, MaxConn: 200, Dir: dir,
-			Services: []string{"  - {name: echo, kind: ssh, tcp: \"" + echo + "\"}\n"}}.YAML()
+			Services: []string{"  - {name: echo, kind: ssh, tcp: \"" + echo + "\", check: connect}\n"}}.YAML()
 		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -248,16 +248,34 @@ func (d DefaultBackend) String() string { return "default_backend " + d.Name }
 type Server struct {
 	Name string
 	Addr netip.AddrPort
+	// Check health-checks the server (the "check" keyword), as the
+	// backend's check options say.
+	Check bool
 	// Disabled starts the server in maintenance (the "disabled" keyword).
 	Disabled bool
 }
 
 func (s Server) String() string {
-	if s.Disabled {
-		return "server " + s.Name + " " + s.Addr.String() + " disabled"
+	b := "server " + s.Name + " " + s.Addr.String()
+	if s.Check {
+		b += " check"
 	}
-	return "server " + s.Name + " " + s.Addr.String()
+	if s.Disabled {
+		b += " disabled"
+	}
+	return b
 }
+
+// Option is a proxy's "option <name>" (tcp-check, ssl-hello-chk).
+type Option string
+
+func (o Option) String() string { return "option " + string(o) }
+
+// TCPCheckExpect is "tcp-check expect rstring <regex>": what a health
+// check waits to read from the server.
+type TCPCheckExpect string
+
+func (t TCPCheckExpect) String() string { return "tcp-check expect rstring " + string(t) }
 
 // String renders the config: sections start at column 0, their lines are
 // indented by four spaces, and one blank line separates sections.

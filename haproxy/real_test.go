@@ -142,7 +142,9 @@ func startConfig(t *testing.T, c *Config) *realHAProxy {
 		be := &c.Backends[i]
 		b := newBackend(t, be.Name)
 		h.backends[be.Name] = b
-		be.Lines[0] = Server{Name: be.Name, Addr: b.addr()}
+		// The recording backends are not health-checked: a check's
+		// connection or TLS hello would be taken for a client's.
+		be.Lines = []Line{Server{Name: be.Name, Addr: b.addr()}}
 	}
 	if err := os.WriteFile(h.cfg, c.Marshal(), 0o600); err != nil {
 		t.Fatal(err)

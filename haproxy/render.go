@@ -38,7 +38,7 @@ func ConfigHash(c *Config) string {
 		probe.Backends[i].Lines = make([]Line, len(b.Lines))
 		for j, l := range b.Lines {
 			if s, ok := l.(Server); ok {
-				l = Server{Name: s.Name}
+				l = Server{Name: s.Name, Check: s.Check}
 			}
 			probe.Backends[i].Lines[j] = l
 		}
@@ -109,12 +109,26 @@ func FromPlan(p *plan.Plan) *Config {
 		c.Frontends = append(c.Frontends, frontend(p, l))
 	}
 	for _, b := range p.Backends {
-		c.Backends = append(c.Backends, Section{Type: BackendSection, Name: b.Service, Lines: []Line{
-			Server{Name: b.Service, Addr: b.Addr, Disabled: b.Disabled},
-		}})
+		c.Backends = append(c.Backends, backend(b))
 	}
 	c.Global.Lines = append(c.Global.Lines, Description(hashPrefix+ConfigHash(c)))
 	return c
+}
+
+// backend is a service's backend: its one server, health-checked as the
+// plan says.
+func backend(b plan.Backend) Section {
+	s := Section{Type: BackendSection, Name: b.Service}
+	switch b.Check {
+	case plan.CheckSSHBanner:
+		s.Lines = append(s.Lines, Comment("health: the server's SSH banner"), Option("tcp-check"), TCPCheckExpect("^SSH-"))
+	case plan.CheckTLSHello:
+		s.Lines = append(s.Lines, Comment("health: the server answers a TLS hello"), Option("ssl-hello-chk"))
+	case plan.CheckConnect:
+		s.Lines = append(s.Lines, Comment("health: the server accepts a TCP connection"))
+	}
+	s.Lines = append(s.Lines, Server{Name: b.Service, Addr: b.Addr, Check: b.Check != plan.CheckNone, Disabled: b.Disabled})
+	return s
 }
 
 func frontend(p *plan.Plan, l plan.List) Section {

@@ -105,6 +105,7 @@ type serviceFile struct {
 	TCP       string   `yaml:"tcp"`
 	Striped   string   `yaml:"striped" scalar:"bool"`
 	Disabled  string   `yaml:"disabled" scalar:"bool"`
+	Check     string   `yaml:"check"`
 	Dedicated []string `yaml:"dedicated" scalar:"int"`
 }
 

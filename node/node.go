@@ -70,7 +70,7 @@ type HAProxy struct {
 	// ListenPort is the first TCP port the classification frontends bind on
 	// the node's addresses; one frontend per distinct decision list, on
 	// consecutive ports.
-	ListenPort     uint16
+	ListenPort   uint16
 	InspectDelay time.Duration
 	// HardStopAfter ends an old worker (and the VPN sessions it still
 	// carries) this long after a reload; 0 lets old workers live as long as
@@ -113,7 +113,23 @@ type Service struct {
 	// sending it connections, through the runtime API, without a reload.
 	// The rules, and so UDP, are unchanged.
 	Disabled bool
+	// Check is how HAProxy health-checks the TCP backend.
+	Check Check
 }
+
+// Check is a service's `check`: how HAProxy health-checks its TCP backend.
+type Check string
+
+const (
+	// CheckAuto (the default) lets the planner pick what fits the kind: the
+	// SSH banner for ssh, a TLS hello for tls, a TCP connect otherwise.
+	CheckAuto    Check = "auto"
+	CheckConnect Check = "connect"
+	CheckNone    Check = "none"
+)
+
+// Checks are the values `check` takes.
+var Checks = []Check{CheckAuto, CheckConnect, CheckNone}
 
 // OpenVPNTLS is the control-channel wrapping an OpenVPN instance uses.
 type OpenVPNTLS struct {

@@ -212,6 +212,16 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 	if !s.Striped && len(s.Dedicated) == 0 {
 		return s, fieldErr(path+".striped", "false, and no dedicated ports: the service would be on no port")
 	}
+	s.Check = CheckAuto
+	if sf.Check != "" {
+		s.Check = Check(sf.Check)
+		if !slices.Contains(Checks, s.Check) {
+			return s, fieldErr(path+".check", "%q is not a health check (allowed: auto, connect, none)", clip(sf.Check))
+		}
+		if !s.TCP.IsValid() {
+			return s, fieldErr(path+".check", "the service has no tcp backend to check")
+		}
+	}
 	return s, nil
 }
 

@@ -105,6 +105,37 @@ type Backend struct {
 	Service  string         `json:"service"`
 	Addr     netip.AddrPort `json:"addr"`
 	Disabled bool           `json:"disabled,omitempty"`
+	Check    HealthCheck    `json:"check"`
+}
+
+// HealthCheck is how HAProxy checks a backend, as the planner resolved the
+// service's `check`.
+type HealthCheck string
+
+const (
+	CheckConnect   HealthCheck = "connect"    // the backend accepts a TCP connection
+	CheckSSHBanner HealthCheck = "ssh-banner" // it answers a connection with "SSH-"
+	CheckTLSHello  HealthCheck = "tls-hello"  // it answers a TLS client hello
+	CheckNone      HealthCheck = "none"
+)
+
+// healthCheck resolves a service's check: auto picks what its kind's
+// servers answer to without a client speaking first (sshd's banner) or to
+// a client's first message (a TLS hello); an OpenVPN or HTTP backend is
+// only connected to, since a probe in their protocol would be logged as a
+// failed client.
+func healthCheck(s node.Service) HealthCheck {
+	switch {
+	case s.Check == node.CheckNone:
+		return CheckNone
+	case s.Check == node.CheckConnect:
+		return CheckConnect
+	case s.Kind == node.SSH:
+		return CheckSSHBanner
+	case s.Kind == node.TLS:
+		return CheckTLSHello
+	}
+	return CheckConnect
 }
 
 // Exclusion records a striped service left out of a list's ports.
@@ -137,7 +168,7 @@ func Build(n *node.Node) (*Plan, error) {
 	}
 	for _, s := range n.Services {
 		if s.TCP.IsValid() {
-			p.Backends = append(p.Backends, Backend{Service: s.Name, Addr: s.TCP, Disabled: s.Disabled})
+			p.Backends = append(p.Backends, Backend{Service: s.Name, Addr: s.TCP, Disabled: s.Disabled, Check: healthCheck(s)})
 		}
 	}
 	if err := p.assignFrontends(n); err != nil {

@@ -455,3 +455,27 @@ func TestChainNamesClash(t *testing.T) {
 		t.Fatalf("lists with different IDs: %v", err)
 	}
 }
+
+// TestHealthChecks: auto picks what a kind's server answers to without a
+// client (sshd's banner, a TLS hello), a plain connect otherwise; the node
+// file can say connect or none instead.
+func TestHealthChecks(t *testing.T) {
+	p, err := build(t, `name: t
+addresses: [198.51.100.2]
+services:
+  - {name: vpn, kind: openvpn, tls: {mode: tls-crypt}, udp: 1194, tcp: 127.0.0.1:1194}
+  - {name: ssh, kind: ssh, tcp: 127.0.0.1:22}
+  - {name: web, kind: tls, sni: [a.example.org], tcp: 127.0.0.1:8443}
+  - {name: plain, kind: tls, sni: [b.example.org], tcp: 127.0.0.1:8444, check: connect}
+  - {name: site, kind: http, tcp: 127.0.0.1:8080, check: none}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]HealthCheck{"vpn": CheckConnect, "ssh": CheckSSHBanner, "web": CheckTLSHello, "plain": CheckConnect, "site": CheckNone}
+	for _, b := range p.Backends {
+		if b.Check != want[b.Service] {
+			t.Errorf("%s: check %q, want %q", b.Service, b.Check, want[b.Service])
+		}
+	}
+}

@@ -429,7 +429,7 @@ func serverChanges(running map[string]haproxy.Stat, p *plan.Plan) []ServerChange
 		if st.Addr != b.Addr.String() {
 			ch.Addr = b.Addr
 		}
-		if (st.Status == "MAINT") != b.Disabled {
+		if inMaintenance(st) != b.Disabled {
 			ch.State = map[bool]string{true: "disabled", false: "enabled"}[b.Disabled]
 		}
 		if ch.Addr.IsValid() || ch.State != "" {
@@ -503,7 +503,7 @@ func diffBackends(running map[string]haproxy.Stat, cur *plan.Plan) []string {
 		switch {
 		case !ok:
 			out = append(out, fmt.Sprintf("+ %s %s%s", b.Service, b.Addr, state(b)))
-		case o.Addr != b.Addr.String() || (o.Status == "MAINT") != b.Disabled:
+		case o.Addr != b.Addr.String() || inMaintenance(o) != b.Disabled:
 			out = append(out, fmt.Sprintf("~ %s %s%s → %s%s", b.Service, o.Addr, runningState(o), b.Addr, state(b)))
 		}
 		delete(was, b.Service)
@@ -515,8 +515,12 @@ func diffBackends(running map[string]haproxy.Stat, cur *plan.Plan) []string {
 	return out
 }
 
+// inMaintenance reports whether a server is in maintenance ("MAINT", or
+// "MAINT (via …)" and the like), whatever its health checks say.
+func inMaintenance(s haproxy.Stat) bool { return strings.HasPrefix(s.Status, "MAINT") }
+
 func runningState(s haproxy.Stat) string {
-	if s.Status == "MAINT" {
+	if inMaintenance(s) {
 		return " (disabled)"
 	}
 	return ""

@@ -79,13 +79,14 @@ var (
 	descReloads  = prometheus.NewDesc("portstripe_haproxy_reloads", "Reloads the HAProxy master has done.", nil, nil)
 	descUp       = prometheus.NewDesc("portstripe_haproxy_up", "1 when the HAProxy master answers.", nil, nil)
 	descSessions = prometheus.NewDesc("portstripe_backend_sessions", "Current sessions per backend.", []string{"backend"}, nil)
+	descUpServer = prometheus.NewDesc("portstripe_backend_up", "1 when the backend's server passes its health check (or is not checked) and is not in maintenance.", []string{"backend"}, nil)
 	descPackets  = prometheus.NewDesc("portstripe_first_packets_total", "UDP first packets taken per rule (from the iptables counters).", []string{"chain", "rule"}, nil)
 )
 
 type liveCollector struct{ live Live }
 
 func (liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkers, descReloads, descUp, descSessions, descPackets} {
+	for _, d := range []*prometheus.Desc{descWorkers, descReloads, descUp, descSessions, descUpServer, descPackets} {
 		ch <- d
 	}
 }
@@ -103,8 +104,11 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
 	if stats, err := c.live.Stats(ctx); err == nil {
 		for _, s := range stats {
-			if s.Type == haproxy.StatBackend {
+			switch s.Type {
+			case haproxy.StatBackend:
 				ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(s.Scur), s.Proxy)
+			case haproxy.StatServer:
+				ch <- prometheus.MustNewConstMetric(descUpServer, prometheus.GaugeValue, serverUp(s), s.Proxy)
 			}
 		}
 	}
@@ -115,4 +119,13 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// serverUp is 1 for a server HAProxy sends connections to: "UP" (also
+// "UP 1/3" while a check is failing) or "no check".
+func serverUp(s haproxy.Stat) float64 {
+	if strings.HasPrefix(s.Status, "UP") || s.Status == "no check" {
+		return 1
+	}
+	return 0
 }

@@ -132,6 +132,8 @@ var badInputs = []badInput{
 		want: `services[4].sni[0]: "a\"b.example" is not a DNS name (letters, digits, hyphens and dots only)`},
 	{name: "non-ASCII SNI", add: appendSvc(`{name: web, kind: tls, tcp: 127.0.0.1:8443, sni: ["bücher.example"]}`),
 		want: `services[4].sni[0]: "bücher.example" is not a DNS name (letters, digits, hyphens and dots only)`},
+	{name: "unknown health check", old: "tcp: 127.0.0.1:1194", new: "tcp: 127.0.0.1:1194\n    check: sometimes",
+		want: `services[0].check: "sometimes" is not a health check (allowed: auto, connect, none)`},
 	{name: "backend is a host name", old: "tcp: 127.0.0.1:1194", new: "tcp: localhost:1194",
 		want: `services[0].tcp: "localhost:1194" is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)`},
 	{name: "backend without port", old: "tcp: 127.0.0.1:1194", new: "tcp: 127.0.0.1",
