@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/signature"
@@ -73,4 +76,78 @@ func clientPacket(spec string, p node.Proto) ([]byte, string, error) {
 	}
 	packet := sig.Example()
 	return packet, fmt.Sprintf("%s (%d bytes; its random fields made up)", what, len(packet)), nil
+}
+
+// clientKinds are the --client values for each kind, in clientSpecs'
+// order; a service of the node file fills in its own.
+func clientKinds() []string {
+	var out []string
+	for _, m := range node.TLSModes {
+		if m != node.TLSAuth {
+			out = append(out, "openvpn:"+string(m))
+			continue
+		}
+		for _, d := range slices.Sorted(maps.Keys(node.Digests)) {
+			out = append(out, "openvpn:tls-auth:"+d)
+		}
+	}
+	return append(out, string(node.WireGuard), string(node.SSH), string(node.TLS), string(node.HTTP))
+}
+
+// clientFor is the --client value that reaches service s (the first of
+// its server names, for a TLS service that lists some).
+func clientFor(s node.Service) []string {
+	switch s.Kind {
+	case node.OpenVPN:
+		spec := "openvpn:" + string(s.TLS.Mode)
+		if s.TLS.Mode == node.TLSAuth {
+			spec += ":" + s.TLS.Digest
+		}
+		return []string{spec}
+	case node.TLS:
+		if len(s.SNI) == 0 {
+			return []string{string(node.TLS)}
+		}
+		out := make([]string, len(s.SNI))
+		for i, n := range s.SNI {
+			out[i] = "tls:" + strings.TrimPrefix(n, "*.")
+		}
+		return out
+	}
+	return []string{string(s.Kind)}
+}
+
+// completeClient completes --client: first the clients of the node file's
+// services (described by the service they reach), then every other kind;
+// those that cannot use --proto (when given) are left out.
+func completeClient(nf *nodeFlags) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		proto := node.Proto(cmd.Flag("proto").Value.String())
+		fits := func(spec string) bool {
+			k := node.Kind(strings.SplitN(spec, ":", 2)[0])
+			udpOnly, tcpOnly := k == node.WireGuard, k != node.OpenVPN && k != node.WireGuard
+			return strings.HasPrefix(spec, toComplete) &&
+				!(proto == node.TCP && udpOnly) && !(proto == node.UDP && tcpOnly)
+		}
+		var out []cobra.Completion
+		seen := map[string]bool{}
+		if o, err := nf.options(); err == nil {
+			if n, err := node.Load(o); err == nil {
+				for _, s := range n.Services {
+					for _, spec := range clientFor(s) {
+						if fits(spec) && !seen[spec] {
+							seen[spec] = true
+							out = append(out, cobra.CompletionWithDesc(spec, "reaches "+s.Name))
+						}
+					}
+				}
+			}
+		}
+		for _, spec := range clientKinds() {
+			if fits(spec) && !seen[spec] {
+				out = append(out, spec)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
