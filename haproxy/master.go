@@ -53,6 +53,18 @@ type Proc struct {
 	Version       string        `json:"version"`
 }
 
+// MarshalJSON writes a list with no process as [], never null.
+func (p Procs) MarshalJSON() ([]byte, error) {
+	type fields Procs // without this method
+	f := fields(p)
+	for _, l := range []*[]Proc{&f.Workers, &f.OldWorkers, &f.Programs} {
+		if *l == nil {
+			*l = []Proc{}
+		}
+	}
+	return json.Marshal(f)
+}
+
 // procJSON is a Proc in JSON: the uptime in whole seconds, as "show proc"
 // counts it.
 type procJSON struct {

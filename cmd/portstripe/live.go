@@ -363,7 +363,8 @@ type Status struct {
 	HAProxy  *haproxy.Procs     `json:"haproxy,omitempty"`
 	Backends []haproxy.Stat     `json:"backends,omitempty"`
 	Rules    []iptables.Counter `json:"rules,omitempty"`
-	Problems []string           `json:"problems,omitempty"`
+	// Problems is [] when all is well: status exits 1 when it is not.
+	Problems []string `json:"problems"`
 }
 
 func statusCmd() *cobra.Command {
@@ -403,7 +404,7 @@ portstripe.status/v1, docs/json.md).`,
 }
 
 func readStatus(ctx context.Context, dir string) Status {
-	st := Status{Schema: schema("status")}
+	st := Status{Schema: schema("status"), Problems: []string{}}
 	data, err := artifact.ReadFile(filepath.Join(dir, compiler.PlanFile))
 	var p plan.Plan
 	if err == nil {
