@@ -94,8 +94,8 @@ func clientKinds() []string {
 	return append(out, string(node.WireGuard), string(node.SSH), string(node.TLS), string(node.HTTP))
 }
 
-// clientFor is the --client value that reaches service s (the first of
-// its server names, for a TLS service that lists some).
+// clientFor is the --client value that reaches service s (one per server
+// name, for a TLS service that lists some).
 func clientFor(s node.Service) []string {
 	switch s.Kind {
 	case node.OpenVPN:
@@ -110,43 +110,59 @@ func clientFor(s node.Service) []string {
 		}
 		out := make([]string, len(s.SNI))
 		for i, n := range s.SNI {
-			out[i] = "tls:" + strings.TrimPrefix(n, "*.")
+			out[i] = "tls:" + n
 		}
 		return out
 	}
 	return []string{string(s.Kind)}
 }
 
-// completeClient completes --client: first the clients of the node file's
-// services (described by the service they reach), then every other kind;
-// those that cannot use --proto (when given) are left out.
+// completeClient completes route's --client: the clients of the node
+// file's services first, then every other kind, leaving out those that
+// cannot use --proto. Each says where it lands: on --port when given (the
+// plan routes the packet it would send), else which services it is for.
 func completeClient(nf *nodeFlags) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		proto := node.Proto(cmd.Flag("proto").Value.String())
-		fits := func(spec string) bool {
-			k := node.Kind(strings.SplitN(spec, ":", 2)[0])
-			udpOnly, tcpOnly := k == node.WireGuard, k != node.OpenVPN && k != node.WireGuard
-			return strings.HasPrefix(spec, toComplete) &&
-				!(proto == node.TCP && udpOnly) && !(proto == node.UDP && tcpOnly)
-		}
-		var out []cobra.Completion
-		seen := map[string]bool{}
-		if o, err := nf.options(); err == nil {
-			if n, err := node.Load(o); err == nil {
-				for _, s := range n.Services {
-					for _, spec := range clientFor(s) {
-						if fits(spec) && !seen[spec] {
-							seen[spec] = true
-							out = append(out, cobra.CompletionWithDesc(spec, "reaches "+s.Name))
-						}
+		port, _ := cmd.Flags().GetInt("port")
+		res, err := nf.compile()
+		var specs []string
+		reaches := map[string][]string{}
+		if err == nil {
+			for _, s := range res.Node.Services {
+				for _, spec := range clientFor(s) {
+					if reaches[spec] == nil {
+						specs = append(specs, spec)
 					}
+					reaches[spec] = append(reaches[spec], s.Name)
 				}
 			}
 		}
 		for _, spec := range clientKinds() {
-			if fits(spec) && !seen[spec] {
-				out = append(out, spec)
+			if reaches[spec] == nil {
+				specs = append(specs, spec)
 			}
+		}
+		var out []cobra.Completion
+		for _, spec := range specs {
+			if !strings.HasPrefix(spec, toComplete) {
+				continue
+			}
+			desc := ""
+			if names := reaches[spec]; names != nil {
+				desc = "for " + strings.Join(names, ", ")
+			}
+			if proto == node.UDP || proto == node.TCP {
+				payload, _, err := clientPacket(spec, proto)
+				if err != nil {
+					continue // no such client on this protocol
+				}
+				if res != nil && port >= 1 && port <= 65535 {
+					r := res.Plan.Route(proto, uint16(port), payload)
+					desc = fmt.Sprintf("%s %d → %s", proto, port, r.Service)
+				}
+			}
+			out = append(out, cobra.CompletionWithDesc(spec, desc))
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
 	}
