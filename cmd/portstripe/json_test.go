@@ -37,7 +37,8 @@ var jsonCases = []struct {
 	code int
 }{
 	{"explain-seed", []string{"explain"}, 0},
-	{"explain-ssh-tls", []string{"explain", "-c", sshTLSNode, "--set", "haproxy.inspect_delay=2s"}, 0},
+	// An override whose value reads as a number in YAML: -o yaml quotes it.
+	{"explain-ssh-tls", []string{"explain", "-c", sshTLSNode, "--set", "haproxy.inspect_delay=2s", "--set", "haproxy.maxconn=5000"}, 0},
 	{"route-seed-udp", []string{"route", "--proto", "udp", "--port", "5061", "--client", "openvpn:tls-crypt"}, 0},
 	{"route-ssh-tls-tcp", []string{"route", "-c", sshTLSNode, "--proto", "tcp", "--port", "443", "--client", "tls:www.example.org"}, 0},
 	{"route-seed-reserved", []string{"route", "--proto", "tcp", "--port", "30000", "--payload-hex", ""}, 0},

@@ -84,7 +84,8 @@ func TestRouteCommand(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"bogus"}, {"compile", "-x"}, {"compile", "extra"}, {"route", "--port", "1"},
-		{"route", "--proto", "udp", "--port", "1"}, {"route", "--proto", "udp", "--port", "1", "--payload-hex", "00", "--payload-file", "x"}} {
+		{"route", "--proto", "udp", "--port", "1"}, {"route", "--proto", "udp", "--port", "1", "--payload-hex", "00", "--payload-file", "x"},
+		{"explain", "-o", "xml"}, {"status", "--json=maybe"}} {
 		if code, _, errOut := portstripe(t, args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("portstripe %v: exit %d, %q; want exit 2 and one line", args, code, errOut)
 		}
