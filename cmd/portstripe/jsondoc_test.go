@@ -19,7 +19,7 @@ import (
 type field struct{ path, typ, meaning string }
 
 // nodeFields describe the node explain and status name.
-var nodeFields = []field{
+var nodeFields = slices.Concat([]field{
 	{"node", "", "the node the document is about: plan.json's node"},
 	{"node.name", "", "the node file's `name`"},
 	{"node.source", "", "the node file's path, or `built-in:fixtures/seed-node.yaml` for the built-in example node"},
@@ -30,9 +30,28 @@ var nodeFields = []field{
 	{"node.overrides[].value", "", "its value, as given"},
 	{"node.overrides[].from", "", "`--set`, or the environment variable's name"},
 	{"node.addresses", "", "the node's public addresses (IPv4 or IPv6, as text)"},
-	{"node.reserved", "", "ports no rule touches (`reserved` in the node file), as ranges"},
-	{"node.reserved[].from", "", "first port of the range"},
-	{"node.reserved[].to", "", "last port of the range (inclusive; equal to from for one port)"},
+}, portRange("node.reserved", true, "ports no rule touches (`reserved` in the node file), as ranges"))
+
+// portRange and frontend describe a port range (or, with list, a list of
+// them) and a TCP list's HAProxy frontend at path.
+func portRange(path string, list bool, what string) []field {
+	el := path
+	if list {
+		el += "[]"
+	}
+	return []field{
+		{path, "", what},
+		{el + ".from", "", "first port of the range"},
+		{el + ".to", "", "last port of the range (inclusive; equal to from for one port)"},
+	}
+}
+
+func frontend(path, what string) []field {
+	return []field{
+		{path, "", what},
+		{path + ".name", "", "frontend name in haproxy.cfg"},
+		{path + ".port", "", "the loopback port it listens on"},
+	}
 }
 
 // jsonDocs is docs/json.md's content per command, in its order.
@@ -51,13 +70,9 @@ var jsonDocs = []struct {
 		}, nodeFields, []field{
 			{"rows", "", "every rule of every decision list, UDP lists first, each list's checks in the order they are tried"},
 			{"rows[].proto", "", "`udp` or `tcp`"},
-			{"rows[].ports", "", "the public ports using this list, as ranges"},
-			{"rows[].ports[].from", "", "first port of the range"},
-			{"rows[].ports[].to", "", "last port of the range (inclusive)"},
+		}, portRange("rows[].ports", true, "the public ports using this list, as ranges"), []field{
 			{"rows[].list", "", "the decision list: `striped`, or the name of the service that owns these dedicated ports"},
-			{"rows[].frontend", "", "TCP: the HAProxy frontend that classifies these ports' connections; absent for UDP (the kernel does, with u32)"},
-			{"rows[].frontend.name", "", "frontend name in haproxy.cfg"},
-			{"rows[].frontend.port", "", "the loopback port it listens on"},
+		}, frontend("rows[].frontend", "TCP: the HAProxy frontend that classifies these ports' connections; absent for UDP (the kernel does, with u32)"), []field{
 			{"rows[].rule", "", "`check` (a signature), `default` (no signature matched) or `left_out` (a striped service left out of these ports)"},
 			{"rows[].step", "", "checks only: 1 for the first tried, 2 for the next, …"},
 			{"rows[].signature", "", "checks only: what the check looks for, e.g. `OpenVPN tls-crypt`"},
@@ -74,7 +89,7 @@ var jsonDocs = []struct {
 		about: "Where one client's first packet lands, and which rule takes it: the answer of the same plan the " +
 			"rules and haproxy.cfg are emitted from.",
 		examples: []string{"route-seed-udp", "route-ssh-tls-tcp", "route-seed-reserved"},
-		fields: []field{
+		fields: slices.Concat([]field{
 			{"schema", "", "`portstripe.route/v1`"},
 			{"proto", "", "`udp` or `tcp`, as --proto gave it"},
 			{"port", "", "the public port, as --port gave it"},
@@ -83,16 +98,12 @@ var jsonDocs = []struct {
 			{"rule", "", "what took it: `check` (the step-th signature), `default` (no signature matched), or, when no rule touches the port, `not_striped` or `reserved`"},
 			{"step", "", "`check` only: the signature's place in the list, from 1"},
 			{"signature", "", "`check` only: the signature that matched"},
-			{"range", "", "the run of ports holding port that shares one decision list; absent when no rule touches the port"},
-			{"range.from", "", "its first port"},
-			{"range.to", "", "its last port (inclusive)"},
+		}, portRange("range", false, "the run of ports holding port that shares one decision list; absent when no rule touches the port"), []field{
 			{"list", "", "the decision list: `striped` or the owning service's name; absent when no rule touches the port"},
-			{"frontend", "", "TCP: the HAProxy frontend classifying the port"},
-			{"frontend.name", "", "frontend name in haproxy.cfg"},
-			{"frontend.port", "", "the loopback port it listens on"},
+		}, frontend("frontend", "TCP: the HAProxy frontend classifying the port"), []field{
 			{"via", "", "all of the above in a sentence, with what the signature reads"},
 			{"client", "", "with --client: the first packet made, in words; absent with --payload-hex or --payload-file"},
-		},
+		}),
 	},
 	{
 		command: "status",
