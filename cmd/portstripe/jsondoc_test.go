@@ -157,8 +157,8 @@ func TestJSONDoc(t *testing.T) {
 	doc.WriteString(`# JSON and YAML output
 
 Every command whose output a script reads takes ` + "`-o text|json|yaml`" + ` (text, for
-people, is the default; ` + "`--json`" + ` still works and means ` + "`-o json`" + `): explain,
-route and status here; apply --dry-run and version document their own. A
+people, is the default; ` + "`--json`" + ` still works and means ` + "`-o json`" + `); this page
+covers explain, route and status. A
 document is one JSON object (or the same as YAML, converted from the JSON, so the
 two never disagree) whose ` + "`schema`" + ` names the command and the version of its
 shape: ` + "`portstripe.<command>/v1`" + `. Fields may be added within a version; a
