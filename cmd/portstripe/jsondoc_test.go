@@ -158,9 +158,8 @@ func TestJSONDoc(t *testing.T) {
 
 Every command whose output a script reads takes ` + "`-o text|json|yaml`" + ` (text, for
 people, is the default; ` + "`--json`" + ` still works and means ` + "`-o json`" + `); this page
-covers explain, route and status. A
-document is one JSON object (or the same as YAML, converted from the JSON, so the
-two never disagree) whose ` + "`schema`" + ` names the command and the version of its
+covers explain, route and status. A document is one JSON object (or the same
+as YAML, converted from the JSON, so the two never disagree) whose ` + "`schema`" + ` names the command and the version of its
 shape: ` + "`portstripe.<command>/v1`" + `. Fields may be added within a version; a
 field that changes meaning or goes takes a new version.
 
