@@ -64,7 +64,7 @@ func TestJSONGolden(t *testing.T) {
 // TestStatusJSON: status of a node applied in a network namespace of its
 // own (the seed node's rules loaded into the kernel, HAProxy's master and
 // worker sockets answering as HAProxy 2.6 does) is the golden document,
-// with no problem and no drift.
+// with no problem and no drift, and its text the golden text.
 func TestStatusJSON(t *testing.T) {
 	if !testenv.Self(t, "iptables-restore", "iptables-save") {
 		return
@@ -87,6 +87,13 @@ func TestStatusJSON(t *testing.T) {
 	// varies from run to run.
 	doc = regexp.MustCompile(`("settings_sha256": )"[0-9a-f]{64}"`).ReplaceAll(doc, []byte(`$1"`+strings.Repeat("5e", 32)+`"`))
 	golden.Check(t, filepath.Join(jsonGoldenDir, "status-live.json"), doc)
+	// The text says the same, for people.
+	code, text, errOut := portstripe(t, "status", "--dir", state)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	text = regexp.MustCompile(`settings sha256 [0-9a-f]{12}`).ReplaceAllString(text, "settings sha256 5e5e5e5e5e5e")
+	golden.Check(t, "testdata/status-live.txt", []byte(strings.NewReplacer(run, "/run/portstripe").Replace(text)))
 }
 
 // documents runs a command line with -o json and -o yaml, checks the exit
