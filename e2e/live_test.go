@@ -365,7 +365,7 @@ func TestLiveRun(t *testing.T) {
 	r.waitApplies("ok", 1)
 
 	t.Run("status-json", func(t *testing.T) {
-		out, err := livePortstripe(node, "status", "--dir", r.stateDir, "--json")
+		out, err := livePortstripe(node, "status", "--dir", r.stateDir, "-o", "json")
 		if err != nil {
 			t.Fatal(err)
 		}

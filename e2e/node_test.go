@@ -132,7 +132,7 @@ func startHAProxy(t *testing.T, node testbed.Netns, dir, outDir string) *testbed
 	}
 }
 
-// prediction is what `portstripe route --json` says about a first packet.
+// prediction is what `portstripe route -o json` says about a first packet.
 type prediction struct {
 	Service string `json:"service"`
 	Target  string `json:"target"`
@@ -143,7 +143,7 @@ type prediction struct {
 func route(nodePath, proto string, port int, payload []byte) (prediction, error) {
 	var p prediction
 	out, err := exec.Command(cliPath, "route", "-c", nodePath, "--proto", proto, "--port", fmt.Sprint(port),
-		"--payload-hex", fmt.Sprintf("%x", payload), "--json").Output()
+		"--payload-hex", fmt.Sprintf("%x", payload), "-o", "json").Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return p, fmt.Errorf("portstripe route %s %d: %v: %s", proto, port, err, ee.Stderr)

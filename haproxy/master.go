@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -32,24 +33,61 @@ func NewMaster(path string, d Dialer) *Master {
 
 // Procs is the answer to "show proc".
 type Procs struct {
-	Master     Proc
-	Workers    []Proc
-	OldWorkers []Proc // still serving connections from before a reload
-	Programs   []Proc
+	Master     Proc   `json:"master"`
+	Workers    []Proc `json:"workers"`
+	OldWorkers []Proc `json:"old_workers"` // still serving connections from before a reload
+	Programs   []Proc `json:"programs"`
 }
 
 // Proc is one line of "show proc".
 type Proc struct {
-	PID  int
-	Type string // master, worker, or a program's name
+	PID  int    `json:"pid"`
+	Type string `json:"type"` // master, worker, or a program's name
 	// Reloads is, for the master, how many reloads it has done; for a
 	// worker, how many reloads it has survived.
-	Reloads int
+	Reloads int `json:"reloads"`
 	// FailedReloads (master only) counts the reloads that failed since the
 	// last one that worked: 0 means the running config is the newest.
-	FailedReloads int
-	Uptime        time.Duration
-	Version       string
+	FailedReloads int           `json:"failed_reloads"`
+	Uptime        time.Duration `json:"-"` // in JSON: uptime_seconds
+	Version       string        `json:"version"`
+}
+
+// MarshalJSON writes a list with no process as [], never null.
+func (p Procs) MarshalJSON() ([]byte, error) {
+	type fields Procs // without this method
+	f := fields(p)
+	for _, l := range []*[]Proc{&f.Workers, &f.OldWorkers, &f.Programs} {
+		if *l == nil {
+			*l = []Proc{}
+		}
+	}
+	return json.Marshal(f)
+}
+
+// procJSON is a Proc in JSON: the uptime in whole seconds, as "show proc"
+// counts it.
+type procJSON struct {
+	procFields
+	UptimeSeconds int64 `json:"uptime_seconds"`
+}
+
+type procFields Proc // Proc without its methods, so procJSON does not recurse
+
+// MarshalJSON writes the uptime as uptime_seconds.
+func (p Proc) MarshalJSON() ([]byte, error) {
+	return json.Marshal(procJSON{procFields(p), int64(p.Uptime / time.Second)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (p *Proc) UnmarshalJSON(b []byte) error {
+	var j procJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*p = Proc(j.procFields)
+	p.Uptime = time.Duration(j.UptimeSeconds) * time.Second
+	return nil
 }
 
 // PIDs lists the processes' ids.

@@ -45,18 +45,32 @@ func (t StatType) String() string {
 	return "type " + strconv.Itoa(int(t))
 }
 
+// MarshalText names the type ("frontend"), as JSON shows it.
+func (t StatType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (t *StatType) UnmarshalText(b []byte) error {
+	for _, s := range []StatType{StatFrontend, StatBackend, StatServer, StatListener} {
+		if s.String() == string(b) {
+			*t = s
+			return nil
+		}
+	}
+	return fmt.Errorf("stat type %q: want frontend, backend, server or listener", b)
+}
+
 // Stat is one row of "show stat".
 type Stat struct {
-	Proxy string // pxname
-	Name  string // svname: FRONTEND, BACKEND or the server's name
-	Type  StatType
+	Proxy string   `json:"proxy"` // pxname
+	Name  string   `json:"name"`  // svname: FRONTEND, BACKEND or the server's name
+	Type  StatType `json:"type"`
 	// Status is OPEN for a frontend; UP, DOWN, MAINT, "no check", ... for
 	// servers and backends.
-	Status string
-	Scur   int    // current sessions
-	Smax   int    // most sessions at once
-	Stot   int    // sessions in all
-	Addr   string // a server's address, ip:port
+	Status string `json:"status"`
+	Scur   int    `json:"current_sessions"`  // scur
+	Smax   int    `json:"max_sessions"`      // smax: most sessions at once
+	Stot   int    `json:"total_sessions"`    // stot: sessions in all
+	Addr   string `json:"address,omitempty"` // a server's address, ip:port
 }
 
 // ParseStat reads the CSV answer to "show stat".

@@ -20,7 +20,8 @@ var Protos = []Proto{UDP, TCP}
 
 // PortRange is an inclusive range of ports, From <= To.
 type PortRange struct {
-	From, To uint16
+	From uint16 `json:"from"`
+	To   uint16 `json:"to"`
 }
 
 // Contains reports whether p lies in the range.

@@ -6,19 +6,41 @@ import (
 	"github.com/portstripe/portstripe/node"
 )
 
+// Rule names which rule of a decision list takes (or would take) a first
+// packet, in explain's rows and route's answers.
+type Rule string
+
+const (
+	// RuleCheck is the Step-th signature of a list.
+	RuleCheck Rule = "check"
+	// RuleDefault is the list's default: no signature matched.
+	RuleDefault Rule = "default"
+	// RuleLeftOut (explain) is a striped service left out of a list's ports.
+	RuleLeftOut Rule = "left_out"
+	// RuleNotStriped and RuleReserved (route): no rule touches the port.
+	RuleNotStriped Rule = "not_striped"
+	RuleReserved   Rule = "reserved"
+)
+
 // Row is one line of `portstripe explain`: on these ports, the Step-th
 // check (or the default) sends a first packet to Service at Target.
 type Row struct {
-	Proto     node.Proto `json:"proto"`
-	Ports     string     `json:"ports"`
-	List      string     `json:"list"`
-	Frontend  string     `json:"frontend,omitempty"`
-	Step      string     `json:"step"`
-	Signature string     `json:"signature"`
-	Relies    string     `json:"relies_on"`
-	Caveat    string     `json:"caveat,omitempty"`
-	Service   string     `json:"service"`
-	Target    string     `json:"target"`
+	Proto    node.Proto       `json:"proto"`
+	Ports    []node.PortRange `json:"ports"`
+	List     string           `json:"list"`
+	Frontend *Frontend        `json:"frontend,omitempty"`
+	Rule     Rule             `json:"rule"`
+	// Step counts the checks from 1, in the order they are tried; 0 for
+	// the default and the services left out.
+	Step      int    `json:"step,omitempty"`
+	Signature string `json:"signature,omitempty"`
+	Relies    string `json:"relies_on,omitempty"`
+	Caveat    string `json:"caveat,omitempty"`
+	// Service is None when nothing takes the packet.
+	Service string `json:"service"`
+	// Target is where the packet lands: a UDP port on the node (the
+	// address it was sent to) or a TCP backend; nil when nothing takes it.
+	Target *Target `json:"target,omitempty"`
 }
 
 // Explain lists every decision of every list, in the order they are tried,
@@ -26,20 +48,16 @@ type Row struct {
 func (p *Plan) Explain() []Row {
 	var rows []Row
 	for _, l := range p.Lists {
-		base := Row{Proto: l.Proto, Ports: l.Ports.String(), List: l.Name}
-		if l.Frontend != nil {
-			base.Frontend = fmt.Sprintf("%s :%d", l.Frontend.Name, l.Frontend.Port)
-		}
+		base := Row{Proto: l.Proto, Ports: l.Ports, List: l.Name, Frontend: l.Frontend}
 		for i, d := range l.Decisions {
 			r := base
-			r.Step, r.Signature, r.Relies = fmt.Sprint(i+1), d.Signature.Label, d.Signature.Describe()
+			r.Rule, r.Step, r.Signature, r.Relies = RuleCheck, i+1, d.Signature.Label, d.Signature.Describe()
 			r.Caveat = d.Signature.Caveat()
-			r.Service, r.Target = d.Target.Service, p.targetText(l.Proto, d.Target)
+			r.Service, r.Target = d.Target.Service, landing(d.Target)
 			rows = append(rows, r)
 		}
 		r := base
-		r.Step, r.Signature = "default", "no signature matched"
-		r.Service, r.Target = None, p.targetText(l.Proto, l.Default)
+		r.Rule, r.Service, r.Target = RuleDefault, None, landing(l.Default)
 		if !l.Default.Rejects() {
 			r.Service = l.Default.Service
 		}
@@ -54,22 +72,18 @@ func (p *Plan) Explain() []Row {
 		rows = append(rows, r)
 		for _, x := range l.Excluded {
 			r := base
-			r.Step, r.Signature, r.Service, r.Target = "left out", "", x.Service, "-"
-			r.Relies = x.Reason
+			r.Rule, r.Service, r.Relies = RuleLeftOut, x.Service, x.Reason
 			rows = append(rows, r)
 		}
 	}
 	return rows
 }
 
-func (p *Plan) targetText(proto node.Proto, t Target) string {
-	switch {
-	case t.Rejects() && proto == node.UDP:
-		return "not diverted"
-	case t.Rejects():
-		return "reject"
-	case proto == node.UDP:
-		return fmt.Sprintf("udp :%d", t.Port)
+// landing is a target without its service (the row names it), nil when it
+// rejects.
+func landing(t Target) *Target {
+	if t.Rejects() {
+		return nil
 	}
-	return "tcp " + t.Backend.String()
+	return &Target{Port: t.Port, Backend: t.Backend}
 }

@@ -15,11 +15,26 @@ const None = "none"
 
 // Route is where a client's first packet lands, and why.
 type Route struct {
+	Proto node.Proto `json:"proto"`
+	Port  uint16     `json:"port"`
+	// Service is None when no rule takes the packet.
 	Service string `json:"service"`
 	// Target is ip:port: the node address and UDP listener port, or the TCP
 	// backend; empty when Service is None.
-	Target string `json:"target"`
-	Via    string `json:"via"`
+	Target string `json:"target,omitempty"`
+	// Rule is what took the packet: the Step-th check, the list's
+	// default, or none (the port is not striped, or reserved).
+	Rule      Rule   `json:"rule"`
+	Step      int    `json:"step,omitempty"`
+	Signature string `json:"signature,omitempty"`
+	// Range is the run of ports holding Port that shares the decision list
+	// List, and Frontend the HAProxy frontend classifying it (TCP); all
+	// empty when no rule touches the port.
+	Range    *node.PortRange `json:"range,omitempty"`
+	List     string          `json:"list,omitempty"`
+	Frontend *Frontend       `json:"frontend,omitempty"`
+	// Via says all of it in a sentence.
+	Via string `json:"via"`
 }
 
 // Range returns the range holding a port, if any. Ranges are sorted by
@@ -43,13 +58,15 @@ func (p *Plan) Range(proto node.Proto, port uint16) (Range, bool) {
 func (p *Plan) Route(proto node.Proto, port uint16, payload []byte) Route {
 	r, ok := p.Range(proto, port)
 	if !ok {
-		why := "not striped"
+		why, rule := "not striped", RuleNotStriped
 		if p.Node.Reserved.Contains(port) {
-			why = "reserved"
+			why, rule = "reserved", RuleReserved
 		}
-		return Route{Service: None, Via: fmt.Sprintf("%s %d is %s: no rule touches it", proto, port, why)}
+		return Route{Proto: proto, Port: port, Service: None, Rule: rule, Via: fmt.Sprintf("%s %d is %s: no rule touches it", proto, port, why)}
 	}
 	l := p.Lists[r.List]
+	ports := r.Ports()
+	base := Route{Proto: proto, Port: port, Range: &ports, List: l.Name, Frontend: l.Frontend}
 	where := fmt.Sprintf("%s %s (list %s)", proto, r.Ports(), l.Name)
 	if l.Frontend != nil {
 		where += fmt.Sprintf(" → frontend %s :%d", l.Frontend.Name, l.Frontend.Port)
@@ -58,22 +75,27 @@ func (p *Plan) Route(proto node.Proto, port uint16, payload []byte) Route {
 	for i, d := range l.Decisions {
 		switch d.Signature.Match(payload) {
 		case signature.Match:
-			return p.route(d.Target, fmt.Sprintf("%s, rule %d: %s (%s)", where, i+1, d.Signature.Label, d.Signature.Describe()))
+			base.Rule, base.Step, base.Signature = RuleCheck, i+1, d.Signature.Label
+			return p.route(base, d.Target, fmt.Sprintf("%s, rule %d: %s (%s)", where, i+1, d.Signature.Label, d.Signature.Describe()))
 		case signature.NeedMore:
 			if waited == "" {
 				waited = fmt.Sprintf(" after waiting %s for more bytes for %s", p.HAProxy.InspectDelay, d.Signature.Label)
 			}
 		}
 	}
-	return p.route(l.Default, fmt.Sprintf("%s, default (no signature matched%s)", where, waited))
+	base.Rule = RuleDefault
+	return p.route(base, l.Default, fmt.Sprintf("%s, default (no signature matched%s)", where, waited))
 }
 
-func (p *Plan) route(t Target, via string) Route {
+func (p *Plan) route(r Route, t Target, via string) Route {
+	r.Service, r.Via = t.Service, via
 	switch {
 	case t.Rejects():
-		return Route{Service: None, Via: via}
+		r.Service = None
 	case t.Backend.IsValid():
-		return Route{Service: t.Service, Target: t.Backend.String(), Via: via}
+		r.Target = t.Backend.String()
+	default:
+		r.Target = netip.AddrPortFrom(p.Node.Addresses[0], t.Port).String()
 	}
-	return Route{Service: t.Service, Target: netip.AddrPortFrom(p.Node.Addresses[0], t.Port).String(), Via: via}
+	return r
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/signature"
@@ -73,4 +76,94 @@ func clientPacket(spec string, p node.Proto) ([]byte, string, error) {
 	}
 	packet := sig.Example()
 	return packet, fmt.Sprintf("%s (%d bytes; its random fields made up)", what, len(packet)), nil
+}
+
+// clientKinds are the --client values for each kind, in clientSpecs'
+// order; a service of the node file fills in its own.
+func clientKinds() []string {
+	var out []string
+	for _, m := range node.TLSModes {
+		if m != node.TLSAuth {
+			out = append(out, "openvpn:"+string(m))
+			continue
+		}
+		for _, d := range slices.Sorted(maps.Keys(node.Digests)) {
+			out = append(out, "openvpn:tls-auth:"+d)
+		}
+	}
+	return append(out, string(node.WireGuard), string(node.SSH), string(node.TLS), string(node.HTTP))
+}
+
+// clientFor is the --client value that reaches service s (one per server
+// name, for a TLS service that lists some).
+func clientFor(s node.Service) []string {
+	switch s.Kind {
+	case node.OpenVPN:
+		spec := "openvpn:" + string(s.TLS.Mode)
+		if s.TLS.Mode == node.TLSAuth {
+			spec += ":" + s.TLS.Digest
+		}
+		return []string{spec}
+	case node.TLS:
+		if len(s.SNI) == 0 {
+			return []string{string(node.TLS)}
+		}
+		out := make([]string, len(s.SNI))
+		for i, n := range s.SNI {
+			out[i] = "tls:" + n
+		}
+		return out
+	}
+	return []string{string(s.Kind)}
+}
+
+// completeClient completes route's --client: the clients of the node
+// file's services first, then every other kind, leaving out those that
+// cannot use --proto. Each says where it lands: on --port when given (the
+// plan routes the packet it would send), else which services it is for.
+func completeClient(nf *nodeFlags) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		proto := node.Proto(cmd.Flag("proto").Value.String())
+		port, _ := cmd.Flags().GetInt("port")
+		res, err := nf.compile()
+		var specs []string
+		reaches := map[string][]string{}
+		if err == nil {
+			for _, s := range res.Node.Services {
+				for _, spec := range clientFor(s) {
+					if reaches[spec] == nil {
+						specs = append(specs, spec)
+					}
+					reaches[spec] = append(reaches[spec], s.Name)
+				}
+			}
+		}
+		for _, spec := range clientKinds() {
+			if reaches[spec] == nil {
+				specs = append(specs, spec)
+			}
+		}
+		var out []cobra.Completion
+		for _, spec := range specs {
+			if !strings.HasPrefix(spec, toComplete) {
+				continue
+			}
+			desc := ""
+			if names := reaches[spec]; names != nil {
+				desc = "for " + strings.Join(names, ", ")
+			}
+			if proto == node.UDP || proto == node.TCP {
+				payload, _, err := clientPacket(spec, proto)
+				if err != nil {
+					continue // no such client on this protocol
+				}
+				if res != nil && port >= 1 && port <= 65535 {
+					r := res.Plan.Route(proto, uint16(port), payload)
+					desc = fmt.Sprintf("%s %d → %s", proto, port, r.Service)
+				}
+			}
+			out = append(out, cobra.CompletionWithDesc(spec, desc))
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

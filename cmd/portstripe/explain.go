@@ -2,11 +2,11 @@ package main
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"unicode"
@@ -22,11 +22,11 @@ import (
 
 func explainCmd(nf *nodeFlags) *cobra.Command {
 	var (
-		asJSON bool
-		dir    string
+		out outputFormat
+		dir string
 	)
 	c := &cobra.Command{
-		Use:   "explain [-c node.yaml | --dir DIR] [--json]",
+		Use:   "explain [-c node.yaml | --dir DIR] [-o text|json|yaml]",
 		Short: "Print the port map: per protocol and port range, what is tried in which order",
 		Long: `explain prints the compiled plan as a table: for each protocol and port
 range, the signatures tried on a client's first packet in order, the service
@@ -36,21 +36,21 @@ what each signature relies on.
 
 It compiles the node file (without -c: the built-in example node), or with
 --dir reads the plan applied on this node (DIR/plan.json, written by apply,
-run or compile).`,
+run or compile). -o json prints the node and the rows as one document
+(schema portstripe.explain/v1, docs/json.md).`,
 		Example: `  portstripe explain -c node.yaml
-  portstripe explain --dir /var/lib/portstripe   # what this node has applied`,
+  portstripe explain --dir /var/lib/portstripe   # what this node has applied
+  portstripe explain -o json | jq '.rows[] | select(.service == "ssh")'`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := loadPlan(cmd, nf, dir)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), p.Explain())
-			}
-			return writeExplain(cmd.OutOrStdout(), p)
+			doc := explainDoc{Schema: schema("explain"), Node: docNode(p.Node), Rows: p.Explain()}
+			return out.write(cmd.OutOrStdout(), doc, func(w io.Writer) error { return writeExplain(w, p) })
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print the rows as JSON")
+	registerOutput(c, &out)
 	planDirFlag(c, &dir)
 	return c
 }
@@ -87,11 +87,21 @@ func loadPlan(cmd *cobra.Command, nf *nodeFlags, dir string) (*plan.Plan, error)
 	return res.Plan, nil
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// explainDoc is explain's -o json|yaml document.
+type explainDoc struct {
+	Schema string     `json:"schema"`
+	Node   nodeDoc    `json:"node"`
+	Rows   []plan.Row `json:"rows"`
 }
+
+// nodeDoc is the node a document describes: plan.json's node, with the
+// reserved ports as ranges rather than the node file's text.
+type nodeDoc struct {
+	plan.NodeInfo
+	Reserved []node.PortRange `json:"reserved"`
+}
+
+func docNode(n plan.NodeInfo) nodeDoc { return nodeDoc{n, n.Reserved} }
 
 func writeExplain(w io.Writer, p *plan.Plan) error {
 	fmt.Fprintf(w, "node %s from %s (sha256 %s)\n", p.Node.Name, p.Node.Source, p.Node.SHA256)
@@ -101,20 +111,24 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 	fmt.Fprintln(tw, "PROTO\tPORTS\tVIA\t#\tSIGNATURE\tSERVICE\tTARGET")
 	prev := ""
 	for _, r := range p.Explain() {
-		key := string(r.Proto) + r.Ports
-		proto, ports, via := string(r.Proto), shorten(r.Ports, 40), r.Frontend
-		if via == "" {
-			via = "kernel (u32)"
+		portText := node.PortSet(r.Ports).String()
+		key := string(r.Proto) + portText
+		proto, ports, via := string(r.Proto), shorten(portText, 40), "kernel (u32)"
+		if r.Frontend != nil {
+			via = fmt.Sprintf("%s :%d", r.Frontend.Name, r.Frontend.Port)
 		}
 		if key == prev {
 			proto, ports, via = "", "", ""
 		}
 		prev = key
-		sig := r.Signature
-		if r.Step == "left out" {
-			sig = "(cannot be told apart from the owner)"
+		step, sig := strconv.Itoa(r.Step), r.Signature
+		switch r.Rule {
+		case plan.RuleDefault:
+			step, sig = "default", "no signature matched"
+		case plan.RuleLeftOut:
+			step, sig = "left out", "(cannot be told apart from the owner)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", proto, ports, via, r.Step, sig, r.Service, r.Target)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", proto, ports, via, step, sig, r.Service, targetText(r))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -124,11 +138,11 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 	var caveats []string
 	for _, r := range p.Explain() {
 		line := fmt.Sprintf("  %s %s: %s", r.Proto, r.Signature, r.Relies)
-		if r.Step == "default" {
+		switch r.Rule {
+		case plan.RuleDefault:
 			line = fmt.Sprintf("  %s %s default: %s", r.Proto, r.List, r.Relies)
-		}
-		if r.Step == "left out" {
-			line = fmt.Sprintf("  %s %s left out of %s: %s", r.Proto, r.Service, r.Ports, r.Relies)
+		case plan.RuleLeftOut:
+			line = fmt.Sprintf("  %s %s left out of %s: %s", r.Proto, r.Service, node.PortSet(r.Ports), r.Relies)
 		}
 		if r.Caveat != "" && !seen[r.Caveat] {
 			seen[r.Caveat] = true
@@ -147,7 +161,22 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 	return nil
 }
 
-// shorten keeps long port lists readable in the table; --json has them whole.
+// targetText is where a row lands, in the table's words.
+func targetText(r plan.Row) string {
+	switch {
+	case r.Rule == plan.RuleLeftOut:
+		return "-"
+	case r.Target == nil && r.Proto == node.UDP:
+		return "not diverted"
+	case r.Target == nil:
+		return "reject"
+	case r.Proto == node.UDP:
+		return fmt.Sprintf("udp :%d", r.Target.Port)
+	}
+	return "tcp " + r.Target.Backend.String()
+}
+
+// shorten keeps long port lists readable in the table; -o json has them whole.
 func shorten(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -163,17 +192,18 @@ func routeCmd(nf *nodeFlags) *cobra.Command {
 	var (
 		proto, payloadHex, payloadFile, client, dir string
 		port                                        int
-		asJSON                                      bool
+		out                                         outputFormat
 	)
 	c := &cobra.Command{
-		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F | --client KIND) [-c node.yaml | --dir DIR] [--json]",
+		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F | --client KIND) [-c node.yaml | --dir DIR] [-o text|json|yaml]",
 		Short: "Say which service a client's first packet on a port reaches",
 		Long: `route answers "where does this client land?" from the same plan the emitters
 turn into rules: give the protocol, the public port the client connects to,
 and its first packet (UDP: the datagram's payload; TCP: the first bytes of the
 stream, OpenVPN's 2-byte length prefix included). It prints the service, the
 address it lands on, and which rule took it; "none" when no rule does
-(a reserved port, or a default that rejects).
+(a reserved port, or a default that rejects). -o json prints it as one
+document (schema portstripe.route/v1, docs/json.md).
 
 --payload-file reads hex text (as in fixtures/first-packets/*.hex) or,
 if the file is not hex, its raw bytes. Without a capture, --client makes the
@@ -187,7 +217,7 @@ It compiles the node file (without -c: the built-in example node), or with
   portstripe route --proto tcp --port 443 --client openvpn:tls-auth:SHA512
   portstripe route --proto tcp --port 443 --client tls:www.example.org
   portstripe route --proto udp --port 5061 --payload-file fixtures/first-packets/udp-tls-crypt.hex
-  portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 --json
+  portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 -o json
   portstripe route --dir /var/lib/portstripe --proto tcp --port 443 --client ssh`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pr := node.Proto(proto)
@@ -222,18 +252,18 @@ It compiles the node file (without -c: the built-in example node), or with
 				return err
 			}
 			r := p.Route(pr, uint16(port), payload)
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), r)
-			}
-			target := r.Target
-			if target == "" {
-				target = "-"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %d → %s at %s\n  via %s\n", pr, port, r.Service, target, r.Via)
-			if what != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "  client: %s\n", what)
-			}
-			return nil
+			doc := routeDoc{Schema: schema("route"), Route: r, Client: what}
+			return out.write(cmd.OutOrStdout(), doc, func(w io.Writer) error {
+				target := r.Target
+				if target == "" {
+					target = "-"
+				}
+				fmt.Fprintf(w, "%s %d → %s at %s\n  via %s\n", pr, port, r.Service, target, r.Via)
+				if what != "" {
+					fmt.Fprintf(w, "  client: %s\n", what)
+				}
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&proto, "proto", "", "udp or tcp (required)")
@@ -241,9 +271,19 @@ It compiles the node file (without -c: the built-in example node), or with
 	c.Flags().StringVar(&payloadHex, "payload-hex", "", "the first packet as hex")
 	c.Flags().StringVar(&payloadFile, "payload-file", "", "file holding the first packet (hex text or raw bytes)")
 	c.Flags().StringVar(&client, "client", "", "make the first packet of such a client: openvpn:tls-crypt, openvpn:tls-auth:SHA512, ssh, tls:NAME, … (see above)")
-	c.Flags().BoolVar(&asJSON, "json", false, `print {"service", "target", "via"} as JSON`)
+	registerOutput(c, &out)
 	planDirFlag(c, &dir)
+	completeValues(c, "proto", string(node.UDP), string(node.TCP))
+	_ = c.RegisterFlagCompletionFunc("client", completeClient(nf))
 	return c
+}
+
+// routeDoc is route's -o json|yaml document.
+type routeDoc struct {
+	Schema string `json:"schema"`
+	plan.Route
+	// Client is what --client made, empty for a payload given as such.
+	Client string `json:"client,omitempty"`
 }
 
 // maxPayloadFile bounds --payload-file: the hex text of a 64 KiB datagram,

@@ -36,6 +36,7 @@ type liveFlags struct {
 func (f *liveFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.dir, "dir", defaultDir, "state directory: the applied haproxy.cfg, rules.v4, plan.json (and *.prev)")
 	c.Flags().StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	completeValues(c, "log-format", "text", "json")
 }
 
 func (f *liveFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -351,36 +352,44 @@ func sdNotify(log *slog.Logger) func(string) {
 	}
 }
 
-// Status is what `portstripe status --json` prints.
+// Status is what `portstripe status -o json` prints (schema
+// portstripe.status/v1, docs/json.md).
 type Status struct {
-	Node *plan.NodeInfo `json:"node,omitempty"`
+	Schema string   `json:"schema"`
+	Node   *nodeDoc `json:"node,omitempty"`
 	// Drift is how the machine differs from the applied state (nil when
 	// it matches or could not be observed).
 	Drift    *supervisor.Change `json:"drift,omitempty"`
 	HAProxy  *haproxy.Procs     `json:"haproxy,omitempty"`
 	Backends []haproxy.Stat     `json:"backends,omitempty"`
 	Rules    []iptables.Counter `json:"rules,omitempty"`
-	Problems []string           `json:"problems,omitempty"`
+	// Problems is [] when all is well: status exits 1 when it is not.
+	Problems []string `json:"problems"`
 }
 
 func statusCmd() *cobra.Command {
 	var (
-		dir    string
-		asJSON bool
+		dir string
+		out outputFormat
 	)
 	c := &cobra.Command{
-		Use:   "status [--dir DIR] [--json]",
+		Use:   "status [--dir DIR] [-o text|json|yaml]",
 		Short: "Show the applied node, the HAProxy master and workers, backends and rule counters",
+		Long: `status reads the node applied in --dir (its plan.json), asks the HAProxy
+master and worker what runs (show proc, show stat), reads portstripe's rule
+counters, and compares the machine with the applied state as apply would
+(drift; needs root). Whatever is wrong is listed as a problem, and then
+status exits 1. -o json prints it all as one document (schema
+portstripe.status/v1, docs/json.md).`,
+		Example: `  portstripe status
+  portstripe status -o json | jq '.haproxy.workers | length'`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			st := readStatus(ctx, dir)
-			if asJSON {
-				if err := writeJSON(cmd.OutOrStdout(), st); err != nil {
-					return err
-				}
-			} else {
-				writeStatus(cmd.OutOrStdout(), st)
+			err := out.write(cmd.OutOrStdout(), st, func(w io.Writer) error { writeStatus(w, st); return nil })
+			if err != nil {
+				return err
 			}
 			if n := len(st.Problems); n > 0 {
 				// The problems are in the output; the error sets the exit code.
@@ -390,12 +399,12 @@ func statusCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&dir, "dir", defaultDir, "state directory apply/run write to")
-	c.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	registerOutput(c, &out)
 	return c
 }
 
 func readStatus(ctx context.Context, dir string) Status {
-	var st Status
+	st := Status{Schema: schema("status"), Problems: []string{}}
 	data, err := artifact.ReadFile(filepath.Join(dir, compiler.PlanFile))
 	var p plan.Plan
 	if err == nil {
@@ -409,7 +418,8 @@ func readStatus(ctx context.Context, dir string) Status {
 		st.Problems = append(st.Problems, fmt.Sprintf("applied plan in %s unreadable: %v", dir, err))
 		return st
 	}
-	st.Node = &p.Node
+	nd := docNode(p.Node)
+	st.Node = &nd
 	m := haproxy.NewMaster(p.HAProxy.MasterSocket, nil)
 	if ps, err := m.ShowProc(ctx); err == nil {
 		st.HAProxy = &ps
@@ -483,7 +493,7 @@ func drift(ctx context.Context, dir string, st *Status) []string {
 func writeStatus(w io.Writer, st Status) {
 	if st.Node != nil {
 		fmt.Fprintf(w, "node %s applied from %s (sha256 %s)\n", st.Node.Name, st.Node.Source, st.Node.SHA256)
-		writeOverrides(w, *st.Node)
+		writeOverrides(w, st.Node.NodeInfo)
 	}
 	if st.HAProxy != nil {
 		fmt.Fprintf(w, "haproxy master pid %d, %d reloads (last failed: %d), workers %v, old workers %v\n",

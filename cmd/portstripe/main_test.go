@@ -59,14 +59,15 @@ func TestRouteCommand(t *testing.T) {
 			map[string]string{"service": "openvpn_ed25519", "target": "127.0.0.1:5061"}},
 	}
 	for _, tt := range tests {
-		code, out, errOut := portstripe(t, append([]string{"route", "--json"}, tt.args...)...)
+		code, out, errOut := portstripe(t, append([]string{"route", "-o", "json"}, tt.args...)...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d: %s", tt.args, code, errOut)
 		}
-		var got map[string]string
-		if err := json.Unmarshal([]byte(out), &got); err != nil {
+		var doc routeDoc
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
 			t.Fatalf("%v: %v in %q", tt.args, err, out)
 		}
+		got := map[string]string{"service": doc.Service, "target": doc.Target, "via": doc.Via}
 		for k, v := range tt.want {
 			if got[k] != v {
 				t.Errorf("%v: %s = %q, want %q (via %s)", tt.args, k, got[k], v, got["via"])
@@ -83,7 +84,8 @@ func TestRouteCommand(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"bogus"}, {"compile", "-x"}, {"compile", "extra"}, {"route", "--port", "1"},
-		{"route", "--proto", "udp", "--port", "1"}, {"route", "--proto", "udp", "--port", "1", "--payload-hex", "00", "--payload-file", "x"}} {
+		{"route", "--proto", "udp", "--port", "1"}, {"route", "--proto", "udp", "--port", "1", "--payload-hex", "00", "--payload-file", "x"},
+		{"explain", "-o", "xml"}, {"status", "--json=maybe"}} {
 		if code, _, errOut := portstripe(t, args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("portstripe %v: exit %d, %q; want exit 2 and one line", args, code, errOut)
 		}
@@ -130,15 +132,16 @@ func TestRouteClient(t *testing.T) {
 	}
 	route := func(args ...string) map[string]string {
 		t.Helper()
+		// --json: the alias of -o json that older scripts use.
 		code, out, errOut := portstripe(t, append([]string{"route", "--json"}, args...)...)
 		if code != 0 {
 			t.Fatalf("route %v: exit %d: %s", args, code, errOut)
 		}
-		var r map[string]string
+		var r routeDoc
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			t.Fatalf("route %v: %v in %q", args, err, out)
 		}
-		return r
+		return map[string]string{"service": r.Service, "target": r.Target}
 	}
 	for file, client := range captured {
 		proto := file[:3]

@@ -8,6 +8,7 @@ package testenv
 import (
 	"bytes"
 	"crypto/sha256"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -104,7 +105,11 @@ func Self(t *testing.T, tools ...string) bool {
 	}
 	Require(t, tools...)
 	ns := Netns(t, "self")
-	cmd := exec.Command("ip", "netns", "exec", string(ns), os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
+	args := []string{"netns", "exec", string(ns), os.Args[0], "-test.run", "^" + t.Name() + "$", "-test.v", "-test.count=1"}
+	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
+		args = append(args, "-update") // golden files written inside, too
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), Env+"="+string(ns))
 	out, err := cmd.CombinedOutput()
 	t.Logf("in network namespace %s:\n%s", ns, out)

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/portstripe/portstripe/internal/golden"
+)
+
+// field is one line of a document's table in docs/json.md. Typ is given
+// only for a field no golden document shows (a state the tests do not
+// reach); the others' types are read from the golden documents.
+type field struct{ path, typ, meaning string }
+
+// nodeFields describe the node explain and status name.
+var nodeFields = slices.Concat([]field{
+	{"node", "", "the node the document is about: plan.json's node"},
+	{"node.name", "", "the node file's `name`"},
+	{"node.source", "", "the node file's path, or `built-in:fixtures/seed-node.yaml` for the built-in example node"},
+	{"node.sha256", "", "SHA-256 of the node file's bytes, hex"},
+	{"node.settings_sha256", "", "SHA-256 of the settings compiled (the file and its overrides), hex"},
+	{"node.overrides", "", "what the environment and --set changed, in key order; absent when nothing did"},
+	{"node.overrides[].key", "", "the node file key, e.g. `haproxy.inspect_delay`"},
+	{"node.overrides[].value", "", "its value, as given"},
+	{"node.overrides[].from", "", "`--set`, or the environment variable's name"},
+	{"node.addresses", "", "the node's public addresses (IPv4 or IPv6, as text)"},
+}, portRange("node.reserved", true, "ports no rule touches (`reserved` in the node file), as ranges"))
+
+// portRange and frontend describe a port range (or, with list, a list of
+// them) and a TCP list's HAProxy frontend at path.
+func portRange(path string, list bool, what string) []field {
+	el := path
+	if list {
+		el += "[]"
+	}
+	return []field{
+		{path, "", what},
+		{el + ".from", "", "first port of the range"},
+		{el + ".to", "", "last port of the range (inclusive; equal to from for one port)"},
+	}
+}
+
+func frontend(path, what string) []field {
+	return []field{
+		{path, "", what},
+		{path + ".name", "", "frontend name in haproxy.cfg"},
+		{path + ".port", "", "the loopback port it listens on"},
+	}
+}
+
+// jsonDocs is docs/json.md's content per command, in its order.
+var jsonDocs = []struct {
+	command, about string
+	examples       []string // golden documents shown, by case name
+	fields         []field
+}{
+	{
+		command: "explain",
+		about: "The port map: for each protocol and decision list, the checks tried on a client's first packet in order, " +
+			"then the list's default, then the striped services left out of its ports. One row per line of the text table.",
+		examples: []string{"explain-ssh-tls"},
+		fields: slices.Concat([]field{
+			{"schema", "", "`portstripe.explain/v1`"},
+		}, nodeFields, []field{
+			{"rows", "", "every rule of every decision list, UDP lists first, each list's checks in the order they are tried"},
+			{"rows[].proto", "", "`udp` or `tcp`"},
+		}, portRange("rows[].ports", true, "the public ports using this list, as ranges"), []field{
+			{"rows[].list", "", "the decision list: `striped`, or the name of the service that owns these dedicated ports"},
+		}, frontend("rows[].frontend", "TCP: the HAProxy frontend that classifies these ports' connections; absent for UDP (the kernel does, with u32)"), []field{
+			{"rows[].rule", "", "`check` (a signature), `default` (no signature matched) or `left_out` (a striped service left out of these ports)"},
+			{"rows[].step", "", "checks only: 1 for the first tried, 2 for the next, …"},
+			{"rows[].signature", "", "checks only: what the check looks for, e.g. `OpenVPN tls-crypt`"},
+			{"rows[].relies_on", "", "the bytes the check reads; for a default, when it applies; for a service left out, why"},
+			{"rows[].caveat", "", "what the check assumes of clients; absent when nothing"},
+			{"rows[].service", "", "the service a matching packet reaches; `none` when nothing takes it; for `left_out`, the service left out"},
+			{"rows[].target", "", "where the packet lands; absent when nothing takes it (TCP: rejected; UDP: not diverted) and for `left_out`"},
+			{"rows[].target.port", "", "UDP: the service's port on the node (at the address the datagram was sent to)"},
+			{"rows[].target.backend", "", "TCP: the backend HAProxy forwards to, `ip:port`"},
+		}),
+	},
+	{
+		command: "route",
+		about: "Where one client's first packet lands, and which rule takes it: the answer of the same plan the " +
+			"rules and haproxy.cfg are emitted from.",
+		examples: []string{"route-seed-udp", "route-ssh-tls-tcp", "route-seed-reserved"},
+		fields: slices.Concat([]field{
+			{"schema", "", "`portstripe.route/v1`"},
+			{"proto", "", "`udp` or `tcp`, as --proto gave it"},
+			{"port", "", "the public port, as --port gave it"},
+			{"service", "", "the service the packet reaches; `none` when no rule takes it"},
+			{"target", "", "where it lands, `ip:port`: the node's first address and the service's UDP port, or the TCP backend; absent for `none`"},
+			{"rule", "", "what took it: `check` (the step-th signature), `default` (no signature matched), or, when no rule touches the port, `not_striped` or `reserved`"},
+			{"step", "", "`check` only: the signature's place in the list, from 1"},
+			{"signature", "", "`check` only: the signature that matched"},
+		}, portRange("range", false, "the run of ports holding port that shares one decision list; absent when no rule touches the port"), []field{
+			{"list", "", "the decision list: `striped` or the owning service's name; absent when no rule touches the port"},
+		}, frontend("frontend", "TCP: the HAProxy frontend classifying the port"), []field{
+			{"via", "", "all of the above in a sentence, with what the signature reads"},
+			{"client", "", "with --client: the first packet made, in words; absent with --payload-hex or --payload-file"},
+		}),
+	},
+	{
+		command: "status",
+		about: "The node applied in --dir, what HAProxy and the kernel run, and every problem found. Parts that " +
+			"could not be read are absent and say why in problems; status exits 1 whenever problems is not empty.",
+		examples: []string{"status-live", "status-nothing-applied"},
+		fields: slices.Concat([]field{
+			{"schema", "", "`portstripe.status/v1`"},
+		}, nodeFields, []field{
+			{"haproxy", "", "the HAProxy master's `show proc`"},
+			{"haproxy.master", "", "the master process"},
+			{"haproxy.master.pid", "", "its process id"},
+			{"haproxy.master.type", "", "`master`"},
+			{"haproxy.master.reloads", "", "reloads it has done"},
+			{"haproxy.master.failed_reloads", "", "reloads that failed since the last one that worked (0: the newest configuration runs)"},
+			{"haproxy.master.uptime_seconds", "", "seconds since it started"},
+			{"haproxy.master.version", "", "HAProxy's version"},
+			{"haproxy.workers", "", "the workers serving the current configuration (fields as master's; `type` is `worker`, `reloads` the reloads it has survived)"},
+			{"haproxy.workers[].pid", "", "process id"},
+			{"haproxy.workers[].type", "", "`worker`"},
+			{"haproxy.workers[].reloads", "", "reloads it has survived"},
+			{"haproxy.workers[].failed_reloads", "", "always 0 for a worker"},
+			{"haproxy.workers[].uptime_seconds", "", "seconds since it started"},
+			{"haproxy.workers[].version", "", "HAProxy's version"},
+			{"haproxy.old_workers", "", "workers from before a reload still serving their connections (fields as workers); [] when none"},
+			{"haproxy.programs", "", "programs the master runs (fields as workers); [] when none"},
+			{"backends", "", "the worker's `show stat`: frontends and backends (servers left out; portstripe runs one per backend)"},
+			{"backends[].proxy", "", "frontend or backend name in haproxy.cfg"},
+			{"backends[].name", "", "`FRONTEND` or `BACKEND`"},
+			{"backends[].type", "", "`frontend` or `backend`"},
+			{"backends[].status", "", "HAProxy's status: `OPEN` for a frontend; `UP`, `DOWN`, … for a backend"},
+			{"backends[].current_sessions", "", "sessions now (scur)"},
+			{"backends[].max_sessions", "", "most sessions at once (smax)"},
+			{"backends[].total_sessions", "", "sessions since the worker started (stot)"},
+			{"rules", "", "counters of portstripe's commented iptables rules (nat table), in chain and rule order"},
+			{"rules[].chain", "", "the chain, e.g. `PORTSTRIPE-TCP`"},
+			{"rules[].comment", "", "what the rule does (its iptables comment)"},
+			{"rules[].packets", "", "packets it matched (for DNAT rules: first packets of connections or UDP flows)"},
+			{"rules[].bytes", "", "bytes of those packets"},
+			{"drift", "object", "how the machine differs from the applied state, as `apply --dry-run` would change it (the fields of apply's plan); absent when it matches or was not checked"},
+			{"problems", "", "one sentence per problem, drift included; [] when all is well"},
+		}),
+	},
+}
+
+// TestJSONDoc: docs/json.md is generated from the golden documents and the
+// tables above; a field a golden document has and no table describes (or
+// the reverse) fails, so the two cannot drift apart.
+func TestJSONDoc(t *testing.T) {
+	var doc bytes.Buffer
+	doc.WriteString(`# JSON and YAML output
+
+Every command whose output a script reads takes ` + "`-o text|json|yaml`" + ` (text, for
+people, is the default; ` + "`--json`" + ` still works and means ` + "`-o json`" + `); this page
+covers explain, route and status. A document is one JSON object (or the same
+as YAML, converted from the JSON, so the two never disagree) whose ` + "`schema`" + ` names the command and the version of its
+shape: ` + "`portstripe.<command>/v1`" + `. Fields may be added within a version; a
+field that changes meaning or goes takes a new version.
+
+The convention: snake_case names, as in the node file; units in the name
+(` + "`uptime_seconds`" + `); ports and counts are numbers, port ranges are
+` + "`{\"from\": 1, \"to\": 29999}`" + ` objects, enums are strings (` + "`\"type\": \"frontend\"`" + `),
+addresses are strings (` + "`\"127.0.0.1:1194\"`" + `).
+
+Generated by ` + "`go test ./cmd/portstripe -run 'TestJSONGolden|TestStatusJSON|TestJSONDoc' -update`" + `
+from the golden documents in ` + "`cmd/portstripe/testdata/json/`" + ` and the field tables in
+` + "`cmd/portstripe/jsondoc_test.go`" + `; the tests fail when the output, the golden files
+and this page differ. Per-run values in the examples (temporary paths, the
+settings hash they change) are normalised.
+`)
+	for _, d := range jsonDocs {
+		types := map[string]map[string]bool{}
+		for _, ex := range d.examples {
+			fieldTypes("", readGolden(t, ex), types)
+		}
+		fmt.Fprintf(&doc, "\n## %s: `portstripe.%s/v1`\n\n%s\n\n| field | type | meaning |\n|---|---|---|\n", d.command, d.command, d.about)
+		described := map[string]bool{}
+		for _, f := range d.fields {
+			described[f.path] = true
+			typ := f.typ
+			if typ == "" {
+				if types[f.path] == nil {
+					t.Errorf("%s: %s is in the table, in no golden document (give its type if no test reaches it)", d.command, f.path)
+				}
+				typ = typeName(f.path, types)
+			}
+			fmt.Fprintf(&doc, "| `%s` | %s | %s |\n", f.path, typ, f.meaning)
+		}
+		for p := range types {
+			if p != "" && !strings.HasSuffix(p, "[]") && !described[p] {
+				t.Errorf("%s: the golden documents have %s; the table in jsondoc_test.go does not say what it is", d.command, p)
+			}
+		}
+		for _, ex := range d.examples {
+			fmt.Fprintf(&doc, "\n`%s`", commandLine(t, ex))
+			b, cut := shortened(t, ex)
+			if cut != "" {
+				fmt.Fprintf(&doc, " (%s)", cut)
+			}
+			fmt.Fprintf(&doc, ":\n\n```json\n%s```\n", b)
+		}
+	}
+	golden.Check(t, "../../docs/json.md", doc.Bytes())
+}
+
+// fieldTypes records the JSON types of every field under path in v.
+func fieldTypes(path string, v any, types map[string]map[string]bool) {
+	add := func(typ string) {
+		if types[path] == nil {
+			types[path] = map[string]bool{}
+		}
+		types[path][typ] = true
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		add("object")
+		for k, x := range v {
+			fieldTypes(strings.TrimPrefix(path+"."+k, "."), x, types)
+		}
+	case []any:
+		add("array")
+		for _, x := range v {
+			fieldTypes(path+"[]", x, types)
+		}
+	case string:
+		add("string")
+	case float64:
+		if v == float64(int64(v)) {
+			add("integer")
+		} else {
+			add("number")
+		}
+	case bool:
+		add("boolean")
+	}
+}
+
+func typeName(path string, types map[string]map[string]bool) string {
+	var names []string
+	for t := range types[path] {
+		if t == "array" {
+			if el := typeName(path+"[]", types); el != "" {
+				t = "array of " + el
+			}
+		}
+		names = append(names, t)
+	}
+	slices.Sort(names)
+	return strings.Join(names, " or ")
+}
+
+func commandLine(t *testing.T, name string) string {
+	for _, tc := range jsonCases {
+		if tc.name == name {
+			args := make([]string, len(tc.args))
+			for i, a := range tc.args {
+				if a == "" {
+					a = `""`
+				}
+				args[i] = strings.NewReplacer("../../", "", "$DIR", "/var/lib/portstripe").Replace(a)
+			}
+			return "portstripe " + strings.Join(args, " ") + " -o json"
+		}
+	}
+	if name == "status-live" {
+		return "portstripe status -o json"
+	}
+	t.Fatalf("no command line for %s", name)
+	return ""
+}
+
+// shortened is a golden document with its long top-level lists cut to
+// their first and last entries (UDP and TCP rows, for explain), in its own
+// key order, and what was cut.
+func shortened(t *testing.T, name string) ([]byte, string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(jsonGoldenDir, name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keep = 2 // at each end
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var cuts []string
+	out.WriteString("{")
+	for i := 0; dec.More(); i++ {
+		key, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		var list []json.RawMessage
+		if json.Unmarshal(v, &list) == nil && len(list) > 2*keep+1 {
+			cuts = append(cuts, fmt.Sprintf("%s: the first %d and the last %d of %d", key, keep, keep, len(list)))
+			v, _ = json.Marshal(slices.Concat(list[:keep], list[len(list)-keep:]))
+		}
+		if i > 0 {
+			out.WriteString(",")
+		}
+		k, _ := json.Marshal(key)
+		out.Write(k)
+		out.WriteString(":")
+		out.Write(v)
+	}
+	out.WriteString("}")
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, out.Bytes(), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	pretty.WriteString("\n")
+	return pretty.Bytes(), strings.Join(cuts, "; ")
+}
