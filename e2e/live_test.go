@@ -472,6 +472,16 @@ func TestLiveRun(t *testing.T) {
 		ps := liveMustShowProc(t, masterSock)
 		t.Logf("old workers %v (the worker before the edit: %v), current workers %v",
 			haproxy.PIDs(ps.OldWorkers), workersBefore, haproxy.PIDs(ps.Workers))
+		// The tunnel is the old worker's session: status counts it.
+		out, err := livePortstripe(node, "status", "--dir", r.stateDir, "-o", "json")
+		var st struct {
+			OldWorkerSessions *int `json:"old_worker_sessions"`
+		}
+		if jerr := json.Unmarshal([]byte(out), &st); jerr != nil || st.OldWorkerSessions == nil || *st.OldWorkerSessions < 1 {
+			t.Errorf("status -o json: old_worker_sessions %v (%v, %v), want the tunnel counted:\n%s", st.OldWorkerSessions, err, jerr, out)
+		} else {
+			t.Logf("status: old workers still carry %d session(s)", *st.OldWorkerSessions)
+		}
 	})
 
 	t.Run("broken-edits", func(t *testing.T) {

@@ -183,6 +183,17 @@ func (m *Master) ShowProc(ctx context.Context) (Procs, error) {
 	return ParseProcs(ans)
 }
 
+// ShowInfoOf asks one process of the master's, by pid, for "show info"
+// ("@!<pid> show info"): how an old worker that no longer holds the stats
+// socket is read.
+func (m *Master) ShowInfoOf(ctx context.Context, pid int) (Info, error) {
+	ans, err := m.sock.command(ctx, fmt.Sprintf("@!%d show info", pid))
+	if err != nil {
+		return Info{}, err
+	}
+	return ParseInfo(ans)
+}
+
 // ReloadError is a reload the master tried and refused: the previous
 // workers keep serving the previous config.
 type ReloadError struct {

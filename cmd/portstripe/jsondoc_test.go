@@ -130,6 +130,7 @@ var jsonDocs = []struct {
 			{"haproxy.workers[].version", "", "HAProxy's version"},
 			{"haproxy.old_workers", "", "workers from before a reload still serving their connections (fields as workers); [] when none"},
 			{"haproxy.programs", "", "programs the master runs (fields as workers); [] when none"},
+			{"old_worker_sessions", "number", "sessions the old workers still carry, summed over their `show info` (until `haproxy.hard_stop_after` ends them); absent when there is no old worker"},
 			{"backends", "", "the worker's `show stat`: frontends and backends (servers left out; portstripe runs one per backend)"},
 			{"backends[].proxy", "", "frontend or backend name in haproxy.cfg"},
 			{"backends[].name", "", "`FRONTEND` or `BACKEND`"},

@@ -359,10 +359,13 @@ type Status struct {
 	Node   *nodeDoc `json:"node,omitempty"`
 	// Drift is how the machine differs from the applied state (nil when
 	// it matches or could not be observed).
-	Drift    *supervisor.Change `json:"drift,omitempty"`
-	HAProxy  *haproxy.Procs     `json:"haproxy,omitempty"`
-	Backends []haproxy.Stat     `json:"backends,omitempty"`
-	Rules    []iptables.Counter `json:"rules,omitempty"`
+	Drift   *supervisor.Change `json:"drift,omitempty"`
+	HAProxy *haproxy.Procs     `json:"haproxy,omitempty"`
+	// OldWorkerSessions are the sessions old workers still carry (until
+	// haproxy.hard_stop_after); nil when there is no old worker.
+	OldWorkerSessions *int               `json:"old_worker_sessions,omitempty"`
+	Backends          []haproxy.Stat     `json:"backends,omitempty"`
+	Rules             []iptables.Counter `json:"rules,omitempty"`
 	// Problems is [] when all is well: status exits 1 when it is not.
 	Problems []string `json:"problems"`
 }
@@ -423,6 +426,18 @@ func readStatus(ctx context.Context, dir string) Status {
 	m := haproxy.NewMaster(p.HAProxy.MasterSocket, nil)
 	if ps, err := m.ShowProc(ctx); err == nil {
 		st.HAProxy = &ps
+		if len(ps.OldWorkers) > 0 {
+			n := 0
+			for _, w := range ps.OldWorkers {
+				info, err := m.ShowInfoOf(ctx, w.PID)
+				if err != nil {
+					st.Problems = append(st.Problems, fmt.Sprintf("haproxy old worker %d: %v", w.PID, err))
+					continue
+				}
+				n += info.CurrConns
+			}
+			st.OldWorkerSessions = &n
+		}
 	} else {
 		st.Problems = append(st.Problems, "haproxy master: "+err.Error())
 	}
@@ -499,6 +514,9 @@ func writeStatus(w io.Writer, st Status) {
 		fmt.Fprintf(w, "haproxy master pid %d, %d reloads (last failed: %d), workers %v, old workers %v\n",
 			st.HAProxy.Master.PID, st.HAProxy.Master.Reloads, st.HAProxy.Master.FailedReloads,
 			haproxy.PIDs(st.HAProxy.Workers), haproxy.PIDs(st.HAProxy.OldWorkers))
+		if st.OldWorkerSessions != nil {
+			fmt.Fprintf(w, "  old workers still carry %d sessions (they end at haproxy.hard_stop_after)\n", *st.OldWorkerSessions)
+		}
 	}
 	for _, s := range st.Backends {
 		fmt.Fprintf(w, "  %-9s %-24s %-6s sessions %d (max %d, total %d)\n", s.Type, s.Proxy, s.Status, s.Scur, s.Smax, s.Stot)
