@@ -482,6 +482,10 @@ func TestLiveRun(t *testing.T) {
 		} else {
 			t.Logf("status: old workers still carry %d session(s)", *st.OldWorkerSessions)
 		}
+		// ... and so do the metrics, summed over every live worker.
+		if v, ok := liveMetric(r.scrape(), `portstripe_backend_sessions{backend="openvpn_ecc"}`); !ok || v < 1 {
+			t.Errorf("portstripe_backend_sessions{backend=\"openvpn_ecc\"} = %v (present %v) with the tunnel on an old worker, want it counted", v, ok)
+		}
 	})
 
 	t.Run("broken-edits", func(t *testing.T) {

@@ -194,6 +194,17 @@ func (m *Master) ShowInfoOf(ctx context.Context, pid int) (Info, error) {
 	return ParseInfo(ans)
 }
 
+// ShowStatOf asks one process of the master's, by pid, for "show stat":
+// an old worker's sessions, which the stats socket (the newest worker's)
+// does not show.
+func (m *Master) ShowStatOf(ctx context.Context, pid int) ([]Stat, error) {
+	ans, err := m.sock.command(ctx, fmt.Sprintf("@!%d show stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	return ParseStat(ans)
+}
+
 // ReloadError is a reload the master tried and refused: the previous
 // workers keep serving the previous config.
 type ReloadError struct {

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -70,7 +71,45 @@ type Stat struct {
 	Scur   int    `json:"current_sessions"`  // scur
 	Smax   int    `json:"max_sessions"`      // smax: most sessions at once
 	Stot   int    `json:"total_sessions"`    // stot: sessions in all
+	Bin    int    `json:"bytes_in"`          // bin: bytes from clients
+	Bout   int    `json:"bytes_out"`         // bout: bytes to clients
+	Dreq   int    `json:"denied_requests"`   // dreq: for a frontend, connections a tcp-request content reject refused
 	Addr   string `json:"address,omitempty"` // a server's address, ip:port
+}
+
+// Add sums the counters of the same proxy row as another worker reports
+// it: sessions now and in all, bytes, denials. Smax, a maximum per
+// worker, is the larger of the two; status and address stay.
+func (s Stat) Add(o Stat) Stat {
+	s.Scur += o.Scur
+	s.Stot += o.Stot
+	s.Bin += o.Bin
+	s.Bout += o.Bout
+	s.Dreq += o.Dreq
+	s.Smax = max(s.Smax, o.Smax)
+	return s
+}
+
+// SumStats adds up the "show stat" of several workers row by row, in the
+// first one's order: what every live worker, old ones included, carries.
+func SumStats(first []Stat, others ...[]Stat) []Stat {
+	out := slices.Clone(first)
+	at := map[[3]string]int{}
+	key := func(s Stat) [3]string { return [3]string{s.Proxy, s.Name, s.Type.String()} }
+	for i, s := range out {
+		at[key(s)] = i
+	}
+	for _, rows := range others {
+		for _, s := range rows {
+			if i, ok := at[key(s)]; ok {
+				out[i] = out[i].Add(s)
+			} else {
+				at[key(s)] = len(out)
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // ParseStat reads the CSV answer to "show stat".
@@ -91,7 +130,7 @@ func ParseStat(answer string) ([]Stat, error) {
 	for i, name := range rows[0] {
 		col[name] = i
 	}
-	for _, need := range []string{"pxname", "svname", "type", "status", "scur", "smax", "stot", "addr"} {
+	for _, need := range []string{"pxname", "svname", "type", "status", "scur", "smax", "stot", "bin", "bout", "dreq", "addr"} {
 		if _, ok := col[need]; !ok {
 			return nil, fmt.Errorf("show stat: no %q column", need)
 		}
@@ -121,14 +160,13 @@ func ParseStat(answer string) ([]Stat, error) {
 			return nil, err
 		}
 		s.Type = StatType(t)
-		if s.Scur, err = num("scur"); err != nil {
-			return nil, err
-		}
-		if s.Smax, err = num("smax"); err != nil {
-			return nil, err
-		}
-		if s.Stot, err = num("stot"); err != nil {
-			return nil, err
+		for _, f := range []struct {
+			col string
+			dst *int
+		}{{"scur", &s.Scur}, {"smax", &s.Smax}, {"stot", &s.Stot}, {"bin", &s.Bin}, {"bout", &s.Bout}, {"dreq", &s.Dreq}} {
+			if *f.dst, err = num(f.col); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, s)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -131,5 +132,22 @@ func TestShowStatAndInfo(t *testing.T) {
 	f.done()
 	if !reflect.DeepEqual(f.paths, []string{"/run/x.sock", "/run/x.sock"}) {
 		t.Errorf("dialed %q", f.paths)
+	}
+}
+
+// TestSumStats: each worker counts only its own sessions; the sum over the
+// live workers keeps the first's rows in order, adds counters, keeps the
+// larger maximum, and appends what only an old worker still has.
+func TestSumStats(t *testing.T) {
+	cur := []Stat{{Proxy: "fe", Name: "FRONTEND", Type: StatFrontend, Status: "OPEN", Scur: 1, Smax: 5, Stot: 10, Bin: 100, Dreq: 2},
+		{Proxy: "ssh", Name: "BACKEND", Type: StatBackend, Status: "UP", Scur: 1, Stot: 3}}
+	old := []Stat{{Proxy: "fe", Name: "FRONTEND", Type: StatFrontend, Status: "OPEN", Scur: 2, Smax: 9, Stot: 40, Bin: 50, Dreq: 1},
+		{Proxy: "gone", Name: "BACKEND", Type: StatBackend, Status: "UP", Scur: 4}}
+	got := SumStats(cur, old)
+	want := []Stat{{Proxy: "fe", Name: "FRONTEND", Type: StatFrontend, Status: "OPEN", Scur: 3, Smax: 9, Stot: 50, Bin: 150, Dreq: 3},
+		{Proxy: "ssh", Name: "BACKEND", Type: StatBackend, Status: "UP", Scur: 1, Stot: 3},
+		{Proxy: "gone", Name: "BACKEND", Type: StatBackend, Status: "UP", Scur: 4}}
+	if !slices.Equal(got, want) {
+		t.Errorf("SumStats =\n%+v\nwant\n%+v", got, want)
 	}
 }

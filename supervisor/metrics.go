@@ -78,7 +78,10 @@ var (
 	descWorkers  = prometheus.NewDesc("portstripe_haproxy_workers", "HAProxy worker processes (current and old ones still serving).", []string{"state"}, nil)
 	descReloads  = prometheus.NewDesc("portstripe_haproxy_reloads", "Reloads the HAProxy master has done.", nil, nil)
 	descUp       = prometheus.NewDesc("portstripe_haproxy_up", "1 when the HAProxy master answers.", nil, nil)
-	descSessions = prometheus.NewDesc("portstripe_backend_sessions", "Current sessions per backend.", []string{"backend"}, nil)
+	descSessions = prometheus.NewDesc("portstripe_backend_sessions", "Current sessions per backend, over every live worker (old ones after a reload included).", []string{"backend"}, nil)
+	descFrontend = prometheus.NewDesc("portstripe_frontend_sessions", "Current sessions per frontend, over every live worker.", []string{"frontend"}, nil)
+	descRejects  = prometheus.NewDesc("portstripe_frontend_rejects", "Connections a frontend rejected (no signature matched and the default is reject), over the live workers' lifetimes.", []string{"frontend"}, nil)
+	descBytes    = prometheus.NewDesc("portstripe_backend_bytes", "Bytes through each backend, by direction (in: from clients), over the live workers' lifetimes.", []string{"backend", "direction"}, nil)
 	descUpServer = prometheus.NewDesc("portstripe_backend_up", "1 when the backend's server passes its health check (or is not checked) and is not in maintenance.", []string{"backend"}, nil)
 	descPackets  = prometheus.NewDesc("portstripe_first_packets_total", "UDP first packets taken per rule (from the iptables counters).", []string{"chain", "rule"}, nil)
 )
@@ -86,7 +89,7 @@ var (
 type liveCollector struct{ live Live }
 
 func (liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkers, descReloads, descUp, descSessions, descUpServer, descPackets} {
+	for _, d := range []*prometheus.Desc{descWorkers, descReloads, descUp, descSessions, descFrontend, descRejects, descBytes, descUpServer, descPackets} {
 		ch <- d
 	}
 }
@@ -107,6 +110,11 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 			switch s.Type {
 			case haproxy.StatBackend:
 				ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(s.Scur), s.Proxy)
+				ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bin), s.Proxy, "in")
+				ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bout), s.Proxy, "out")
+			case haproxy.StatFrontend:
+				ch <- prometheus.MustNewConstMetric(descFrontend, prometheus.GaugeValue, float64(s.Scur), s.Proxy)
+				ch <- prometheus.MustNewConstMetric(descRejects, prometheus.GaugeValue, float64(s.Dreq), s.Proxy)
 			case haproxy.StatServer:
 				ch <- prometheus.MustNewConstMetric(descUpServer, prometheus.GaugeValue, serverUp(s), s.Proxy)
 			}

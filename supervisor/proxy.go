@@ -90,10 +90,27 @@ func (h *HAProxy) Procs(ctx context.Context) (haproxy.Procs, error) {
 	return m.ShowProc(ctx)
 }
 
-// Stats returns the runtime API's "show stat".
+// Stats returns "show stat" summed over every live worker, old ones that
+// still carry sessions after a reload included (each worker counts only
+// its own; the stats socket reaches only the newest). An old worker that
+// exits while asked is left out.
 func (h *HAProxy) Stats(ctx context.Context) ([]haproxy.Stat, error) {
-	_, r := h.clients()
-	return r.ShowStat(ctx)
+	m, r := h.clients()
+	ps, err := m.ShowProc(ctx)
+	if err != nil {
+		// No master: what the stats socket says, if anything.
+		return r.ShowStat(ctx)
+	}
+	var all [][]haproxy.Stat
+	for _, w := range append(slices.Clone(ps.Workers), ps.OldWorkers...) {
+		if rows, err := m.ShowStatOf(ctx, w.PID); err == nil {
+			all = append(all, rows)
+		}
+	}
+	if len(all) == 0 {
+		return r.ShowStat(ctx)
+	}
+	return haproxy.SumStats(all[0], all[1:]...), nil
 }
 
 // Start starts a master on the current configuration and waits until its

@@ -146,17 +146,19 @@ func fakeHAProxy(t *testing.T, run string, applied *compiler.Result) {
 		"# old workers\n# programs\n\n"
 	info := fmt.Sprintf("Name: HAProxy\nVersion: 2.6.12-1+deb12u4\nPid: 4213\nUptime_sec: 3605\nCurrConns: 3\nStopping: 0\ndescription: %s\n",
 		descriptionOf(t, applied.Files[compiler.HAProxyFile]))
-	stat := "# pxname,svname,scur,smax,stot,status,type,addr\n"
+	stat := "# pxname,svname,scur,smax,stot,bin,bout,dreq,status,type,addr\n"
 	for _, l := range p.Lists {
 		if l.Frontend != nil {
-			stat += l.Frontend.Name + ",FRONTEND,3,17,1204,OPEN,0,\n"
+			stat += l.Frontend.Name + ",FRONTEND,3,17,1204,90210,1234567,12,OPEN,0,\n"
 		}
 	}
 	for i, b := range p.Backends {
-		stat += fmt.Sprintf("%s,BACKEND,%d,%d,%d,UP,1,\n", b.Service, i, 4+i, 300+i)
-		stat += fmt.Sprintf("%s,%s,%d,%d,%d,no check,2,%s\n", b.Service, b.Service, i, 4+i, 300+i, b.Addr)
+		stat += fmt.Sprintf("%s,BACKEND,%d,%d,%d,%d,%d,0,UP,1,\n", b.Service, i, 4+i, 300+i, 1000*i, 2000*i)
+		stat += fmt.Sprintf("%s,%s,%d,%d,%d,%d,%d,0,UP,2,%s\n", b.Service, b.Service, i, 4+i, 300+i, 1000*i, 2000*i, b.Addr)
 	}
-	answers := map[string]string{"show proc": procs, "show info": info, "show stat": stat}
+	// The master routes "@!<pid> …" to that worker: status sums every
+	// live worker's stats.
+	answers := map[string]string{"show proc": procs, "show info": info, "show stat": stat, "@!4213 show stat": stat}
 	for _, name := range []string{p.HAProxy.MasterSocket, p.HAProxy.RuntimeSocket} {
 		ln, err := net.Listen("unix", name)
 		if err != nil {

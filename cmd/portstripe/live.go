@@ -441,7 +441,8 @@ func readStatus(ctx context.Context, dir string) Status {
 	} else {
 		st.Problems = append(st.Problems, "haproxy master: "+err.Error())
 	}
-	if stats, err := haproxy.NewRuntime(p.HAProxy.RuntimeSocket, nil).ShowStat(ctx); err == nil {
+	proxy := &supervisor.HAProxy{MasterSocket: p.HAProxy.MasterSocket, RuntimeSocket: p.HAProxy.RuntimeSocket}
+	if stats, err := proxy.Stats(ctx); err == nil {
 		for _, s := range stats {
 			if s.Type != haproxy.StatServer {
 				st.Backends = append(st.Backends, s)
