@@ -3,12 +3,15 @@ package supervisor
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/plan"
 )
 
 // Metrics are what `portstripe run` serves on /metrics.
@@ -25,6 +28,40 @@ type Metrics struct {
 	// LastApplyError is 1 when the last try to apply it failed.
 	ConfigApplied  prometheus.Gauge
 	LastApplyError prometheus.Gauge
+
+	// applied is the plan the machine runs, which names the UDP rules'
+	// lists and services for portstripe_first_packets_total.
+	applied atomic.Pointer[plan.Plan]
+}
+
+// SetApplied records the plan the machine now runs.
+func (m *Metrics) SetApplied(p *plan.Plan) { m.applied.Store(p) }
+
+// udpRule names one UDP rule of a plan: its list, the service it sends
+// first packets to, and the signature it checks ("default" for the rule
+// taking what no signature matched).
+type udpRule struct{ list, service, rule string }
+
+// udpRules maps each UDP rule of the plan, by chain and comment as the
+// iptables counters report them, to what it is.
+func udpRules(p *plan.Plan) map[[2]string]udpRule {
+	out := map[[2]string]udpRule{}
+	if p == nil {
+		return out
+	}
+	for _, l := range p.Lists {
+		if l.Proto != node.UDP {
+			continue
+		}
+		chain := string(iptables.ListChain(l))
+		for _, d := range l.Decisions {
+			out[[2]string{chain, iptables.DecisionComment(l, d)}] = udpRule{l.Name, d.Target.Service, d.Signature.Label}
+		}
+		if !l.Default.Rejects() {
+			out[[2]string{chain, iptables.DefaultComment(l)}] = udpRule{l.Name, l.Default.Service, "default"}
+		}
+	}
+	return out
 }
 
 // Live is what the scrape-time collector reads: HAProxy and rule counters.
@@ -69,7 +106,7 @@ func NewMetrics(live Live) *Metrics {
 	}
 	m.Registry.MustRegister(m.Applies, m.LastSuccess, m.NodeInfo, m.Restarts, m.DriftRepairs, m.ConfigApplied, m.LastApplyError)
 	if live != nil {
-		m.Registry.MustRegister(liveCollector{live})
+		m.Registry.MustRegister(liveCollector{live, m})
 	}
 	return m
 }
@@ -83,10 +120,13 @@ var (
 	descRejects  = prometheus.NewDesc("portstripe_frontend_rejects", "Connections a frontend rejected (no signature matched and the default is reject), over the live workers' lifetimes.", []string{"frontend"}, nil)
 	descBytes    = prometheus.NewDesc("portstripe_backend_bytes", "Bytes through each backend, by direction (in: from clients), over the live workers' lifetimes.", []string{"backend", "direction"}, nil)
 	descUpServer = prometheus.NewDesc("portstripe_backend_up", "1 when the backend's server passes its health check (or is not checked) and is not in maintenance.", []string{"backend"}, nil)
-	descPackets  = prometheus.NewDesc("portstripe_first_packets_total", "UDP first packets taken per rule (from the iptables counters).", []string{"chain", "rule"}, nil)
+	descPackets  = prometheus.NewDesc("portstripe_first_packets_total", "UDP first packets each rule sent to its service (from the iptables counters), by decision list, service and the signature checked (default: what none matched).", []string{"list", "service", "rule"}, nil)
 )
 
-type liveCollector struct{ live Live }
+type liveCollector struct {
+	live Live
+	m    *Metrics
+}
 
 func (liveCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWorkers, descReloads, descUp, descSessions, descFrontend, descRejects, descBytes, descUpServer, descPackets} {
@@ -121,9 +161,10 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if counters, err := c.live.Counters(ctx); err == nil {
+		rules := udpRules(c.m.applied.Load())
 		for _, k := range counters {
-			if strings.HasPrefix(k.Chain, iptables.ListChainPrefix) {
-				ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(k.Packets), k.Chain, k.Comment)
+			if r, ok := rules[[2]string{k.Chain, k.Comment}]; ok {
+				ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(k.Packets), r.list, r.service, r.rule)
 			}
 		}
 	}

@@ -222,6 +222,7 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 	}
 	r.Metrics.Applies.WithLabelValues(result).Inc()
 	r.Metrics.LastSuccess.SetToCurrentTime()
+	r.Metrics.SetApplied(desired.Plan)
 	r.Metrics.NodeInfo.Reset()
 	r.Metrics.NodeInfo.WithLabelValues(desired.Plan.Node.Name, desired.Plan.Node.SHA256, desired.Plan.Node.SettingsSHA256).Set(1)
 	switch {
