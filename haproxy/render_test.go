@@ -14,6 +14,7 @@ import (
 
 	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/internal/textdiff"
+	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/signature"
@@ -52,6 +53,7 @@ func loadPlan(t *testing.T, path string) *plan.Plan {
 	if err != nil {
 		t.Fatalf("plan %q: %v", path, err)
 	}
+	p.Generator = version.Get().String() // as compiler.FromNode does
 	return p
 }
 
