@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -84,6 +85,9 @@ func genManCmd() *cobra.Command {
 			// the commands (and the date on SOURCE_DATE_EPOCH).
 			root.DisableAutoGenTag = true
 			h := &doc.GenManHeader{Title: "PORTSTRIPE", Section: "1", Source: "portstripe " + version.Get().Version, Manual: "portstripe manual"}
+			if err := os.MkdirAll(args[0], 0o755); err != nil {
+				return fmt.Errorf("gen-man: %w", err)
+			}
 			if err := doc.GenManTree(root, h, args[0]); err != nil {
 				return fmt.Errorf("gen-man: %w", err)
 			}

@@ -84,7 +84,7 @@ func TestVersionOutput(t *testing.T) {
 // TestGenMan: the hidden gen-man writes one page per command a user can
 // run (itself left out), from the same text as --help.
 func TestGenMan(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "man1")
 	if code, _, errOut := portstripe(t, "gen-man", dir); code != 0 {
 		t.Fatalf("gen-man: exit %d: %s", code, errOut)
 	}
