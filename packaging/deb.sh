@@ -9,13 +9,22 @@ cd "$(dirname "$0")/.."
 
 nfpm=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 dist=${DIST:-dist}
-upstream=${VERSION:-$(packaging/version.sh)}
+if git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+	upstream=${VERSION:-$(packaging/version.sh)}
+	revision=$(git rev-parse HEAD)
+	epoch=$(git log -1 --format=%ct HEAD)
+	modified=false
+	[ -z "$(git status --porcelain --untracked-files=no)" ] || modified=true
+elif [ -n "${VERSION:-}" ]; then
+	# A copy without its history: the version given, no revision.
+	upstream=$VERSION revision= modified=false epoch=${SOURCE_DATE_EPOCH:-$(date +%s)}
+else
+	echo "deb.sh: not a git checkout, so no version to give the package: VERSION=x.y.z make deb" >&2
+	exit 2
+fi
 version=$upstream-1 # the Debian revision nfpm.yaml's release adds
-revision=$(git rev-parse HEAD)
-epoch=$(git log -1 --format=%ct HEAD)
+short=${revision:0:12}
 commit_time=$(TZ=UTC date -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)
-modified=false
-[ -z "$(git status --porcelain --untracked-files=no)" ] || modified=true
 arch=$(go env GOARCH) # Debian's names for amd64 and arm64 are Go's
 maintainer=${MAINTAINER:-portstripe maintainers <maintainers@portstripe.invalid>}
 # Files, man pages and the changelog carry the commit's time, not the
@@ -41,8 +50,8 @@ done
 {
 	echo "portstripe ($version) unstable; urgency=medium"
 	echo
-	echo "  * Built from commit ${revision:0:12}$([ "$modified" = false ] || echo ' with uncommitted changes'); see the"
-	echo "    repository's history for what changed."
+	echo "  * Built from commit ${short:-(unknown)}$([ "$modified" = false ] || echo ' with uncommitted changes');"
+	echo "    see the repository's history for what changed."
 	echo
 	echo " -- $maintainer  $(LC_ALL=C date -R -u -d "@$epoch")"
 } | gzip -9n >"$stage/changelog.Debian.gz"
