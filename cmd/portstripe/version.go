@@ -1,8 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -16,16 +16,17 @@ import (
 // toolTimeout bounds each `haproxy -v`, `iptables -V`, `nft -v`.
 const toolTimeout = 3 * time.Second
 
-// versionReport is what `portstripe version -o json` prints.
-type versionReport struct {
+// versionDoc is what `portstripe version -o json` prints.
+type versionDoc struct {
+	Schema string `json:"schema"`
 	version.Info
 	Tools []version.Tool `json:"tools"`
 }
 
 func versionCmd() *cobra.Command {
-	var output string
+	var out outputFormat
 	c := &cobra.Command{
-		Use:   "version [-o text|json]",
+		Use:   "version [-o text|json|yaml]",
 		Short: "Show this portstripe's version and build, and the HAProxy, iptables and nft it finds",
 		Long: `version prints portstripe's version (the package's, or the module's, or
 "(devel)" for a build from a checkout), the commit it was built from (and
@@ -38,37 +39,33 @@ and rules.v4 and the portstripe_build_info metric carry the same version.`,
 		Example: `  portstripe version
   portstripe version -o json | jq -r .version`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return usageError{fmt.Errorf("-o %q: want text or json", output)}
-			}
-			r := versionReport{Info: version.Get(), Tools: version.Tools(cmd.Context(), toolTimeout)}
-			w := cmd.OutOrStdout()
-			if output == "json" {
-				e := json.NewEncoder(w)
-				e.SetIndent("", "  ")
-				return e.Encode(r)
-			}
-			tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-			fmt.Fprintf(tw, "portstripe:\t%s\n", r.Info)
-			if r.Revision != "" {
-				fmt.Fprintf(tw, "commit:\t%s %s\n", r.Revision, r.CommitTime)
-			}
-			fmt.Fprintf(tw, "go:\t%s\n", r.GoVersion)
-			for _, t := range r.Tools {
-				switch {
-				case !t.Found:
-					fmt.Fprintf(tw, "%s:\tnot found on PATH\n", t.Name)
-				case t.Error != "":
-					fmt.Fprintf(tw, "%s:\t%s (%s)\n", t.Name, t.Error, t.Path)
-				default:
-					fmt.Fprintf(tw, "%s:\t%s (%s)\n", t.Name, t.Line, t.Path)
-				}
-			}
-			return tw.Flush()
+			r := versionDoc{Schema: schema("version"), Info: version.Get(), Tools: version.Tools(cmd.Context(), toolTimeout)}
+			return out.write(cmd.OutOrStdout(), r, func(w io.Writer) error { return versionText(w, r) })
 		},
 	}
-	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	registerOutput(c, &out)
 	return c
+}
+
+// versionText is the text form: one "name: version" line each.
+func versionText(w io.Writer, r versionDoc) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintf(tw, "portstripe:\t%s\n", r.Info)
+	if r.Revision != "" {
+		fmt.Fprintf(tw, "commit:\t%s %s\n", r.Revision, r.CommitTime)
+	}
+	fmt.Fprintf(tw, "go:\t%s\n", r.GoVersion)
+	for _, t := range r.Tools {
+		switch {
+		case !t.Found:
+			fmt.Fprintf(tw, "%s:\tnot found on PATH\n", t.Name)
+		case t.Error != "":
+			fmt.Fprintf(tw, "%s:\t%s (%s)\n", t.Name, t.Error, t.Path)
+		default:
+			fmt.Fprintf(tw, "%s:\t%s (%s)\n", t.Name, t.Line, t.Path)
+		}
+	}
+	return tw.Flush()
 }
 
 // genManCmd writes the man pages the .deb ships (packaging/deb.sh), one

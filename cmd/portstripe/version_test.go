@@ -1,15 +1,16 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
 
+	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/internal/version"
 )
 
@@ -33,7 +34,8 @@ func TestVersionFlag(t *testing.T) {
 }
 
 // TestVersionOutput: version reports the build and what it finds on PATH,
-// a missing program as "not found", in text and in snake_case JSON.
+// a missing program as "not found", in text and as the golden -o json
+// document (docs/json.md).
 func TestVersionOutput(t *testing.T) {
 	bin := t.TempDir()
 	haproxy := filepath.Join(bin, "haproxy")
@@ -53,30 +55,12 @@ func TestVersionOutput(t *testing.T) {
 		}
 	}
 
-	code, out, errOut = portstripe(t, "version", "-o", "json")
-	if code != 0 {
-		t.Fatalf("version -o json: exit %d: %s", code, errOut)
-	}
-	var got map[string]any
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("version -o json: %v:\n%s", err, out)
-	}
-	v := version.Get()
-	want := map[string]any{
-		"version": v.Version, "revision": v.Revision, "commit_time": v.CommitTime, "modified": v.Modified, "go_version": v.GoVersion,
-		"tools": []any{
-			map[string]any{"name": "haproxy", "found": true, "path": haproxy, "version": "2.6.12-1+deb12u4", "line": "HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/"},
-			map[string]any{"name": "iptables", "found": false},
-			map[string]any{"name": "nft", "found": false},
-		},
-	}
-	gotJSON, _ := json.Marshal(got)
-	wantJSON, _ := json.Marshal(want)
-	if string(gotJSON) != string(wantJSON) {
-		t.Errorf("version -o json:\n got %s\nwant %s", gotJSON, wantJSON)
-	}
+	// The golden document: this fake PATH, and the Go version normalised
+	// (it is the toolchain's, not the repository's).
+	doc := documents(t, []string{"version"}, 0, strings.NewReplacer(bin, "/usr/sbin", `"go_version": "`+runtime.Version()+`"`, `"go_version": "go1.26.8"`))
+	golden.Check(t, filepath.Join(jsonGoldenDir, "version.json"), doc)
 
-	if code, out, errOut := portstripe(t, "version", "-o", "xml"); code != 2 || out != "" || !strings.Contains(errOut, "want text or json") {
+	if code, out, errOut := portstripe(t, "version", "-o", "xml"); code != 2 || out != "" || !strings.Contains(errOut, "want text, json or yaml") {
 		t.Errorf("version -o xml: exit %d, %q, %q; want exit 2 naming the formats", code, out, errOut)
 	}
 }
