@@ -1,4 +1,4 @@
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick deb
 
 # Benchmarks (root: network namespaces, iptables, HAProxy, sslh); writes
 # BENCHMARKS.md and bench-*.png in the repository root.
@@ -7,3 +7,8 @@ bench:
 
 bench-quick:
 	go run ./bench -quick
+
+# The Debian package: dist/portstripe_<version>-1_amd64.deb (packaging/deb.sh;
+# DIST=dir puts it elsewhere, VERSION=x.y.z overrides the version).
+deb:
+	packaging/deb.sh

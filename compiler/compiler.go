@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
@@ -43,6 +44,7 @@ func FromNode(n *node.Node) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.Generator = version.Get().String()
 	pj, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode plan: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/internal/textdiff"
+	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/signature"
@@ -52,6 +53,7 @@ func loadPlan(t *testing.T, path string) *plan.Plan {
 	if err != nil {
 		t.Fatalf("plan %q: %v", path, err)
 	}
+	p.Generator = version.Get().String() // as compiler.FromNode does
 	return p
 }
 
@@ -289,7 +291,14 @@ func TestConfigHash(t *testing.T) {
 	servers.Backends[0].Addr = netip.MustParseAddrPort("127.0.0.1:4444")
 	servers.Backends[0].Disabled = !servers.Backends[0].Disabled
 	servers.Node.SHA256 = "another node file with the same routing"
-	if got := ReadConfigHash(Render(&servers)); got != h {
+	// An upgraded portstripe rewrites the header line but never forces a
+	// reload.
+	servers.Generator = "9.9.9-1 (rev 0123456789ab)"
+	rendered := Render(&servers)
+	if !strings.Contains(string(rendered), "\n# portstripe: 9.9.9-1 (rev 0123456789ab)\n") {
+		t.Errorf("the header does not name the generator:\n%s", rendered)
+	}
+	if got := ReadConfigHash(rendered); got != h {
 		t.Errorf("server address/state and header changes moved the hash: %s → %s", h, got)
 	}
 	frontend := *p

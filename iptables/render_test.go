@@ -9,6 +9,7 @@ import (
 
 	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/internal/textdiff"
+	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -23,6 +24,7 @@ func seedPlan(t testing.TB) *plan.Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.Generator = version.Get().String() // as compiler.FromNode does
 	return p
 }
 

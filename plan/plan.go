@@ -27,6 +27,10 @@ type Plan struct {
 	// Backends are the TCP backends HAProxy forwards to, in node file order.
 	Backends []Backend    `json:"backends"`
 	HAProxy  node.HAProxy `json:"haproxy"`
+	// Generator is the portstripe that compiled the plan, as its
+	// --version names it; the compiler sets it, and both emitters' headers
+	// carry it.
+	Generator string `json:"generator"`
 }
 
 // NodeInfo is what the outputs say about where the plan comes from.

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in haproxy:haproxy openvpn:openvpn iptables-restore:iptables socat:socat \
 	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 nft:nftables \
-	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux capsh:libcap2-bin; do
+	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux capsh:libcap2-bin lintian:lintian; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
@@ -46,6 +46,7 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
 go vet ./...
 go vet -tags e2e ./e2e/...
+go vet -tags deb ./packaging/
 
 echo "== unit tests" >&2
 go test -count=1 ./...
@@ -73,6 +74,14 @@ if [ "$(id -u)" -eq 0 ]; then
 	go run ./bench -quick -out "$bench_out" >/dev/null
 	grep -q "## Targets" "$bench_out/BENCHMARKS.md"
 	rm -rf "$bench_out"
+
+	# The Debian package: packaging/deb.sh (make deb) builds it once; the
+	# tests unpack it into a throwaway root (dpkg-deb -x; nothing is
+	# installed on this machine) and check its files, --version, a compile
+	# of its own node file, lintian, systemd-analyze verify of its unit and
+	# the maintainer scripts against recording fakes.
+	echo "== Debian package (make deb, checked in a throwaway root)" >&2
+	go test -count=1 -tags deb ./packaging/
 else
 	echo "test.sh: not root, so the end-to-end tests did not run (they need network namespaces)" >&2
 	exit 1

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
@@ -104,7 +105,13 @@ func NewMetrics(live Live) *Metrics {
 	for _, w := range (Change{}).whatNames() {
 		m.DriftRepairs.WithLabelValues(w)
 	}
-	m.Registry.MustRegister(m.Applies, m.LastSuccess, m.NodeInfo, m.Restarts, m.DriftRepairs, m.ConfigApplied, m.LastApplyError)
+	build := version.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "portstripe_build_info", Help: "1, with the version and revision portstripe --version names and the Go version that built it.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "revision": build.Revision, "goversion": build.GoVersion},
+	})
+	buildInfo.Set(1)
+	m.Registry.MustRegister(m.Applies, m.LastSuccess, m.NodeInfo, m.Restarts, m.DriftRepairs, m.ConfigApplied, m.LastApplyError, buildInfo)
 	if live != nil {
 		m.Registry.MustRegister(liveCollector{live, m})
 	}

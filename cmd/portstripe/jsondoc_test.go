@@ -151,6 +151,27 @@ var jsonDocs = []struct {
 			{"problems", "", "one sentence per problem, drift included; [] when all is well"},
 		}),
 	},
+	{
+		command: "version",
+		about: "This portstripe's build and the programs it drives as found on PATH. The headers of haproxy.cfg and " +
+			"rules.v4 and the `portstripe_build_info` metric name the same version.",
+		examples: []string{"version"},
+		fields: []field{
+			{"schema", "", "`portstripe.version/v1`"},
+			{"version", "", "the package version (`0.1.0-1`), the module version of a `go install …@v0.1.0`, or `(devel)` for a build from a checkout"},
+			{"revision", "", "the commit built, 40 hex digits; empty when the build did not record it"},
+			{"commit_time", "", "that commit's time, RFC 3339 in UTC; empty when not recorded"},
+			{"modified", "", "true when the tree built had uncommitted changes"},
+			{"go_version", "", "the Go toolchain that built it, e.g. `go1.26.8`"},
+			{"tools", "", "haproxy, iptables and nft, in that order"},
+			{"tools[].name", "", "`haproxy`, `iptables` or `nft`"},
+			{"tools[].found", "", "false when PATH has no such program (the other fields are then absent)"},
+			{"tools[].path", "", "where PATH found it"},
+			{"tools[].version", "", "the version number in its answer to -v/-V, e.g. `2.6.12-1+deb12u4`; absent when none was read"},
+			{"tools[].line", "", "the first line of that answer, e.g. `iptables v1.8.9 (nf_tables)` (it names iptables' backend)"},
+			{"tools[].error", "string", "why a program found gave no version (no answer within 3s, an exit status); absent otherwise"},
+		},
+	},
 }
 
 // TestJSONDoc: docs/json.md is generated from the golden documents and the
@@ -162,7 +183,7 @@ func TestJSONDoc(t *testing.T) {
 
 Every command whose output a script reads takes ` + "`-o text|json|yaml`" + ` (text, for
 people, is the default; ` + "`--json`" + ` still works and means ` + "`-o json`" + `); this page
-covers explain, route and status. A document is one JSON object (or the same
+covers explain, route, status and version. A document is one JSON object (or the same
 as YAML, converted from the JSON, so the two never disagree) whose ` + "`schema`" + ` names the command and the version of its
 shape: ` + "`portstripe.<command>/v1`" + `. Fields may be added within a version; a
 field that changes meaning or goes takes a new version.
@@ -272,8 +293,11 @@ func commandLine(t *testing.T, name string) string {
 			return "portstripe " + strings.Join(args, " ") + " -o json"
 		}
 	}
-	if name == "status-live" {
+	switch name {
+	case "status-live":
 		return "portstripe status -o json"
+	case "version":
+		return "portstripe version -o json"
 	}
 	t.Fatalf("no command line for %s", name)
 	return ""

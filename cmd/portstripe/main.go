@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/node"
 )
 
@@ -224,9 +225,11 @@ once; apply, run and check read /etc/portstripe/node.yaml.
 
 Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
 (nothing was written or applied).`,
+		Version:       version.Get().String(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate("portstripe {{.Version}}\n")
 	// A bare `portstripe` shows help; an unknown command is a usage error.
 	root.Args = func(_ *cobra.Command, args []string) error {
 		if len(args) > 0 {
@@ -249,6 +252,8 @@ Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
 		statusCmd(),
 		cleanCmd(),
 		installUnitCmd(&nf),
+		versionCmd(),
+		genManCmd(),
 	)
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)

@@ -20,11 +20,11 @@ var executable = os.Executable
 
 func installUnitCmd(nf *nodeFlags) *cobra.Command {
 	var (
-		path, dir, metrics string
-		print              bool
+		path, dir, metrics, binary string
+		print                      bool
 	)
 	c := &cobra.Command{
-		Use:   "install-unit [-c node.yaml] [--dir DIR] [--path UNIT] [--print]",
+		Use:   "install-unit [-c node.yaml] [--binary PATH] [--dir DIR] [--path UNIT] [--print]",
 		Short: "Write the systemd unit that runs 'portstripe run' for this node",
 		Long: `install-unit writes a systemd unit running this binary's 'portstripe run' on
 the node file (-c, default ` + defaultNodeFile + `); reload = SIGHUP =
@@ -34,13 +34,15 @@ and KillMode=process: stopping or restarting it leaves HAProxy serving.
 Then: systemctl daemon-reload && systemctl enable --now portstripe.
 With --print it only prints the unit.
 
-The unit runs the binary at its real path, so build it first (go build -o
+The unit runs this binary at its real path, so build it first (go build -o
 /usr/local/bin/portstripe ./cmd/portstripe): a 'go run' binary lives in the
-build cache and is refused.`,
+build cache and is refused. --binary names another path, one that need not
+exist yet (the .deb's unit: --binary /usr/bin/portstripe).`,
 		Example: `  portstripe install-unit --print
-  portstripe install-unit -c /etc/portstripe/node.yaml`,
+  portstripe install-unit -c /etc/portstripe/node.yaml
+  portstripe install-unit --print --binary /usr/bin/portstripe -c /etc/portstripe/node.yaml`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bin, err := unitBinary()
+			bin, err := unitBinary(binary)
 			if err != nil {
 				return err
 			}
@@ -95,16 +97,24 @@ build cache and is refused.`,
 	c.Flags().StringVar(&dir, "dir", defaultDir, "state directory the unit's run uses")
 	c.Flags().StringVar(&metrics, "metrics", "127.0.0.1:9642", "metrics address the unit's run serves")
 	c.Flags().BoolVar(&print, "print", false, "print the unit instead of writing it")
+	c.Flags().StringVar(&binary, "binary", "", "absolute path of the portstripe binary the unit runs (default: this binary, symlinks resolved); a 'go run' build-cache path is refused")
 	return c
 }
 
-// unitBinary is the path the unit runs: this binary, symlinks resolved, and
-// not one that 'go run' (or 'go test') built, which goes away with its build
-// cache or work directory.
-func unitBinary() (string, error) {
-	bin, err := executable()
-	if err == nil {
-		bin, err = filepath.EvalSymlinks(bin)
+// unitBinary is the path the unit runs: the one named (--binary), or this
+// binary, symlinks resolved; never one that 'go run' (or 'go test') built,
+// which goes away with its build cache or work directory.
+func unitBinary(named string) (string, error) {
+	bin, err := named, error(nil)
+	switch {
+	case named != "" && !filepath.IsAbs(named):
+		return "", usageError{fmt.Errorf("install-unit: --binary %q: want an absolute path (systemd runs ExecStart= as written)", named)}
+	case named != "":
+		bin = filepath.Clean(named)
+	default:
+		if bin, err = executable(); err == nil {
+			bin, err = filepath.EvalSymlinks(bin)
+		}
 	}
 	if err != nil {
 		return "", fmt.Errorf("install-unit: finding this binary: %w", err)

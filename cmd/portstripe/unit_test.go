@@ -164,3 +164,20 @@ func TestUnitSecurity(t *testing.T) {
 		t.Errorf("exposure %.1f %s, want 4.0 or less (OK):\n%s", score, m[2], out)
 	}
 }
+
+// TestInstallUnitBinary: --binary names the path the unit runs, which need
+// not exist where the unit is made (the .deb's /usr/bin/portstripe); a
+// relative or build-cache path is refused.
+func TestInstallUnitBinary(t *testing.T) {
+	code, unit, errOut := portstripe(t, "install-unit", "--print", "--binary", "/usr/bin/portstripe", "-c", "/etc/portstripe/node.yaml")
+	if want := "ExecStart=/usr/bin/portstripe run -c /etc/portstripe/node.yaml --dir /var/lib/portstripe --metrics 127.0.0.1:9642\n"; code != 0 || !strings.Contains(unit, want) {
+		t.Errorf("install-unit --binary /usr/bin/portstripe: exit %d (%s), unit lacks %q:\n%s", code, errOut, want, unit)
+	}
+	cache := t.TempDir()
+	t.Setenv("GOCACHE", cache)
+	for _, bin := range []string{"bin/portstripe", filepath.Join(cache, "ab", "abcdef-d", "portstripe")} {
+		if code, out, errOut := portstripe(t, "install-unit", "--print", "--binary", bin); code != 2 || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("install-unit --binary %s: exit %d, stdout %q, stderr %q; want exit 2 and one line", bin, code, out, errOut)
+		}
+	}
+}
