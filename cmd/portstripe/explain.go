@@ -158,7 +158,43 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 		fmt.Fprintln(w, "\nWhat they assume of clients:")
 		fmt.Fprintln(w, strings.Join(caveats, "\n"))
 	}
+	writeHealth(w, p)
 	return nil
+}
+
+// healthWords says what each health check of the plan does.
+var healthWords = map[plan.HealthCheck]string{
+	plan.CheckConnect:   "a TCP connect",
+	plan.CheckSSHBanner: "its SSH banner",
+	plan.CheckTLSHello:  "an answer to a TLS hello",
+}
+
+// writeHealth says how each TCP backend is health-checked and what its
+// being DOWN means: HAProxy has no other server for it, so the connections
+// the rules and signatures send there are closed, on every port whose
+// default it is too.
+func writeHealth(w io.Writer, p *plan.Plan) {
+	if len(p.Backends) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nTCP backends (HAProxy checks each every 2 s; while one is DOWN, connections routed to it are closed):")
+	for _, b := range p.Backends {
+		check := "not checked (check: none): always taken for UP"
+		if words, ok := healthWords[b.Check]; ok {
+			check = "checked by " + words
+		}
+		var defaults []string
+		for _, l := range p.Lists {
+			if l.Proto == node.TCP && l.Default.Service == b.Service {
+				defaults = append(defaults, l.Ports.String())
+			}
+		}
+		line := fmt.Sprintf("  %s %s: %s", b.Service, b.Addr, check)
+		if len(defaults) > 0 {
+			line += fmt.Sprintf("; the default of tcp %s, so while it is DOWN every client there that matches no other signature is closed", strings.Join(defaults, ","))
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // targetText is where a row lands, in the table's words.
