@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/portstripe/portstripe/internal/golden"
@@ -37,5 +40,77 @@ func TestPlanTextNoChanges(t *testing.T) {
 	printPlan(&out, &supervisor.ApplyPlan{NoChanges: true, Summary: "No changes: the machine matches the node file."})
 	if out.String() != "No changes: the machine matches the node file.\n" {
 		t.Errorf("got %q", out.String())
+	}
+}
+
+// TestCompileUnchangedLeavesFiles: compiling the same node again rewrites
+// nothing (the files and their NAME.prev stay as they were, inode and all)
+// and says so; a change rewrites only the files that changed.
+func TestCompileUnchangedLeavesFiles(t *testing.T) {
+	dir, out := t.TempDir(), t.TempDir()
+	nodeFile := filepath.Join(dir, "node.yaml")
+	node := "name: t\naddresses: [198.51.100.2]\nservices:\n  - {name: ssh, kind: ssh, tcp: 127.0.0.1:22}\n"
+	write := func(s string) {
+		if err := os.WriteFile(nodeFile, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compile := func() string {
+		t.Helper()
+		code, stdout, stderr := portstripe(t, "compile", "-c", nodeFile, "-o", out)
+		if code != 0 {
+			t.Fatalf("compile: exit %d: %s", code, stderr)
+		}
+		return stdout
+	}
+	type version struct {
+		ino  uint64
+		data string
+	}
+	state := func() map[string]version {
+		m := map[string]version{}
+		entries, _ := os.ReadDir(out)
+		for _, e := range entries {
+			st, err := os.Stat(filepath.Join(out, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(filepath.Join(out, e.Name()))
+			m[e.Name()] = version{st.Sys().(*syscall.Stat_t).Ino, string(data)}
+		}
+		return m
+	}
+	write(node)
+	compile()
+	write(node + "  - {name: web, kind: tls, tcp: 127.0.0.1:8443}\n")
+	compile()
+	before := state()
+	if _, ok := before["haproxy.cfg.prev"]; !ok {
+		t.Fatalf("no haproxy.cfg.prev after a changed compile: %v", before)
+	}
+	stdout := compile()
+	for _, n := range []string{"haproxy.cfg", "plan.json", "rules.v4"} {
+		if want := "unchanged: " + filepath.Join(out, n) + "\n"; !strings.Contains(stdout, want) {
+			t.Errorf("output %q, want %q", stdout, want)
+		}
+	}
+	if after := state(); !maps.Equal(before, after) {
+		t.Errorf("an unchanged compile touched files:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// Every emitted file carries the node's sha256, so any edit of the node
+	// changes all three; a file edited by hand is rewritten alone.
+	if err := os.WriteFile(filepath.Join(out, "rules.v4"), []byte("edited\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout = compile()
+	if !strings.Contains(stdout, "wrote "+filepath.Join(out, "rules.v4")) || !strings.Contains(stdout, "unchanged: "+filepath.Join(out, "haproxy.cfg")) {
+		t.Errorf("output %q: want rules.v4 rewritten and haproxy.cfg unchanged", stdout)
+	}
+	if prev, _ := os.ReadFile(filepath.Join(out, "rules.v4.prev")); string(prev) != "edited\n" {
+		t.Errorf("rules.v4.prev = %q, want the version it replaced", prev)
+	}
+	if after := state(); after["haproxy.cfg.prev"] != before["haproxy.cfg.prev"] {
+		t.Error("haproxy.cfg.prev changed though haproxy.cfg did not")
 	}
 }
