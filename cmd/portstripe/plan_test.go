@@ -114,3 +114,41 @@ func TestCompileUnchangedLeavesFiles(t *testing.T) {
 		t.Error("haproxy.cfg.prev changed though haproxy.cfg did not")
 	}
 }
+
+// TestApplyPlanRefusals: flags that do not go together, and a PLANFILE
+// that is no plan (a node file, a named pipe that must not hang), are exit
+// 2 with one line, before anything is observed or touched.
+func TestApplyPlanRefusals(t *testing.T) {
+	dir := t.TempDir()
+	nodeFile := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(nodeFile, []byte("name: t\naddresses: [198.51.100.2]\nservices:\n  - {name: ssh, kind: ssh, tcp: 127.0.0.1:22}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-c", nodeFile, "--detailed-exitcode"}, "--detailed-exitcode goes with --dry-run"},
+		{[]string{"-c", nodeFile, "--out", filepath.Join(dir, "p")}, "--out goes with --dry-run"},
+		{[]string{"-c", nodeFile, "--dry-run", "-o", "yaml"}, `-o "yaml": want text or json`},
+		{[]string{"--dry-run", nodeFile}, "a saved plan is applied, not planned again"},
+		{[]string{"-c", nodeFile, nodeFile}, "a saved plan carries its compiled files"},
+		{[]string{"--plan", fifo, nodeFile}, "two saved plans"},
+		{[]string{nodeFile}, nodeFile + " is not a portstripe plan"},
+		{[]string{"--plan", fifo}, fifo + " is a named pipe (FIFO), not a regular file"},
+		{[]string{nodeFile, fifo}, "accepts at most 1 arg(s)"},
+	} {
+		code, _, stderr := portstripe(t, append([]string{"apply", "--dir", state}, tt.args...)...)
+		if code != exitInput || !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("apply %v: exit %d, %q; want %d and one line with %q", tt.args, code, stderr, exitInput, tt.want)
+		}
+	}
+	if _, err := os.Stat(state); err == nil {
+		t.Error("a refused apply made its state directory")
+	}
+}
