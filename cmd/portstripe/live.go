@@ -189,7 +189,8 @@ terraform does:
 prints the same, typed (schema "portstripe.plan/v1").
 
 Exit codes: 0 done (or, dry, printed); 1 the machine failed (or refused a
-saved plan); 2 the node file or the flags are wrong. With --detailed-exitcode
+saved plan); 2 the node file or the flags are wrong, or PLANFILE is no
+portstripe plan (or one made for another --dir). With --detailed-exitcode
 a dry run exits 0 when the machine matches, 2 when something would change, 1
 on any error.
 
