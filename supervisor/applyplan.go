@@ -47,12 +47,7 @@ type ApplyPlan struct {
 	// Observed fingerprints the machine the plan was made against: a saved
 	// plan applies only while it still matches.
 	Observed Fingerprint `json:"observed"`
-
-	change Change
 }
-
-// Change is the decision the plan presents.
-func (p *ApplyPlan) Change() Change { return p.change }
 
 // RulesPlan is how portstripe's chains in the nat table change.
 type RulesPlan struct {
@@ -122,7 +117,7 @@ type SectionChange struct {
 func (a *Applier) describe(ctx context.Context, res *compiler.Result, c Change, obs Observed, applied bool) *ApplyPlan {
 	p := &ApplyPlan{
 		Schema: PlanSchema, Node: res.Plan.Node.Name, NodeSHA256: res.Plan.Node.SHA256, Dir: a.Dir,
-		NoChanges: c.Nothing, Applied: applied, Jumps: c.Jumps, Observed: fingerprint(obs), change: c,
+		NoChanges: c.Nothing, Applied: applied, Jumps: c.Jumps, Observed: fingerprint(obs),
 	}
 	p.Rules = a.describeRules(ctx, c, obs, res.Files[compiler.RulesFile])
 	for _, ch := range p.Rules.Chains {
@@ -188,11 +183,7 @@ func (a *Applier) describeRules(ctx context.Context, c Change, obs Observed, ren
 			return RulesPlan{From: "rules.v4", Chains: diffChains(parseRules(old), parseRules(rendered))}
 		}
 	}
-	want, err := a.canonicalRules(ctx, rendered)
-	if err != nil {
-		// plan() got the same answer before deciding; not reached.
-		want = rendered
-	}
+	want, _ := a.canonicalRules(ctx, rendered) // remembered: plan() decided on it
 	chains := diffChains(parseRules(installed), parseRules(want))
 	about := parseRules(rendered).about
 	for i := range chains {
