@@ -195,25 +195,27 @@ func (a *Applier) describeRules(ctx context.Context, c Change, obs Observed, ren
 // ruleSet is an iptables-restore text (rendered or iptables-save's) by
 // chain, chains in declaration order, rules in evaluation order.
 type ruleSet struct {
-	chains []string
-	rules  map[string][]string
-	about  map[string]string
+	chains   []string
+	declared map[string]bool
+	rules    map[string][]string
+	about    map[string]string
 }
 
 func parseRules(text []byte) ruleSet {
-	s := ruleSet{rules: map[string][]string{}, about: map[string]string{}}
+	s := ruleSet{declared: map[string]bool{}, rules: map[string][]string{}, about: map[string]string{}}
 	for _, l := range strings.Split(string(text), "\n") {
 		l = strings.TrimSpace(l)
 		switch {
 		case strings.HasPrefix(l, ":"):
 			name, _, _ := strings.Cut(l[1:], " ")
 			s.chains = append(s.chains, name)
+			s.declared[name] = true
 		case strings.HasPrefix(l, "-A "):
 			name, _, _ := strings.Cut(l[3:], " ")
 			s.rules[name] = append(s.rules[name], l)
 		case strings.HasPrefix(l, "# "):
 			// rules.v4 heads a decision list's chain with "# CHAIN: about".
-			if name, about, ok := strings.Cut(l[2:], ": "); ok && slices.Contains(s.chains, name) {
+			if name, about, ok := strings.Cut(l[2:], ": "); ok && s.declared[name] {
 				s.about[name] = about
 			}
 		}
@@ -226,14 +228,8 @@ func parseRules(text []byte) ruleSet {
 // addition is one rule changed in place.
 func diffChains(old, cur ruleSet) []ChainChange {
 	var out []ChainChange
-	names := slices.Clone(cur.chains)
-	for _, n := range old.chains {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	for _, n := range names {
-		inOld, inCur := slices.Contains(old.chains, n), slices.Contains(cur.chains, n)
+	for _, n := range union(cur.chains, old.chains) {
+		inOld, inCur := old.declared[n], cur.declared[n]
 		ch := ChainChange{Chain: n, About: cur.about[n], Action: "change"}
 		switch {
 		case !inOld:
@@ -357,14 +353,8 @@ func cfgSections(cfg []byte) ([]string, map[string]*cfgSection) {
 func diffSections(old, cur []byte) []SectionChange {
 	oldOrder, oldBody := cfgSections(old)
 	curOrder, curBody := cfgSections(cur)
-	names := slices.Clone(curOrder)
-	for _, n := range oldOrder {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
 	var out []SectionChange
-	for _, n := range names {
+	for _, n := range union(curOrder, oldOrder) {
 		o, inOld := oldBody[n]
 		c, inCur := curBody[n]
 		s := SectionChange{Section: n, Action: "change"}
@@ -386,6 +376,21 @@ func diffSections(old, cur []byte) []SectionChange {
 		}
 		s.Diff = textdiff.Format(edits)
 		out = append(out, s)
+	}
+	return out
+}
+
+// union is cur's names in order, then those only in old, in theirs.
+func union(cur, old []string) []string {
+	seen := map[string]bool{}
+	for _, n := range cur {
+		seen[n] = true
+	}
+	out := slices.Clone(cur)
+	for _, n := range old {
+		if !seen[n] {
+			out = append(out, n)
+		}
 	}
 	return out
 }

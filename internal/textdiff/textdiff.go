@@ -4,6 +4,7 @@ package textdiff
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -16,36 +17,103 @@ type Edit struct {
 	N    int
 }
 
-// Edits turns a into b with the fewest removals and additions (a small
-// LCS, to keep go-cmp out of go.mod), in order.
+// maxCells bounds the work Edits keeps (Myers' V arrays, one per edit):
+// about 32 MB. A plan for a node of 20,000 services diffs frontends of tens
+// of thousands of lines; an LCS table for them would take gigabytes, and
+// Myers' algorithm needs only as many rows as there are differences.
+const maxCells = 1 << 22
+
+// Edits turns a into b with the fewest removals and additions (Myers'
+// O(ND) diff, to keep go-cmp out of go.mod), in order. Beyond maxCells
+// (texts that differ almost everywhere) the rest is all removed and then
+// all added: still a correct script, only a longer one.
 func Edits(a, b []string) []Edit {
-	lcs := make([][]int, len(a)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(b)+1)
+	pre := 0
+	for pre < len(a) && pre < len(b) && a[pre] == b[pre] {
+		pre++
 	}
-	for i := len(a) - 1; i >= 0; i-- {
-		for j := len(b) - 1; j >= 0; j-- {
-			if a[i] == b[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
+	suf := 0
+	for suf < len(a)-pre && suf < len(b)-pre && a[len(a)-1-suf] == b[len(b)-1-suf] {
+		suf++
+	}
+	var ops []Edit
+	for i := range pre {
+		ops = append(ops, Edit{' ', a[i], i + 1})
+	}
+	ops = append(ops, myers(a[pre:len(a)-suf], b[pre:len(b)-suf], pre)...)
+	for k := suf; k > 0; k-- {
+		ops = append(ops, Edit{' ', a[len(a)-k], len(a) - k + 1})
+	}
+	return ops
+}
+
+// myers is Edits of the lines between the common prefix (off lines long)
+// and suffix: Myers' greedy search for the shortest edit, then a walk back
+// through the saved V arrays.
+func myers(a, b []string, off int) []Edit {
+	n, m := len(a), len(b)
+	most := n + m
+	v := make([]int, 2*most+2)
+	var trace [][]int
+	done := false
+	for d := 0; d <= most && !done; d++ {
+		if (d+1)*len(v) > maxCells {
+			return replaceAll(a, b, off)
+		}
+		trace = append(trace, slices.Clone(v))
+		for k := -d; k <= d; k += 2 {
+			var x int
+			if k == -d || (k != d && v[most+k-1] < v[most+k+1]) {
+				x = v[most+k+1] // down: a line of b added
 			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+				x = v[most+k-1] + 1 // right: a line of a removed
+			}
+			y := x - k
+			for x < n && y < m && a[x] == b[y] {
+				x, y = x+1, y+1
+			}
+			v[most+k] = x
+			if x >= n && y >= m {
+				done = true
+				break
 			}
 		}
 	}
-	var ops []Edit
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case i < len(a) && j < len(b) && a[i] == b[j]:
-			ops = append(ops, Edit{' ', a[i], i + 1})
-			i, j = i+1, j+1
-		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
-			ops = append(ops, Edit{'-', a[i], i + 1})
-			i++
-		default:
-			ops = append(ops, Edit{'+', b[j], j + 1})
-			j++
+	var rev []Edit
+	x, y := n, m
+	for d := len(trace) - 1; d >= 0; d-- {
+		v := trace[d]
+		k := x - y
+		prevK := k - 1
+		if k == -d || (k != d && v[most+k-1] < v[most+k+1]) {
+			prevK = k + 1
 		}
+		prevX := v[most+prevK]
+		prevY := prevX - prevK
+		for x > prevX && y > prevY {
+			rev = append(rev, Edit{' ', a[x-1], off + x})
+			x, y = x-1, y-1
+		}
+		if d > 0 {
+			if x == prevX {
+				rev = append(rev, Edit{'+', b[y-1], off + y})
+			} else {
+				rev = append(rev, Edit{'-', a[x-1], off + x})
+			}
+		}
+		x, y = prevX, prevY
+	}
+	slices.Reverse(rev)
+	return rev
+}
+
+func replaceAll(a, b []string, off int) []Edit {
+	var ops []Edit
+	for i, l := range a {
+		ops = append(ops, Edit{'-', l, off + i + 1})
+	}
+	for j, l := range b {
+		ops = append(ops, Edit{'+', l, off + j + 1})
 	}
 	return ops
 }
