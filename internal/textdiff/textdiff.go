@@ -17,11 +17,14 @@ type Edit struct {
 	N    int
 }
 
-// maxCells bounds the work Edits keeps (Myers' V arrays, one per edit):
-// about 32 MB. A plan for a node of 20,000 services diffs frontends of tens
-// of thousands of lines; an LCS table for them would take gigabytes, and
-// Myers' algorithm needs only as many rows as there are differences.
-const maxCells = 1 << 22
+// Edits' bounds. A plan for a node of 20,000 services diffs frontends of
+// tens of thousands of lines, where an LCS table would take gigabytes.
+// Myers' search keeps, for D differences, about D² numbers (maxCells: 32
+// MB) and compares about D·(N+M) lines (maxWork: well under a second).
+const (
+	maxCells = 1 << 22
+	maxWork  = 1 << 27
+)
 
 // Edits turns a into b with the fewest removals and additions (Myers'
 // O(ND) diff, to keep go-cmp out of go.mod), in order. Beyond maxCells
@@ -49,7 +52,8 @@ func Edits(a, b []string) []Edit {
 
 // myers is Edits of the lines between the common prefix (off lines long)
 // and suffix: Myers' greedy search for the shortest edit, then a walk back
-// through the saved V arrays.
+// through the V arrays saved on the way (at step d only k in [-d-1, d+1]
+// can be read back, so only that much of each is kept).
 func myers(a, b []string, off int) []Edit {
 	n, m := len(a), len(b)
 	most := n + m
@@ -57,10 +61,11 @@ func myers(a, b []string, off int) []Edit {
 	var trace [][]int
 	done := false
 	for d := 0; d <= most && !done; d++ {
-		if (d+1)*len(v) > maxCells {
+		if (d+1)*(d+1) > maxCells || d*(most+1) > maxWork {
 			return replaceAll(a, b, off)
 		}
-		trace = append(trace, slices.Clone(v))
+		lo, hi := max(0, most-d-1), min(len(v), most+d+2)
+		trace = append(trace, slices.Clone(v[lo:hi]))
 		for k := -d; k <= d; k += 2 {
 			var x int
 			if k == -d || (k != d && v[most+k-1] < v[most+k+1]) {
@@ -82,13 +87,13 @@ func myers(a, b []string, off int) []Edit {
 	var rev []Edit
 	x, y := n, m
 	for d := len(trace) - 1; d >= 0; d-- {
-		v := trace[d]
+		at := func(k int) int { return trace[d][most+k-max(0, most-d-1)] }
 		k := x - y
 		prevK := k - 1
-		if k == -d || (k != d && v[most+k-1] < v[most+k+1]) {
+		if k == -d || (k != d && at(k-1) < at(k+1)) {
 			prevK = k + 1
 		}
-		prevX := v[most+prevK]
+		prevX := at(prevK)
 		prevY := prevX - prevK
 		for x > prevX && y > prevY {
 			rev = append(rev, Edit{' ', a[x-1], off + x})

@@ -82,7 +82,7 @@ func TestEditsRemovalFirst(t *testing.T) {
 
 // TestEditsLargeInput: a one-line change in 200,000 lines is that one
 // line, and two unrelated texts too big for the LCS table still give a
-// correct script (without allocating the table).
+// correct script (past the bounds: all removed, then all added).
 func TestEditsLargeInput(t *testing.T) {
 	a := make([]string, 200_000)
 	for i := range a {
