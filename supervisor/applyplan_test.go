@@ -15,7 +15,6 @@ import (
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/iptables"
-	"github.com/portstripe/portstripe/node"
 )
 
 // withWeb adds a TCP service: a new backend, a new rule in the TCP list's
@@ -285,15 +284,7 @@ func BenchmarkPreviewStripedTLS20000(b *testing.B) {
 				fmt.Fprintf(&y, "  - {name: site%d, kind: tls, tcp: 127.0.0.1:%d, sni: [s%d.example]}\n", i, 1+i%60000, i)
 			}
 		}
-		n, err := node.Parse([]byte(y.String()), "bench.yaml", node.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		res, err := compiler.FromNode(n)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return res
+		return compile(b, y.String())
 	}
 	dir := b.TempDir()
 	r, p := &fakeRules{}, &fakeProxy{dir: dir}
