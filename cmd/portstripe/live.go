@@ -118,34 +118,13 @@ type applyFlags struct {
 	lockTimeout time.Duration
 	out         string // --out: save the dry run's plan
 	planFile    string // --plan or the positional argument
-	output      outputFlag
-}
-
-// outputFlag is -o text|json with --json as its alias.
-type outputFlag struct {
-	format string
-	json   bool
-}
-
-func (o *outputFlag) register(c *cobra.Command) {
-	c.Flags().StringVarP(&o.format, "output", "o", "text", "output format: text or json")
-	c.Flags().BoolVar(&o.json, "json", false, "print as JSON (same as -o json)")
-}
-
-func (o *outputFlag) isJSON() (bool, error) {
-	switch {
-	case o.json || o.format == "json":
-		return true, nil
-	case o.format == "text":
-		return false, nil
-	}
-	return false, usageError{fmt.Errorf("-o %q: want text or json", o.format)}
+	output      outputFormat
 }
 
 func applyCmd(nf *nodeFlags) *cobra.Command {
 	var f applyFlags
 	c := &cobra.Command{
-		Use: "apply [-c node.yaml] [--dir DIR] [--dry-run [--out PLANFILE] [--detailed-exitcode]] [-o text|json] [PLANFILE]",
+		Use: "apply [-c node.yaml] [--dir DIR] [--dry-run [--out PLANFILE] [--detailed-exitcode]] [-o text|json|yaml] [PLANFILE]",
 		// A signal mid-apply lets the rollback finish (waits end at once).
 		Annotations: map[string]string{stopGraceKey: (supervisor.RollbackTimeout + time.Second).String()},
 		Short:       "Compile, validate and apply a node: rules, files and HAProxy together, or nothing",
@@ -186,7 +165,7 @@ terraform does:
   No changes: the machine matches the node file.
 
 (to add / to change / to remove count firewall rules and jumps.) -o json
-prints the same, typed (schema "portstripe.plan/v1").
+(or yaml) prints the same, typed (schema "portstripe.plan/v1", docs/json.md).
 
 Exit codes: 0 done (or, dry, printed); 1 the machine failed (or refused a
 saved plan); 2 the node file or the flags are wrong, or PLANFILE is no
@@ -220,7 +199,7 @@ plan was made against; otherwise it refuses, exit 1, touching nothing:
 		},
 	}
 	f.lf.register(c)
-	f.output.register(c)
+	registerOutput(c, &f.output)
 	c.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the plan: what would change (rules, jumps, files, HAProxy) and why; touch nothing")
 	c.Flags().BoolVar(&f.detailed, "detailed-exitcode", false, "with --dry-run: exit 0 when nothing would change, 2 when something would, 1 on any error")
 	c.Flags().StringVar(&f.out, "out", "", "with --dry-run: also save the plan to this file, for 'apply FILE'")
@@ -247,8 +226,7 @@ func (f *applyFlags) check(cmd *cobra.Command, args []string) error {
 	case f.planFile != "" && (cmd.Flags().Changed("config") || cmd.Flags().Changed("set")):
 		return usageError{errors.New("a saved plan carries its compiled files: -c and --set go with making a plan (apply --dry-run --out FILE)")}
 	}
-	_, err := f.output.isJSON()
-	return err
+	return nil
 }
 
 func (f *applyFlags) apply(cmd *cobra.Command, nf *nodeFlags) error {
@@ -326,11 +304,10 @@ func (f *applyFlags) prepareSaved(cmd *cobra.Command) (*supervisor.SavedPlan, *c
 }
 
 func (f *applyFlags) print(cmd *cobra.Command, p *supervisor.ApplyPlan) error {
-	if asJSON, _ := f.output.isJSON(); asJSON {
-		return writeJSON(cmd.OutOrStdout(), p)
-	}
-	printPlan(cmd.OutOrStdout(), p)
-	return nil
+	return f.output.write(cmd.OutOrStdout(), p, func(w io.Writer) error {
+		printPlan(w, p)
+		return nil
+	})
 }
 
 // ruleMarks are the marks the text plan puts before a rule, a chain, a

@@ -135,7 +135,7 @@ func TestApplyPlanRefusals(t *testing.T) {
 	}{
 		{[]string{"-c", nodeFile, "--detailed-exitcode"}, "--detailed-exitcode goes with --dry-run"},
 		{[]string{"-c", nodeFile, "--out", filepath.Join(dir, "p")}, "--out goes with --dry-run"},
-		{[]string{"-c", nodeFile, "--dry-run", "-o", "yaml"}, `-o "yaml": want text or json`},
+		{[]string{"-c", nodeFile, "--dry-run", "-o", "xml"}, `"xml" for "-o, --output" flag: want text, json or yaml`},
 		{[]string{"--dry-run", nodeFile}, "a saved plan is applied, not planned again"},
 		{[]string{"-c", nodeFile, nodeFile}, "a saved plan carries its compiled files"},
 		{[]string{"--plan", fifo, nodeFile}, "two saved plans"},
