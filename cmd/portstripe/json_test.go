@@ -109,7 +109,11 @@ func documents(t *testing.T, args []string, code int, names *strings.Replacer) [
 	if err := json.Unmarshal([]byte(out), &fromJSON); err != nil {
 		t.Fatalf("%v -o json: %v in %s", args, err, out)
 	}
-	if want := "portstripe." + args[0] + "/v1"; fromJSON["schema"] != want {
+	command := args[0]
+	if command == "apply" {
+		command = "plan" // apply's document is a plan, as a saved plan file is
+	}
+	if want := schema(command); fromJSON["schema"] != want {
 		t.Errorf("%v -o json: schema %v, want %s", args, fromJSON["schema"], want)
 	}
 	_, yout, _ := portstripe(t, append(args, "-o", "yaml")...)

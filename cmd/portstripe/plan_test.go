@@ -2,15 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/internal/golden"
+	"github.com/portstripe/portstripe/internal/testenv"
+	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/supervisor"
 )
 
@@ -150,5 +155,44 @@ func TestApplyPlanRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(state); err == nil {
 		t.Error("a refused apply made its state directory")
+	}
+}
+
+// TestApplyPlanJSON: apply --dry-run -o json on a node applied in a
+// network namespace of its own (the seed's rules in the kernel, HAProxy's
+// sockets answering as HAProxy 2.6 does), for the seed with its striped TCP
+// ports narrowed, is the golden plan document: a rule changed in place, a
+// reload naming frontend fe_striped, the fingerprint of what it observed.
+func TestApplyPlanJSON(t *testing.T) {
+	if !testenv.Self(t, "iptables-restore", "iptables-save") {
+		return
+	}
+	run, state := appliedWithSockets(t)
+	applied, err := supervisor.LoadApplied(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := iptables.New(iptables.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rules.Apply(context.Background(), applied.Files[compiler.RulesFile]); err != nil {
+		t.Fatal(err)
+	}
+	fakeHAProxy(t, run, applied)
+	args := []string{"apply", "-c", "../../fixtures/seed-node.yaml", "--dir", state, "--dry-run", "--set", "haproxy.run_dir=" + run,
+		"--set", "haproxy.master_socket=" + run + "/m.sock", "--set", "haproxy.runtime_socket=" + run + "/api.sock",
+		"--set", "striped.tcp[0]=1-20000"}
+	doc := documents(t, args, 0, strings.NewReplacer(run, "/run/portstripe", state, "/var/lib/portstripe", "../../fixtures/", "fixtures/"))
+	// The state files and the config hash carry the test's temporary
+	// directories: their hashes vary from run to run.
+	doc = regexp.MustCompile(`"[0-9a-f]{64}"`).ReplaceAll(doc, []byte(`"`+strings.Repeat("5e", 32)+`"`))
+	golden.Check(t, filepath.Join(jsonGoldenDir, "apply-plan-live.json"), doc)
+	var p supervisor.ApplyPlan
+	if err := json.Unmarshal(doc, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Rules.From != "rules.v4" || p.ToChange != 1 || p.HAProxy.Action != "reload" || p.HAProxy.Reason != "frontend fe_striped changed" {
+		t.Errorf("plan %s: want one rule changed in rules.v4's words and a reload for frontend fe_striped", p.Summary)
 	}
 }
