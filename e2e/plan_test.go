@@ -73,6 +73,31 @@ func TestPlan(t *testing.T) {
 		}
 	})
 
+	// A chain flushed behind portstripe's back is no rules.v4 it knows: the
+	// plan says so and shows the rule to put back in iptables-save's form.
+	t.Run("kernel-edited", func(t *testing.T) {
+		if _, err := node.Run("iptables", "-t", "nat", "-F", "PORTSTRIPE-TCP"); err != nil {
+			t.Fatal(err)
+		}
+		out, err := apply("-c", nodePath, "--dry-run", "--detailed-exitcode")
+		t.Logf("dry run after a flushed chain:\n%s", strings.TrimSpace(out))
+		for _, want := range []string{
+			"changed outside portstripe: diff in iptables-save's form", "~ chain PORTSTRIPE-TCP",
+			"+ 1  -A PORTSTRIPE-TCP -p tcp -m tcp --dport 1000:2000 -m comment --comment \"tcp 1000-2000: frontend fe_striped\" -j DNAT --to-destination :20000",
+			"Plan: 1 to add, 0 to change, 0 to remove; HAProxy: no change",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan does not say %q", want)
+			}
+		}
+		if code := testbed.ExitCode(err); code != 2 {
+			t.Errorf("exit %d, want 2", code)
+		}
+		if out, err := apply("-c", nodePath); err != nil {
+			t.Fatalf("apply: %v\n%s", err, out)
+		}
+	})
+
 	// A plan for a new inspect delay (a reload), saved, then applied after
 	// the node file moved back: the plan's files are applied, not the file.
 	slower := liveNode{listenPort: liveListenPort, inspectDelay: "4s", services: []string{svcEcho}}.yaml(b.dir)
