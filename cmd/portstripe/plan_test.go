@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"maps"
 	"os"
@@ -12,10 +11,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/internal/testenv"
-	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/supervisor"
 )
 
@@ -167,19 +164,7 @@ func TestApplyPlanJSON(t *testing.T) {
 	if !testenv.Self(t, "iptables-restore", "iptables-save") {
 		return
 	}
-	run, state := appliedWithSockets(t)
-	applied, err := supervisor.LoadApplied(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules, err := iptables.New(iptables.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rules.Apply(context.Background(), applied.Files[compiler.RulesFile]); err != nil {
-		t.Fatal(err)
-	}
-	fakeHAProxy(t, run, applied)
+	run, state := liveSeed(t)
 	args := []string{"apply", "-c", "../../fixtures/seed-node.yaml", "--dir", state, "--dry-run", "--set", "haproxy.run_dir=" + run,
 		"--set", "haproxy.master_socket=" + run + "/m.sock", "--set", "haproxy.runtime_socket=" + run + "/api.sock",
 		"--set", "striped.tcp[0]=1-20000"}
