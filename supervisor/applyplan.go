@@ -424,7 +424,7 @@ func fingerprint(obs Observed) Fingerprint {
 	}
 	for _, name := range slices.Sorted(maps.Keys(obs.HAProxy.Servers)) {
 		s := obs.HAProxy.Servers[name]
-		f.Servers = append(f.Servers, fmt.Sprintf("%s %s maint=%v", name, s.Addr, s.Status == "MAINT"))
+		f.Servers = append(f.Servers, fmt.Sprintf("%s %s maint=%v", name, s.Addr, inMaintenance(s)))
 	}
 	for n, b := range obs.Files {
 		f.Files[n] = sum(b)
