@@ -123,3 +123,19 @@ func Restore(dir string, names ...string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// WriteFile writes one file at path atomically (a temporary file in the
+// same directory, synced, renamed over it), with Mode; no NAME.prev is
+// kept. For a file that stands alone, such as a saved apply plan.
+func WriteFile(path string, data []byte) error {
+	t, err := writeTemp(filepath.Dir(path), filepath.Base(path), data)
+	if err == nil {
+		if err = os.Rename(t, path); err != nil {
+			os.Remove(t)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -716,8 +716,8 @@ func TestLiveApply(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("second apply with the same file:\n%s", strings.TrimSpace(out))
-		if !strings.Contains(out, "nothing to change") {
-			t.Errorf("second apply does not say nothing to change")
+		if !strings.Contains(out, "No changes: the machine matches the node file.") {
+			t.Errorf("second apply does not say no changes")
 		}
 		after := liveMustShowProc(t, masterSock)
 		if after.Master.Reloads != ps.Master.Reloads || fmt.Sprint(haproxy.PIDs(after.Workers)) != fmt.Sprint(haproxy.PIDs(ps.Workers)) {
@@ -744,7 +744,7 @@ func TestLiveApply(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("apply --dry-run after adding a service:\n%s", strings.TrimSpace(out))
-		for _, want := range []string{"backend + extra 127.0.0.1:8443", "haproxy: would reload"} {
+		for _, want := range []string{"+ server extra 127.0.0.1:8443", "+ backend extra", "HAProxy: reload ("} {
 			if !strings.Contains(out, want) {
 				t.Errorf("dry run does not say %q", want)
 			}
@@ -815,7 +815,7 @@ func TestLiveApply(t *testing.T) {
 			}
 			liveWriteLikeEditor(t, nodePath, v.yaml(dir))
 			out, err := apply()
-			if err == nil && !strings.Contains(out, "haproxy: reload") {
+			if err == nil && !strings.Contains(out, "HAProxy: reload (") {
 				err = fmt.Errorf("apply %d did not reload:\n%s", i+1, out)
 			}
 			if err != nil {

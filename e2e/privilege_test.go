@@ -115,7 +115,7 @@ func TestWorkersUnprivileged(t *testing.T) {
 		t.Error("show stat: no rows")
 	}
 
-	if out, err := ns.Run(cliPath, "apply", "-c", nodeFile("3s"), "--dir", state); err != nil || !strings.Contains(out, "haproxy: reload") {
+	if out, err := ns.Run(cliPath, "apply", "-c", nodeFile("3s"), "--dir", state); err != nil || !strings.Contains(out, "HAProxy: reload (") {
 		t.Fatalf("apply with a new inspect_delay: %v\n%s", err, out)
 	}
 	after := showProc(t, master)

@@ -118,7 +118,7 @@ func TestReconcileReboot(t *testing.T) {
 			t.Fatal("after the reboot the echo still works: the reboot did not happen")
 		}
 		out, err := apply("--dry-run", "--detailed-exitcode")
-		if testbed.ExitCode(err) != 2 || !strings.Contains(out, "haproxy: would start") || !strings.Contains(out, "jump: would add the jump from PREROUTING") {
+		if testbed.ExitCode(err) != 2 || !strings.Contains(out, "HAProxy: start (") || !strings.Contains(out, "+ -t nat -I PREROUTING") {
 			t.Errorf("dry run after the reboot: exit %d, want 2 (--detailed-exitcode) with a start and the jumps:\n%s", testbed.ExitCode(err), out)
 		}
 		out, err = apply()
@@ -126,12 +126,12 @@ func TestReconcileReboot(t *testing.T) {
 			t.Fatalf("apply after the reboot: %v\n%s", err, out)
 		}
 		t.Logf("apply after the reboot:\n%s", strings.TrimSpace(out))
-		if strings.Contains(out, "nothing to change") {
-			t.Error("apply after the reboot says nothing to change")
+		if strings.Contains(out, "No changes") {
+			t.Error("apply after the reboot says no changes")
 		}
 		echoWorks(t, client, 1002, "apply after reboot")
-		if out, err := apply("--dry-run", "--detailed-exitcode"); err != nil || !strings.Contains(out, "nothing to change") {
-			t.Errorf("dry run after the repair: exit %d, want 0 and nothing to change:\n%s", testbed.ExitCode(err), out)
+		if out, err := apply("--dry-run", "--detailed-exitcode"); err != nil || !strings.Contains(out, "No changes: the machine matches the node file.") {
+			t.Errorf("dry run after the repair: exit %d, want 0 and no changes:\n%s", testbed.ExitCode(err), out)
 		}
 		if out, err := livePortstripe(node, "status", "--dir", stateDir); err != nil {
 			t.Errorf("status after the repair: %v\n%s", err, out)

@@ -22,7 +22,6 @@ import (
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
-	"github.com/portstripe/portstripe/internal/textdiff"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -162,6 +161,36 @@ func (a *Applier) Plan(ctx context.Context, res *compiler.Result) (Change, error
 	return c, err
 }
 
+// Preview is Plan presented for a reviewer (apply --dry-run), with the
+// fingerprint of what it observed, so that it can be saved and applied
+// later as it is.
+func (a *Applier) Preview(ctx context.Context, res *compiler.Result) (*ApplyPlan, error) {
+	c, obs, err := a.plan(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	return a.describe(ctx, res, c, obs, false), nil
+}
+
+// DriftError refuses a saved plan: the machine is no longer the one it was
+// made against.
+type DriftError struct{ What string }
+
+func (e DriftError) Error() string {
+	return "the machine changed since the plan was made: " + e.What + "; make a new plan"
+}
+
+// ApplyPlanned is Apply that also presents what it did. With made (a saved
+// plan's fingerprint) it first checks that the machine is still the one the
+// plan was made against, and touches nothing (DriftError) when it is not.
+func (a *Applier) ApplyPlanned(ctx context.Context, res *compiler.Result, made *Fingerprint) (*ApplyPlan, error) {
+	c, obs, err := a.apply(ctx, res, made)
+	if err != nil {
+		return nil, err
+	}
+	return a.describe(ctx, res, c, obs, true), nil
+}
+
 func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Observed, error) {
 	var c Change
 	names := slices.Sorted(maps.Keys(res.Files))
@@ -198,7 +227,7 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 }
 
 // reloadReason says why the running worker needs the new configuration,
-// with the first differing line when the state directory's haproxy.cfg is
+// naming the sections that differ when the state directory's haproxy.cfg is
 // what the worker runs.
 func reloadReason(hp ProxyState, want string, onDisk, newCfg []byte) string {
 	switch {
@@ -207,7 +236,10 @@ func reloadReason(hp ProxyState, want string, onDisk, newCfg []byte) string {
 	case hp.ConfigHash == "":
 		return "the worker runs a configuration portstripe did not write"
 	case haproxy.ReadConfigHash(onDisk) == hp.ConfigHash:
-		return "haproxy.cfg changed beyond server addresses: " + firstDiff(onDisk, newCfg)
+		if s := diffSections(onDisk, newCfg); len(s) > 0 {
+			return "haproxy.cfg changed beyond server addresses: " + sectionsReason(s)
+		}
+		return "haproxy.cfg changed beyond server addresses"
 	}
 	return fmt.Sprintf("the worker runs configuration %.12s, the node wants %.12s", hp.ConfigHash, want)
 }
@@ -219,10 +251,27 @@ func reloadReason(hp ProxyState, want string, onDisk, newCfg []byte) string {
 // previous rules (or none), the previous files, the previous worker (or no
 // HAProxy), and the error says which step failed.
 func (a *Applier) Apply(ctx context.Context, res *compiler.Result) (Change, error) {
+	c, _, err := a.apply(ctx, res, nil)
+	return c, err
+}
+
+func (a *Applier) apply(ctx context.Context, res *compiler.Result, made *Fingerprint) (Change, Observed, error) {
 	c, obs, err := a.plan(ctx, res)
 	if err != nil {
-		return c, err
+		return c, obs, err
 	}
+	if made != nil {
+		if d := made.Drift(fingerprint(obs)); d != "" {
+			return c, obs, DriftError{d}
+		}
+	}
+	c, err = a.act(ctx, res, c, obs)
+	return c, obs, err
+}
+
+// act makes the changes plan decided on, from the observation they were
+// decided on.
+func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs Observed) (Change, error) {
 	if c.Nothing {
 		// Debug: run's reconcile loop finds this every period.
 		a.Log.Debug("nothing to apply: rules, jumps, files and HAProxy already match the node", "sha256", res.Plan.Node.SHA256)
@@ -524,24 +573,4 @@ func runningState(s haproxy.Stat) string {
 		return " (disabled)"
 	}
 	return ""
-}
-
-// firstDiff names the first line that differs, past the comments and the
-// config hash (hashes change with every edit and say nothing about why).
-func firstDiff(a, b []byte) string {
-	if d := textdiff.Lines(uncommented(a), uncommented(b), 1); len(d) > 0 {
-		return d[0]
-	}
-	return "only comments differ"
-}
-
-func uncommented(b []byte) string {
-	var keep []string
-	for _, l := range strings.Split(string(b), "\n") {
-		// The config hash changes with any line; it says nothing of why.
-		if t := strings.TrimSpace(l); !strings.HasPrefix(t, "#") && haproxy.HashOf(strings.TrimPrefix(t, "description ")) == "" {
-			keep = append(keep, l)
-		}
-	}
-	return strings.Join(keep, "\n")
 }

@@ -148,7 +148,7 @@ services:
   - {name: ssh, kind: ssh, tcp: 127.0.0.1:22}
 `
 
-func compile(t *testing.T, yaml string) *compiler.Result {
+func compile(t testing.TB, yaml string) *compiler.Result {
 	t.Helper()
 	n, err := node.Parse([]byte(yaml), "t.yaml", node.Options{})
 	if err != nil {

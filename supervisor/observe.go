@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,7 +11,6 @@ import (
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
-	"github.com/portstripe/portstripe/plan"
 )
 
 // Observed is the machine as it is, read fresh for every decision: the
@@ -100,18 +98,17 @@ func observeProxy(ctx context.Context, m *haproxy.Master, r *haproxy.Runtime) Pr
 // LoadApplied reads the desired state the last successful apply left in
 // dir: what run serves when the node file is broken at start.
 func LoadApplied(dir string) (*compiler.Result, error) {
-	res := &compiler.Result{Files: map[string][]byte{}}
+	files := map[string][]byte{}
 	for _, n := range []string{compiler.HAProxyFile, compiler.RulesFile, compiler.PlanFile} {
 		b, err := artifact.ReadFile(filepath.Join(dir, n))
 		if err != nil {
 			return nil, fmt.Errorf("no applied state in %s: %w", dir, err)
 		}
-		res.Files[n] = b
+		files[n] = b
 	}
-	var p plan.Plan
-	if err := json.Unmarshal(res.Files[compiler.PlanFile], &p); err != nil {
+	res, err := resultFrom(files)
+	if err != nil {
 		return nil, fmt.Errorf("applied plan in %s: %w", dir, err)
 	}
-	res.Plan = &p
 	return res, nil
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -31,7 +33,9 @@ func compileCmd(nf *nodeFlags) *cobra.Command {
   DIR/plan.json    the plan itself, as 'explain' and 'route' read it
 
 Files are replaced atomically; the previous version of each is kept as
-NAME.prev. A bad node file writes nothing and exits 2.`,
+NAME.prev. A file whose content is already what compile makes is left alone
+(said as "unchanged: DIR/NAME"), so NAME.prev keeps the real previous
+version. A bad node file writes nothing and exits 2.`,
 		Example: `  portstripe compile                       # the built-in seed node into ./out
   portstripe compile -c node.yaml -o /etc/portstripe`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,20 +46,20 @@ NAME.prev. A bad node file writes nothing and exits 2.`,
 			if err != nil {
 				return err
 			}
-			if err := artifact.WriteAll(out, res.Files); err != nil {
+			changed := changedFiles(out, res.Files)
+			if err := artifact.WriteAll(out, changed); err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
-			names := make([]string, 0, len(res.Files))
-			for n := range res.Files {
-				names = append(names, n)
-			}
-			sort.Strings(names)
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "node %s (%s, sha256 %.12s): %d services, %d port ranges, %d decision lists\n",
 				res.Plan.Node.Name, res.Plan.Node.Source, res.Plan.Node.SHA256, len(res.Node.Services), len(res.Plan.Ranges), len(res.Plan.Lists))
 			writeOverrides(w, res.Plan.Node)
-			for _, n := range names {
-				fmt.Fprintf(w, "wrote %s (%d bytes)\n", filepath.Join(out, n), len(res.Files[n]))
+			for _, n := range slices.Sorted(maps.Keys(res.Files)) {
+				if _, ok := changed[n]; ok {
+					fmt.Fprintf(w, "wrote %s (%d bytes)\n", filepath.Join(out, n), len(res.Files[n]))
+				} else {
+					fmt.Fprintf(w, "unchanged: %s\n", filepath.Join(out, n))
+				}
 			}
 			return nil
 		},
@@ -140,6 +144,20 @@ func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
 		cfgName: compiler.HAProxyFile, cfgPath: filepath.Join(tmp, compiler.HAProxyFile),
 		rulesName: compiler.RulesFile, rules: res.Files[compiler.RulesFile],
 	}, cleanup, nil
+}
+
+// changedFiles are the files whose content in dir differs from what was
+// compiled (or that are missing): the only ones worth rewriting, since a
+// rewrite moves the current version to NAME.prev. Anything unreadable at
+// a name counts as changed, and WriteAll says why it cannot replace it.
+func changedFiles(dir string, files map[string][]byte) map[string][]byte {
+	changed := map[string][]byte{}
+	for n, b := range files {
+		if old, err := artifact.ReadFile(filepath.Join(dir, n)); err != nil || !bytes.Equal(old, b) {
+			changed[n] = b
+		}
+	}
+	return changed
 }
 
 // writeOverrides lists, under a command's first line about the node, what

@@ -69,19 +69,7 @@ func TestStatusJSON(t *testing.T) {
 	if !testenv.Self(t, "iptables-restore", "iptables-save") {
 		return
 	}
-	run, state := appliedWithSockets(t)
-	applied, err := supervisor.LoadApplied(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules, err := iptables.New(iptables.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rules.Apply(context.Background(), applied.Files[compiler.RulesFile]); err != nil {
-		t.Fatal(err)
-	}
-	fakeHAProxy(t, run, applied)
+	run, state := liveSeed(t)
 	doc := documents(t, []string{"status", "--dir", state}, 0, strings.NewReplacer(run, "/run/portstripe", state, "/var/lib/portstripe"))
 	// The overrides name the test's temporary directories: their hash
 	// varies from run to run.
@@ -94,6 +82,27 @@ func TestStatusJSON(t *testing.T) {
 	}
 	text = regexp.MustCompile(`settings sha256 [0-9a-f]{12}`).ReplaceAllString(text, "settings sha256 5e5e5e5e5e5e")
 	golden.Check(t, "testdata/status-live.txt", []byte(strings.NewReplacer(run, "/run/portstripe").Replace(text)))
+}
+
+// liveSeed applies the seed node in this (test's own) network namespace,
+// as far as a test can without HAProxy: its rules loaded into the kernel,
+// its state directory written, fakeHAProxy answering on its sockets.
+func liveSeed(t *testing.T) (run, state string) {
+	t.Helper()
+	run, state = appliedWithSockets(t)
+	applied, err := supervisor.LoadApplied(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := iptables.New(iptables.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rules.Apply(context.Background(), applied.Files[compiler.RulesFile]); err != nil {
+		t.Fatal(err)
+	}
+	fakeHAProxy(t, run, applied)
+	return run, state
 }
 
 // documents runs a command line with -o json and -o yaml, checks the exit
@@ -109,7 +118,11 @@ func documents(t *testing.T, args []string, code int, names *strings.Replacer) [
 	if err := json.Unmarshal([]byte(out), &fromJSON); err != nil {
 		t.Fatalf("%v -o json: %v in %s", args, err, out)
 	}
-	if want := "portstripe." + args[0] + "/v1"; fromJSON["schema"] != want {
+	command := args[0]
+	if command == "apply" {
+		command = "plan" // apply's document is a plan, as a saved plan file is
+	}
+	if want := schema(command); fromJSON["schema"] != want {
 		t.Errorf("%v -o json: schema %v, want %s", args, fromJSON["schema"], want)
 	}
 	_, yout, _ := portstripe(t, append(args, "-o", "yaml")...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -57,8 +58,11 @@ func frontend(path, what string) []field {
 // jsonDocs is docs/json.md's content per command, in its order.
 var jsonDocs = []struct {
 	command, about string
-	examples       []string // golden documents shown, by case name
-	fields         []field
+	// schema is the document's name in its schema when it is not the
+	// command's (apply prints a plan).
+	schema   string
+	examples []string // golden documents shown, by case name
+	fields   []field
 }{
 	{
 		command: "explain",
@@ -172,6 +176,62 @@ var jsonDocs = []struct {
 			{"tools[].error", "string", "why a program found gave no version (no answer within 3s, an exit status); absent otherwise"},
 		},
 	},
+	{
+		command: "apply",
+		schema:  "plan",
+		about: "What `apply --dry-run` would do (or, with `\"applied\": true`, what `apply` did), from what it observed: " +
+			"the same document, with the compiled files beside it (`desired_files`, by name), is a saved plan (`--out FILE`) " +
+			"that `apply FILE` applies only while the machine matches `observed`.",
+		examples: []string{"apply-plan-live"},
+		fields: []field{
+			{"schema", "", "`portstripe.plan/v1`"},
+			{"node", "", "the node file's `name`"},
+			{"node_sha256", "", "SHA-256 of the node file's bytes, hex"},
+			{"dir", "", "the state directory (--dir) the plan is for"},
+			{"no_changes", "", "true when the machine matches the node file: nothing would be touched"},
+			{"applied", "", "false for a dry run; true when apply made these changes"},
+			{"summary", "", "the text's last line: `Plan: 0 to add, 1 to change, 0 to remove; …; HAProxy: reload (…)` or `No changes: the machine matches the node file.`"},
+			{"to_add", "", "firewall rules and jumps added"},
+			{"to_change", "", "firewall rules changed in place"},
+			{"to_remove", "", "firewall rules removed"},
+			{"rules", "", "portstripe's chains in the nat table"},
+			{"rules.from", "", "what the installed side is: `none` (no portstripe chain), `rules.v4` (the kernel runs the state directory's rules.v4, so both sides are rendered files) or `kernel` (rules changed outside portstripe, in iptables-save's form)"},
+			{"rules.chains", "", "the chains whose rules change, the new file's first in its order; absent when none"},
+			{"rules.chains[].chain", "", "the chain, e.g. `PORTSTRIPE-TCP`"},
+			{"rules.chains[].about", "string", "the chain's comment in rules.v4: its decision list and port range; absent when it has none"},
+			{"rules.chains[].action", "", "`add`, `remove` or `change`"},
+			{"rules.chains[].rules", "", "its rules that change, in evaluation order"},
+			{"rules.chains[].rules[].action", "", "`add`, `remove` or `change` (a rule replaced in place)"},
+			{"rules.chains[].rules[].position", "", "the rule's place in its chain, from 1: in the new chain, or the installed one for a removal"},
+			{"rules.chains[].rules[].old", "", "the installed rule (`remove`, `change`), as rules.v4 writes it"},
+			{"rules.chains[].rules[].new", "", "the new rule (`add`, `change`)"},
+			{"jumps", "array of string", "the hooks (`PREROUTING`, `OUTPUT`) whose jump to `PORTSTRIPE` is added; absent when none"},
+			{"files", "", "the state directory's files written; absent when none"},
+			{"files[].name", "", "`haproxy.cfg`, `rules.v4` or `plan.json`"},
+			{"files[].action", "", "`add` (missing) or `change`"},
+			{"haproxy", "", "what happens to HAProxy"},
+			{"haproxy.action", "", "`none`, `runtime_api` (server changes, no reload), `reload` or `start`"},
+			{"haproxy.reason", "", "why it is reloaded or started: the sections that changed when the running configuration is known"},
+			{"haproxy.running", "", "what the section diff is against: `state_dir` (the worker runs the state directory's haproxy.cfg), `none` (no HAProxy answers) or `unknown` (no diff)"},
+			{"haproxy.sections", "", "haproxy.cfg's sections that differ, the new file's first in its order; absent when none"},
+			{"haproxy.sections[].section", "", "e.g. `frontend fe_striped`, `backend ssh`, `global`"},
+			{"haproxy.sections[].action", "", "`add`, `remove` or `change`"},
+			{"haproxy.sections[].diff", "", "unified diff lines (`-`/`+`/` `, the line's number in its file, the line)"},
+			{"haproxy.backends", "array of string", "servers added (`+ name addr`), changed (`~ name old → new`) or removed (`- name addr`); absent when none"},
+			{"haproxy.servers", "array of object", "changes made through the runtime API, no reload: `backend`, `server`, `addr` (new address, `host:port`), `state` (`enabled` or `disabled`); absent when none"},
+			{"observed", "", "the fingerprint of the machine the plan was made against; a saved plan is refused when it changed"},
+			{"observed.rules_sha256", "", "SHA-256 of portstripe's installed chains (iptables-save form); empty when none are installed"},
+			{"observed.missing_jumps", "", "the hooks without the jump; [] when none"},
+			{"observed.haproxy_alive", "", "a HAProxy master answered"},
+			{"observed.haproxy_config_hash", "", "the config hash its worker reports; empty when none"},
+			{"observed.servers", "", "the worker's servers, `backend addr maint=false`, sorted"},
+			{"observed.files_sha256", "", "SHA-256 of each state directory file, by name (missing files left out)"},
+			{"observed.files_sha256.haproxy.cfg", "", "of haproxy.cfg"},
+			{"observed.files_sha256.plan.json", "", "of plan.json"},
+			{"observed.files_sha256.rules.v4", "", "of rules.v4"},
+			{"desired_files", "object", "in a saved plan file only: the compiled `haproxy.cfg`, `rules.v4` and `plan.json`, by name, as text: what `apply FILE` applies"},
+		},
+	},
 }
 
 // TestJSONDoc: docs/json.md is generated from the golden documents and the
@@ -183,7 +243,7 @@ func TestJSONDoc(t *testing.T) {
 
 Every command whose output a script reads takes ` + "`-o text|json|yaml`" + ` (text, for
 people, is the default; ` + "`--json`" + ` still works and means ` + "`-o json`" + `); this page
-covers explain, route, status and version. A document is one JSON object (or the same
+covers explain, route, status, version and apply's plan. A document is one JSON object (or the same
 as YAML, converted from the JSON, so the two never disagree) whose ` + "`schema`" + ` names the command and the version of its
 shape: ` + "`portstripe.<command>/v1`" + `. Fields may be added within a version; a
 field that changes meaning or goes takes a new version.
@@ -193,7 +253,7 @@ The convention: snake_case names, as in the node file; units in the name
 ` + "`{\"from\": 1, \"to\": 29999}`" + ` objects, enums are strings (` + "`\"type\": \"frontend\"`" + `),
 addresses are strings (` + "`\"127.0.0.1:1194\"`" + `).
 
-Generated by ` + "`go test ./cmd/portstripe -run 'TestJSONGolden|TestStatusJSON|TestJSONDoc' -update`" + `
+Generated by ` + "`go test ./cmd/portstripe -run 'TestJSONGolden|TestStatusJSON|TestApplyPlanJSON|TestJSONDoc' -update`" + `
 from the golden documents in ` + "`cmd/portstripe/testdata/json/`" + ` and the field tables in
 ` + "`cmd/portstripe/jsondoc_test.go`" + `; the tests fail when the output, the golden files
 and this page differ. Per-run values in the examples (temporary paths, the
@@ -204,7 +264,7 @@ settings hash they change) are normalised.
 		for _, ex := range d.examples {
 			fieldTypes("", readGolden(t, ex), types)
 		}
-		fmt.Fprintf(&doc, "\n## %s: `portstripe.%s/v1`\n\n%s\n\n| field | type | meaning |\n|---|---|---|\n", d.command, d.command, d.about)
+		fmt.Fprintf(&doc, "\n## %s: `portstripe.%s/v1`\n\n%s\n\n| field | type | meaning |\n|---|---|---|\n", d.command, cmp.Or(d.schema, d.command), d.about)
 		described := map[string]bool{}
 		for _, f := range d.fields {
 			described[f.path] = true
@@ -298,6 +358,8 @@ func commandLine(t *testing.T, name string) string {
 		return "portstripe status -o json"
 	case "version":
 		return "portstripe version -o json"
+	case "apply-plan-live":
+		return "portstripe apply -c node.yaml --dry-run -o json"
 	}
 	t.Fatalf("no command line for %s", name)
 	return ""

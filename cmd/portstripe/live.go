@@ -116,12 +116,15 @@ type applyFlags struct {
 	dryRun      bool
 	detailed    bool
 	lockTimeout time.Duration
+	out         string // --out: save the dry run's plan
+	planFile    string // --plan or the positional argument
+	output      outputFormat
 }
 
 func applyCmd(nf *nodeFlags) *cobra.Command {
 	var f applyFlags
 	c := &cobra.Command{
-		Use: "apply [-c node.yaml] [--dir DIR] [--dry-run]",
+		Use: "apply [-c node.yaml] [--dir DIR] [--dry-run [--out PLANFILE] [--detailed-exitcode]] [-o text|json|yaml] [PLANFILE]",
 		// A signal mid-apply lets the rollback finish (waits end at once).
 		Annotations: map[string]string{stopGraceKey: (supervisor.RollbackTimeout + time.Second).String()},
 		Short:       "Compile, validate and apply a node: rules, files and HAProxy together, or nothing",
@@ -146,16 +149,47 @@ info, show stat). Then it changes only what differs:
 
 Any failure puts the machine back as it was observed: the previous rules (or
 none at all, on a first apply), the previous files, the previous worker (or no
-HAProxy). "Nothing to change" means the machine matches. Two applies at once
-take turns (a lock in --dir); --dry-run prints what would change and touches
-nothing. With --detailed-exitcode (as terraform plan has it) a dry run exits 0
-when the machine matches, 2 when something would change, 1 on any error.`,
+HAProxy). Two applies at once take turns (a lock in --dir).
+
+The plan. --dry-run touches nothing and prints what apply would do:
+firewall rules added (+), removed (-) and changed in place (~), chain by chain
+in evaluation order, as rules.v4 writes them (each rule's comment names its
+service and port range); the jumps to add; the state files to write; for
+HAProxy, the sections of haproxy.cfg that change as a diff against the one the
+worker runs (when <dir>/haproxy.cfg is what it runs; otherwise the running
+configuration is unknown), and whether it is started, reloaded (with the
+reason) or changed through the runtime API. The last line sums it up, as
+terraform does:
+
+  Plan: 3 to add, 1 to change, 0 to remove; HAProxy: reload (frontend fe_striped changed)
+  No changes: the machine matches the node file.
+
+(to add / to change / to remove count firewall rules and jumps.) -o json
+(or yaml) prints the same, typed (schema "portstripe.plan/v1", docs/json.md).
+
+Exit codes: 0 done (or, dry, printed); 1 the machine failed (or refused a
+saved plan); 2 the node file or the flags are wrong, or PLANFILE is no
+portstripe plan (or one made for another --dir). With --detailed-exitcode
+a dry run exits 0 when the machine matches, 2 when something would change, 1
+on any error.
+
+Saved plans. --dry-run --out FILE also saves the plan (mode 0600): the compiled
+files and a fingerprint of what was observed (the installed rules, the
+missing jumps, the HAProxy master, its worker's config hash and servers, the
+state files). 'apply FILE' (or --plan FILE) applies exactly those files, not
+a recompile of the node file, and only if the machine is still the one the
+plan was made against; otherwise it refuses, exit 1, touching nothing:
+"the machine changed since the plan was made: rules differ; make a new plan".`,
 		Example: `  portstripe apply -c /etc/portstripe/node.yaml --dry-run
-  portstripe apply -c /etc/portstripe/node.yaml --dry-run --detailed-exitcode || echo "drift or pending changes"
+  portstripe apply --dry-run --detailed-exitcode || echo "drift or pending changes (exit 2), or an error (exit 1)"
+  portstripe apply --dry-run -o json | jq .summary
+  portstripe apply --dry-run --out /root/node.plan    # review it, then:
+  portstripe apply /root/node.plan
   portstripe apply -c /etc/portstripe/node.yaml`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.detailed && !f.dryRun {
-				return usageError{errors.New("--detailed-exitcode goes with --dry-run")}
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(cmd, args); err != nil {
+				return err
 			}
 			err := f.apply(cmd, nf)
 			if f.detailed && err != nil && !errors.As(err, new(changesPending)) {
@@ -165,26 +199,68 @@ when the machine matches, 2 when something would change, 1 on any error.`,
 		},
 	}
 	f.lf.register(c)
-	c.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would change (rules, jumps, files, HAProxy) and touch nothing")
+	registerOutput(c, &f.output)
+	c.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the plan: what would change (rules, jumps, files, HAProxy) and why; touch nothing")
 	c.Flags().BoolVar(&f.detailed, "detailed-exitcode", false, "with --dry-run: exit 0 when nothing would change, 2 when something would, 1 on any error")
+	c.Flags().StringVar(&f.out, "out", "", "with --dry-run: also save the plan to this file, for 'apply FILE'")
+	c.Flags().StringVar(&f.planFile, "plan", "", "apply this saved plan (same as the PLANFILE argument)")
 	c.Flags().DurationVar(&f.lockTimeout, "lock-timeout", 30*time.Second, "how long to wait for another apply to finish")
 	return c
 }
 
+// check refuses flags that do not go together.
+func (f *applyFlags) check(cmd *cobra.Command, args []string) error {
+	if len(args) == 1 {
+		if f.planFile != "" && f.planFile != args[0] {
+			return usageError{errors.New("two saved plans: the PLANFILE argument and --plan; name one")}
+		}
+		f.planFile = args[0]
+	}
+	switch {
+	case f.detailed && !f.dryRun:
+		return usageError{errors.New("--detailed-exitcode goes with --dry-run")}
+	case f.out != "" && !f.dryRun:
+		return usageError{errors.New("--out goes with --dry-run: it saves the plan a dry run makes")}
+	case f.planFile != "" && f.dryRun:
+		return usageError{errors.New("a saved plan is applied, not planned again: drop --dry-run, or make a new plan from the node file")}
+	case f.planFile != "" && (cmd.Flags().Changed("config") || cmd.Flags().Changed("set")):
+		return usageError{errors.New("a saved plan carries its compiled files: -c and --set go with making a plan (apply --dry-run --out FILE)")}
+	}
+	return nil
+}
+
 func (f *applyFlags) apply(cmd *cobra.Command, nf *nodeFlags) error {
-	res, l, err := prepare(cmd, nf, &f.lf)
+	var (
+		res   *compiler.Result
+		saved *supervisor.SavedPlan
+		l     *live
+		err   error
+	)
+	if f.planFile != "" {
+		saved, res, l, err = f.prepareSaved(cmd)
+	} else {
+		res, l, err = prepare(cmd, nf, &f.lf)
+	}
 	if err != nil {
 		return err
 	}
 	// SIGTERM and SIGINT cancel it (main's stopOnSignal).
 	ctx := cmd.Context()
 	if f.dryRun {
-		ch, err := l.applier.Plan(ctx, res)
+		p, err := l.applier.Preview(ctx, res)
 		if err != nil {
 			return fmt.Errorf("dry run: %w", err)
 		}
-		printChange(cmd.OutOrStdout(), ch, true)
-		if f.detailed && !ch.Nothing {
+		if err := f.print(cmd, p); err != nil {
+			return err
+		}
+		if f.out != "" {
+			if err := supervisor.WritePlanFile(f.out, p, res); err != nil {
+				return fmt.Errorf("save the plan: %w", err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "saved the plan to %s; 'portstripe apply %s' applies exactly it\n", f.out, f.out)
+		}
+		if f.detailed && !p.NoChanges {
 			return changesPending{}
 		}
 		return nil
@@ -196,48 +272,125 @@ func (f *applyFlags) apply(cmd *cobra.Command, nf *nodeFlags) error {
 		return err
 	}
 	defer unlock()
-	ch, err := l.applier.Apply(ctx, res)
+	var made *supervisor.Fingerprint
+	if saved != nil {
+		made = &saved.Observed
+	}
+	p, err := l.applier.ApplyPlanned(ctx, res, made)
 	if err != nil {
 		return err
 	}
-	printChange(cmd.OutOrStdout(), ch, false)
-	return nil
+	return f.print(cmd, p)
 }
 
-func printChange(w io.Writer, c supervisor.Change, dry bool) {
-	verb := map[bool]string{true: "would ", false: ""}[dry]
-	if c.Nothing {
-		fmt.Fprintln(w, "nothing to change: rules, jumps, files and HAProxy already match the node file")
+// prepareSaved reads a saved plan and wires the machine it was made for.
+func (f *applyFlags) prepareSaved(cmd *cobra.Command) (*supervisor.SavedPlan, *compiler.Result, *live, error) {
+	log, err := f.lf.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	saved, res, err := supervisor.ReadPlanFile(f.planFile)
+	if err != nil {
+		return nil, nil, nil, usageError{err}
+	}
+	if saved.Dir != f.lf.dir {
+		return nil, nil, nil, usageError{fmt.Errorf("%s was made for --dir %s, not %s", f.planFile, saved.Dir, f.lf.dir)}
+	}
+	if err := needRoot(cmd); err != nil {
+		return nil, nil, nil, err
+	}
+	l, err := newLive(f.lf.dir, res.Plan, log)
+	return saved, res, l, err
+}
+
+func (f *applyFlags) print(cmd *cobra.Command, p *supervisor.ApplyPlan) error {
+	return f.output.write(cmd.OutOrStdout(), p, func(w io.Writer) error {
+		printPlan(w, p)
+		return nil
+	})
+}
+
+// ruleMarks are the marks the text plan puts before a rule, a chain, a
+// file or a section.
+var ruleMarks = map[string]string{"add": "+", "remove": "-", "change": "~"}
+
+// printPlan writes a plan for a reviewer: rules by chain in evaluation
+// order, jumps, files, HAProxy, then the summary line.
+func printPlan(w io.Writer, p *supervisor.ApplyPlan) {
+	if p.NoChanges {
+		fmt.Fprintln(w, p.Summary)
 		return
 	}
-	fmt.Fprintf(w, "rules: %d lines %schange\n", len(c.Rules), verb)
-	for _, l := range c.Rules {
-		fmt.Fprintln(w, "  "+l)
+	if len(p.Rules.Chains) > 0 {
+		fmt.Fprintf(w, "Firewall rules, nat table, in evaluation order (%s):\n", map[string]string{
+			"none":     "no portstripe rule is installed",
+			"rules.v4": "diff of the installed " + filepath.Join(p.Dir, compiler.RulesFile) + " and the new one",
+			"kernel":   "the installed rules are not " + filepath.Join(p.Dir, compiler.RulesFile) + ", changed outside portstripe: diff in iptables-save's form",
+		}[p.Rules.From])
+		for _, ch := range p.Rules.Chains {
+			about := ""
+			if ch.About != "" {
+				about = ": " + ch.About
+			}
+			fmt.Fprintf(w, "  %s chain %s%s\n", ruleMarks[ch.Action], ch.Chain, about)
+			for _, r := range ch.Rules {
+				switch r.Action {
+				case "add":
+					fmt.Fprintf(w, "      + %d  %s\n", r.Position, r.New)
+				case "remove":
+					fmt.Fprintf(w, "      - %d  %s\n", r.Position, r.Old)
+				case "change":
+					fmt.Fprintf(w, "      ~ %d  %s\n          → %s\n", r.Position, r.Old, r.New)
+				}
+			}
+		}
 	}
-	for _, h := range c.Jumps {
-		fmt.Fprintf(w, "jump: %sadd the jump from %s to %s\n", verb, h, iptables.ChainEntry)
+	if len(p.Jumps) > 0 {
+		fmt.Fprintln(w, "Jumps:")
+		for _, h := range p.Jumps {
+			fmt.Fprintf(w, "  + -t nat -I %s -m comment --comment portstripe -j %s\n", h, iptables.ChainEntry)
+		}
 	}
-	for _, f := range c.Files {
-		fmt.Fprintf(w, "file: %swrite %s\n", verb, f)
+	if len(p.Files) > 0 {
+		fmt.Fprintf(w, "State files in %s:\n", p.Dir)
+		for _, f := range p.Files {
+			fmt.Fprintf(w, "  %s %s\n", ruleMarks[f.Action], f.Name)
+		}
 	}
-	for _, b := range c.Backends {
-		fmt.Fprintln(w, "backend "+b)
+	printHAProxy(w, p.HAProxy)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, p.Summary)
+}
+
+func printHAProxy(w io.Writer, h supervisor.HAProxyPlan) {
+	switch h.Action {
+	case "none":
+		fmt.Fprintln(w, "HAProxy: no change")
+	case "runtime_api":
+		fmt.Fprintln(w, "HAProxy: runtime API changes, no reload")
+	default:
+		fmt.Fprintf(w, "HAProxy: %s (%s)\n", h.Action, h.Reason)
 	}
-	for _, s := range c.Servers {
+	if h.Running == "unknown" && h.Action != "none" {
+		fmt.Fprintln(w, "  the running configuration is unknown (the worker's config hash is not that of the state directory's haproxy.cfg): no diff")
+	}
+	for _, s := range h.Sections {
+		fmt.Fprintf(w, "  %s %s\n", ruleMarks[s.Action], s.Section)
+		for _, l := range strings.Split(strings.TrimSuffix(s.Diff, "\n"), "\n") {
+			fmt.Fprintln(w, "    "+l)
+		}
+	}
+	for _, b := range h.Backends {
+		// "+ web 127.0.0.1:8443", "~ ssh a → b": the mark, then the server.
+		fmt.Fprintf(w, "  %s server %s\n", b[:1], b[2:])
+	}
+	for _, s := range h.Servers {
 		if s.Addr.IsValid() {
-			fmt.Fprintf(w, "runtime API: %sset server %s/%s addr %s port %d (no reload)\n", verb, s.Backend, s.Server, s.Addr.Addr(), s.Addr.Port())
+			fmt.Fprintf(w, "  runtime API: set server %s/%s addr %s port %d\n", s.Backend, s.Server, s.Addr.Addr(), s.Addr.Port())
 		}
 		if s.State != "" {
-			fmt.Fprintf(w, "runtime API: %s%s server %s/%s (no reload)\n", verb, strings.TrimSuffix(s.State, "d"), s.Backend, s.Server)
+			fmt.Fprintf(w, "  runtime API: %s server %s/%s\n", strings.TrimSuffix(s.State, "d"), s.Backend, s.Server)
 		}
-	}
-	switch {
-	case c.Start:
-		fmt.Fprintf(w, "haproxy: %sstart (%s)\n", verb, c.StartReason)
-	case c.Reload:
-		fmt.Fprintf(w, "haproxy: %sreload (%s)\n", verb, c.ReloadReason)
-	default:
-		fmt.Fprintf(w, "haproxy: no reload\n")
 	}
 }
 

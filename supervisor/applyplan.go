@@ -1,0 +1,466 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/internal/textdiff"
+)
+
+// PlanSchema names the JSON form of an ApplyPlan (apply --dry-run -o json
+// and a saved plan file); it changes when a field changes meaning.
+const PlanSchema = "portstripe.plan/v1"
+
+// ApplyPlan is what apply would do on this machine, for a reviewer:
+// firewall rules in evaluation order and in rules.v4's own words, jumps,
+// state files, HAProxy's sections as a diff, and whether HAProxy is
+// started, reloaded or changed through its runtime API, and why. It is
+// computed from the same observation and Change that Apply acts on.
+type ApplyPlan struct {
+	Schema     string `json:"schema"`
+	Node       string `json:"node"`
+	NodeSHA256 string `json:"node_sha256"`
+	// Dir is the state directory the plan is for.
+	Dir string `json:"dir"`
+	// NoChanges: the machine matches the node file.
+	NoChanges bool `json:"no_changes"`
+	// Applied: apply made these changes (false for a dry run).
+	Applied  bool      `json:"applied"`
+	Summary  string    `json:"summary"`
+	ToAdd    int       `json:"to_add"` // rules and jumps
+	ToChange int       `json:"to_change"`
+	ToRemove int       `json:"to_remove"`
+	Rules    RulesPlan `json:"rules"`
+	// Jumps are the hooks (PREROUTING, OUTPUT) whose jump to portstripe's
+	// entry chain is added.
+	Jumps   []string     `json:"jumps,omitempty"`
+	Files   []FileChange `json:"files,omitempty"`
+	HAProxy HAProxyPlan  `json:"haproxy"`
+	// Observed fingerprints the machine the plan was made against: a saved
+	// plan applies only while it still matches.
+	Observed Fingerprint `json:"observed"`
+}
+
+// RulesPlan is how portstripe's chains in the nat table change.
+type RulesPlan struct {
+	// From says what the installed side of the diff is: "none" (no
+	// portstripe chain is installed), "rules.v4" (the kernel runs the state
+	// directory's rules.v4, so both sides are rendered files) or "kernel"
+	// (the installed rules are no file portstripe knows, e.g. edited by
+	// hand: both sides in iptables-save's form).
+	From   string        `json:"from"`
+	Chains []ChainChange `json:"chains,omitempty"`
+}
+
+// ChainChange is one chain's changes, in evaluation order.
+type ChainChange struct {
+	Chain string `json:"chain"`
+	// About is the chain's comment in rules.v4: the decision list and the
+	// port range it serves.
+	About string `json:"about,omitempty"`
+	// Action is "add", "remove" or "change".
+	Action string       `json:"action"`
+	Rules  []RuleChange `json:"rules"`
+}
+
+// RuleChange is one rule added, removed or changed in place.
+type RuleChange struct {
+	Action string `json:"action"` // add, remove, change
+	// Position is the rule's 1-based place in its chain: in the new chain,
+	// or in the installed one for a removal.
+	Position int    `json:"position"`
+	Old      string `json:"old,omitempty"`
+	New      string `json:"new,omitempty"`
+}
+
+// FileChange is a state directory file apply writes.
+type FileChange struct {
+	Name   string `json:"name"`
+	Action string `json:"action"` // add, change
+}
+
+// HAProxyPlan is what happens to HAProxy.
+type HAProxyPlan struct {
+	// Action is "none", "runtime_api", "reload" or "start".
+	Action string `json:"action"`
+	Reason string `json:"reason,omitempty"`
+	// Running says what the diff is against: "state_dir" (the state
+	// directory's haproxy.cfg is what the worker runs), "none" (no HAProxy
+	// answers) or "unknown" (the worker runs a configuration that is not
+	// on disk).
+	Running  string          `json:"running"`
+	Sections []SectionChange `json:"sections,omitempty"`
+	Backends []string        `json:"backends,omitempty"`
+	Servers  []ServerChange  `json:"servers,omitempty"`
+}
+
+// SectionChange is one haproxy.cfg section (frontend fe_striped, backend
+// ssh, global) that differs, with a unified diff of its lines.
+type SectionChange struct {
+	Section string `json:"section"`
+	Action  string `json:"action"` // add, remove, change
+	Diff    string `json:"diff"`
+}
+
+// describe presents a Change for a reviewer, from the observation it was
+// decided on. The rules diff is between rendered files whenever the kernel
+// runs one portstripe knows; the canonical form only decides whether the
+// kernel matches.
+func (a *Applier) describe(ctx context.Context, res *compiler.Result, c Change, obs Observed, applied bool) *ApplyPlan {
+	p := &ApplyPlan{
+		Schema: PlanSchema, Node: res.Plan.Node.Name, NodeSHA256: res.Plan.Node.SHA256, Dir: a.Dir,
+		NoChanges: c.Nothing, Applied: applied, Jumps: c.Jumps, Observed: fingerprint(obs),
+	}
+	p.Rules = a.describeRules(ctx, c, obs, res.Files[compiler.RulesFile])
+	for _, ch := range p.Rules.Chains {
+		for _, r := range ch.Rules {
+			switch r.Action {
+			case "add":
+				p.ToAdd++
+			case "change":
+				p.ToChange++
+			case "remove":
+				p.ToRemove++
+			}
+		}
+	}
+	p.ToAdd += len(c.Jumps)
+	for _, n := range c.Files {
+		action := "change"
+		if _, ok := obs.Files[n]; !ok {
+			action = "add"
+		}
+		p.Files = append(p.Files, FileChange{Name: n, Action: action})
+	}
+	p.HAProxy = describeHAProxy(c, obs, res.Files[compiler.HAProxyFile])
+	p.Summary = p.summary()
+	return p
+}
+
+func (p *ApplyPlan) summary() string {
+	if p.NoChanges {
+		return "No changes: the machine matches the node file."
+	}
+	lead, add, change, remove, write := "Plan", "to add", "to change", "to remove", "to write"
+	if p.Applied {
+		lead, add, change, remove, write = "Applied", "added", "changed", "removed", "written"
+	}
+	s := fmt.Sprintf("%s: %d %s, %d %s, %d %s", lead, p.ToAdd, add, p.ToChange, change, p.ToRemove, remove)
+	if n := len(p.Files); n > 0 {
+		s += fmt.Sprintf("; %d state file(s) %s", n, write)
+	}
+	switch h := p.HAProxy; h.Action {
+	case "none":
+		s += "; HAProxy: no change"
+	case "runtime_api":
+		s += fmt.Sprintf("; HAProxy: %d server change(s) through the runtime API, no reload", len(h.Servers))
+	default:
+		s += fmt.Sprintf("; HAProxy: %s (%s)", h.Action, h.Reason)
+	}
+	return s
+}
+
+func (a *Applier) describeRules(ctx context.Context, c Change, obs Observed, rendered []byte) RulesPlan {
+	if len(c.Rules) == 0 {
+		return RulesPlan{From: "rules.v4"}
+	}
+	installed := obs.Rules.Rules
+	if installed == nil {
+		return RulesPlan{From: "none", Chains: diffChains(ruleSet{}, parseRules(rendered))}
+	}
+	// The state directory's rules.v4 stands for the kernel's rules only
+	// when it loads to exactly what the kernel shows.
+	if old, ok := obs.Files[compiler.RulesFile]; ok {
+		if canon, err := a.canonicalRules(ctx, old); err == nil && bytes.Equal(canon, installed) {
+			return RulesPlan{From: "rules.v4", Chains: diffChains(parseRules(old), parseRules(rendered))}
+		}
+	}
+	want, _ := a.canonicalRules(ctx, rendered) // remembered: plan() decided on it
+	chains := diffChains(parseRules(installed), parseRules(want))
+	about := parseRules(rendered).about
+	for i := range chains {
+		chains[i].About = about[chains[i].Chain]
+	}
+	return RulesPlan{From: "kernel", Chains: chains}
+}
+
+// ruleSet is an iptables-restore text (rendered or iptables-save's) by
+// chain, chains in declaration order, rules in evaluation order.
+type ruleSet struct {
+	chains   []string
+	declared map[string]bool
+	rules    map[string][]string
+	about    map[string]string
+}
+
+func parseRules(text []byte) ruleSet {
+	s := ruleSet{declared: map[string]bool{}, rules: map[string][]string{}, about: map[string]string{}}
+	for _, l := range strings.Split(string(text), "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, ":"):
+			name, _, _ := strings.Cut(l[1:], " ")
+			s.chains = append(s.chains, name)
+			s.declared[name] = true
+		case strings.HasPrefix(l, "-A "):
+			name, _, _ := strings.Cut(l[3:], " ")
+			s.rules[name] = append(s.rules[name], l)
+		case strings.HasPrefix(l, "# "):
+			// rules.v4 heads a decision list's chain with "# CHAIN: about".
+			if name, about, ok := strings.Cut(l[2:], ": "); ok && s.declared[name] {
+				s.about[name] = about
+			}
+		}
+	}
+	return s
+}
+
+// diffChains lists the chains whose rules differ, the new file's chains
+// first in its order, then the removed ones. A removal right before an
+// addition is one rule changed in place.
+func diffChains(old, cur ruleSet) []ChainChange {
+	var out []ChainChange
+	for _, n := range union(cur.chains, old.chains) {
+		inOld, inCur := old.declared[n], cur.declared[n]
+		ch := ChainChange{Chain: n, About: cur.about[n], Action: "change"}
+		switch {
+		case !inOld:
+			ch.Action = "add"
+		case !inCur:
+			ch.Action, ch.About = "remove", old.about[n]
+		}
+		ch.Rules = ruleChanges(textdiff.Edits(old.rules[n], cur.rules[n]))
+		if len(ch.Rules) > 0 || ch.Action != "change" {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+func ruleChanges(edits []textdiff.Edit) []RuleChange {
+	var out []RuleChange
+	for i := 0; i < len(edits); i++ {
+		e := edits[i]
+		switch e.Mark {
+		case '-':
+			// Pair a run of removals with the additions that follow it.
+			j := i
+			for j < len(edits) && edits[j].Mark == '-' {
+				j++
+			}
+			k := j
+			for k < len(edits) && edits[k].Mark == '+' {
+				k++
+			}
+			for d := 0; d < max(j-i, k-j); d++ {
+				switch {
+				case d < j-i && d < k-j:
+					out = append(out, RuleChange{Action: "change", Position: edits[j+d].N, Old: edits[i+d].Line, New: edits[j+d].Line})
+				case d < j-i:
+					out = append(out, RuleChange{Action: "remove", Position: edits[i+d].N, Old: edits[i+d].Line})
+				default:
+					out = append(out, RuleChange{Action: "add", Position: edits[j+d].N, New: edits[j+d].Line})
+				}
+			}
+			i = k - 1
+		case '+':
+			out = append(out, RuleChange{Action: "add", Position: e.N, New: e.Line})
+		}
+	}
+	return out
+}
+
+func describeHAProxy(c Change, obs Observed, newCfg []byte) HAProxyPlan {
+	h := HAProxyPlan{Action: "none", Backends: c.Backends, Servers: c.Servers}
+	switch {
+	case c.Start:
+		h.Action, h.Reason = "start", c.StartReason
+	case c.Reload:
+		h.Action, h.Reason = "reload", c.ReloadReason
+	case len(c.Servers) > 0:
+		h.Action = "runtime_api"
+	}
+	hp := obs.HAProxy
+	running, onDisk := obs.Files[compiler.HAProxyFile]
+	switch {
+	case !hp.Alive:
+		h.Running, running = "none", nil
+	case onDisk && hp.ConfigHash != "" && haproxy.ReadConfigHash(running) == hp.ConfigHash:
+		h.Running = "state_dir"
+	default:
+		h.Running = "unknown"
+		return h
+	}
+	h.Sections = diffSections(running, newCfg)
+	if c.Reload && len(h.Sections) > 0 {
+		h.Reason = sectionsReason(h.Sections)
+	}
+	return h
+}
+
+// sectionsReason names the sections that differ: "frontend fe_striped
+// changed, backend web added".
+func sectionsReason(s []SectionChange) string {
+	var parts []string
+	for _, c := range s {
+		parts = append(parts, c.Section+" "+map[string]string{"add": "added", "remove": "removed", "change": "changed"}[c.Action])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cfgSection is one haproxy.cfg section's lines, with their numbers in the
+// file.
+type cfgSection struct {
+	lines []string
+	at    []int
+}
+
+// cfgSections splits a haproxy.cfg into its sections, in order, without
+// the file's header comments, blank lines and the config hash (it changes
+// with any edit and says nothing of what changed).
+func cfgSections(cfg []byte) ([]string, map[string]*cfgSection) {
+	var order []string
+	body := map[string]*cfgSection{}
+	cur := ""
+	for i, l := range strings.Split(string(cfg), "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case t != "" && !strings.HasPrefix(t, "#") && l[0] != ' ' && l[0] != '\t':
+			cur = t
+			order = append(order, cur)
+			body[cur] = &cfgSection{}
+		case cur == "" || t == "":
+		case haproxy.HashOf(strings.TrimPrefix(t, "description ")) != "":
+		default:
+			body[cur].lines = append(body[cur].lines, l)
+			body[cur].at = append(body[cur].at, i+1)
+		}
+	}
+	return order, body
+}
+
+// diffSections lists the sections that differ, the new file's first in
+// its order, each with a diff numbered as the files are (removed and
+// unchanged lines as in the old file, added lines as in the new one).
+func diffSections(old, cur []byte) []SectionChange {
+	oldOrder, oldBody := cfgSections(old)
+	curOrder, curBody := cfgSections(cur)
+	var out []SectionChange
+	for _, n := range union(curOrder, oldOrder) {
+		o, inOld := oldBody[n]
+		c, inCur := curBody[n]
+		s := SectionChange{Section: n, Action: "change"}
+		switch {
+		case !inOld:
+			s.Action, o = "add", &cfgSection{}
+		case !inCur:
+			s.Action, c = "remove", &cfgSection{}
+		case slices.Equal(o.lines, c.lines):
+			continue
+		}
+		edits := textdiff.Edits(o.lines, c.lines)
+		for i, e := range edits {
+			if e.Mark == '+' {
+				edits[i].N = c.at[e.N-1]
+			} else {
+				edits[i].N = o.at[e.N-1]
+			}
+		}
+		s.Diff = textdiff.Format(edits)
+		out = append(out, s)
+	}
+	return out
+}
+
+// union is cur's names in order, then those only in old, in theirs.
+func union(cur, old []string) []string {
+	seen := map[string]bool{}
+	for _, n := range cur {
+		seen[n] = true
+	}
+	out := slices.Clone(cur)
+	for _, n := range old {
+		if !seen[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Fingerprint is what a plan was made against: enough of the observed
+// machine to tell, before applying a saved plan, that nothing moved.
+type Fingerprint struct {
+	// RulesSHA256 hashes portstripe's installed chains (iptables-save
+	// form); empty when none are installed.
+	RulesSHA256  string   `json:"rules_sha256"`
+	MissingJumps []string `json:"missing_jumps"`
+	HAProxyAlive bool     `json:"haproxy_alive"`
+	// HAProxyConfig is the config hash the worker reports.
+	HAProxyConfig string `json:"haproxy_config_hash"`
+	// Servers are the worker's servers as "backend addr maint=false", sorted.
+	Servers []string `json:"servers"`
+	// Files hash the state directory's files, by name.
+	Files map[string]string `json:"files_sha256"`
+}
+
+func fingerprint(obs Observed) Fingerprint {
+	f := Fingerprint{
+		MissingJumps: []string{}, Servers: []string{}, Files: map[string]string{},
+		HAProxyAlive: obs.HAProxy.Alive, HAProxyConfig: obs.HAProxy.ConfigHash,
+	}
+	if obs.Rules.Rules != nil {
+		f.RulesSHA256 = sum(obs.Rules.Rules)
+	}
+	for _, h := range obs.Rules.MissingJumps {
+		f.MissingJumps = append(f.MissingJumps, string(h))
+	}
+	for _, name := range slices.Sorted(maps.Keys(obs.HAProxy.Servers)) {
+		s := obs.HAProxy.Servers[name]
+		f.Servers = append(f.Servers, fmt.Sprintf("%s %s maint=%v", name, s.Addr, inMaintenance(s)))
+	}
+	for n, b := range obs.Files {
+		f.Files[n] = sum(b)
+	}
+	return f
+}
+
+// Drift names what differs between the machine a plan was made against and
+// the one observed now ("rules differ"); empty when nothing does.
+func (f Fingerprint) Drift(now Fingerprint) string {
+	var what []string
+	if f.RulesSHA256 != now.RulesSHA256 {
+		what = append(what, "rules")
+	}
+	if !slices.Equal(f.MissingJumps, now.MissingJumps) {
+		what = append(what, "jumps")
+	}
+	if f.HAProxyAlive != now.HAProxyAlive {
+		what = append(what, "haproxy master")
+	}
+	if f.HAProxyConfig != now.HAProxyConfig {
+		what = append(what, "haproxy configuration")
+	}
+	if !slices.Equal(f.Servers, now.Servers) {
+		what = append(what, "haproxy servers")
+	}
+	if !maps.Equal(f.Files, now.Files) {
+		what = append(what, "state files")
+	}
+	if len(what) == 0 {
+		return ""
+	}
+	return strings.Join(what, ", ") + " differ"
+}
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
