@@ -151,7 +151,7 @@ var jsonDocs = []struct {
 			{"rules[].comment", "", "what the rule does (its iptables comment)"},
 			{"rules[].packets", "", "packets it matched (for DNAT rules: first packets of connections or UDP flows)"},
 			{"rules[].bytes", "", "bytes of those packets"},
-			{"drift", "object", "how the machine differs from the applied state, as `apply --dry-run` would change it (the fields of apply's plan); absent when it matches or was not checked"},
+			{"drift", "object", "how the machine differs from the applied state, as `apply --dry-run` would change it (`rules`: changed rule lines, `+`/`-` in iptables-save form; `jumps`: hooks missing their jump; `files`: state files that differ; `backends`, `servers`: server changes; `start`/`reload` with their `start_reason`/`reload_reason`; `nothing`); absent when it matches or was not checked"},
 			{"problems", "", "one sentence per problem, drift included; [] when all is well"},
 		}),
 	},
