@@ -217,7 +217,16 @@ type Action string
 const (
 	Accept Action = "accept"
 	Reject Action = "reject"
+	// SilenceLog writes no log line for the connection.
+	SilenceLog Action = "set-log-level silent"
 )
+
+// RuleVar is the transaction variable naming a connection's decision in
+// its log line (rule=).
+const RuleVar = "txn.ps_rule"
+
+// SetRule sets RuleVar to rule, an HAProxy name.
+func SetRule(rule string) Action { return Action("set-var(" + RuleVar + ") str(" + rule + ")") }
 
 // TCPRequestContent is "tcp-request content <action> [if <cond>]".
 type TCPRequestContent struct {
@@ -265,6 +274,38 @@ func (s Server) String() string {
 	}
 	return b
 }
+
+// LogTarget is "log <address> format <format> <facility>": where a proxy's
+// log lines go.
+type LogTarget struct {
+	Address  string // stdout, or a syslog server's IP:PORT (UDP)
+	Format   string // raw, rfc5424, ...
+	Facility string
+}
+
+func (l LogTarget) String() string {
+	return "log " + l.Address + " format " + l.Format + " " + l.Facility
+}
+
+// LogFormat is `log-format "<format>"`, the one line portstripe quotes:
+// its format is DecisionFormat, a constant, never node file text.
+type LogFormat string
+
+func (l LogFormat) String() string { return `log-format "` + string(l) + `"` }
+
+// ConnRateTable is a frontend's one-entry stick table counting its new
+// connections per second, which the log rate limit reads.
+type ConnRateTable struct{}
+
+func (ConnRateTable) String() string {
+	return "stick-table type integer size 1 expire 10s store conn_rate(1s)"
+}
+
+// TrackConnRate is "tcp-request connection track-sc0 int(0)": every
+// connection counts in its frontend's ConnRateTable under the one key 0.
+type TrackConnRate struct{}
+
+func (TrackConnRate) String() string { return "tcp-request connection track-sc0 int(0)" }
 
 // Option is a proxy's "option <name>" (tcp-check, ssl-hello-chk).
 type Option string

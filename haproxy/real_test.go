@@ -35,6 +35,8 @@ type realHAProxy struct {
 	runtime   *Runtime
 	frontends map[string]string // frontend name → 127.0.0.1:port
 	backends  map[string]*backendListener
+	// lastClient is the client address of send's last connection.
+	lastClient netip.AddrPort
 }
 
 // backendListener stands in for a service: it records the first bytes of
@@ -224,6 +226,7 @@ func (h *realHAProxy) send(t *testing.T, frontend string, pieces ...[]byte) (str
 		t.Fatal(err)
 	}
 	defer c.Close()
+	h.lastClient = c.LocalAddr().(*net.TCPAddr).AddrPort()
 	start := time.Now()
 	for i, p := range pieces {
 		if i > 0 {
@@ -290,21 +293,34 @@ func TestRealRouting(t *testing.T) {
 		frontend string
 		pieces   [][]byte
 		want     string // "" = rejected
+		rule     string // the decision line's rule; "" = signature
 	}{
-		{"tls-auth SHA512 on a striped port", "fe_striped", [][]byte{authSHA512}, "openvpn_rsa"},
-		{"tls-crypt on a striped port", "fe_striped", [][]byte{crypt}, "openvpn_ecc"},
-		{"first packet resent (176 bytes buffered)", "fe_striped", [][]byte{packet(t, "tcp-tls-auth-sha512-two-resends.hex")}, "openvpn_rsa"},
-		{"first packet in three segments", "fe_striped", [][]byte{authSHA512[:2], authSHA512[2:40], authSHA512[40:]}, "openvpn_rsa"},
-		{"tls-auth SHA512 with fields appended", "fe_striped", [][]byte{appendFields(authSHA512, 16)}, "openvpn_rsa"},
-		{"tls-crypt with fields appended", "fe_striped", [][]byte{appendFields(crypt, 16)}, "openvpn_ecc"},
-		{"HTTP on a striped port: rejected at once", "fe_striped", [][]byte{[]byte("GET / HTTP/1.0\r\n\r\n")}, ""},
-		{"tls-crypt on 5061 reaches its owner", "fe_openvpn_ed25519", [][]byte{crypt}, "openvpn_ed25519"},
-		{"tls-auth still works on 5061", "fe_openvpn_ed25519", [][]byte{authSHA512}, "openvpn_rsa"},
-		{"anything else on 5061 goes to the owner", "fe_openvpn_ed25519", [][]byte{[]byte("SSH-2.0-x\r\n")}, "openvpn_ed25519"},
+		{"tls-auth SHA512 on a striped port", "fe_striped", [][]byte{authSHA512}, "openvpn_rsa", ""},
+		{"tls-crypt on a striped port", "fe_striped", [][]byte{crypt}, "openvpn_ecc", ""},
+		{"first packet resent (176 bytes buffered)", "fe_striped", [][]byte{packet(t, "tcp-tls-auth-sha512-two-resends.hex")}, "openvpn_rsa", ""},
+		{"first packet in three segments", "fe_striped", [][]byte{authSHA512[:2], authSHA512[2:40], authSHA512[40:]}, "openvpn_rsa", ""},
+		{"tls-auth SHA512 with fields appended", "fe_striped", [][]byte{appendFields(authSHA512, 16)}, "openvpn_rsa", ""},
+		{"tls-crypt with fields appended", "fe_striped", [][]byte{appendFields(crypt, 16)}, "openvpn_ecc", ""},
+		{"HTTP on a striped port: rejected at once", "fe_striped", [][]byte{[]byte("GET / HTTP/1.0\r\n\r\n")}, "", RuleReject},
+		{"tls-crypt on 5061 reaches its owner", "fe_openvpn_ed25519", [][]byte{crypt}, "openvpn_ed25519", ""},
+		{"tls-auth still works on 5061", "fe_openvpn_ed25519", [][]byte{authSHA512}, "openvpn_rsa", ""},
+		{"anything else on 5061 goes to the owner", "fe_openvpn_ed25519", [][]byte{[]byte("SSH-2.0-x\r\n")}, "openvpn_ed25519", RuleDefault},
 	}
+	// Each connection's decision line, by client address: where it landed
+	// and why.
+	want := map[netip.AddrPort]Decision{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, took := h.send(t, tt.frontend, tt.pieces...)
+			d := Decision{Frontend: tt.frontend, Rule: tt.rule, Backend: tt.want}
+			if d.Rule == "" {
+				d.Rule = RuleSignature
+			}
+			if d.Backend == "" {
+				// HAProxy names the frontend as a rejected stream's backend.
+				d.Backend = tt.frontend
+			}
+			want[h.lastClient] = d
 			if got != tt.want {
 				t.Fatalf("landed on %q, want %q", got, tt.want)
 			}
@@ -314,6 +330,49 @@ func TestRealRouting(t *testing.T) {
 				t.Errorf("took %v: waited for the inspect-delay", took)
 			}
 		})
+	}
+	checkDecisions(t, h, want)
+}
+
+// checkDecisions waits for one decision line per client in want (HAProxy
+// writes it when the connection ends) and compares where each landed.
+func checkDecisions(t *testing.T, h *realHAProxy, want map[netip.AddrPort]Decision) {
+	t.Helper()
+	var got map[netip.AddrPort][]Decision
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		got = map[netip.AddrPort][]Decision{}
+		n := 0
+		log, _ := os.ReadFile(filepath.Join(h.dir, "haproxy.log"))
+		for _, l := range strings.Split(string(log), "\n") {
+			if d, ok := ParseDecision(l); ok {
+				got[d.Client] = append(got[d.Client], d)
+				n++
+			}
+		}
+		if n >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for client, w := range want {
+		ds := got[client]
+		if len(ds) != 1 {
+			t.Errorf("client %s: %d decision lines, want 1: %v", client, len(ds), ds)
+			continue
+		}
+		d := ds[0]
+		if d.Frontend != w.Frontend || d.Rule != w.Rule || d.Backend != w.Backend {
+			t.Errorf("client %s: frontend=%s rule=%s backend=%s, want frontend=%s rule=%s backend=%s\n%s", client, d.Frontend, d.Rule, d.Backend, w.Frontend, w.Rule, w.Backend, d.Line)
+		}
+		if w.Rule == RuleReject && (d.Flags != "PR" || d.Server != "<NOSRV>") {
+			t.Errorf("client %s: rejected with flags=%s server=%s, want PR <NOSRV>: %s", client, d.Flags, d.Server, d.Line)
+		}
+		if d.BytesIn == 0 {
+			t.Errorf("client %s: bytes_in=0 after sending its first packet: %s", client, d.Line)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d clients have decision lines, want %d", len(got), len(want))
 	}
 }
 

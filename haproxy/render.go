@@ -97,6 +97,7 @@ func FromPlan(p *plan.Plan) *Config {
 			MaxConn(h.MaxConn),
 		}},
 	}
+	c.Defaults.Lines = append(c.Defaults.Lines, logDefaults(h)...)
 	if h.HardStopAfter > 0 {
 		c.Global.Lines = append(c.Global.Lines, HardStopAfter(h.HardStopAfter))
 	}
@@ -142,12 +143,15 @@ func frontend(p *plan.Plan, l plan.List) Section {
 	for _, a := range p.Node.Addresses {
 		add(Bind{netip.AddrPortFrom(a, l.Frontend.Port)})
 	}
+	used := map[string]bool{}
+	logTable, logSilence := logLimit(p.HAProxy, used)
+	add(logTable...)
 	// The rule is evaluated again on every new chunk of data: it accepts as
 	// soon as one signature holds, waits while one still lacks bytes, and
 	// lets the next rule decide once all have failed. One rule for all
 	// signatures, not one each, keeps the work per chunk small (BENCHMARKS.md).
 	add(TCPRequestInspectDelay{p.HAProxy.InspectDelay})
-	used := map[string]bool{}
+	add(logSilence...)
 	conds := make([]Cond, len(l.Decisions))
 	for i, d := range l.Decisions {
 		acls := ACLs(d.Target.Service, d.Signature, used)
@@ -171,7 +175,12 @@ func frontend(p *plan.Plan, l plan.List) Section {
 	if l.Default.Rejects() {
 		// Before the use_backend lines: HAProxy runs every tcp-request rule
 		// before any use_backend, and warns when the file says otherwise.
-		add(Comment("no signature matched and the list's default is reject"), TCPRequestContent{Action: Reject})
+		add(Comment("no signature matched and the list's default is reject"))
+		add(decisionRule(p.HAProxy, RuleReject)...)
+		add(TCPRequestContent{Action: Reject})
+	} else {
+		// Reached only once every signature has failed.
+		add(decisionRule(p.HAProxy, RuleDefault)...)
 	}
 	for i, d := range l.Decisions {
 		add(UseBackend{d.Target.Service, conds[i]})

@@ -321,3 +321,52 @@ func TestHardStopAfter(t *testing.T) {
 		t.Errorf("hard_stop_after: 0 still emits hard-stop-after:\n%s", cfg)
 	}
 }
+
+// TestDecisionLogTargets: the node file's haproxy.log picks where the
+// decision lines go (the master's stdout, a syslog server, nowhere), and
+// haproxy.log_rate caps them per frontend.
+func TestDecisionLogTargets(t *testing.T) {
+	p := loadPlan(t, "")
+	cfg := string(Render(p))
+	for _, want := range []string{"\n    log stdout format raw daemon\n", "\n    " + LogFormat(DecisionFormat).String() + "\n", "\n    acl ps_log_flood sc0_conn_rate gt 100\n"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("the seed node's haproxy.cfg lacks %q", want)
+		}
+	}
+	syslog := *p
+	syslog.HAProxy.Log, syslog.HAProxy.Syslog = node.LogSyslog, netip.MustParseAddrPort("127.0.0.1:514")
+	syslog.HAProxy.LogRate = 7
+	cfg = string(Render(&syslog))
+	for _, want := range []string{"\n    log 127.0.0.1:514 format rfc5424 local0\n", "\n    acl ps_log_flood sc0_conn_rate gt 7\n"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("haproxy.log: 127.0.0.1:514, log_rate: 7: haproxy.cfg lacks %q", want)
+		}
+	}
+	none := *p
+	none.HAProxy.Log = node.LogNone
+	cfg = string(Render(&none))
+	for _, unwanted := range []string{"log", "stick-table", "track-sc0", RuleVar} {
+		if strings.Contains(cfg, unwanted) {
+			t.Errorf("haproxy.log: none still emits %q:\n%s", unwanted, cfg)
+		}
+	}
+}
+
+func TestParseDecision(t *testing.T) {
+	line := "portstripe decision client=198.51.100.7 client_port=40312 dst=203.0.113.10 port=443 frontend=fe_striped rule=signature backend=ssh server=ssh bytes_in=21 bytes_out=40 duration_ms=12 flags=--"
+	d, ok := ParseDecision(line)
+	want := Decision{Client: netip.MustParseAddrPort("198.51.100.7:40312"), Dst: netip.MustParseAddr("203.0.113.10"), Port: 443,
+		Frontend: "fe_striped", Rule: RuleSignature, Backend: "ssh", Server: "ssh", BytesIn: 21, BytesOut: 40, Duration: 12 * time.Millisecond, Flags: "--", Line: line}
+	if !ok || d != want {
+		t.Errorf("ParseDecision = %+v, %v; want %+v", d, ok, want)
+	}
+	for _, other := range []string{
+		"[NOTICE]   (24839) : New worker (24842) forked",
+		"portstripe decision client=198.51.100.7 client_port=40312 dst=203.0.113.10 port=4", // torn
+		strings.Replace(line, "bytes_in=21", "bytes_in=x", 1),
+	} {
+		if _, ok := ParseDecision(other); ok {
+			t.Errorf("ParseDecision(%q) took it for a decision line", other)
+		}
+	}
+}

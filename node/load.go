@@ -81,6 +81,8 @@ type haproxyFile struct {
 	ListenPort    string       `yaml:"listen_port" scalar:"int"`
 	InspectDelay  string       `yaml:"inspect_delay"`
 	HardStopAfter string       `yaml:"hard_stop_after"`
+	Log           string       `yaml:"log"`
+	LogRate       string       `yaml:"log_rate" scalar:"int"`
 	Timeouts      timeoutsFile `yaml:"timeouts"`
 	MaxConn       string       `yaml:"maxconn" scalar:"int"`
 	RunDir        string       `yaml:"run_dir"`
@@ -124,6 +126,8 @@ func defaultFile() file {
 			ListenPort:    "20000",
 			InspectDelay:  "5s",
 			HardStopAfter: "1h",
+			Log:           LogFile,
+			LogRate:       "100",
 			Timeouts:      timeoutsFile{Connect: "5s", Client: "1h", Server: "1h"},
 			MaxConn:       "4096",
 			RunDir:        "/run/portstripe",

@@ -75,7 +75,14 @@ type HAProxy struct {
 	// HardStopAfter ends an old worker (and the VPN sessions it still
 	// carries) this long after a reload; 0 lets old workers live as long as
 	// their sessions.
-	HardStopAfter  time.Duration
+	HardStopAfter time.Duration
+	// Log is where HAProxy writes one line per TCP connection (its
+	// decision): LogFile, LogNone or LogSyslog (to Syslog, over UDP).
+	Log    string
+	Syslog netip.AddrPort
+	// LogRate caps those lines per second, per frontend and worker: a
+	// flood of connections cannot flood the log.
+	LogRate        int
 	TimeoutConnect time.Duration
 	TimeoutClient  time.Duration
 	TimeoutServer  time.Duration
@@ -91,6 +98,13 @@ type HAProxy struct {
 	User  string
 	Group string
 }
+
+// The values of haproxy.log besides a syslog server's IP:PORT.
+const (
+	LogFile   = "file" // the haproxy.log in the state directory
+	LogNone   = "none"
+	LogSyslog = "syslog"
+)
 
 // Service is one thing clients reach through the striped ports.
 type Service struct {

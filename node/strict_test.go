@@ -34,7 +34,7 @@ func TestStrictDecoding(t *testing.T) {
 		{"unknown key, null", okHead + okSvc + "colour:\n",
 			"colour: unknown key (allowed here: name, addresses, striped, reserved, haproxy, defaults, services)"},
 		{"unknown key, empty map", okHead + "haproxy: {colour: {}}\n" + okSvc,
-			"haproxy.colour: unknown key (allowed here: listen_port, inspect_delay, hard_stop_after, timeouts, maxconn, run_dir, master_socket, runtime_socket, user, group)"},
+			"haproxy.colour: unknown key (allowed here: listen_port, inspect_delay, hard_stop_after, log, log_rate, timeouts, maxconn, run_dir, master_socket, runtime_socket, user, group)"},
 		{"boolean name", "name: true\n" + addr + okSvc,
 			`name: wrong type: want text, got the boolean true; quote it ("true") if you mean the text`},
 		{"number name", "name: 1\n" + addr + okSvc,

@@ -268,6 +268,26 @@ func hardStopAfter(s string) (time.Duration, error) {
 	return v, nil
 }
 
+// logSettings reads haproxy.log (file, none, or a syslog server's
+// IP:PORT) and haproxy.log_rate.
+func logSettings(f haproxyFile, h *HAProxy) error {
+	switch f.Log {
+	case LogFile, LogNone:
+		h.Log = f.Log
+	default:
+		a, err := netip.ParseAddrPort(strings.TrimSpace(f.Log))
+		if err != nil || a.Port() == 0 || !a.Addr().IsValid() || a.Addr().IsUnspecified() {
+			return fieldErr("haproxy.log", "%q is not file (the state directory's haproxy.log), none, or a syslog server's IP:PORT (UDP, e.g. 127.0.0.1:514)", clip(f.Log))
+		}
+		h.Log, h.Syslog = LogSyslog, a
+	}
+	var err error
+	if h.LogRate, err = strconv.Atoi(f.LogRate); err != nil || h.LogRate < 1 || h.LogRate > 100000 {
+		return fieldErr("haproxy.log_rate", "%q is not a number from 1 to 100000 (log lines per second per frontend)", clip(f.LogRate))
+	}
+	return nil
+}
+
 func haproxySettings(f haproxyFile) (HAProxy, error) {
 	var h HAProxy
 	p, err := parsePort(f.ListenPort)
@@ -293,6 +313,9 @@ func haproxySettings(f haproxyFile) (HAProxy, error) {
 		*d.dst = v
 	}
 	if h.HardStopAfter, err = hardStopAfter(f.HardStopAfter); err != nil {
+		return h, err
+	}
+	if err := logSettings(f, &h); err != nil {
 		return h, err
 	}
 	if h.TimeoutClient < h.InspectDelay {
