@@ -1,0 +1,153 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/internal/testbed"
+)
+
+// logClient is one client of TestDecisionLog: what it sends through which
+// public port, and the decision line it must leave.
+type logClient struct {
+	name    string
+	port    int
+	send    string // "" sends nothing and closes
+	rule    string
+	backend string
+}
+
+// TestDecisionLog: after an apply, every client through the node's DNAT
+// rules and HAProxy leaves exactly one decision line in the state
+// directory's haproxy.log, naming its own address and port, the public port
+// it dialled (read back from the kernel, not the frontend's 20000), and
+// where it landed and why.
+func TestDecisionLog(t *testing.T) {
+	b := newEchoBed(t)
+	if out, err := livePortstripe(b.node, "apply", "-c", b.nodePath, "--dir", b.stateDir, "--set", "haproxy.log_rate="+strconv.Itoa(logRate)); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	clients := []logClient{
+		{name: "ssh-looking echo client", port: 1022, send: "SSH-2.0-decision-log\r\n", rule: haproxy.RuleSignature, backend: "echo"},
+		{name: "junk client", port: 1500, send: "junk that no signature matches\r\n", rule: haproxy.RuleReject, backend: "fe_striped"},
+		{name: "client that sends nothing", port: 1999, rule: haproxy.RuleReject, backend: "fe_striped"},
+	}
+	want := map[netip.AddrPort]logClient{}
+	for _, c := range clients {
+		want[logDial(t, b.client, c)] = c
+	}
+	log := filepath.Join(b.stateDir, "haproxy.log")
+	var got map[netip.AddrPort][]haproxy.Decision
+	if _, err := liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
+		got = readDecisions(t, log)
+		for client := range want {
+			if len(got[client]) == 0 {
+				return os.ErrNotExist
+			}
+		}
+		return nil
+	}); err != nil {
+		raw, _ := os.ReadFile(log)
+		t.Fatalf("not every client has a decision line within %s:\n%s", liveDeadline, raw)
+	}
+	for client, c := range want {
+		ds := got[client]
+		if len(ds) != 1 {
+			t.Errorf("%s (%s): %d decision lines, want 1: %v", c.name, client, len(ds), ds)
+			continue
+		}
+		d := ds[0]
+		t.Logf("%s: %s", c.name, d.Line)
+		if d.Client.Addr() != testbed.ClientAddr || d.Dst != testbed.NodeAddr || int(d.Port) != c.port {
+			t.Errorf("%s: client=%s dst=%s port=%d, want client %s dst %s port %d (the public port)", c.name, d.Client, d.Dst, d.Port, client, testbed.NodeAddr, c.port)
+		}
+		if d.Frontend != "fe_striped" || d.Rule != c.rule || d.Backend != c.backend {
+			t.Errorf("%s: frontend=%s rule=%s backend=%s, want fe_striped %s %s", c.name, d.Frontend, d.Rule, d.Backend, c.rule, c.backend)
+		}
+		if c.rule == haproxy.RuleReject && d.Flags != "PR" {
+			t.Errorf("%s: flags=%s, want PR (rejected by the frontend's rules)", c.name, d.Flags)
+		}
+		if d.BytesIn != int64(len(c.send)) {
+			t.Errorf("%s: bytes_in=%d, want the %d bytes it sent", c.name, d.BytesIn, len(c.send))
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d clients have decision lines, want %d: %v", len(got), len(want), got)
+	}
+
+	t.Run("flood", func(t *testing.T) {
+		// A flood of junk connections: every one is rejected, but at most
+		// about log_rate a second leave a line (HAProxy's conn_rate is a
+		// sliding average, hence the slack of two periods).
+		const n = 300
+		start := time.Now()
+		for i := range n {
+			logDial(t, b.client, logClient{name: "flood " + strconv.Itoa(i), port: 1000 + i%1000, send: "flood\r\n", rule: haproxy.RuleReject})
+		}
+		took := time.Since(start)
+		time.Sleep(time.Second) // the last lines are written as the connections end
+		lines := 0
+		for _, ds := range readDecisions(t, log) {
+			lines += len(ds)
+		}
+		lines -= len(clients)
+		bound := int(float64(logRate)*(took.Seconds()+2)) + logRate
+		t.Logf("%d connections in %v left %d decision lines (log_rate %d; bound %d)", n, took.Round(time.Millisecond), lines, logRate, bound)
+		if lines < 1 || lines > bound {
+			t.Errorf("%d connections in %v left %d decision lines, want 1 to %d at log_rate %d", n, took, lines, bound, logRate)
+		}
+	})
+}
+
+// logRate is the haproxy.log_rate of TestDecisionLog: low, so a flood a
+// test can make is well past it.
+const logRate = 10
+
+// logDial runs one client through public port c.port and returns its
+// address as the node sees it.
+func logDial(t *testing.T, client testbed.Netns, c logClient) netip.AddrPort {
+	t.Helper()
+	conn, err := liveDial(client, net.JoinHostPort(nodeAddr, strconv.Itoa(c.port)), 3*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if c.send == "" {
+		return conn.LocalAddr().(*net.TCPAddr).AddrPort()
+	}
+	if _, err := io.WriteString(conn, c.send); err != nil {
+		t.Fatalf("%s: write: %v", c.name, err)
+	}
+	got, _ := io.ReadAll(io.LimitReader(conn, int64(len(c.send))))
+	if echoed := string(got) == c.send; echoed != (c.rule == haproxy.RuleSignature) {
+		t.Fatalf("%s: got %q back (want the echo only when a signature matched)", c.name, got)
+	}
+	return conn.LocalAddr().(*net.TCPAddr).AddrPort()
+}
+
+// readDecisions reads the decision lines of a haproxy.log, by client.
+func readDecisions(t *testing.T, path string) map[netip.AddrPort][]haproxy.Decision {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[netip.AddrPort][]haproxy.Decision{}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if d, ok := haproxy.ParseDecision(l); ok {
+			out[d.Client] = append(out[d.Client], d)
+		}
+	}
+	return out
+}
