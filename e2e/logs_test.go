@@ -84,6 +84,13 @@ func TestDecisionLog(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("%d clients have decision lines, want %d: %v", len(got), len(want), got)
 	}
+	for client, c := range want {
+		out, err := livePortstripe(b.node, "logs", "--dir", b.stateDir, "--client", client.String())
+		wantWhy := map[string]string{haproxy.RuleSignature: "signature of echo matched → backend echo", haproxy.RuleReject: "no signature matched → rejected"}[c.rule]
+		if err != nil || strings.Count(out, "\n") != 1 || !strings.Contains(out, client.String()+" → port "+strconv.Itoa(c.port)+" (fe_striped): "+wantWhy) {
+			t.Errorf("portstripe logs --client %s (%s): %v\n%s", client, c.name, err, out)
+		}
+	}
 
 	t.Run("flood", func(t *testing.T) {
 		// A flood of junk connections: every one is rejected, but at most

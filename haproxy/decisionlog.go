@@ -14,6 +14,10 @@ import (
 // ends: where the client landed and why. Keys are stable; README.md
 // ("Decision log") documents them field by field.
 //
+// start is when HAProxy accepted the connection, in Unix seconds with
+// milliseconds: the raw format carries no time of its own, and the
+// workers' chroot holds no time zone.
+//
 // port is the frontend's port as HAProxy reads it: on IPv4 HAProxy reads
 // the destination before DNAT back from the kernel, so it is the public
 // port the client dialled; over IPv6 it would be the frontend's own
@@ -25,7 +29,7 @@ import (
 // set-var per decision before the accept rule would make HAProxy wait for
 // the bytes of every signature still undecided, which the single accept
 // rule does not.
-const DecisionFormat = "portstripe decision client=%ci client_port=%cp dst=%fi port=%fp frontend=%f" +
+const DecisionFormat = "portstripe decision start=%Ts.%ms client=%ci client_port=%cp dst=%fi port=%fp frontend=%f" +
 	" rule=%[var(" + RuleVar + "," + RuleSignature + ")] backend=%b server=%s" +
 	" bytes_in=%U bytes_out=%B duration_ms=%Tt flags=%ts"
 
@@ -84,6 +88,7 @@ func decisionRule(h node.HAProxy, rule string) []Line {
 
 // Decision is one decision line read back.
 type Decision struct {
+	Start    time.Time // UTC
 	Client   netip.AddrPort
 	Dst      netip.Addr
 	Port     uint16
@@ -116,6 +121,13 @@ func ParseDecision(line string) (d Decision, ok bool) {
 		k, v, _ := strings.Cut(kv, "=")
 		var err error
 		switch k {
+		case "start":
+			var ms int64
+			ms, err = strconv.ParseInt(strings.Replace(v, ".", "", 1), 10, 64)
+			if len(v) < 5 || v[len(v)-4] != '.' {
+				err = strconv.ErrSyntax
+			}
+			d.Start = time.UnixMilli(ms).UTC()
 		case "client":
 			client, err = netip.ParseAddr(v)
 		case "client_port":
