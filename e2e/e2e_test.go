@@ -39,8 +39,9 @@ type clientCase struct {
 	sni   string    // tls: the server name sent ("" sends none)
 	proto string
 	port  int
-	lport int    // openvpn: the client's local port
-	want  string // the service the node's design sends it to, or none
+	lport int            // openvpn: the client's local port
+	src   netip.AddrPort // the client's address and port, as captured (TCP: one connection)
+	want  string         // the service the node's design sends it to, or none
 
 	ok        bool   // the client completed its handshake with the right server
 	landed    string // where its first packet actually went (service, or none)
@@ -83,6 +84,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("openvpn", func(t *testing.T) { checkOpenVPN(t, cases) })
 	t.Run("ssh-tls", func(t *testing.T) { checkBackends(t, cases) })
 	t.Run("plan-equals-reality", func(t *testing.T) { checkPredictions(t, cases) })
+	t.Run("decision-log", func(t *testing.T) { checkDecisionLines(t, filepath.Join(s.dir, "haproxy.log"), cases) })
 	var resends []*resendCase
 	t.Run("retransmit", func(t *testing.T) { resends = s.checkRetransmits(t, cases) })
 
@@ -293,6 +295,7 @@ func (s *suite) analyse(t *testing.T, cases []*clientCase) {
 	for _, c := range cases {
 		var f flow
 		f, c.first, _ = s.wire.find(c.matchFlow)
+		c.src = f.src
 		if c.first != nil && s.wire.sentLate(f) {
 			c.firstNote = fmt.Sprintf("sent nothing until the node closed the connection, then %q; route asked with no bytes", c.first)
 			c.first = []byte{}

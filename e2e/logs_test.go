@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,4 +158,50 @@ func readDecisions(t *testing.T, path string) map[netip.AddrPort][]haproxy.Decis
 		}
 	}
 	return out
+}
+
+// checkDecisionLines: every TCP client of the matrix that reached a
+// frontend left decision lines naming the public port it dialled and where
+// it landed (its backend, or reject), one for each connection: exactly one
+// for an SSH or TLS client; an OpenVPN client that lands on the wrong
+// server may reconnect from its fixed port. A client of a reserved port
+// never reached HAProxy and leaves none.
+func checkDecisionLines(t *testing.T, log string, cases []*clientCase) {
+	byClient := readDecisions(t, log)
+	checked, reconnected := 0, 0
+	for _, c := range cases {
+		if c.proto != "tcp" {
+			continue
+		}
+		if !c.src.IsValid() {
+			if !slices.Contains(reservedPorts, c.port) {
+				t.Errorf("%s: no connection of its captured: cannot find its decision line", c.id)
+			}
+			continue
+		}
+		ds := byClient[c.src]
+		switch {
+		case slices.Contains(reservedPorts, c.port):
+			if len(ds) != 0 {
+				t.Errorf("%s: a reserved port's client has decision lines: %v", c.id, ds)
+			}
+			continue
+		case len(ds) == 0, len(ds) > 1 && c.kind != "openvpn":
+			t.Errorf("%s (%s): %d decision lines, want 1: %v", c.id, c.src, len(ds), ds)
+			continue
+		}
+		checked++
+		if len(ds) > 1 {
+			reconnected++
+		}
+		for _, d := range ds {
+			if int(d.Port) != c.port || d.Dst != testbed.NodeAddr {
+				t.Errorf("%s: dst=%s port=%d, want %s and the public port %d: %s", c.id, d.Dst, d.Port, testbed.NodeAddr, c.port, d.Line)
+			}
+			if landed := c.landed != none; landed != (d.Rule != haproxy.RuleReject) || landed && d.Backend != c.landed {
+				t.Errorf("%s: landed on %s, its decision line says rule=%s backend=%s: %s", c.id, c.landed, d.Rule, d.Backend, d.Line)
+			}
+		}
+	}
+	t.Logf("%d TCP clients checked against their decision lines (%d OpenVPN clients reconnected)", checked, reconnected)
 }
