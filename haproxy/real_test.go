@@ -484,3 +484,44 @@ func findStat(stats []Stat, proxy, name string) *Stat {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// TestRealSyslog: with haproxy.log set to a syslog server's address, the
+// chrooted workers send each decision line there over UDP (RFC 5424).
+func TestRealSyslog(t *testing.T) {
+	if _, err := os.Stat(firstPackets); err != nil {
+		t.Skipf("no captured first packets: %v", err)
+	}
+	server, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	p := loadPlan(t, "")
+	p.HAProxy.Log, p.HAProxy.Syslog = node.LogSyslog, server.LocalAddr().(*net.UDPAddr).AddrPort()
+	h := startConfig(t, FromPlan(p))
+	if got, _ := h.send(t, "fe_striped", packet(t, "tcp-tls-crypt.hex")); got != "openvpn_ecc" {
+		t.Fatalf("landed on %q, want openvpn_ecc", got)
+	}
+	client := h.lastClient
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	for {
+		n, err := server.Read(buf)
+		if err != nil {
+			t.Fatalf("no decision line for %s at the syslog server: %v", client, err)
+		}
+		msg := string(buf[:n])
+		i := strings.Index(msg, decisionPrefix)
+		if !strings.HasPrefix(msg, "<") || i < 0 {
+			continue // HAProxy's own messages (proxy started, …)
+		}
+		d, ok := ParseDecision(strings.TrimRight(msg[i:], "\n"))
+		if !ok || d.Client != client || d.Rule != RuleSignature || d.Backend != "openvpn_ecc" {
+			t.Fatalf("syslog message %q: parsed %+v (ok %v), want client %s rule signature backend openvpn_ecc", msg, d, ok, client)
+		}
+		if !strings.HasPrefix(msg, "<134>1 ") { // local0.info, RFC 5424 version 1
+			t.Errorf("syslog message %q is not RFC 5424 local0.info", msg)
+		}
+		return
+	}
+}
