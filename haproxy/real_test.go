@@ -47,7 +47,7 @@ type backendListener struct {
 	got  chan []byte
 }
 
-func newBackend(t *testing.T, name string) *backendListener {
+func newBackend(t testing.TB, name string) *backendListener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func (b *backendListener) addr() netip.AddrPort {
 // frontendAddr picks a free port on a loopback address of its own: a port
 // freed on 127.0.0.1 can be taken as the source port of another test's
 // connection before HAProxy binds it; nothing else uses 127.0.86.x.
-func frontendAddr(t *testing.T) netip.AddrPort {
+func frontendAddr(t testing.TB) netip.AddrPort {
 	ip := netip.AddrFrom4([4]byte{127, 0, 86, byte(1 + os.Getpid()%250)})
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
@@ -94,7 +94,7 @@ func startReal(t *testing.T) *realHAProxy {
 // startConfig starts c with its sockets in a temporary directory, each
 // frontend bound once on loopback and each server replaced by a
 // backendListener.
-func startConfig(t *testing.T, c *Config) *realHAProxy {
+func startConfig(t testing.TB, c *Config) *realHAProxy {
 	t.Helper()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Skip("haproxy not installed (CI installs it)")
@@ -203,7 +203,7 @@ func startConfig(t *testing.T, c *Config) *realHAProxy {
 	return h
 }
 
-func packet(t *testing.T, name string) []byte {
+func packet(t testing.TB, name string) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(firstPackets, name))
 	if err != nil {
@@ -523,5 +523,34 @@ func TestRealSyslog(t *testing.T) {
 			t.Errorf("syslog message %q is not RFC 5424 local0.info", msg)
 		}
 		return
+	}
+}
+
+// BenchmarkRealDecisionLog: a junk connection through the real HAProxy
+// (accepted, rejected at once, closed), with a decision line to the
+// master's output (under and past haproxy.log_rate) and with none.
+func BenchmarkRealDecisionLog(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		log  string
+		rate int
+	}{{"file", node.LogFile, 100000}, {"file-past-log_rate", node.LogFile, 1}, {"none", node.LogNone, 100}} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := loadPlan(b, "")
+			p.HAProxy.Log, p.HAProxy.LogRate = bc.log, bc.rate
+			h := startConfig(b, FromPlan(p))
+			addr := h.frontends["fe_striped"]
+			junk := []byte("GET / HTTP/1.0\r\n\r\n")
+			b.ResetTimer()
+			for b.Loop() {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Write(junk)
+				io.Copy(io.Discard, c)
+				c.Close()
+			}
+		})
 	}
 }

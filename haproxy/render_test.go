@@ -31,7 +31,7 @@ var goldenNodes = []struct {
 
 const repoRoot = ".."
 
-func loadPlan(t *testing.T, path string) *plan.Plan {
+func loadPlan(t testing.TB, path string) *plan.Plan {
 	t.Helper()
 	var n *node.Node
 	var err error
