@@ -48,7 +48,7 @@ func TestDecisionLog(t *testing.T) {
 		want[logDial(t, b.client, c)] = c
 	}
 	log := filepath.Join(b.stateDir, "haproxy.log")
-	var got map[netip.AddrPort][]haproxy.Decision
+	var got map[netip.AddrPort][]haproxy.DecisionLine
 	if _, err := liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
 		got = readDecisions(t, log)
 		for client := range want {
@@ -145,15 +145,15 @@ func logDial(t *testing.T, client testbed.Netns, c logClient) netip.AddrPort {
 }
 
 // readDecisions reads the decision lines of a haproxy.log, by client.
-func readDecisions(t *testing.T, path string) map[netip.AddrPort][]haproxy.Decision {
+func readDecisions(t *testing.T, path string) map[netip.AddrPort][]haproxy.DecisionLine {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[netip.AddrPort][]haproxy.Decision{}
+	out := map[netip.AddrPort][]haproxy.DecisionLine{}
 	for _, l := range strings.Split(string(raw), "\n") {
-		if d, ok := haproxy.ParseDecision(l); ok {
+		if d, ok := haproxy.ParseDecisionLine(l); ok {
 			out[d.Client] = append(out[d.Client], d)
 		}
 	}

@@ -86,8 +86,8 @@ func decisionRule(h node.HAProxy, rule string) []Line {
 	return []Line{TCPRequestContent{Action: SetRule(rule)}}
 }
 
-// Decision is one decision line read back.
-type Decision struct {
+// DecisionLine is one decision line read back.
+type DecisionLine struct {
 	Start    time.Time // UTC
 	Client   netip.AddrPort
 	Dst      netip.Addr
@@ -106,9 +106,9 @@ type Decision struct {
 // decisionPrefix starts every decision line.
 const decisionPrefix = "portstripe decision "
 
-// ParseDecision reads a line DecisionFormat wrote; ok is false for any
+// ParseDecisionLine reads a line DecisionFormat wrote; ok is false for any
 // other line (HAProxy's own notices, alerts, a torn line).
-func ParseDecision(line string) (d Decision, ok bool) {
+func ParseDecisionLine(line string) (d DecisionLine, ok bool) {
 	rest, found := strings.CutPrefix(line, decisionPrefix)
 	if !found {
 		return d, false
@@ -160,7 +160,7 @@ func ParseDecision(line string) (d Decision, ok bool) {
 			continue
 		}
 		if err != nil {
-			return Decision{}, false
+			return DecisionLine{}, false
 		}
 		fields++
 	}

@@ -308,11 +308,11 @@ func TestRealRouting(t *testing.T) {
 	}
 	// Each connection's decision line, by client address: where it landed
 	// and why.
-	want := map[netip.AddrPort]Decision{}
+	want := map[netip.AddrPort]DecisionLine{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, took := h.send(t, tt.frontend, tt.pieces...)
-			d := Decision{Frontend: tt.frontend, Rule: tt.rule, Backend: tt.want}
+			d := DecisionLine{Frontend: tt.frontend, Rule: tt.rule, Backend: tt.want}
 			if d.Rule == "" {
 				d.Rule = RuleSignature
 			}
@@ -336,15 +336,15 @@ func TestRealRouting(t *testing.T) {
 
 // checkDecisions waits for one decision line per client in want (HAProxy
 // writes it when the connection ends) and compares where each landed.
-func checkDecisions(t *testing.T, h *realHAProxy, want map[netip.AddrPort]Decision) {
+func checkDecisions(t *testing.T, h *realHAProxy, want map[netip.AddrPort]DecisionLine) {
 	t.Helper()
-	var got map[netip.AddrPort][]Decision
+	var got map[netip.AddrPort][]DecisionLine
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		got = map[netip.AddrPort][]Decision{}
+		got = map[netip.AddrPort][]DecisionLine{}
 		n := 0
 		log, _ := os.ReadFile(filepath.Join(h.dir, "haproxy.log"))
 		for _, l := range strings.Split(string(log), "\n") {
-			if d, ok := ParseDecision(l); ok {
+			if d, ok := ParseDecisionLine(l); ok {
 				got[d.Client] = append(got[d.Client], d)
 				n++
 			}
@@ -515,7 +515,7 @@ func TestRealSyslog(t *testing.T) {
 		if !strings.HasPrefix(msg, "<") || i < 0 {
 			continue // HAProxy's own messages (proxy started, …)
 		}
-		d, ok := ParseDecision(strings.TrimRight(msg[i:], "\n"))
+		d, ok := ParseDecisionLine(strings.TrimRight(msg[i:], "\n"))
 		if !ok || d.Client != client || d.Rule != RuleSignature || d.Backend != "openvpn_ecc" {
 			t.Fatalf("syslog message %q: parsed %+v (ok %v), want client %s rule signature backend openvpn_ecc", msg, d, ok, client)
 		}

@@ -354,11 +354,11 @@ func TestDecisionLogTargets(t *testing.T) {
 
 func TestParseDecision(t *testing.T) {
 	line := "portstripe decision start=1796157673.075 client=198.51.100.7 client_port=40312 dst=203.0.113.10 port=443 frontend=fe_striped rule=signature backend=ssh server=ssh bytes_in=21 bytes_out=40 duration_ms=12 flags=--"
-	d, ok := ParseDecision(line)
-	want := Decision{Start: time.UnixMilli(1796157673075).UTC(), Client: netip.MustParseAddrPort("198.51.100.7:40312"), Dst: netip.MustParseAddr("203.0.113.10"), Port: 443,
+	d, ok := ParseDecisionLine(line)
+	want := DecisionLine{Start: time.UnixMilli(1796157673075).UTC(), Client: netip.MustParseAddrPort("198.51.100.7:40312"), Dst: netip.MustParseAddr("203.0.113.10"), Port: 443,
 		Frontend: "fe_striped", Rule: RuleSignature, Backend: "ssh", Server: "ssh", BytesIn: 21, BytesOut: 40, Duration: 12 * time.Millisecond, Flags: "--", Line: line}
 	if !ok || d != want {
-		t.Errorf("ParseDecision = %+v, %v; want %+v", d, ok, want)
+		t.Errorf("ParseDecisionLine = %+v, %v; want %+v", d, ok, want)
 	}
 	for _, other := range []string{
 		"[NOTICE]   (24839) : New worker (24842) forked",
@@ -366,8 +366,8 @@ func TestParseDecision(t *testing.T) {
 		strings.Replace(line, "bytes_in=21", "bytes_in=x", 1),
 		strings.Replace(line, "start=1796157673.075", "start=1796157673", 1),
 	} {
-		if _, ok := ParseDecision(other); ok {
-			t.Errorf("ParseDecision(%q) took it for a decision line", other)
+		if _, ok := ParseDecisionLine(other); ok {
+			t.Errorf("ParseDecisionLine(%q) took it for a decision line", other)
 		}
 	}
 }

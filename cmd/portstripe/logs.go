@@ -102,7 +102,7 @@ func parseClient(s string) (clientFilter, error) {
 	return clientFilter{addr: a.Unmap()}, nil
 }
 
-func (f clientFilter) match(d haproxy.Decision) bool {
+func (f clientFilter) match(d haproxy.DecisionLine) bool {
 	return !f.addr.IsValid() || d.Client.Addr() == f.addr && (f.port == 0 || d.Client.Port() == f.port)
 }
 
@@ -138,7 +138,7 @@ func logsWritten(dir string) error {
 
 // readDecisions reads the decision lines of the last logsTail bytes of
 // path that match f, in the file's order.
-func readDecisions(path string, f clientFilter) ([]haproxy.Decision, error) {
+func readDecisions(path string, f clientFilter) ([]haproxy.DecisionLine, error) {
 	file, err := artifact.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no %s: no HAProxy started by apply or run wrote one here (--dir names another state directory)", path)
@@ -158,11 +158,11 @@ func readDecisions(path string, f clientFilter) ([]haproxy.Decision, error) {
 		}
 		r.ReadString('\n') // the first line is cut
 	}
-	var out []haproxy.Decision
+	var out []haproxy.DecisionLine
 	for n := int64(0); n < logsTail; {
 		line, err := r.ReadString('\n')
 		n += int64(len(line))
-		if d, ok := haproxy.ParseDecision(strings.TrimSuffix(line, "\n")); ok && f.match(d) {
+		if d, ok := haproxy.ParseDecisionLine(strings.TrimSuffix(line, "\n")); ok && f.match(d) {
 			out = append(out, d)
 		}
 		if err == io.EOF {
@@ -176,7 +176,7 @@ func readDecisions(path string, f clientFilter) ([]haproxy.Decision, error) {
 }
 
 // describeDecision is one connection in words.
-func describeDecision(d haproxy.Decision) string {
+func describeDecision(d haproxy.DecisionLine) string {
 	var why string
 	switch d.Rule {
 	case haproxy.RuleSignature:
