@@ -262,12 +262,19 @@ type Server struct {
 	Check bool
 	// Disabled starts the server in maintenance (the "disabled" keyword).
 	Disabled bool
+	// SendProxy is "send-proxy" or "send-proxy-v2": a PROXY protocol
+	// header with the client's address before the client's bytes; empty
+	// sends none.
+	SendProxy string
 }
 
 func (s Server) String() string {
 	b := "server " + s.Name + " " + s.Addr.String()
 	if s.Check {
 		b += " check"
+	}
+	if s.SendProxy != "" {
+		b += " " + s.SendProxy
 	}
 	if s.Disabled {
 		b += " disabled"
@@ -306,6 +313,12 @@ func (ConnRateTable) String() string {
 type TrackConnRate struct{}
 
 func (TrackConnRate) String() string { return "tcp-request connection track-sc0 int(0)" }
+
+// UseSrcClientIP is a backend's "source 0.0.0.0 usesrc clientip": HAProxy
+// connects to the servers from the client's address (TPROXY).
+type UseSrcClientIP struct{}
+
+func (UseSrcClientIP) String() string { return "source 0.0.0.0 usesrc clientip" }
 
 // Option is a proxy's "option <name>" (tcp-check, ssl-hello-chk).
 type Option string

@@ -32,6 +32,8 @@ func TestLines(t *testing.T) {
 		{DefaultBackend{"svc"}, "default_backend svc"},
 		{Server{Name: "svc", Addr: mustAddrPort("127.0.0.1:1194")}, "server svc 127.0.0.1:1194"},
 		{Server{Name: "svc", Addr: mustAddrPort("127.0.0.1:1194"), Disabled: true}, "server svc 127.0.0.1:1194 disabled"},
+		{Server{Name: "svc", Addr: mustAddrPort("127.0.0.1:8443"), Check: true, SendProxy: "send-proxy-v2", Disabled: true}, "server svc 127.0.0.1:8443 check send-proxy-v2 disabled"},
+		{UseSrcClientIP{}, "source 0.0.0.0 usesrc clientip"},
 		{Comment("node file /tmp/x\nfrontend evil"), "# node file /tmp/x?frontend evil"},
 		{Comment("nul\x00 cr\r nel\u0085 ls\u2028 bad\xff"), "# nul? cr? nel? ls? bad?"},
 	}

@@ -22,7 +22,8 @@ const hashPrefix = "portstripe-config sha256:"
 
 // ConfigHash is the SHA-256 of what a worker needs a reload to change: the
 // configuration without its header comments and with every server's
-// address and state left out, since those change through the runtime API.
+// address and state left out, since those change through the runtime API
+// (what it sends first, a PROXY header, does not).
 // A worker reports it in "show info" (description); ReadConfigHash reads it
 // from a rendered file.
 func ConfigHash(c *Config) string {
@@ -38,7 +39,7 @@ func ConfigHash(c *Config) string {
 		probe.Backends[i].Lines = make([]Line, len(b.Lines))
 		for j, l := range b.Lines {
 			if s, ok := l.(Server); ok {
-				l = Server{Name: s.Name, Check: s.Check}
+				l = Server{Name: s.Name, Check: s.Check, SendProxy: s.SendProxy}
 			}
 			probe.Backends[i].Lines[j] = l
 		}
@@ -117,10 +118,18 @@ func FromPlan(p *plan.Plan) *Config {
 	return c
 }
 
+// sendProxy is the server keyword for a PROXY protocol client address.
+var sendProxy = map[node.ClientAddress]string{node.ClientProxyV1: "send-proxy", node.ClientProxyV2: "send-proxy-v2"}
+
 // backend is a service's backend: its one server, health-checked as the
-// plan says.
+// plan says, told the client's address as the plan says.
 func backend(b plan.Backend) Section {
 	s := Section{Type: BackendSection, Name: b.Service}
+	if b.ClientAddress == node.ClientTransparent {
+		// IPv4 only (one server): the rules route the backend's replies
+		// back to HAProxy (plan.ReplyRoute).
+		s.Lines = append(s.Lines, Comment("client address: transparent, HAProxy connects from the client's own address"), UseSrcClientIP{})
+	}
 	switch b.Check {
 	case plan.CheckSSHBanner:
 		s.Lines = append(s.Lines, Comment("health: the server's SSH banner"), Option("tcp-check"), TCPCheckExpect("^SSH-"))
@@ -129,7 +138,7 @@ func backend(b plan.Backend) Section {
 	case plan.CheckConnect:
 		s.Lines = append(s.Lines, Comment("health: the server accepts a TCP connection"))
 	}
-	s.Lines = append(s.Lines, Server{Name: b.Service, Addr: b.Addr, Check: b.Check != plan.CheckNone, Disabled: b.Disabled})
+	s.Lines = append(s.Lines, Server{Name: b.Service, Addr: b.Addr, Check: b.Check != plan.CheckNone, Disabled: b.Disabled, SendProxy: sendProxy[b.ClientAddress]})
 	return s
 }
 

@@ -99,16 +99,20 @@ type timeoutsFile struct {
 }
 
 type serviceFile struct {
-	Name      string   `yaml:"name"`
-	Kind      string   `yaml:"kind"`
-	TLS       tlsFile  `yaml:"tls"`
-	SNI       []string `yaml:"sni"`
-	UDP       string   `yaml:"udp" scalar:"int"`
-	TCP       string   `yaml:"tcp"`
-	Striped   string   `yaml:"striped" scalar:"bool"`
-	Disabled  string   `yaml:"disabled" scalar:"bool"`
-	Check     string   `yaml:"check"`
-	Dedicated []string `yaml:"dedicated" scalar:"int"`
+	Name     string   `yaml:"name"`
+	Kind     string   `yaml:"kind"`
+	TLS      tlsFile  `yaml:"tls"`
+	SNI      []string `yaml:"sni"`
+	UDP      string   `yaml:"udp" scalar:"int"`
+	TCP      string   `yaml:"tcp"`
+	Striped  string   `yaml:"striped" scalar:"bool"`
+	Disabled string   `yaml:"disabled" scalar:"bool"`
+	Check    string   `yaml:"check"`
+	// ClientAddress is how the TCP backend learns the client's address;
+	// left out of the settings hash when unset, so adding the key changed
+	// no existing node's hash.
+	ClientAddress string   `yaml:"client_address" json:",omitempty"`
+	Dedicated     []string `yaml:"dedicated" scalar:"int"`
 }
 
 type tlsFile struct {

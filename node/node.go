@@ -129,6 +129,8 @@ type Service struct {
 	Disabled bool
 	// Check is how HAProxy health-checks the TCP backend.
 	Check Check
+	// ClientAddress is how the TCP backend learns the client's address.
+	ClientAddress ClientAddress
 }
 
 // Check is a service's `check`: how HAProxy health-checks its TCP backend.
@@ -144,6 +146,29 @@ const (
 
 // Checks are the values `check` takes.
 var Checks = []Check{CheckAuto, CheckConnect, CheckNone}
+
+// ClientAddress is a service's `client_address`: what address its TCP
+// backend sees a client connect from.
+type ClientAddress string
+
+const (
+	// ClientProxy (the default): HAProxy's own, 127.0.0.1 for a loopback
+	// backend; the backend never learns the client's address.
+	ClientProxy ClientAddress = "proxy"
+	// ClientTransparent: HAProxy connects from the client's address
+	// (TPROXY), and the backend's replies are routed back to HAProxy. The
+	// backend needs an address that is neither loopback nor the node's,
+	// and HAProxy's workers run as root.
+	ClientTransparent ClientAddress = "transparent"
+	// ClientProxyV1 and ClientProxyV2: HAProxy sends the PROXY protocol
+	// header (text or binary) first, for backends that read it (HAProxy
+	// accept-proxy, nginx proxy_protocol; not OpenVPN or sshd).
+	ClientProxyV1 ClientAddress = "proxy-v1"
+	ClientProxyV2 ClientAddress = "proxy-v2"
+)
+
+// ClientAddresses are the values `client_address` takes.
+var ClientAddresses = []ClientAddress{ClientProxy, ClientTransparent, ClientProxyV1, ClientProxyV2}
 
 // OpenVPNTLS is the control-channel wrapping an OpenVPN instance uses.
 type OpenVPNTLS struct {

@@ -222,6 +222,16 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 			return s, fieldErr(path+".check", "the service has no tcp backend to check")
 		}
 	}
+	s.ClientAddress = ClientProxy
+	if sf.ClientAddress != "" {
+		s.ClientAddress = ClientAddress(sf.ClientAddress)
+		if !slices.Contains(ClientAddresses, s.ClientAddress) {
+			return s, fieldErr(path+".client_address", "%q is not a client address mode (allowed: %s)", clip(sf.ClientAddress), joinAny(ClientAddresses))
+		}
+		if !s.TCP.IsValid() {
+			return s, fieldErr(path+".client_address", "the service has no tcp backend (UDP clients keep their address: the rules DNAT, they do not proxy)")
+		}
+	}
 	return s, nil
 }
 

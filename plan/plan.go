@@ -31,7 +31,25 @@ type Plan struct {
 	// --version names it; the compiler sets it, and both emitters' headers
 	// carry it.
 	Generator string `json:"generator"`
+	// ReplyRoute routes the transparent backends' replies back to HAProxy;
+	// nil when no backend is transparent.
+	ReplyRoute *ReplyRoute `json:"reply_route,omitempty"`
 }
+
+// ReplyRoute is the policy routing a transparent backend needs: it answers
+// the client's own address, so its replies would leave the node unless
+// marked (by the firewall, keyed on the backend's address and port) and
+// routed by an `ip rule fwmark Mark lookup Table` to a table whose one
+// route, `local 0.0.0.0/0 dev lo`, delivers them to HAProxy's socket.
+type ReplyRoute struct {
+	Mark     uint32 `json:"mark"`
+	Table    int    `json:"table"`
+	Priority int    `json:"priority"`
+}
+
+// replyRoute is fixed, so a node's rules and routes are the same on every
+// apply: mark and table 0x5053 ("PS"), the rule before main (32766).
+var replyRoute = ReplyRoute{Mark: 0x5053, Table: 0x5053, Priority: 0x5053}
 
 // NodeInfo is what the outputs say about where the plan comes from.
 type NodeInfo struct {
@@ -110,6 +128,10 @@ type Backend struct {
 	Addr     netip.AddrPort `json:"addr"`
 	Disabled bool           `json:"disabled,omitempty"`
 	Check    HealthCheck    `json:"check"`
+	// ClientAddress is how the backend learns the client's address: HAProxy
+	// connects from it (transparent), sends a PROXY header (proxy-v1,
+	// proxy-v2), or neither (proxy).
+	ClientAddress node.ClientAddress `json:"client_address"`
 }
 
 // HealthCheck is how HAProxy checks a backend, as the planner resolved the
@@ -172,8 +194,11 @@ func Build(n *node.Node) (*Plan, error) {
 	}
 	for _, s := range n.Services {
 		if s.TCP.IsValid() {
-			p.Backends = append(p.Backends, Backend{Service: s.Name, Addr: s.TCP, Disabled: s.Disabled, Check: healthCheck(s)})
+			p.Backends = append(p.Backends, Backend{Service: s.Name, Addr: s.TCP, Disabled: s.Disabled, Check: healthCheck(s), ClientAddress: s.ClientAddress})
 		}
+	}
+	if err := p.checkTransparent(n); err != nil {
+		return nil, err
 	}
 	if err := p.assignFrontends(n); err != nil {
 		return nil, err
@@ -185,6 +210,34 @@ func Build(n *node.Node) (*Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkTransparent refuses a transparent backend that cannot work, and
+// adds the reply routing the others need. HAProxy connects to it from the
+// client's address, so the backend must be reached over an interface that
+// can route the reply back: on loopback the kernel drops a packet from a
+// foreign address unless route_localnet is on, and at the node's own
+// address the connection would enter the node's frontends again. HAProxy
+// 2.6 refuses usesrc unless its workers keep root.
+func (p *Plan) checkTransparent(n *node.Node) error {
+	for i, s := range n.Services {
+		if s.ClientAddress != node.ClientTransparent {
+			continue
+		}
+		path := fmt.Sprintf("services[%d].client_address", i)
+		switch a := s.TCP.Addr(); {
+		case a.IsLoopback():
+			return &node.FieldError{Path: path, Msg: fmt.Sprintf("transparent needs a backend on a non-loopback address of this machine, not %s: the kernel drops loopback packets from the client's address (route_localnet); give the backend e.g. an address on lo or a dummy interface", s.TCP)}
+		case slices.Contains(n.Addresses, a):
+			return &node.FieldError{Path: path, Msg: fmt.Sprintf("transparent needs a backend address that is not one of the node's addresses (%s): a connection from the client's address to it would be diverted into the frontends again; give the backend its own address", a)}
+		}
+		if n.HAProxy.User != "root" {
+			return &node.FieldError{Path: "haproxy.user", Msg: fmt.Sprintf("%s is transparent (%s: transparent), which needs HAProxy's workers to stay root (HAProxy refuses usesrc otherwise); set haproxy.user: root to accept that trade-off", s.Name, path)}
+		}
+		rr := replyRoute
+		p.ReplyRoute = &rr
+	}
+	return nil
 }
 
 // checkUDPListeners refuses two services listening on one UDP port: the

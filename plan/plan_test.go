@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -477,5 +478,50 @@ services:
 		if b.Check != want[b.Service] {
 			t.Errorf("%s: check %q, want %q", b.Service, b.Check, want[b.Service])
 		}
+	}
+}
+
+// TestClientAddress: a transparent backend needs an address of its own
+// (not loopback, not the node's) and root workers, and brings the reply
+// routing; the other modes are only carried to the backend.
+func TestClientAddress(t *testing.T) {
+	const svc = `services:
+  - {name: ssh, kind: ssh, tcp: %s, client_address: %s}
+  - {name: vpn, kind: openvpn, tls: {mode: tls-crypt}, tcp: 127.0.0.1:1194}
+`
+	tests := []struct {
+		name, haproxy, tcp, mode string
+		wantErr                  string
+	}{
+		{"transparent on an own address", "haproxy: {user: root}\n", "203.0.113.10:22", "transparent", ""},
+		{"transparent on loopback", "haproxy: {user: root}\n", "127.0.0.1:22", "transparent", "services[0].client_address: transparent needs a backend on a non-loopback address"},
+		{"transparent on the node's address", "haproxy: {user: root}\n", "198.51.100.2:22", "transparent", "services[0].client_address: transparent needs a backend address that is not one of the node's addresses (198.51.100.2)"},
+		{"transparent with haproxy workers", "", "203.0.113.10:22", "transparent", "haproxy.user: ssh is transparent (services[0].client_address: transparent), which needs HAProxy's workers to stay root"},
+		{"proxy-v2 on loopback", "", "127.0.0.1:22", "proxy-v2", ""},
+		{"proxy-v1 on loopback", "", "127.0.0.1:22", "proxy-v1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := build(t, head+tt.haproxy+fmt.Sprintf(svc, tt.tcp, tt.mode))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]node.ClientAddress{}
+			for _, b := range p.Backends {
+				got[b.Service] = b.ClientAddress
+			}
+			if got["ssh"] != node.ClientAddress(tt.mode) || got["vpn"] != node.ClientProxy {
+				t.Errorf("client addresses %v, want ssh %s and vpn proxy", got, tt.mode)
+			}
+			if (p.ReplyRoute != nil) != (tt.mode == "transparent") {
+				t.Errorf("reply route %+v with %s", p.ReplyRoute, tt.mode)
+			}
+		})
 	}
 }
