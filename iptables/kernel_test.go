@@ -216,6 +216,68 @@ func TestApplyCleanInKernel(t *testing.T) {
 	}
 }
 
+// TestMarksInKernel: a transparent node's mangle chain and its jump from
+// mangle OUTPUT are applied once, observed, missed when the jump goes, and
+// removed by an apply without transparent backends and by Clean.
+func TestMarksInKernel(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	ns := netns(t, "marks")
+	m, err := New(Options{Netns: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mangle := func() string { return string(run(t, nil, "ip", "netns", "exec", ns, "iptables-save", "-t", "mangle")) }
+	rules := Render(transparentPlan(t))
+	for range 2 {
+		if err := m.Apply(ctx, rules); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := mangle()
+	if n := strings.Count(got, "-A OUTPUT -m comment --comment portstripe -j PORTSTRIPE-MARK"); n != 1 {
+		t.Errorf("%d jumps from mangle OUTPUT, want 1:\n%s", n, got)
+	}
+	for _, want := range []string{
+		`-A PORTSTRIPE-MARK -s 203.0.113.20/32 -p tcp -m tcp --sport 1194 -m comment --comment "vpn: transparent, replies to HAProxy" -j MARK --set-xmark 0x5053/0xffffffff`,
+		`-A PORTSTRIPE-MARK -s 203.0.113.20/32 -p tcp -m tcp --sport 22 -m comment --comment "ssh: transparent, replies to HAProxy" -j MARK --set-xmark 0x5053/0xffffffff`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("mangle table lacks %s:\n%s", want, got)
+		}
+	}
+	obs, err := m.Observe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canon, err := m.Canonical(ctx, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(obs.Rules, canon) || obs.MissingMarkJump {
+		t.Errorf("Observe after Apply (missing mark jump %v) differs from Canonical:\n%s", obs.MissingMarkJump, textdiff.Unified(string(canon), string(obs.Rules)))
+	}
+	run(t, nil, "ip", "netns", "exec", ns, "iptables", "-t", "mangle", "-F", "OUTPUT")
+	if obs, _ := m.Observe(ctx); !obs.MissingMarkJump {
+		t.Error("Observe after flushing mangle OUTPUT does not miss the mark jump")
+	}
+	if err := m.Apply(ctx, Render(seedPlan(t))); err != nil {
+		t.Fatal(err)
+	}
+	if got := mangle(); strings.Contains(got, "PORTSTRIPE") {
+		t.Errorf("an apply without transparent backends left marks:\n%s", got)
+	}
+	if err := m.Apply(ctx, rules); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Clean(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := mangle() + save(t, ns); strings.Contains(got, "PORTSTRIPE") {
+		t.Errorf("Clean left portstripe rules:\n%s", got)
+	}
+}
+
 // arrival is a datagram received on one port of the node namespace.
 type arrival struct {
 	port    int

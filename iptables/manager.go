@@ -69,8 +69,9 @@ func New(o Options) (*Manager, error) {
 // Apply installs rules (as rendered by Render, or as returned by Observe
 // for a rollback): one iptables-restore --noflush, which replaces the
 // chains the file declares and leaves every other rule alone; then the
-// jumps from PREROUTING and OUTPUT, added once; then it deletes the
-// portstripe chains the file no longer declares.
+// jumps from PREROUTING and OUTPUT (and mangle OUTPUT to the mark chain),
+// added once; then it deletes the portstripe chains the file no longer
+// declares.
 func (m *Manager) Apply(ctx context.Context, rules []byte) error {
 	declared := declaredChains(rules)
 	if !declared[string(ChainEntry)] {
@@ -79,8 +80,13 @@ func (m *Manager) Apply(ctx context.Context, rules []byte) error {
 	if _, err := m.run.Run(ctx, inNetns(m.netns, Command{Name: "iptables-restore", Args: []string{"--noflush"}, Stdin: rules})); err != nil {
 		return fmt.Errorf("apply rules: %w", restoreError(rules, err))
 	}
-	if err := m.ensureJumps(); err != nil {
+	if err := m.ensureJumps(declared[string(ChainMark)]); err != nil {
 		return fmt.Errorf("apply rules: %w", err)
+	}
+	if !declared[string(ChainMark)] {
+		if err := m.cleanMarks(); err != nil {
+			return fmt.Errorf("apply rules: %w", err)
+		}
 	}
 	chains, err := m.chains()
 	if err != nil {
@@ -100,24 +106,55 @@ func (m *Manager) Apply(ctx context.Context, rules []byte) error {
 
 // ensureJumps puts the jump to ChainEntry at the top of each hook unless it
 // is there already: at the top so that other tools' DNAT rules cannot take
-// striped ports first.
-func (m *Manager) ensureJumps() error {
+// striped ports first; with marks, the jump to ChainMark too.
+func (m *Manager) ensureJumps(marks bool) error {
 	for _, h := range Hooks {
-		ok, err := m.tables.Exists(string(NAT), string(h), JumpRule()...)
-		if err != nil {
-			return fmt.Errorf("look for the jump from %s: %w", h, err)
+		if err := m.ensureJump(NAT, h, JumpRule()); err != nil {
+			return err
 		}
-		if ok {
-			continue
-		}
-		if err := m.tables.Insert(string(NAT), string(h), 1, JumpRule()...); err != nil {
-			return fmt.Errorf("add the jump from %s: %w", h, err)
-		}
+	}
+	if marks {
+		return m.ensureJump(Mangle, MarkHook, MarkJumpRule())
 	}
 	return nil
 }
 
-// Clean removes the jumps and every portstripe chain.
+func (m *Manager) ensureJump(t Table, h Chain, rule []string) error {
+	ok, err := m.tables.Exists(string(t), string(h), rule...)
+	if err != nil {
+		return fmt.Errorf("look for the jump from %s %s: %w", t, h, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := m.tables.Insert(string(t), string(h), 1, rule...); err != nil {
+		return fmt.Errorf("add the jump from %s %s: %w", t, h, err)
+	}
+	return nil
+}
+
+// cleanMarks removes the mark chain and the jump to it, if present.
+func (m *Manager) cleanMarks() error {
+	all, err := m.tables.ListChains(string(Mangle))
+	if err != nil {
+		return fmt.Errorf("list mangle chains: %w", err)
+	}
+	if !slices.Contains(all, string(ChainMark)) {
+		return nil
+	}
+	if err := m.removeJumps(Mangle, []Chain{MarkHook}, MarkJumpRule()); err != nil {
+		return err
+	}
+	if err := m.tables.ClearChain(string(Mangle), string(ChainMark)); err != nil {
+		return fmt.Errorf("flush chain %s: %w", ChainMark, err)
+	}
+	if err := m.tables.DeleteChain(string(Mangle), string(ChainMark)); err != nil {
+		return fmt.Errorf("delete chain %s: %w", ChainMark, err)
+	}
+	return nil
+}
+
+// Clean removes the jumps and every portstripe chain, the mark chain too.
 func (m *Manager) Clean(ctx context.Context) error {
 	chains, err := m.chains()
 	if err != nil {
@@ -126,29 +163,32 @@ func (m *Manager) Clean(ctx context.Context) error {
 	// Without the entry chain there is no jump to it, and iptables -C
 	// fails on a rule naming a missing chain.
 	if slices.Contains(chains, string(ChainEntry)) {
-		if err := m.removeJumps(Hooks); err != nil {
+		if err := m.removeJumps(NAT, Hooks, JumpRule()); err != nil {
 			return fmt.Errorf("clean rules: %w", err)
 		}
 	}
 	if err := m.deleteChains(chains); err != nil {
 		return fmt.Errorf("clean rules: %w", err)
 	}
+	if err := m.cleanMarks(); err != nil {
+		return fmt.Errorf("clean rules: %w", err)
+	}
 	return nil
 }
 
-func (m *Manager) removeJumps(hooks []Chain) error {
+func (m *Manager) removeJumps(t Table, hooks []Chain, rule []string) error {
 	for _, h := range hooks {
 		// DeleteIfExists removes one copy; a hand-added duplicate would
 		// keep the entry chain referenced.
 		for range 100 {
-			ok, err := m.tables.Exists(string(NAT), string(h), JumpRule()...)
+			ok, err := m.tables.Exists(string(t), string(h), rule...)
 			if err != nil {
 				return fmt.Errorf("look for the jump from %s: %w", h, err)
 			}
 			if !ok {
 				break
 			}
-			if err := m.tables.DeleteIfExists(string(NAT), string(h), JumpRule()...); err != nil {
+			if err := m.tables.DeleteIfExists(string(t), string(h), rule...); err != nil {
 				return fmt.Errorf("remove the jump from %s: %w", h, err)
 			}
 		}
@@ -203,32 +243,48 @@ type Observed struct {
 	// MissingJumps are the hooks without a jump to the entry chain, in
 	// Hooks order (a flushed PREROUTING, another tool's restore).
 	MissingJumps []Chain
+	// MissingMarkJump: the mark chain is there, but mangle OUTPUT does not
+	// jump to it.
+	MissingMarkJump bool
 }
 
-// Observe reads the nat table once (one iptables-save) and returns
-// portstripe's part of it.
+// Observe reads the nat and mangle tables (one iptables-save each) and
+// returns portstripe's part of them.
 func (m *Manager) Observe(ctx context.Context) (Observed, error) {
-	out, err := m.run.Run(ctx, inNetns(m.netns, Command{Name: "iptables-save", Args: []string{"-t", string(NAT)}}))
+	nat, mangle, err := m.save(ctx, m.netns)
 	if err != nil {
 		return Observed{}, fmt.Errorf("read current rules: %w", err)
 	}
-	o := Observed{Rules: ownedRules(out)}
-	jumps := hookJumps(out)
+	marks := ownedRules(mangle, Mangle)
+	o := Observed{Rules: append(ownedRules(nat, NAT), marks...)}
+	jumps := hookJumps(nat, Hooks, ChainEntry)
 	for _, h := range Hooks {
 		if !jumps[h] {
 			o.MissingJumps = append(o.MissingJumps, h)
 		}
 	}
+	o.MissingMarkJump = marks != nil && !hookJumps(mangle, []Chain{MarkHook}, ChainMark)[MarkHook]
 	return o, nil
 }
 
-// hookJumps reports which hooks have a rule jumping to the entry chain.
-func hookJumps(save []byte) map[Chain]bool {
+// save runs iptables-save for the nat and the mangle table in netns.
+func (m *Manager) save(ctx context.Context, netns string) (nat, mangle []byte, err error) {
+	if nat, err = m.run.Run(ctx, inNetns(netns, Command{Name: "iptables-save", Args: []string{"-t", string(NAT)}})); err != nil {
+		return nil, nil, err
+	}
+	if mangle, err = m.run.Run(ctx, inNetns(netns, Command{Name: "iptables-save", Args: []string{"-t", string(Mangle)}})); err != nil {
+		return nil, nil, err
+	}
+	return nat, mangle, nil
+}
+
+// hookJumps reports which hooks have a rule jumping to target.
+func hookJumps(save []byte, hooks []Chain, target Chain) map[Chain]bool {
 	out := map[Chain]bool{}
 	for _, line := range strings.Split(string(save), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 4 && f[0] == "-A" && slices.Contains(Hooks, Chain(f[1])) &&
-			f[len(f)-2] == "-j" && f[len(f)-1] == string(ChainEntry) {
+		if len(f) >= 4 && f[0] == "-A" && slices.Contains(hooks, Chain(f[1])) &&
+			f[len(f)-2] == "-j" && f[len(f)-1] == string(target) {
 			out[Chain(f[1])] = true
 		}
 	}
@@ -238,20 +294,25 @@ func hookJumps(save []byte) map[Chain]bool {
 // RemoveJumps deletes the jumps from the given hooks: a rollback puts back
 // a machine whose hooks had none.
 func (m *Manager) RemoveJumps(ctx context.Context, hooks []Chain) error {
-	if err := m.removeJumps(hooks); err != nil {
+	if err := m.removeJumps(NAT, hooks, JumpRule()); err != nil {
 		return fmt.Errorf("remove jumps: %w", err)
 	}
 	return nil
 }
 
-// ownedRules keeps portstripe's chains and rules from iptables-save output.
-func ownedRules(save []byte) []byte {
+// ownedRules keeps portstripe's chains and rules of one table from
+// iptables-save output.
+func ownedRules(save []byte, table Table) []byte {
 	var decls, rules bytes.Buffer
 	sc := bufio.NewScanner(bytes.NewReader(save))
 	sc.Buffer(nil, 1<<20)
+	in := false
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, "*"):
+			in = line == "*"+string(table)
+		case !in:
 		case strings.HasPrefix(line, ":"):
 			if f := strings.Fields(line[1:]); len(f) > 0 && owned(f[0]) {
 				decls.WriteString(line + "\n")
@@ -266,7 +327,7 @@ func ownedRules(save []byte) []byte {
 		return nil
 	}
 	var out bytes.Buffer
-	out.WriteString("*" + string(NAT) + "\n")
+	out.WriteString("*" + string(table) + "\n")
 	out.Write(decls.Bytes())
 	out.Write(rules.Bytes())
 	out.WriteString("COMMIT\n")
@@ -422,11 +483,11 @@ func (m *Manager) Canonical(ctx context.Context, rules []byte) (out []byte, err 
 	if _, err := m.run.Run(ctx, inNetns(ns, Command{Name: "iptables-restore", Args: []string{"--noflush"}, Stdin: rules})); err != nil {
 		return nil, fmt.Errorf("check rules: %w", restoreError(rules, err))
 	}
-	save, err := m.run.Run(ctx, inNetns(ns, Command{Name: "iptables-save", Args: []string{"-t", string(NAT)}}))
+	nat, mangle, err := m.save(ctx, ns)
 	if err != nil {
 		return nil, fmt.Errorf("check rules: %w", err)
 	}
-	return ownedRules(save), nil
+	return append(ownedRules(nat, NAT), ownedRules(mangle, Mangle)...), nil
 }
 
 // declaredChains returns the chains a restore file declares (":NAME ...").

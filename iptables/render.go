@@ -1,6 +1,6 @@
-// Package iptables turns a plan into iptables rules in the nat table
-// (iptables-restore format, portstripe's own chains) and installs, inspects
-// and removes them.
+// Package iptables turns a plan into iptables rules in the nat table (and,
+// for transparent backends, the mangle table), in iptables-restore format
+// and portstripe's own chains, and installs, inspects and removes them.
 package iptables
 
 import (
@@ -20,8 +20,12 @@ type Table string
 // Chain is an iptables chain name.
 type Chain string
 
-// NAT is the only table portstripe writes to.
-const NAT Table = "nat"
+// NAT holds the striping rules; Mangle only the marks of transparent
+// backends' replies, and only when some backend is transparent.
+const (
+	NAT    Table = "nat"
+	Mangle Table = "mangle"
+)
 
 // The chains portstripe owns. Everything it creates starts with Prefix, so
 // Clean and the stale-chain sweep can find it without a plan.
@@ -35,7 +39,14 @@ const (
 	// ListChainPrefix starts the chain of each UDP decision list; the rest is
 	// the list's ID, so the name stays the same while the list does.
 	ListChainPrefix = Prefix + "-U-"
+	// ChainMark (mangle) marks the replies of transparent backends, so
+	// the reply route (plan.ReplyRoute) takes them back to HAProxy; it is
+	// jumped to from mangle OUTPUT, where a local backend's replies pass.
+	ChainMark Chain = Prefix + "-MARK"
 )
+
+// MarkHook is the built-in mangle chain that jumps to ChainMark.
+const MarkHook Chain = "OUTPUT"
 
 // JumpComment marks the jumps portstripe adds to the built-in chains.
 const JumpComment = "portstripe"
@@ -46,8 +57,13 @@ const JumpComment = "portstripe"
 var Hooks = []Chain{"PREROUTING", "OUTPUT"}
 
 // JumpRule is the rule spec of the jump from a hook to ChainEntry.
-func JumpRule() []string {
-	return []string{"-m", "comment", "--comment", JumpComment, "-j", string(ChainEntry)}
+func JumpRule() []string { return jumpTo(ChainEntry) }
+
+// MarkJumpRule is the rule spec of the jump from MarkHook to ChainMark.
+func MarkJumpRule() []string { return jumpTo(ChainMark) }
+
+func jumpTo(c Chain) []string {
+	return []string{"-m", "comment", "--comment", JumpComment, "-j", string(c)}
 }
 
 // maxComment is the longest comment xt_comment takes (256 bytes with NUL).
@@ -117,11 +133,19 @@ func Render(p *plan.Plan) []byte {
 	for _, o := range p.Node.Overrides {
 		head.comment("Override: %s", o)
 	}
-	head.comment("This file only fills portstripe's own chains in the nat table. `portstripe apply`")
+	tables := "the nat table"
+	if p.ReplyRoute != nil {
+		tables = "the nat and mangle tables"
+	}
+	head.comment("This file only fills portstripe's own chains in %s. `portstripe apply`", tables)
 	head.comment("loads it with `iptables-restore --noflush` (declaring a chain flushes it) and then")
 	head.comment("hooks it in with these rules, which the file does not contain:")
 	for _, h := range Hooks {
 		head.comment("  -t nat -I %s %s", h, strings.Join(quoteArgs(JumpRule()), " "))
+	}
+	if p.ReplyRoute != nil {
+		head.comment("  -t mangle -I %s %s", MarkHook, strings.Join(quoteArgs(MarkJumpRule()), " "))
+		head.comment("and routes marked replies back to HAProxy: ip rule fwmark %#x lookup %d, table %d: local 0.0.0.0/0 dev lo.", p.ReplyRoute.Mark, p.ReplyRoute.Table, p.ReplyRoute.Table)
 	}
 	if len(p.Node.Reserved) > 0 {
 		head.comment("Reserved ports (%s) get no rule.", p.Node.Reserved)
@@ -176,7 +200,29 @@ func Render(p *plan.Plan) []byte {
 	out.Write(head.Bytes())
 	out.Write(chains.Bytes())
 	out.Write(rules.Bytes())
+	if p.ReplyRoute != nil {
+		out.Write(renderMarks(p))
+	}
 	return out.Bytes()
+}
+
+// renderMarks is the mangle table's part: a transparent backend answers
+// the client's own address, so its replies are marked for the reply route,
+// keyed on the backend's address and port.
+func renderMarks(p *plan.Plan) []byte {
+	var b lines
+	b.line("*" + string(Mangle))
+	b.line(":" + string(ChainMark) + " - [0:0]")
+	for _, be := range p.Backends {
+		if be.ClientAddress != node.ClientTransparent {
+			continue
+		}
+		b.line("-A", string(ChainMark), "-s", be.Addr.Addr().String()+"/32", "-p tcp -m tcp --sport", fmt.Sprint(be.Addr.Port()),
+			"-m comment --comment", quote(truncate(be.Service+": transparent, replies to HAProxy")),
+			"-j MARK --set-xmark", fmt.Sprintf("%#x/0xffffffff", p.ReplyRoute.Mark))
+	}
+	b.line("COMMIT")
+	return b.Bytes()
 }
 
 // renderList writes a UDP list's chain: one DNAT per decision, in order, then

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"bytes"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -32,6 +33,38 @@ const seedGolden = "../fixtures/golden/seed/rules.v4"
 
 func TestRenderGolden(t *testing.T) {
 	golden.Check(t, seedGolden, Render(seedPlan(t)))
+}
+
+func transparentPlan(t testing.TB) *plan.Plan {
+	t.Helper()
+	// The repository-relative name, as in the haproxy golden's header.
+	data, err := os.ReadFile("../fixtures/transparent-node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Parse(data, "fixtures/transparent-node.yaml", node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRenderTransparentGolden: transparent backends add a mangle section
+// marking their replies (the nat part is as for any node); a node without
+// one has no mangle section at all.
+func TestRenderTransparentGolden(t *testing.T) {
+	got := Render(transparentPlan(t))
+	golden.Check(t, "../fixtures/golden/transparent/rules.v4", got)
+	if !bytes.Contains(got, []byte("*mangle\n:PORTSTRIPE-MARK - [0:0]\n")) {
+		t.Errorf("no mangle section:\n%s", got)
+	}
+	if seed := Render(seedPlan(t)); bytes.Contains(seed, []byte("mangle")) {
+		t.Errorf("the seed node, with no transparent backend, has mangle rules:\n%s", seed)
+	}
 }
 
 func TestRenderDeterministic(t *testing.T) {

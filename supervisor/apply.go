@@ -206,6 +206,9 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 	for _, h := range obs.Rules.MissingJumps {
 		c.Jumps = append(c.Jumps, string(h))
 	}
+	if obs.Rules.MissingMarkJump {
+		c.Jumps = append(c.Jumps, string(iptables.Mangle)+" "+string(iptables.MarkHook))
+	}
 	for _, n := range names {
 		if old, ok := obs.Files[n]; !ok || !bytes.Equal(old, res.Files[n]) {
 			c.Files = append(c.Files, n)
