@@ -47,9 +47,9 @@ type ReplyRoute struct {
 	Priority int    `json:"priority"`
 }
 
-// replyRoute is fixed, so a node's rules and routes are the same on every
+// TransparentReplyRoute is fixed, so a node's rules and routes are the same on every
 // apply: mark and table 0x5053 ("PS"), the rule before main (32766).
-var replyRoute = ReplyRoute{Mark: 0x5053, Table: 0x5053, Priority: 0x5053}
+var TransparentReplyRoute = ReplyRoute{Mark: 0x5053, Table: 0x5053, Priority: 0x5053}
 
 // NodeInfo is what the outputs say about where the plan comes from.
 type NodeInfo struct {
@@ -234,7 +234,7 @@ func (p *Plan) checkTransparent(n *node.Node) error {
 		if n.HAProxy.User != "root" {
 			return &node.FieldError{Path: "haproxy.user", Msg: fmt.Sprintf("%s is transparent (%s: transparent), which needs HAProxy's workers to stay root (HAProxy refuses usesrc otherwise); set haproxy.user: root to accept that trade-off", s.Name, path)}
 		}
-		rr := replyRoute
+		rr := TransparentReplyRoute
 		p.ReplyRoute = &rr
 	}
 	return nil
