@@ -24,6 +24,7 @@ import (
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/routing"
 )
 
 // Rules is what apply needs of the firewall side.
@@ -39,6 +40,15 @@ type Rules interface {
 	Apply(ctx context.Context, rules []byte) error
 	Clean(ctx context.Context) error
 	RemoveJumps(ctx context.Context, hooks []iptables.Chain) error
+}
+
+// Routes is what apply needs of the transparent backends' reply route;
+// routing.Manager has it.
+type Routes interface {
+	Observe(rr plan.ReplyRoute) (routing.Observed, error)
+	// Ensure adds what is missing; Remove takes every part away.
+	Ensure(rr plan.ReplyRoute) error
+	Remove(rr plan.ReplyRoute) error
 }
 
 // Proxy is what apply needs of HAProxy.
@@ -66,8 +76,11 @@ type Applier struct {
 	// reads its configuration from there.
 	Dir   string
 	Rules Rules
-	Proxy Proxy
-	Log   *slog.Logger
+	// Routes manages the reply route; nil on a machine portstripe does not
+	// route for (the unit tests' fakes).
+	Routes Routes
+	Proxy  Proxy
+	Log    *slog.Logger
 
 	mu sync.Mutex
 	// canonical caches Rules.Canonical by the rules' hash, and checked the
@@ -82,6 +95,9 @@ type Change struct {
 	Rules []string `json:"rules,omitempty"` // "+ line" / "- line"
 	// Jumps are the hooks whose jump to portstripe's chains is missing.
 	Jumps []string `json:"jumps,omitempty"`
+	// Routes are the parts of the transparent backends' reply route to add
+	// ("+ ip rule …") or remove ("- ip route …").
+	Routes []string `json:"routes,omitempty"`
 	// Files are the state directory's files that differ from the desired ones.
 	Files    []string       `json:"files,omitempty"`
 	Backends []string       `json:"backends,omitempty"` // added/removed/changed backends
@@ -124,7 +140,7 @@ func (c Change) parts() []struct {
 		name string
 		on   bool
 	}{
-		{"rules", len(c.Rules) > 0}, {"jumps", len(c.Jumps) > 0}, {"files", len(c.Files) > 0},
+		{"rules", len(c.Rules) > 0}, {"jumps", len(c.Jumps) > 0}, {"routes", len(c.Routes) > 0}, {"files", len(c.Files) > 0},
 		{"haproxy_master", c.Start}, {"haproxy_config", c.Reload}, {"servers", len(c.Servers) > 0},
 	}
 }
@@ -137,6 +153,9 @@ func (a *Applier) Teardown(ctx context.Context) error {
 		errs = append(errs, a.Proxy.Stop(ctx))
 	}
 	errs = append(errs, a.Rules.Clean(ctx))
+	if a.Routes != nil {
+		errs = append(errs, a.Routes.Remove(plan.TransparentReplyRoute))
+	}
 	return errors.Join(errs...)
 }
 
@@ -209,6 +228,7 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 	if obs.Rules.MissingMarkJump {
 		c.Jumps = append(c.Jumps, string(iptables.Mangle)+" "+string(iptables.MarkHook))
 	}
+	c.Routes = routeChanges(obs.Routes, res.Plan.ReplyRoute)
 	for _, n := range names {
 		if old, ok := obs.Files[n]; !ok || !bytes.Equal(old, res.Files[n]) {
 			c.Files = append(c.Files, n)
@@ -290,7 +310,7 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 	if err := artifact.WriteAll(a.Dir, written); err != nil {
 		return c, fmt.Errorf("apply: %w", err)
 	}
-	rulesTouched, started, reloaded := false, false, false
+	rulesTouched, routesTouched, started, reloaded := false, false, false, false
 	rollback := func(cause error) error {
 		// Not the apply's context: a SIGTERM that cut the apply short must
 		// not cut its rollback short too.
@@ -302,6 +322,11 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 		}
 		if rulesTouched {
 			errs = append(errs, a.restoreRules(ctx, obs.Rules)...)
+		}
+		if routesTouched {
+			if err := a.setRoutes(obs.Routes.Rule || obs.Routes.Route); err != nil {
+				errs = append(errs, fmt.Errorf("roll back routes: %w", err))
+			}
 		}
 		switch {
 		case started:
@@ -327,6 +352,13 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 			return c, rollback(err) // the rules layer names its step ("apply rules: …")
 		}
 		a.Log.Info("rules applied", "changed_lines", len(c.Rules), "jumps_added", c.Jumps)
+	}
+	if len(c.Routes) > 0 {
+		routesTouched = true
+		if err := a.setRoutes(res.Plan.ReplyRoute != nil); err != nil {
+			return c, rollback(err)
+		}
+		a.Log.Info("reply route changed", "changes", c.Routes)
 	}
 	for _, s := range c.Servers {
 		if err := a.changeServer(ctx, s); err != nil {
@@ -365,6 +397,37 @@ func (a *Applier) verify(ctx context.Context, res *compiler.Result) error {
 		return fmt.Errorf("verify haproxy: the worker runs configuration %.12q, want %.12s (%v)", hp.ConfigHash, want, hp.Err)
 	}
 	return nil
+}
+
+// setRoutes adds the reply route (all of it) or removes it.
+func (a *Applier) setRoutes(on bool) error {
+	if on {
+		return a.Routes.Ensure(plan.TransparentReplyRoute)
+	}
+	return a.Routes.Remove(plan.TransparentReplyRoute)
+}
+
+// routeChanges says what of the reply route to add (the plan has one) or
+// remove (it has none) so the kernel holds what the plan says.
+func routeChanges(was routing.Observed, want *plan.ReplyRoute) []string {
+	rr := plan.TransparentReplyRoute
+	parts := []struct {
+		there bool
+		text  string
+	}{
+		{was.Rule, fmt.Sprintf("ip rule fwmark %#x lookup %d priority %d", rr.Mark, rr.Table, rr.Priority)},
+		{was.Route, fmt.Sprintf("ip route local 0.0.0.0/0 dev lo table %d", rr.Table)},
+	}
+	var out []string
+	for _, p := range parts {
+		switch {
+		case want != nil && !p.there:
+			out = append(out, "+ "+p.text)
+		case want == nil && p.there:
+			out = append(out, "- "+p.text)
+		}
+	}
+	return out
 }
 
 // restoreRules puts the observed rules back: none at all when there were

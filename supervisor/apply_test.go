@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/routing"
 )
 
 // fakeRules records what apply would do to iptables; installed text is
@@ -359,5 +362,69 @@ func TestSignalMidApplyStillRollsBack(t *testing.T) {
 	}
 	if rules.installed != nil {
 		t.Errorf("rules left after a cancelled first apply: %q (apply: %v)", rules.installed, err)
+	}
+}
+
+// fakeRoutes is a reply route held in memory.
+type fakeRoutes struct{ now routing.Observed }
+
+func (f *fakeRoutes) Observe(plan.ReplyRoute) (routing.Observed, error) { return f.now, nil }
+func (f *fakeRoutes) Ensure(plan.ReplyRoute) error {
+	f.now = routing.Observed{Rule: true, Route: true}
+	return nil
+}
+func (f *fakeRoutes) Remove(plan.ReplyRoute) error {
+	f.now = routing.Observed{}
+	return nil
+}
+
+const transparentNode = `name: t
+addresses: [198.51.100.2]
+haproxy: {user: root}
+services:
+  - {name: ssh, kind: ssh, tcp: 203.0.113.20:22, client_address: transparent}
+`
+
+// TestReplyRouteDrift: a transparent node's apply adds the reply route, a
+// lost ip rule is drift that the next apply repairs, a failed apply puts
+// the route back as it was, and a node without transparent backends has it
+// removed.
+func TestReplyRouteDrift(t *testing.T) {
+	ctx := context.Background()
+	a, _, proxy := newApplier(t)
+	routes := &fakeRoutes{}
+	a.Routes = routes
+	res := compile(t, transparentNode)
+	c, err := a.Apply(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 2 || routes.now != (routing.Observed{Rule: true, Route: true}) {
+		t.Fatalf("first apply: routes %q, kernel %+v; want both added", c.Routes, routes.now)
+	}
+	routes.now.Rule = false // someone ran `ip rule flush`
+	c, err = a.Plan(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"+ ip rule fwmark 0x5053 lookup 20563 priority 20563"}; c.Nothing || !slices.Equal(c.Routes, want) || !slices.Equal(c.What(), []string{"routes"}) {
+		t.Fatalf("plan after the rule went: routes %q, what %q; want %q", c.Routes, c.What(), want)
+	}
+	if _, err := a.Apply(ctx, res); err != nil || !routes.now.Rule {
+		t.Fatalf("repair: %v, kernel %+v", err, routes.now)
+	}
+	proxy.failReload = errors.New("master refused the configuration")
+	if _, err := a.Apply(ctx, compile(t, testNode)); err == nil {
+		t.Fatal("apply with a failing reload succeeded")
+	}
+	if routes.now != (routing.Observed{Rule: true, Route: true}) {
+		t.Errorf("rollback left the reply route %+v, want it back", routes.now)
+	}
+	proxy.failReload = nil
+	if _, err := a.Apply(ctx, compile(t, testNode)); err != nil {
+		t.Fatal(err)
+	}
+	if routes.now != (routing.Observed{}) {
+		t.Errorf("a node without transparent backends left the reply route %+v", routes.now)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/textdiff"
+	"github.com/portstripe/portstripe/iptables"
 )
 
 // PlanSchema names the JSON form of an ApplyPlan (apply --dry-run -o json
@@ -41,7 +42,10 @@ type ApplyPlan struct {
 	Rules    RulesPlan `json:"rules"`
 	// Jumps are the hooks (PREROUTING, OUTPUT) whose jump to portstripe's
 	// entry chain is added.
-	Jumps   []string     `json:"jumps,omitempty"`
+	Jumps []string `json:"jumps,omitempty"`
+	// Routes are the parts of the transparent backends' reply route added
+	// ("+ ip rule …") or removed ("- ip route …").
+	Routes  []string     `json:"routes,omitempty"`
 	Files   []FileChange `json:"files,omitempty"`
 	HAProxy HAProxyPlan  `json:"haproxy"`
 	// Observed fingerprints the machine the plan was made against: a saved
@@ -117,7 +121,7 @@ type SectionChange struct {
 func (a *Applier) describe(ctx context.Context, res *compiler.Result, c Change, obs Observed, applied bool) *ApplyPlan {
 	p := &ApplyPlan{
 		Schema: PlanSchema, Node: res.Plan.Node.Name, NodeSHA256: res.Plan.Node.SHA256, Dir: a.Dir,
-		NoChanges: c.Nothing, Applied: applied, Jumps: c.Jumps, Observed: fingerprint(obs),
+		NoChanges: c.Nothing, Applied: applied, Jumps: c.Jumps, Routes: c.Routes, Observed: fingerprint(obs),
 	}
 	p.Rules = a.describeRules(ctx, c, obs, res.Files[compiler.RulesFile])
 	for _, ch := range p.Rules.Chains {
@@ -133,6 +137,13 @@ func (a *Applier) describe(ctx context.Context, res *compiler.Result, c Change, 
 		}
 	}
 	p.ToAdd += len(c.Jumps)
+	for _, r := range c.Routes {
+		if strings.HasPrefix(r, "+") {
+			p.ToAdd++
+		} else {
+			p.ToRemove++
+		}
+	}
 	for _, n := range c.Files {
 		action := "change"
 		if _, ok := obs.Files[n]; !ok {
@@ -402,7 +413,10 @@ type Fingerprint struct {
 	// form); empty when none are installed.
 	RulesSHA256  string   `json:"rules_sha256"`
 	MissingJumps []string `json:"missing_jumps"`
-	HAProxyAlive bool     `json:"haproxy_alive"`
+	// ReplyRoute is which parts of the reply route are in place ("rule",
+	// "route", "rule route"); absent when none is.
+	ReplyRoute   string `json:"reply_route,omitempty"`
+	HAProxyAlive bool   `json:"haproxy_alive"`
 	// HAProxyConfig is the config hash the worker reports.
 	HAProxyConfig string `json:"haproxy_config_hash"`
 	// Servers are the worker's servers as "backend addr maint=false", sorted.
@@ -422,6 +436,10 @@ func fingerprint(obs Observed) Fingerprint {
 	for _, h := range obs.Rules.MissingJumps {
 		f.MissingJumps = append(f.MissingJumps, string(h))
 	}
+	if obs.Rules.MissingMarkJump {
+		f.MissingJumps = append(f.MissingJumps, string(iptables.Mangle)+" "+string(iptables.MarkHook))
+	}
+	f.ReplyRoute = strings.TrimSpace(map[bool]string{true: "rule"}[obs.Routes.Rule] + " " + map[bool]string{true: "route"}[obs.Routes.Route])
 	for _, name := range slices.Sorted(maps.Keys(obs.HAProxy.Servers)) {
 		s := obs.HAProxy.Servers[name]
 		f.Servers = append(f.Servers, fmt.Sprintf("%s %s maint=%v", name, s.Addr, inMaintenance(s)))
@@ -441,6 +459,9 @@ func (f Fingerprint) Drift(now Fingerprint) string {
 	}
 	if !slices.Equal(f.MissingJumps, now.MissingJumps) {
 		what = append(what, "jumps")
+	}
+	if f.ReplyRoute != now.ReplyRoute {
+		what = append(what, "reply route")
 	}
 	if f.HAProxyAlive != now.HAProxyAlive {
 		what = append(what, "haproxy master")

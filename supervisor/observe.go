@@ -11,6 +11,8 @@ import (
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/routing"
 )
 
 // Observed is the machine as it is, read fresh for every decision: the
@@ -19,7 +21,9 @@ import (
 // compare it with the desired state; none trusts what an earlier apply
 // wrote down.
 type Observed struct {
-	Rules   iptables.Observed
+	Rules iptables.Observed
+	// Routes is the transparent backends' reply route as the kernel has it.
+	Routes  routing.Observed
 	HAProxy ProxyState
 	// Files are the state directory's copies of the files the desired state
 	// names (absent ones left out).
@@ -41,13 +45,18 @@ type ProxyState struct {
 	Servers map[string]haproxy.Stat
 }
 
-// Observe reads the machine: one iptables-save, the master CLI, the runtime
-// API, and the state directory's files.
+// Observe reads the machine: iptables-save, the reply route, the master
+// CLI, the runtime API, and the state directory's files.
 func (a *Applier) Observe(ctx context.Context, names []string) (Observed, error) {
 	var o Observed
 	var err error
 	if o.Rules, err = a.Rules.Observe(ctx); err != nil {
 		return o, err
+	}
+	if a.Routes != nil {
+		if o.Routes, err = a.Routes.Observe(plan.TransparentReplyRoute); err != nil {
+			return o, err
+		}
 	}
 	o.HAProxy = a.Proxy.Observe(ctx)
 	o.Files = map[string][]byte{}

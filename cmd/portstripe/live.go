@@ -22,6 +22,7 @@ import (
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/routing"
 	"github.com/portstripe/portstripe/supervisor"
 )
 
@@ -72,7 +73,7 @@ func newLive(dir string, p *plan.Plan, log *slog.Logger) (*live, error) {
 	return &live{
 		rules:   rules,
 		proxy:   proxy,
-		applier: &supervisor.Applier{Dir: dir, Rules: rules, Proxy: proxy, Log: log},
+		applier: &supervisor.Applier{Dir: dir, Rules: rules, Routes: routing.Manager{}, Proxy: proxy, Log: log},
 	}, nil
 }
 
@@ -314,6 +315,15 @@ func (f *applyFlags) print(cmd *cobra.Command, p *supervisor.ApplyPlan) error {
 // file or a section.
 var ruleMarks = map[string]string{"add": "+", "remove": "-", "change": "~"}
 
+// jumpText names a missing jump of Change.Jumps as the rule apply adds: a
+// nat hook's to the entry chain, or mangle OUTPUT's to the mark chain.
+func jumpText(h string) string {
+	if hook, ok := strings.CutPrefix(h, string(iptables.Mangle)+" "); ok {
+		return fmt.Sprintf("-t %s -I %s -m comment --comment portstripe -j %s", iptables.Mangle, hook, iptables.ChainMark)
+	}
+	return fmt.Sprintf("-t nat -I %s -m comment --comment portstripe -j %s", h, iptables.ChainEntry)
+}
+
 // printPlan writes a plan for a reviewer: rules by chain in evaluation
 // order, jumps, files, HAProxy, then the summary line.
 func printPlan(w io.Writer, p *supervisor.ApplyPlan) {
@@ -348,7 +358,13 @@ func printPlan(w io.Writer, p *supervisor.ApplyPlan) {
 	if len(p.Jumps) > 0 {
 		fmt.Fprintln(w, "Jumps:")
 		for _, h := range p.Jumps {
-			fmt.Fprintf(w, "  + -t nat -I %s -m comment --comment portstripe -j %s\n", h, iptables.ChainEntry)
+			fmt.Fprintf(w, "  + %s\n", jumpText(h))
+		}
+	}
+	if len(p.Routes) > 0 {
+		fmt.Fprintln(w, "Reply route of the transparent backends:")
+		for _, r := range p.Routes {
+			fmt.Fprintf(w, "  %s\n", r)
 		}
 	}
 	if len(p.Files) > 0 {
@@ -639,7 +655,10 @@ func drift(ctx context.Context, dir string, st *Status) []string {
 	st.Drift = &c
 	var out []string
 	for _, h := range c.Jumps {
-		out = append(out, fmt.Sprintf("drift: the jump from %s to %s is missing", h, iptables.ChainEntry))
+		out = append(out, fmt.Sprintf("drift: the jump %s is missing", jumpText(h)))
+	}
+	for _, r := range c.Routes {
+		out = append(out, "drift: reply route of the transparent backends: "+r)
 	}
 	if len(c.Rules) > 0 {
 		out = append(out, fmt.Sprintf("drift: %d rule lines differ from the applied rules.v4 (portstripe apply --dry-run shows them)", len(c.Rules)))
@@ -686,10 +705,12 @@ func writeStatus(w io.Writer, st Status) {
 func cleanCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "clean",
-		Short: "Remove everything portstripe installed in iptables (jumps and chains)",
+		Short: "Remove everything portstripe installed in iptables and the routing table",
 		Long: `clean removes portstripe's jumps from PREROUTING and OUTPUT and every
-PORTSTRIPE chain from the nat table; other rules are left alone. It does not
-stop HAProxy.`,
+PORTSTRIPE chain from the nat table, the PORTSTRIPE-MARK chain and its jump
+from the mangle table, and the transparent backends' reply route (the ip rule
+for fwmark 0x5053 and table 20563); other rules and routes are left alone. It
+does not stop HAProxy.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rules, err := iptables.New(iptables.Options{})
 			if err != nil {
@@ -698,7 +719,10 @@ stop HAProxy.`,
 			if err := rules.Clean(cmd.Context()); err != nil {
 				return fmt.Errorf("clean: %w", err)
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "removed portstripe's iptables jumps and chains")
+			if err := (routing.Manager{}).Remove(plan.TransparentReplyRoute); err != nil {
+				return fmt.Errorf("clean: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "removed portstripe's iptables jumps and chains and its reply route")
 			return nil
 		},
 	}
