@@ -87,3 +87,19 @@ func landing(t Target) *Target {
 	}
 	return &Target{Port: t.Port, Backend: t.Backend}
 }
+
+// ClientAddressNote says what a backend sees as the client's address, and
+// what that costs, for explain.
+func (p *Plan) ClientAddressNote(b Backend) string {
+	switch b.ClientAddress {
+	case node.ClientTransparent:
+		rr := p.ReplyRoute
+		return fmt.Sprintf("transparent: the client's own address (HAProxy connects from it, usesrc clientip; the backend's replies are marked %#x and routed back to HAProxy by ip rule table %d); trade-off: HAProxy's workers run as root (haproxy.user: %s)", rr.Mark, rr.Table, p.HAProxy.User)
+	case node.ClientProxyV1, node.ClientProxyV2:
+		return fmt.Sprintf("%s: the client's address in a PROXY protocol header before the client's bytes; the backend must read it (HAProxy accept-proxy, nginx proxy_protocol; not OpenVPN or sshd)", b.ClientAddress)
+	}
+	return "proxy: HAProxy's own address, never the client's (client_address: transparent or proxy-v1/proxy-v2 changes that)"
+}
+
+// UDPClientAddressNote is why UDP listeners need no client_address.
+const UDPClientAddressNote = "udp: the rules DNAT the datagrams, so UDP listeners see the client's own address (nothing to set)"

@@ -522,6 +522,11 @@ func TestClientAddress(t *testing.T) {
 			if (p.ReplyRoute != nil) != (tt.mode == "transparent") {
 				t.Errorf("reply route %+v with %s", p.ReplyRoute, tt.mode)
 			}
+			// explain names the mode, and for transparent the root workers.
+			note := p.ClientAddressNote(p.Backends[0])
+			if !strings.HasPrefix(note, tt.mode+": ") || strings.Contains(note, "workers run as root") != (tt.mode == "transparent") {
+				t.Errorf("explain's note for %s: %q", tt.mode, note)
+			}
 		})
 	}
 }

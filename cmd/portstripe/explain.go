@@ -159,6 +159,7 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 		fmt.Fprintln(w, strings.Join(caveats, "\n"))
 	}
 	writeHealth(w, p)
+	writeClientAddresses(w, p)
 	return nil
 }
 
@@ -195,6 +196,27 @@ func writeHealth(w io.Writer, p *plan.Plan) {
 		}
 		fmt.Fprintln(w, line)
 	}
+}
+
+// writeClientAddresses says what each TCP backend sees as the client's
+// address and what that costs, and why UDP listeners need nothing.
+func writeClientAddresses(w io.Writer, p *plan.Plan) {
+	fmt.Fprintln(w, "\nThe client's address at the backends (client_address):")
+	for _, b := range p.Backends {
+		fmt.Fprintf(w, "  tcp %s %s: %s\n", b.Service, b.Addr, p.ClientAddressNote(b))
+	}
+	if hasUDP(p) {
+		fmt.Fprintln(w, "  "+plan.UDPClientAddressNote)
+	}
+}
+
+func hasUDP(p *plan.Plan) bool {
+	for _, r := range p.Ranges {
+		if r.Proto == node.UDP {
+			return true
+		}
+	}
+	return false
 }
 
 // targetText is where a row lands, in the table's words.
