@@ -27,6 +27,12 @@ type sshd struct {
 // server answered.
 func startSSHD(t *testing.T, node testbed.Netns, dir string) *sshd {
 	t.Helper()
+	return startSSHDAt(t, node, dir, sshBackend)
+}
+
+// startSSHDAt is startSSHD listening at addr.
+func startSSHDAt(t *testing.T, node testbed.Netns, dir, addr string) *sshd {
+	t.Helper()
 	key := filepath.Join(dir, "ssh_host_ed25519_key")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "portstripe-e2e", "-f", key).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v: %s", err, out)
@@ -50,7 +56,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 AuthorizedKeysFile none
 LogLevel VERBOSE
-`, sshBackend, key)
+`, addr, key)
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,9 @@ type NodeFile struct {
 	InspectDelay string
 	MaxConn      int
 	Dir          string
-	Services     []string
+	// User is haproxy.user when set (root for transparent backends).
+	User     string
+	Services []string
 }
 
 // YAML renders the node file.
@@ -36,10 +38,12 @@ haproxy:
   run_dir: %s
   master_socket: %s
   runtime_socket: %s
-defaults: {tcp: reject, udp: reject}
-services:
 `, f.Name, NodeAddr, f.Striped, f.Striped, f.ListenPort, f.InspectDelay, f.MaxConn, f.Dir,
 		filepath.Join(f.Dir, "master.sock"), filepath.Join(f.Dir, "runtime.sock"))
+	if f.User != "" {
+		fmt.Fprintf(&b, "  user: %s\n", f.User)
+	}
+	b.WriteString("defaults: {tcp: reject, udp: reject}\nservices:\n")
 	for _, s := range f.Services {
 		b.WriteString(s)
 	}
