@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,7 +29,9 @@ const (
 
 // TestClientAddress: the backends see the client namespace's own address.
 // With client_address: transparent, a real sshd on a node address of its
-// own logs "Connection from 198.51.100.1"; with proxy-v2, a second HAProxy
+// own logs "Connection from 198.51.100.1", and real OpenVPN TCP servers
+// (tls-auth and tls-crypt) "Peer Connection Initiated with
+// [AF_INET]198.51.100.1:…"; with proxy-v2, a second HAProxy
 // with accept-proxy logs the client's address from the header. A lost ip
 // rule is drift that apply repairs, and `portstripe clean` removes the mark
 // rules, the ip rule and the route.
@@ -43,9 +46,12 @@ func TestClientAddress(t *testing.T) {
 	sshd := startSSHDAt(t, node, dir, transparentAddr+":22")
 	liveStartEcho(t, node, liveEchoAddr)
 	pp := startProxyV2Reader(t, node, dir)
+	vpns := startTransparentVPNs(t, node, dir)
 
 	stateDir, nodePath := filepath.Join(dir, "state"), filepath.Join(dir, "node.yaml")
 	services := []string{
+		fmt.Sprintf("  - {name: %s, kind: openvpn, tls: {mode: tls-auth, digest: SHA256}, tcp: %s, client_address: transparent}\n", vpns[0].service, vpns[0].tcpAddr),
+		fmt.Sprintf("  - {name: %s, kind: openvpn, tls: {mode: tls-crypt}, tcp: %s, client_address: transparent}\n", vpns[1].service, vpns[1].tcpAddr),
 		"  - {name: ssh, kind: ssh, tcp: " + transparentAddr + ":22, client_address: transparent}\n",
 		fmt.Sprintf("  - {name: pp, kind: ssh, tcp: %s, client_address: proxy-v2, check: connect, striped: false, dedicated: [\"%d\"]}\n", proxyV2Front, proxyV2Port),
 	}
@@ -82,6 +88,19 @@ func TestClientAddress(t *testing.T) {
 		line := regexp.MustCompile(`Connection from \S+ port \d+ on \S+ port \d+`).FindAllString(sshd.proc.LogText(), -1)
 		t.Logf("sshd: %v", line)
 	})
+
+	for i, in := range vpns {
+		t.Run(in.service, func(t *testing.T) {
+			lport := 41100 + i // in testbed.ClientFixedPorts
+			testenv.Start(t, in.service+" client", client.Command("openvpn", in.clientArgs("tcp", liveVPNPort, lport, in.service)...),
+				filepath.Join(dir, in.service+"-client.log"))
+			// The TCP client does not bind --lport; the address is the point.
+			want := "Peer Connection Initiated with [AF_INET]" + clientAddr + ":"
+			if err := in.tcp.WaitLog(want, 25*time.Second); err != nil {
+				t.Errorf("the %s server did not log %q:\n%s", in.mode, want, in.tcp.LogText())
+			}
+		})
+	}
 
 	t.Run("proxy-v2", func(t *testing.T) {
 		if err := liveEchoOnce(client, proxyV2Port, "SSH-2.0-proxy-v2\r\n"); err != nil {
@@ -129,6 +148,31 @@ func TestClientAddress(t *testing.T) {
 			}
 		}
 	})
+}
+
+// startTransparentVPNs starts two OpenVPN TCP servers at transparentAddr,
+// tls-auth on 1194 and tls-crypt on 1195, and waits until both are ready.
+func startTransparentVPNs(t *testing.T, node testbed.Netns, dir string) []*instance {
+	t.Helper()
+	addr := netip.MustParseAddr(transparentAddr)
+	vpns := []*instance{
+		{service: "vpn_auth", alg: "ecc", mode: "tls-auth", digest: "SHA256", tcpAddr: netip.AddrPortFrom(addr, 1194)},
+		{service: "vpn_crypt", alg: "ecc", mode: "tls-crypt", tcpAddr: netip.AddrPortFrom(addr, 1195)},
+	}
+	for _, in := range vpns {
+		p, err := newPKI(filepath.Join(dir, "pki-"+in.service), in.alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.pki = p
+		in.tcp = testenv.Start(t, in.service+"/tcp", node.Command("openvpn", in.serverArgs("tcp")...), filepath.Join(dir, in.service+"-tcp.log"))
+	}
+	for _, in := range vpns {
+		if err := in.tcp.WaitLog("Initialization Sequence Completed", 15*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return vpns
 }
 
 // startProxyV2Reader runs a HAProxy that reads the PROXY header (accept-proxy)
