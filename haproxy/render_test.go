@@ -307,6 +307,22 @@ func TestConfigHash(t *testing.T) {
 	if got := ReadConfigHash(Render(&frontend)); got == h {
 		t.Errorf("an inspect-delay change kept the hash %s", h)
 	}
+	// The runtime API cannot change what a server is told of the client:
+	// each client_address is a configuration of its own.
+	seen := map[string]node.ClientAddress{}
+	for _, mode := range node.ClientAddresses {
+		q := *p
+		q.Backends = slices.Clone(p.Backends)
+		q.Backends[0].ClientAddress = mode
+		if mode == node.ClientTransparent {
+			q.ReplyRoute = &plan.TransparentReplyRoute
+		}
+		got := ReadConfigHash(Render(&q))
+		if other, dup := seen[got]; dup {
+			t.Errorf("client_address %s and %s give one config hash", other, mode)
+		}
+		seen[got] = mode
+	}
 }
 
 // TestHardStopAfter: old workers end an hour after a reload unless the node
