@@ -3,6 +3,7 @@ package iptables
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,9 +16,23 @@ import (
 	"github.com/portstripe/portstripe/plan"
 )
 
-func seedPlan(t testing.TB) *plan.Plan {
+func seedPlan(t testing.TB) *plan.Plan { return nodePlan(t, "") }
+
+// nodePlan plans a node file of the repository ("" is the built-in seed
+// node), named as in the haproxy goldens' headers.
+func nodePlan(t testing.TB, path string) *plan.Plan {
 	t.Helper()
-	n, err := node.Load(node.Options{})
+	var n *node.Node
+	var err error
+	if path == "" {
+		n, err = node.Load(node.Options{})
+	} else {
+		data, rerr := os.ReadFile(filepath.Join("..", path))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		n, err = node.Parse(data, path, node.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,23 +50,7 @@ func TestRenderGolden(t *testing.T) {
 	golden.Check(t, seedGolden, Render(seedPlan(t)))
 }
 
-func transparentPlan(t testing.TB) *plan.Plan {
-	t.Helper()
-	// The repository-relative name, as in the haproxy golden's header.
-	data, err := os.ReadFile("../fixtures/transparent-node.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Parse(data, "fixtures/transparent-node.yaml", node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func transparentPlan(t testing.TB) *plan.Plan { return nodePlan(t, "fixtures/transparent-node.yaml") }
 
 // TestRenderTransparentGolden: transparent backends add a mangle section
 // marking their replies (the nat part is as for any node); a node without
