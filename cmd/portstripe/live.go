@@ -315,13 +315,13 @@ func (f *applyFlags) print(cmd *cobra.Command, p *supervisor.ApplyPlan) error {
 // file or a section.
 var ruleMarks = map[string]string{"add": "+", "remove": "-", "change": "~"}
 
-// jumpText names a missing jump of Change.Jumps as the rule apply adds: a
-// nat hook's to the entry chain, or mangle OUTPUT's to the mark chain.
-func jumpText(h string) string {
+// jumpOf reads a missing jump of Change.Jumps: a nat hook's to the entry
+// chain ("OUTPUT"), or mangle OUTPUT's to the mark chain ("mangle OUTPUT").
+func jumpOf(h string) (table iptables.Table, hook string, target iptables.Chain) {
 	if hook, ok := strings.CutPrefix(h, string(iptables.Mangle)+" "); ok {
-		return fmt.Sprintf("-t %s -I %s -m comment --comment portstripe -j %s", iptables.Mangle, hook, iptables.ChainMark)
+		return iptables.Mangle, hook, iptables.ChainMark
 	}
-	return fmt.Sprintf("-t nat -I %s -m comment --comment portstripe -j %s", h, iptables.ChainEntry)
+	return iptables.NAT, h, iptables.ChainEntry
 }
 
 // printPlan writes a plan for a reviewer: rules by chain in evaluation
@@ -358,7 +358,8 @@ func printPlan(w io.Writer, p *supervisor.ApplyPlan) {
 	if len(p.Jumps) > 0 {
 		fmt.Fprintln(w, "Jumps:")
 		for _, h := range p.Jumps {
-			fmt.Fprintf(w, "  + %s\n", jumpText(h))
+			table, hook, target := jumpOf(h)
+			fmt.Fprintf(w, "  + -t %s -I %s -m comment --comment portstripe -j %s\n", table, hook, target)
 		}
 	}
 	if len(p.Routes) > 0 {
@@ -655,7 +656,8 @@ func drift(ctx context.Context, dir string, st *Status) []string {
 	st.Drift = &c
 	var out []string
 	for _, h := range c.Jumps {
-		out = append(out, fmt.Sprintf("drift: the jump %s is missing", jumpText(h)))
+		_, _, target := jumpOf(h)
+		out = append(out, fmt.Sprintf("drift: the jump from %s to %s is missing", h, target))
 	}
 	for _, r := range c.Routes {
 		out = append(out, "drift: reply route of the transparent backends: "+r)
