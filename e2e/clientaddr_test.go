@@ -117,7 +117,7 @@ func TestClientAddress(t *testing.T) {
 			t.Fatalf("delete the ip rule: %v: %s", err, out)
 		}
 		out, err := apply("--dry-run", "--detailed-exitcode")
-		if testbed.ExitCode(err) != 2 || !strings.Contains(out, "route: would add ip rule fwmark 0x5053 lookup 20563") {
+		if testbed.ExitCode(err) != 2 || !strings.Contains(out, "Reply route of the transparent backends:\n  + ip rule fwmark 0x5053 lookup 20563 priority 20563\n") {
 			t.Errorf("dry run without the ip rule: exit %d, want 2 naming the rule:\n%s", testbed.ExitCode(err), out)
 		}
 		if out, err := apply(); err != nil {
