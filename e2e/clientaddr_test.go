@@ -120,6 +120,7 @@ func TestClientAddress(t *testing.T) {
 		if testbed.ExitCode(err) != 2 || !strings.Contains(out, "Reply route of the transparent backends:\n  + ip rule fwmark 0x5053 lookup 20563 priority 20563\n") {
 			t.Errorf("dry run without the ip rule: exit %d, want 2 naming the rule:\n%s", testbed.ExitCode(err), out)
 		}
+		t.Logf("apply --dry-run without the ip rule:\n%s", out)
 		if out, err := apply(); err != nil {
 			t.Fatalf("apply: %v\n%s", err, out)
 		}
