@@ -66,25 +66,8 @@ func TestClientAddress(t *testing.T) {
 	}
 	t.Cleanup(func() { livePortstripe(node, "clean") })
 
-	sshLands := func(what string) {
-		t.Helper()
-		before := strings.Count(sshd.proc.LogText(), "Connection from "+clientAddr+" port ")
-		ok, out, err := sshClient(client, dir, liveSSHPort, sshd.hostKey, filepath.Join(dir, "ssh-"+what+".log"))
-		if err != nil || !ok {
-			t.Fatalf("%s: ssh through striped tcp %d did not reach sshd (host key proved: %v, %v):\n%s", what, liveSSHPort, ok, err, out)
-		}
-		if err := sshd.proc.WaitFor(5*time.Second, func() error {
-			if strings.Count(sshd.proc.LogText(), "Connection from "+clientAddr+" port ") <= before {
-				return fmt.Errorf("no new line")
-			}
-			return nil
-		}); err != nil {
-			t.Errorf("%s: sshd did not log a connection from the client's address %s:\n%s", what, clientAddr, sshd.proc.LogText())
-		}
-	}
-
 	t.Run("transparent", func(t *testing.T) {
-		sshLands("transparent")
+		sshLogsClient(t, client, dir, sshd, "transparent")
 		line := regexp.MustCompile(`Connection from \S+ port \d+ on \S+ port \d+`).FindAllString(sshd.proc.LogText(), -1)
 		t.Logf("sshd: %v", line)
 	})
@@ -124,7 +107,7 @@ func TestClientAddress(t *testing.T) {
 		if out, err := apply(); err != nil {
 			t.Fatalf("apply: %v\n%s", err, out)
 		}
-		sshLands("repaired")
+		sshLogsClient(t, client, dir, sshd, "repaired")
 	})
 
 	t.Run("clean", func(t *testing.T) {
@@ -149,6 +132,88 @@ func TestClientAddress(t *testing.T) {
 			}
 		}
 	})
+}
+
+// sshLogsClient connects with ssh through a striped port and fails unless
+// the server proved its host key and logged a new connection from the
+// client namespace's own address.
+func sshLogsClient(t *testing.T, client testbed.Netns, dir string, sshd *sshd, what string) {
+	t.Helper()
+	before := strings.Count(sshd.proc.LogText(), "Connection from "+clientAddr+" port ")
+	ok, out, err := sshClient(client, dir, liveSSHPort, sshd.hostKey, filepath.Join(dir, "ssh-"+what+".log"))
+	if err != nil || !ok {
+		t.Fatalf("%s: ssh through striped tcp %d did not reach sshd (host key proved: %v, %v):\n%s", what, liveSSHPort, ok, err, out)
+	}
+	if err := sshd.proc.WaitFor(5*time.Second, func() error {
+		if strings.Count(sshd.proc.LogText(), "Connection from "+clientAddr+" port ") <= before {
+			return fmt.Errorf("no new line")
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("%s: sshd did not log a connection from the client's address %s:\n%s", what, clientAddr, sshd.proc.LogText())
+	}
+}
+
+// TestClientAddressReconcile: under `run`, a deleted ip rule, a flushed
+// reply route table and a flushed mangle OUTPUT are repaired (the time it
+// took is logged) and counted in portstripe_drift_repairs_total, and
+// `run --cleanup` takes the reply route away when it stops.
+func TestClientAddressReconcile(t *testing.T) {
+	testenv.Require(t, "sshd", "ssh")
+	dir := t.TempDir()
+	pair := testenv.Pair(t, nsPrefix)
+	client, node := pair.Client, pair.Node
+	if out, err := node.Run("ip", "addr", "add", transparentAddr+"/32", "dev", "lo"); err != nil {
+		t.Fatalf("add %s to the node's lo: %v: %s", transparentAddr, err, out)
+	}
+	sshd := startSSHDAt(t, node, dir, transparentAddr+":22")
+	nodePath := filepath.Join(dir, "node.yaml")
+	nf := testbed.NodeFile{Name: "clientaddr", Striped: "1000-2000", ListenPort: liveListenPort, InspectDelay: "5s", MaxConn: 1000, Dir: dir, User: "root",
+		Services: []string{"  - {name: ssh, kind: ssh, tcp: " + transparentAddr + ":22, client_address: transparent}\n"}}
+	liveWriteLikeEditor(t, nodePath, nf.YAML())
+	r := startRun(t, node, dir, nodePath, "run.log", "--period", reconcilePeriod.String(), "--cleanup")
+	sshLogsClient(t, client, dir, sshd, "before drift")
+	for _, d := range []struct {
+		name, what string
+		do         []string
+	}{
+		{"deleted-ip-rule", "routes", []string{"ip", "rule", "del", "fwmark", "0x5053", "lookup", "20563"}},
+		{"flushed-route-table", "routes", []string{"ip", "route", "flush", "table", "20563"}},
+		{"flushed-mangle-output", "jumps", []string{"iptables", "-t", "mangle", "-F", "OUTPUT"}},
+	} {
+		t.Run(d.name, func(t *testing.T) {
+			sample := `portstripe_drift_repairs_total{what="` + d.what + `"}`
+			before, ok := liveMetric(r.scrape(), sample)
+			if !ok {
+				t.Fatalf("no %s on /metrics", sample)
+			}
+			if out, err := node.Run(d.do[0], d.do[1:]...); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			var after float64
+			took, err := liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
+				if after, _ = liveMetric(r.scrape(), sample); after <= before {
+					return fmt.Errorf("%s still %v", sample, after)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("%s: not repaired: %v\n%s", d.name, err, testbed.Tail(r.proc.LogText(), 20))
+			}
+			t.Logf("%s: repaired after %d ms (period %s)", d.name, took.Milliseconds(), reconcilePeriod)
+			if after != before+1 {
+				t.Errorf("%s = %v after the repair, want %v", sample, after, before+1)
+			}
+			sshLogsClient(t, client, dir, sshd, d.name)
+		})
+	}
+	r.proc.Stop()
+	if out, _ := node.Run("ip", "rule", "show"); strings.Contains(out, "0x5053") {
+		t.Errorf("run --cleanup left the ip rule:\n%s", out)
+	}
+	if out, _ := node.Run("iptables-save", "-t", "mangle"); strings.Contains(out, "PORTSTRIPE") {
+		t.Errorf("run --cleanup left the mark rules:\n%s", out)
+	}
 }
 
 // startTransparentVPNs starts two OpenVPN TCP servers at transparentAddr,
