@@ -36,14 +36,8 @@ const (
 // rule is drift that apply repairs, and `portstripe clean` removes the mark
 // rules, the ip rule and the route.
 func TestClientAddress(t *testing.T) {
-	testenv.Require(t, "haproxy", "sshd", "ssh")
-	dir := t.TempDir()
-	pair := testenv.Pair(t, nsPrefix)
-	client, node := pair.Client, pair.Node
-	if out, err := node.Run("ip", "addr", "add", transparentAddr+"/32", "dev", "lo"); err != nil {
-		t.Fatalf("add %s to the node's lo: %v: %s", transparentAddr, err, out)
-	}
-	sshd := startSSHDAt(t, node, dir, transparentAddr+":22")
+	testenv.Require(t, "haproxy")
+	dir, client, node, sshd := transparentSSHBed(t)
 	liveStartEcho(t, node, liveEchoAddr)
 	pp := startProxyV2Reader(t, node, dir)
 	vpns := startTransparentVPNs(t, node, dir)
@@ -134,6 +128,20 @@ func TestClientAddress(t *testing.T) {
 	})
 }
 
+// transparentSSHBed is a client and a node namespace, transparentAddr on
+// the node's lo, and a real sshd listening there on port 22.
+func transparentSSHBed(t *testing.T) (dir string, client, node testbed.Netns, d *sshd) {
+	t.Helper()
+	testenv.Require(t, "sshd", "ssh")
+	dir = t.TempDir()
+	pair := testenv.Pair(t, nsPrefix)
+	client, node = pair.Client, pair.Node
+	if out, err := node.Run("ip", "addr", "add", transparentAddr+"/32", "dev", "lo"); err != nil {
+		t.Fatalf("add %s to the node's lo: %v: %s", transparentAddr, err, out)
+	}
+	return dir, client, node, startSSHDAt(t, node, dir, transparentAddr+":22")
+}
+
 // sshLogsClient connects with ssh through a striped port and fails unless
 // the server proved its host key and logged a new connection from the
 // client namespace's own address.
@@ -159,14 +167,7 @@ func sshLogsClient(t *testing.T, client testbed.Netns, dir string, sshd *sshd, w
 // took is logged) and counted in portstripe_drift_repairs_total, and
 // `run --cleanup` takes the reply route away when it stops.
 func TestClientAddressReconcile(t *testing.T) {
-	testenv.Require(t, "sshd", "ssh")
-	dir := t.TempDir()
-	pair := testenv.Pair(t, nsPrefix)
-	client, node := pair.Client, pair.Node
-	if out, err := node.Run("ip", "addr", "add", transparentAddr+"/32", "dev", "lo"); err != nil {
-		t.Fatalf("add %s to the node's lo: %v: %s", transparentAddr, err, out)
-	}
-	sshd := startSSHDAt(t, node, dir, transparentAddr+":22")
+	dir, client, node, sshd := transparentSSHBed(t)
 	nodePath := filepath.Join(dir, "node.yaml")
 	nf := testbed.NodeFile{Name: "clientaddr", Striped: "1000-2000", ListenPort: liveListenPort, InspectDelay: "5s", MaxConn: 1000, Dir: dir, User: "root",
 		Services: []string{"  - {name: ssh, kind: ssh, tcp: " + transparentAddr + ":22, client_address: transparent}\n"}}
