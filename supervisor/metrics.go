@@ -90,7 +90,7 @@ func NewMetrics(live Live) *Metrics {
 			Name: "portstripe_haproxy_restarts_total", Help: "HAProxy masters restarted after dying.",
 		}),
 		DriftRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portstripe_drift_repairs_total", Help: "Reconcile passes that found the machine unlike the applied state and repaired it, by what differed (rules, jumps, files, haproxy_master, haproxy_config, servers).",
+			Name: "portstripe_drift_repairs_total", Help: "Reconcile passes that found the machine unlike the applied state and repaired it, by what differed (rules, jumps, routes, files, haproxy_master, haproxy_config, servers).",
 		}, []string{"what"}),
 		ConfigApplied: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portstripe_config_applied", Help: "1 when the node file as it is now is applied and served.",
