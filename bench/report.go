@@ -450,7 +450,7 @@ func (rep *report) writeReconcile(w writer) {
 	s := rc.summary()
 	w("## 6. Reconcile cost\n\n")
 	w("What `portstripe run` costs while nothing is wrong. Two runs of the seed node's services (%d rules; `fixtures/seed-node.yaml` compiles to %d), each the real CLI, `portstripe run -c node.yaml --dir STATE --metrics 127.0.0.1:0 --cleanup`, in a node namespace of its own with HAProxy started by it: ", rc.Rules, rc.SeedRules)
-	w("one with `--period %s` (a reconcile pass every second: one `iptables-save -t nat`, `show proc` on the master CLI, `show info` and `show stat` on the runtime API, the state directory's files read, compared with the desired state), the baseline with `--period %s` (no pass in the windows, only the 1 s `show proc` liveness poll both runs make). ", rc.Period, rc.BasePeriod)
+	w("one with `--period %s` (a reconcile pass every second: `iptables-save -t nat` and `-t mangle`, `show proc` on the master CLI, `show info` and `show stat` on the runtime API, the state directory's files read, compared with the desired state), the baseline with `--period %s` (no pass in the windows, only the 1 s `show proc` liveness poll both runs make). ", rc.Period, rc.BasePeriod)
 	w("Both run at once and are sampled over the same %d windows of %s, after their first apply (`msg=\"node applied\"`). ", len(rc.Windows), rc.Windows[0].Wall.Round(time.Second))
 	w("CPU = utime+stime of the run process plus cutime+cstime (its reaped `iptables-save` children), from `/proc/<pid>/stat`; HAProxy = the same for the master and worker each run started. ")
 	w("Those times come in 10 ms ticks, so one window's figure per pass is coarse (a few ticks over its passes); the pooled figure is the steadier one. ")
