@@ -554,8 +554,9 @@ func serverChanges(running map[string]haproxy.Stat, p *plan.Plan) []ServerChange
 	return out
 }
 
-func state(b plan.Backend) string {
-	if b.Disabled {
+// disabledNote marks a server in maintenance in diffBackends' lines.
+func disabledNote(disabled bool) string {
+	if disabled {
 		return " (disabled)"
 	}
 	return ""
@@ -617,9 +618,9 @@ func diffBackends(running map[string]haproxy.Stat, cur *plan.Plan) []string {
 		o, ok := was[b.Service]
 		switch {
 		case !ok:
-			out = append(out, fmt.Sprintf("+ %s %s%s", b.Service, b.Addr, state(b)))
+			out = append(out, fmt.Sprintf("+ %s %s%s", b.Service, b.Addr, disabledNote(b.Disabled)))
 		case o.Addr != b.Addr.String() || inMaintenance(o) != b.Disabled:
-			out = append(out, fmt.Sprintf("~ %s %s%s → %s%s", b.Service, o.Addr, runningState(o), b.Addr, state(b)))
+			out = append(out, fmt.Sprintf("~ %s %s%s → %s%s", b.Service, o.Addr, disabledNote(inMaintenance(o)), b.Addr, disabledNote(b.Disabled)))
 		}
 		delete(was, b.Service)
 	}
@@ -633,10 +634,3 @@ func diffBackends(running map[string]haproxy.Stat, cur *plan.Plan) []string {
 // inMaintenance reports whether a server is in maintenance ("MAINT", or
 // "MAINT (via …)" and the like), whatever its health checks say.
 func inMaintenance(s haproxy.Stat) bool { return strings.HasPrefix(s.Status, "MAINT") }
-
-func runningState(s haproxy.Stat) string {
-	if inMaintenance(s) {
-		return " (disabled)"
-	}
-	return ""
-}
