@@ -16,9 +16,28 @@ import (
 // File names of the compiled artefacts, as written by compile and apply.
 const (
 	HAProxyFile = "haproxy.cfg"
-	RulesFile   = "rules.v4"
+	RulesFile   = iptables.RulesFile
+	Rules6File  = iptables.Rules6File
 	PlanFile    = "plan.json"
 )
+
+// firewalls render a plan for each backend: its files, by name. The
+// first of a backend's FirewallFiles is always written.
+var firewalls = map[string]struct {
+	files  []string
+	render func(*plan.Plan) map[string][]byte
+}{
+	node.IPTables: {iptables.Files, iptables.RenderFiles},
+}
+
+// FirewallFiles names the files the named backend's rules may take, the
+// one always written first; nil for a backend portstripe does not have.
+func FirewallFiles(name string) []string {
+	if name == "" {
+		name = node.IPTables // plan.json from before the firewall key
+	}
+	return firewalls[name].files
+}
 
 // Result is a compiled node.
 type Result struct {
@@ -53,13 +72,12 @@ func FromNode(n *node.Node) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("render haproxy.cfg: %w", err)
 	}
-	return &Result{
-		Node: n,
-		Plan: p,
-		Files: map[string][]byte{
-			HAProxyFile: cfg.Marshal(),
-			RulesFile:   iptables.Render(p),
-			PlanFile:    append(pj, '\n'),
-		},
-	}, nil
+	fw, ok := firewalls[p.Firewall]
+	if !ok {
+		return nil, fmt.Errorf("no firewall backend %q", p.Firewall)
+	}
+	files := fw.render(p)
+	files[HAProxyFile] = cfg.Marshal()
+	files[PlanFile] = append(pj, '\n')
+	return &Result{Node: n, Plan: p, Files: files}, nil
 }

@@ -31,9 +31,9 @@ func TestPlan(t *testing.T) {
 			t.Fatalf("dry run on a fresh node: exit %d, want 2 (changes pending)", code)
 		}
 		for _, want := range []string{
-			"(no portstripe rule is installed)", "+ chain PORTSTRIPE-TCP",
+			"(no portstripe rule is installed)", "+ chain nat PORTSTRIPE-TCP",
 			`--comment "tcp 1000-2000: frontend fe_striped"`, // rules.v4's words, not iptables-save's
-			"+ -t nat -I PREROUTING", "+ frontend fe_striped", "HAProxy: start (",
+			"+ iptables -t nat -I PREROUTING", "+ frontend fe_striped", "HAProxy: start (",
 			"\nPlan: ", " to add, 0 to change, 0 to remove; 3 state file(s) to write; HAProxy: start (",
 		} {
 			if !strings.Contains(out, want) {
@@ -68,7 +68,7 @@ func TestPlan(t *testing.T) {
 				HAProxyAlive bool `json:"haproxy_alive"`
 			} `json:"observed"`
 		}
-		if err != nil || json.Unmarshal(js, &p) != nil || p.Schema != "portstripe.plan/v1" || !p.NoChanges || !p.Observed.HAProxyAlive {
+		if err != nil || json.Unmarshal(js, &p) != nil || p.Schema != "portstripe.plan/v2" || !p.NoChanges || !p.Observed.HAProxyAlive {
 			t.Errorf("-o json: %v, %+v:\n%s", err, p, js)
 		}
 	})
@@ -82,7 +82,7 @@ func TestPlan(t *testing.T) {
 		out, err := apply("-c", nodePath, "--dry-run", "--detailed-exitcode")
 		t.Logf("dry run after a flushed chain:\n%s", strings.TrimSpace(out))
 		for _, want := range []string{
-			"changed outside portstripe: diff in iptables-save's form", "~ chain PORTSTRIPE-TCP",
+			"changed outside portstripe: diff as iptables shows them", "~ chain nat PORTSTRIPE-TCP",
 			"+ 1  -A PORTSTRIPE-TCP -p tcp -m tcp --dport 1000:2000 -m comment --comment \"tcp 1000-2000: frontend fe_striped\" -j DNAT --to-destination :20000",
 			"Plan: 1 to add, 0 to change, 0 to remove; HAProxy: no change",
 		} {

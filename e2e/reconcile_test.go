@@ -118,7 +118,7 @@ func TestReconcileReboot(t *testing.T) {
 			t.Fatal("after the reboot the echo still works: the reboot did not happen")
 		}
 		out, err := apply("--dry-run", "--detailed-exitcode")
-		if testbed.ExitCode(err) != 2 || !strings.Contains(out, "HAProxy: start (") || !strings.Contains(out, "+ -t nat -I PREROUTING") {
+		if testbed.ExitCode(err) != 2 || !strings.Contains(out, "HAProxy: start (") || !strings.Contains(out, "+ iptables -t nat -I PREROUTING") {
 			t.Errorf("dry run after the reboot: exit %d, want 2 (--detailed-exitcode) with a start and the jumps:\n%s", testbed.ExitCode(err), out)
 		}
 		out, err = apply()

@@ -16,7 +16,8 @@ import (
 // Backend installs, observes and removes one backend's rules on this
 // machine (or in one network namespace).
 type Backend interface {
-	// Name is the node file's `firewall` value that picks this backend.
+	// Name is the node file's `firewall` value that picks this backend
+	// (node.IPTables, node.NFTables).
 	Name() string
 	// Files names the compiled files this backend loads, as the compiler
 	// writes them (rules.v4 and rules.v6; portstripe.nft). A file the
@@ -41,7 +42,8 @@ type Backend interface {
 	Restore(ctx context.Context, was State) error
 	// Clean removes every rule, chain, set and hook of this backend.
 	Clean(ctx context.Context) error
-	// Counters reads how many first packets each UDP decision of p took.
+	// Counters reads how many packets each commented rule took, in chain
+	// and rule order, naming p's UDP decisions.
 	Counters(ctx context.Context, p *plan.Plan) ([]Counter, error)
 }
 
@@ -52,9 +54,13 @@ type State struct {
 	// tool shows them without counters or handles; empty when nothing is
 	// installed.
 	Chains []Chain `json:"chains,omitempty"`
-	// Missing names the hooks that do not reach portstripe's rules ("nat
-	// PREROUTING", "ip6 nat OUTPUT"): another tool flushed a built-in chain.
+	// Missing names the hooks that do not reach portstripe's rules
+	// ("PREROUTING", "mangle OUTPUT", "ip6 OUTPUT"): none were added yet,
+	// or another tool flushed a built-in chain.
 	Missing []string `json:"missing,omitempty"`
+	// Hooks, in a Canonical state, are the hooks the rules need reaching
+	// them once applied: a missing one is a change to make.
+	Hooks []string `json:"hooks,omitempty"`
 	// Saved is what Restore takes to put this state back, per file name;
 	// nil when nothing is installed.
 	Saved map[string][]byte `json:"-"`
@@ -62,33 +68,47 @@ type State struct {
 
 // Chain is one chain (or set or map) with its rules (or elements).
 type Chain struct {
-	Name string `json:"name"`
+	// Table is where the chain lives ("nat", "ip6 nat", "inet portstripe").
+	Table string `json:"table"`
+	Name  string `json:"name"`
 	// About says what the chain is for (the decision list and the ports it
 	// serves), when the rendered file says so.
 	About string   `json:"about,omitempty"`
 	Rules []string `json:"rules,omitempty"`
 }
 
+// ID names the chain with its table: "[ip6 nat] PORTSTRIPE".
+func (c Chain) ID() string { return "[" + c.Table + "] " + c.Name }
+
 // Installed reports whether any of the backend's rules are there.
 func (s State) Installed() bool { return len(s.Chains) > 0 }
 
-// Lines are the state as sorted "chain" and "chain rule" lines: what
-// Equal compares and a Change lists.
+// Lines are the state as sorted "[table] chain" and "[table] chain: rule"
+// lines: what Equal compares and a Change lists.
 func (s State) Lines() []string {
 	var out []string
 	for _, c := range s.Chains {
-		out = append(out, c.Name)
+		out = append(out, c.ID())
 		for _, r := range c.Rules {
-			out = append(out, c.Name+" "+r)
+			out = append(out, c.ID()+": "+r)
 		}
 	}
 	slices.Sort(out)
 	return out
 }
 
-// Equal reports whether two states hold the same rules and hooks.
-func (s State) Equal(o State) bool {
-	return slices.Equal(s.Lines(), o.Lines()) && slices.Equal(s.Missing, o.Missing)
+// Equal reports whether two states hold the same rules.
+func (s State) Equal(o State) bool { return slices.Equal(s.Lines(), o.Lines()) }
+
+// MissingOf are the hooks want needs that s lacks.
+func (s State) MissingOf(want State) []string {
+	var out []string
+	for _, h := range s.Missing {
+		if slices.Contains(want.Hooks, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Diff lists the lines to remove ("- …") and to add ("+ …") to turn was
@@ -106,7 +126,7 @@ func Diff(was, want State) []string {
 			out = append(out, "+ "+l)
 		}
 	}
-	chain := func(l string) bool { return !strings.Contains(l[2:], " ") }
+	chain := func(l string) bool { return !strings.Contains(l, ": ") }
 	slices.SortStableFunc(out, func(a, b string) int {
 		switch {
 		case chain(a) == chain(b):
@@ -119,23 +139,18 @@ func Diff(was, want State) []string {
 	return out
 }
 
-// Counter is how many first packets one rule of a UDP decision list took.
+// Counter is how many packets one of portstripe's rules took.
 type Counter struct {
-	// List, Service and Rule say what the rule is: the plan's list, the
-	// service it sends first packets to, and the signature it checks
-	// ("default" for the rule taking what no signature matched).
-	List    string `json:"list"`
-	Service string `json:"service"`
-	Rule    string `json:"rule"`
+	// List, Service and Rule say what a UDP decision's rule is: the plan's
+	// list, the service it sends first packets to, and the signature it
+	// checks ("default" for the rule taking what no signature matched);
+	// empty for other rules.
+	List    string `json:"list,omitempty"`
+	Service string `json:"service,omitempty"`
+	Rule    string `json:"rule,omitempty"`
 	// Chain and Comment are where the backend keeps it.
 	Chain   string `json:"chain"`
 	Comment string `json:"comment"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 }
-
-// The backends' names, as the node file's `firewall` takes them.
-const (
-	IPTables = "iptables"
-	NFTables = "nftables"
-)

@@ -38,6 +38,8 @@ type Options struct {
 	Runner Runner
 	// Tables inspects and edits chains; nil means go-iptables.
 	Tables Tables
+	// IPv6 drives ip6tables (rules.v6) instead of iptables (rules.v4).
+	IPv6 bool
 }
 
 // Manager installs, inspects and removes portstripe's rules.
@@ -45,16 +47,38 @@ type Manager struct {
 	run    Runner
 	tables Tables
 	netns  string
+	// v6 drives ip6tables-restore and ip6tables-save.
+	v6 bool
+}
+
+// restoreCmd and saveCmd are the family's iptables-restore and
+// iptables-save.
+func (m *Manager) restoreCmd() string {
+	if m.v6 {
+		return "ip6tables-restore"
+	}
+	return "iptables-restore"
+}
+
+func (m *Manager) saveCmd() string {
+	if m.v6 {
+		return "ip6tables-save"
+	}
+	return "iptables-save"
 }
 
 // New returns a Manager for this machine (or o.Netns).
 func New(o Options) (*Manager, error) {
-	m := &Manager{run: o.Runner, tables: o.Tables, netns: o.Netns}
+	m := &Manager{run: o.Runner, tables: o.Tables, netns: o.Netns, v6: o.IPv6}
+	proto := goiptables.ProtocolIPv4
+	if o.IPv6 {
+		proto = goiptables.ProtocolIPv6
+	}
 	if m.run == nil {
 		m.run = OS{}
 	}
 	if m.tables == nil {
-		ipt, err := goiptables.New(goiptables.IPFamily(goiptables.ProtocolIPv4), goiptables.Timeout(5))
+		ipt, err := goiptables.New(goiptables.IPFamily(proto), goiptables.Timeout(5))
 		if err != nil {
 			return nil, fmt.Errorf("find iptables: %w", err)
 		}
@@ -77,7 +101,7 @@ func (m *Manager) Apply(ctx context.Context, rules []byte) error {
 	if !declared[string(ChainEntry)] {
 		return fmt.Errorf("apply rules: the file declares no %s chain (to remove the rules, use Clean)", ChainEntry)
 	}
-	if _, err := m.run.Run(ctx, inNetns(m.netns, Command{Name: "iptables-restore", Args: []string{"--noflush"}, Stdin: rules})); err != nil {
+	if _, err := m.run.Run(ctx, inNetns(m.netns, Command{Name: m.restoreCmd(), Args: []string{"--noflush"}, Stdin: rules})); err != nil {
 		return fmt.Errorf("apply rules: %w", restoreError(rules, err))
 	}
 	if err := m.ensureJumps(declared[string(ChainMark)]); err != nil {
@@ -269,10 +293,10 @@ func (m *Manager) Observe(ctx context.Context) (Observed, error) {
 
 // save runs iptables-save for the nat and the mangle table in netns.
 func (m *Manager) save(ctx context.Context, netns string) (nat, mangle []byte, err error) {
-	if nat, err = m.run.Run(ctx, inNetns(netns, Command{Name: "iptables-save", Args: []string{"-t", string(NAT)}})); err != nil {
+	if nat, err = m.run.Run(ctx, inNetns(netns, Command{Name: m.saveCmd(), Args: []string{"-t", string(NAT)}})); err != nil {
 		return nil, nil, err
 	}
-	if mangle, err = m.run.Run(ctx, inNetns(netns, Command{Name: "iptables-save", Args: []string{"-t", string(Mangle)}})); err != nil {
+	if mangle, err = m.run.Run(ctx, inNetns(netns, Command{Name: m.saveCmd(), Args: []string{"-t", string(Mangle)}})); err != nil {
 		return nil, nil, err
 	}
 	return nat, mangle, nil
@@ -480,7 +504,7 @@ func (m *Manager) Canonical(ctx context.Context, rules []byte) (out []byte, err 
 			err = fmt.Errorf("check rules: %w", derr)
 		}
 	}()
-	if _, err := m.run.Run(ctx, inNetns(ns, Command{Name: "iptables-restore", Args: []string{"--noflush"}, Stdin: rules})); err != nil {
+	if _, err := m.run.Run(ctx, inNetns(ns, Command{Name: m.restoreCmd(), Args: []string{"--noflush"}, Stdin: rules})); err != nil {
 		return nil, fmt.Errorf("check rules: %w", restoreError(rules, err))
 	}
 	nat, mangle, err := m.save(ctx, ns)

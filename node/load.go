@@ -58,7 +58,10 @@ func IsInputError(err error) bool {
 // tags are the exact key names; scalar says which YAML scalars a field takes
 // besides text (see schema.go).
 type file struct {
-	Name      string        `yaml:"name"`
+	Name string `yaml:"name"`
+	// Firewall picks the backend; left out of the settings hash when
+	// unset, so adding the key changed no existing node's hash.
+	Firewall  string        `yaml:"firewall" json:",omitempty"`
 	Addresses []string      `yaml:"addresses"`
 	Striped   protoPorts    `yaml:"striped"`
 	Reserved  []string      `yaml:"reserved" scalar:"int"`

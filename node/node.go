@@ -42,9 +42,23 @@ var Digests = map[string]int{"SHA1": 20, "SHA256": 32, "SHA384": 48, "SHA512": 6
 // Reject as a default means: no service takes what matches no signature.
 const Reject = "reject"
 
+// The firewall backends, as the node file's `firewall` names them.
+const (
+	IPTables = "iptables"
+	NFTables = "nftables"
+)
+
+// Firewalls are the values `firewall` takes.
+var Firewalls = []string{IPTables}
+
+// DefaultFirewall is the backend of a node file that names none.
+const DefaultFirewall = IPTables
+
 // Node is a validated node file.
 type Node struct {
 	Name string
+	// Firewall is the backend that installs the node's rules.
+	Firewall string
 	// Source names the node file ("built-in:…" for the embedded seed node)
 	// and SHA256 is the hex digest of its bytes; both go into every header.
 	Source string

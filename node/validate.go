@@ -34,6 +34,12 @@ func validate(f *file) (*Node, error) {
 	if !nameRE.MatchString(f.Name) {
 		return nil, fieldErr("name", "%q is not allowed (%s)", clip(f.Name), nameRule)
 	}
+	switch n.Firewall = f.Firewall; {
+	case n.Firewall == "":
+		n.Firewall = DefaultFirewall
+	case !slices.Contains(Firewalls, n.Firewall):
+		return nil, fieldErr("firewall", "%q is not a firewall backend (allowed: %s)", clip(f.Firewall), strings.Join(Firewalls, ", "))
+	}
 	if len(f.Addresses) == 0 {
 		return nil, fieldErr("addresses", "required: the node's public IPv4 address(es)")
 	}

@@ -27,6 +27,8 @@ type Plan struct {
 	// Backends are the TCP backends HAProxy forwards to, in node file order.
 	Backends []Backend    `json:"backends"`
 	HAProxy  node.HAProxy `json:"haproxy"`
+	// Firewall is the backend that renders and installs the rules.
+	Firewall string `json:"firewall"`
 	// Generator is the portstripe that compiled the plan, as its
 	// --version names it; the compiler sets it, and both emitters' headers
 	// carry it.
@@ -179,7 +181,8 @@ func Build(n *node.Node) (*Plan, error) {
 			SettingsSHA256: n.SettingsSHA256, Overrides: n.Overrides,
 			Addresses: n.Addresses, Reserved: n.Reserved,
 		},
-		HAProxy: n.HAProxy,
+		HAProxy:  n.HAProxy,
+		Firewall: n.Firewall,
 	}
 	if err := checkOwners(n); err != nil {
 		return nil, err

@@ -21,26 +21,12 @@ import (
 
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
-	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/routing"
 )
-
-// Rules is what apply needs of the firewall side.
-type Rules interface {
-	// Check loads rules where they cannot harm (a throwaway namespace);
-	// Canonical also returns them as Observe would show them once applied,
-	// so the two compare byte for byte.
-	Check(ctx context.Context, rules []byte) error
-	Canonical(ctx context.Context, rules []byte) ([]byte, error)
-	Observe(ctx context.Context) (iptables.Observed, error)
-	// Apply installs rules and the hooks' jumps; Clean removes both;
-	// RemoveJumps removes the jumps of the given hooks only.
-	Apply(ctx context.Context, rules []byte) error
-	Clean(ctx context.Context) error
-	RemoveJumps(ctx context.Context, hooks []iptables.Chain) error
-}
 
 // Routes is what apply needs of the transparent backends' reply route;
 // routing.Manager has it.
@@ -74,8 +60,11 @@ type Proxy interface {
 type Applier struct {
 	// Dir holds the applied haproxy.cfg, rules.v4 and plan.json; HAProxy
 	// reads its configuration from there.
-	Dir   string
-	Rules Rules
+	Dir string
+	// Firewalls are this machine's firewall backends, by name: the node's
+	// own installs its rules; another one holding rules (the node file
+	// switched backends) is cleaned once the new rules serve.
+	Firewalls map[string]firewall.Backend
 	// Routes manages the reply route; nil on a machine portstripe does not
 	// route for (the unit tests' fakes).
 	Routes Routes
@@ -83,16 +72,22 @@ type Applier struct {
 	Log    *slog.Logger
 
 	mu sync.Mutex
-	// canonical caches Rules.Canonical by the rules' hash, and checked the
+	// canonical caches Canonical by the firewall files' hash, and checked the
 	// haproxy.cfg hashes haproxy -c accepted: both cost a process or a
 	// namespace, and the reconcile loop asks again every period.
-	canonical map[[32]byte][]byte
+	canonical map[[32]byte]firewall.State
 	checked   map[[32]byte]bool
 }
 
 // Change says what an apply did or, dry, would do, and why.
 type Change struct {
-	Rules []string `json:"rules,omitempty"` // "+ line" / "- line"
+	// Firewall is the node's backend; Rules are its lines to add ("+
+	// [table] chain: rule") and remove ("- …").
+	Firewall string   `json:"firewall"`
+	Rules    []string `json:"rules,omitempty"`
+	// Clean are the other backends still holding rules, removed once the
+	// node's own serve: the node file switched backends.
+	Clean []string `json:"clean,omitempty"`
 	// Jumps are the hooks whose jump to portstripe's chains is missing.
 	Jumps []string `json:"jumps,omitempty"`
 	// Routes are the parts of the transparent backends' reply route to add
@@ -140,7 +135,7 @@ func (c Change) parts() []struct {
 		name string
 		on   bool
 	}{
-		{"rules", len(c.Rules) > 0}, {"jumps", len(c.Jumps) > 0}, {"routes", len(c.Routes) > 0}, {"files", len(c.Files) > 0},
+		{"rules", len(c.Rules) > 0 || len(c.Clean) > 0}, {"jumps", len(c.Jumps) > 0}, {"routes", len(c.Routes) > 0}, {"files", len(c.Files) > 0},
 		{"haproxy_master", c.Start}, {"haproxy_config", c.Reload}, {"servers", len(c.Servers) > 0},
 	}
 }
@@ -152,7 +147,9 @@ func (a *Applier) Teardown(ctx context.Context) error {
 	if a.Proxy.Observe(ctx).Alive {
 		errs = append(errs, a.Proxy.Stop(ctx))
 	}
-	errs = append(errs, a.Rules.Clean(ctx))
+	for _, name := range slices.Sorted(maps.Keys(a.Firewalls)) {
+		errs = append(errs, a.Firewalls[name].Clean(ctx))
+	}
 	if a.Routes != nil {
 		errs = append(errs, a.Routes.Remove(plan.TransparentReplyRoute))
 	}
@@ -217,16 +214,20 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 	if err != nil {
 		return c, obs, err
 	}
-	want, err := a.canonicalRules(ctx, res.Files[compiler.RulesFile])
+	fw, files, err := a.firewall(res)
 	if err != nil {
-		return c, obs, fmt.Errorf("validate rules.v4: %w", err)
+		return c, obs, err
 	}
-	c.Rules = diffLines(ruleLines(obs.Rules.Rules), ruleLines(want))
-	for _, h := range obs.Rules.MissingJumps {
-		c.Jumps = append(c.Jumps, string(h))
+	want, err := a.canonicalRules(ctx, fw, files)
+	if err != nil {
+		return c, obs, fmt.Errorf("validate the %s rules: %w", fw.Name(), err)
 	}
-	if obs.Rules.MissingMarkJump {
-		c.Jumps = append(c.Jumps, string(iptables.Mangle)+" "+string(iptables.MarkHook))
+	was := obs.Firewall[fw.Name()]
+	c.Firewall, c.Rules, c.Jumps = fw.Name(), firewall.Diff(was, want), was.MissingOf(want)
+	for _, name := range slices.Sorted(maps.Keys(obs.Firewall)) {
+		if name != fw.Name() && obs.Firewall[name].Installed() {
+			c.Clean = append(c.Clean, name)
+		}
 	}
 	c.Routes = routeChanges(obs.Routes, res.Plan.ReplyRoute)
 	for _, n := range names {
@@ -311,6 +312,8 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 		return c, fmt.Errorf("apply: %w", err)
 	}
 	rulesTouched, routesTouched, started, reloaded := false, false, false, false
+	var fw firewall.Backend
+	var cleaned []string
 	rollback := func(cause error) error {
 		// Not the apply's context: a SIGTERM that cut the apply short must
 		// not cut its rollback short too.
@@ -321,7 +324,14 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 			errs = append(errs, fmt.Errorf("roll back files: %w", err))
 		}
 		if rulesTouched {
-			errs = append(errs, a.restoreRules(ctx, obs.Rules)...)
+			if err := fw.Restore(ctx, obs.Firewall[fw.Name()]); err != nil {
+				errs = append(errs, fmt.Errorf("roll back rules: %w", err))
+			}
+		}
+		for _, name := range cleaned {
+			if err := a.Firewalls[name].Restore(ctx, obs.Firewall[name]); err != nil {
+				errs = append(errs, fmt.Errorf("roll back the %s rules: %w", name, err))
+			}
 		}
 		if routesTouched {
 			if err := a.setRoutes(obs.Routes.Rule || obs.Routes.Route); err != nil {
@@ -346,12 +356,16 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 		a.Log.Info("rolled back: the machine is as it was before this apply", "rollback_errors", len(errs)-1)
 		return errors.Join(errs...)
 	}
+	fw, files, err := a.firewall(res)
+	if err != nil {
+		return c, rollback(err)
+	}
 	if len(c.Rules) > 0 || len(c.Jumps) > 0 {
 		rulesTouched = true
-		if err := a.Rules.Apply(ctx, res.Files[compiler.RulesFile]); err != nil {
+		if err := fw.Apply(ctx, files); err != nil {
 			return c, rollback(err) // the rules layer names its step ("apply rules: …")
 		}
-		a.Log.Info("rules applied", "changed_lines", len(c.Rules), "jumps_added", c.Jumps)
+		a.Log.Info("rules applied", "firewall", fw.Name(), "changed_lines", len(c.Rules), "jumps_added", c.Jumps)
 	}
 	if len(c.Routes) > 0 {
 		routesTouched = true
@@ -383,7 +397,35 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 	if err := a.verify(ctx, res); err != nil {
 		return c, rollback(err)
 	}
+	// Last: until here the old backend's rules served too, so switching
+	// backends leaves no moment without a striped port.
+	for _, name := range c.Clean {
+		cleaned = append(cleaned, name)
+		if err := a.Firewalls[name].Clean(ctx); err != nil {
+			return c, rollback(fmt.Errorf("remove the %s rules: %w", name, err))
+		}
+		a.Log.Info("rules of the previous firewall backend removed", "firewall", name)
+	}
 	return c, nil
+}
+
+// firewall picks the node's backend and its files from the compiled node.
+func (a *Applier) firewall(res *compiler.Result) (firewall.Backend, map[string][]byte, error) {
+	name := res.Plan.Firewall
+	if name == "" {
+		name = node.IPTables // plan.json from before the firewall key
+	}
+	fw, ok := a.Firewalls[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("firewall %q: this machine has no such backend (it has %s)", name, strings.Join(slices.Sorted(maps.Keys(a.Firewalls)), ", "))
+	}
+	files := map[string][]byte{}
+	for _, n := range fw.Files() {
+		if b, ok := res.Files[n]; ok {
+			files[n] = b
+		}
+	}
+	return fw, files, nil
 }
 
 // verify checks that the worker runs the desired configuration and every
@@ -430,26 +472,6 @@ func routeChanges(was routing.Observed, want *plan.ReplyRoute) []string {
 	return out
 }
 
-// restoreRules puts the observed rules back: none at all when there were
-// none, and without the jumps that were missing.
-func (a *Applier) restoreRules(ctx context.Context, was iptables.Observed) []error {
-	if was.Rules == nil {
-		if err := a.Rules.Clean(ctx); err != nil {
-			return []error{fmt.Errorf("roll back rules: %w", err)}
-		}
-		return nil
-	}
-	if err := a.Rules.Apply(ctx, was.Rules); err != nil {
-		return []error{fmt.Errorf("roll back rules: %w", err)}
-	}
-	if len(was.MissingJumps) > 0 {
-		if err := a.Rules.RemoveJumps(ctx, was.MissingJumps); err != nil {
-			return []error{fmt.Errorf("roll back rules: %w", err)}
-		}
-	}
-	return nil
-}
-
 func (a *Applier) changeServer(ctx context.Context, s ServerChange) error {
 	if s.Addr.IsValid() {
 		if err := a.Proxy.SetServerAddr(ctx, s.Backend, s.Server, s.Addr); err != nil {
@@ -493,28 +515,40 @@ func (a *Applier) validate(ctx context.Context, res *compiler.Result) error {
 		a.mu.Unlock()
 	}
 	// Canonical loads the rules into a throwaway namespace: it checked them.
-	if _, err := a.canonicalRules(ctx, res.Files[compiler.RulesFile]); err != nil {
-		return fmt.Errorf("validate rules.v4: %w", err)
+	fw, files, err := a.firewall(res)
+	if err != nil {
+		return err
+	}
+	if _, err := a.canonicalRules(ctx, fw, files); err != nil {
+		return fmt.Errorf("validate the %s rules: %w", fw.Name(), err)
 	}
 	return nil
 }
 
-// canonicalRules is Rules.Canonical, remembered by the rules' hash.
-func (a *Applier) canonicalRules(ctx context.Context, rules []byte) ([]byte, error) {
-	sum := sha256.Sum256(rules)
+// canonicalRules is the backend's Canonical, remembered by the hash of
+// its name and files.
+func (a *Applier) canonicalRules(ctx context.Context, fw firewall.Backend, files map[string][]byte) (firewall.State, error) {
+	h := sha256.New()
+	h.Write([]byte(fw.Name()))
+	for _, n := range slices.Sorted(maps.Keys(files)) {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", n, len(files[n]))
+		h.Write(files[n])
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
 	a.mu.Lock()
 	got, ok := a.canonical[sum]
 	a.mu.Unlock()
 	if ok {
 		return got, nil
 	}
-	got, err := a.Rules.Canonical(ctx, rules)
+	got, err := fw.Canonical(ctx, files)
 	if err != nil {
-		return nil, err
+		return firewall.State{}, err
 	}
 	a.mu.Lock()
 	if a.canonical == nil {
-		a.canonical = map[[32]byte][]byte{}
+		a.canonical = map[[32]byte]firewall.State{}
 	}
 	a.canonical[sum] = got
 	a.mu.Unlock()
@@ -560,53 +594,6 @@ func disabledNote(disabled bool) string {
 		return " (disabled)"
 	}
 	return ""
-}
-
-// ruleLines keeps the lines of an iptables-save or -restore text that say
-// what the rules do: chain declarations and rules, without comments,
-// counters or COMMIT.
-func ruleLines(text []byte) []string {
-	var out []string
-	for _, l := range strings.Split(string(text), "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, "-A "):
-			out = append(out, l)
-		case strings.HasPrefix(l, ":"):
-			if i := strings.IndexByte(l, ' '); i > 0 {
-				l = l[:i]
-			}
-			out = append(out, l)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-func diffLines(old, cur []string) []string {
-	var out []string
-	for _, l := range old {
-		if _, ok := slices.BinarySearch(cur, l); !ok {
-			out = append(out, "- "+l)
-		}
-	}
-	for _, l := range cur {
-		if _, ok := slices.BinarySearch(old, l); !ok {
-			out = append(out, "+ "+l)
-		}
-	}
-	// Chains read best before the rules in them.
-	chain := func(l string) bool { return strings.HasPrefix(l[2:], ":") }
-	slices.SortStableFunc(out, func(a, b string) int {
-		switch {
-		case chain(a) == chain(b):
-			return 0
-		case chain(a):
-			return -1
-		}
-		return 1
-	})
-	return out
 }
 
 // diffBackends says how the plan's backends differ from the ones the worker

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
@@ -22,32 +23,50 @@ import (
 	"github.com/portstripe/portstripe/routing"
 )
 
-// fakeRules records what apply would do to iptables; installed text is
-// what Observe returns, and Canonical is the identity.
+// fakeRules records what apply would do to the iptables backend;
+// installed text is what Observe returns, and Canonical is the identity.
 type fakeRules struct {
 	installed []byte
-	missing   []iptables.Chain // hooks without the jump
+	missing   []string // hooks without the jump
 	applied   int
 	failApply error
 }
 
-func (f *fakeRules) Check(context.Context, []byte) error { return nil }
-func (f *fakeRules) Apply(_ context.Context, r []byte) error {
+func (f *fakeRules) Name() string    { return node.IPTables }
+func (f *fakeRules) Files() []string { return iptables.Files }
+func (f *fakeRules) Parse(files map[string][]byte) firewall.State {
+	return iptables.ParseFiles(files)
+}
+func (f *fakeRules) Apply(_ context.Context, files map[string][]byte) error {
 	if f.failApply != nil {
 		return f.failApply
 	}
 	f.applied++
-	f.installed, f.missing = r, nil
+	f.installed, f.missing = files[iptables.RulesFile], nil
 	return nil
 }
-func (f *fakeRules) Observe(context.Context) (iptables.Observed, error) {
-	missing := f.missing
-	if f.installed == nil {
-		missing = iptables.Hooks
+func (f *fakeRules) Observe(context.Context) (firewall.State, error) {
+	st := firewall.State{Missing: f.missing}
+	if f.installed != nil {
+		st = iptables.ParseFiles(map[string][]byte{iptables.RulesFile: f.installed})
+		st.Missing = f.missing
+	} else {
+		st.Missing = []string{"PREROUTING", "OUTPUT"}
 	}
-	return iptables.Observed{Rules: f.installed, MissingJumps: missing}, nil
+	return st, nil
 }
-func (f *fakeRules) Canonical(_ context.Context, r []byte) ([]byte, error) { return r, nil }
+func (f *fakeRules) Canonical(_ context.Context, files map[string][]byte) (firewall.State, error) {
+	st := iptables.ParseFiles(files)
+	st.Hooks = []string{"PREROUTING", "OUTPUT"}
+	return st, nil
+}
+func (f *fakeRules) Restore(ctx context.Context, was firewall.State) error {
+	if was.Saved == nil {
+		return f.Clean(ctx)
+	}
+	f.installed, f.missing = was.Saved[iptables.RulesFile], was.Missing
+	return nil
+}
 func (f *fakeRules) Clean(ctx context.Context) error {
 	// As iptables under exec.CommandContext: nothing runs once ctx ends.
 	if err := ctx.Err(); err != nil {
@@ -56,9 +75,8 @@ func (f *fakeRules) Clean(ctx context.Context) error {
 	f.installed, f.missing = nil, nil
 	return nil
 }
-func (f *fakeRules) RemoveJumps(_ context.Context, hooks []iptables.Chain) error {
-	f.missing = append(f.missing, hooks...)
-	return nil
+func (f *fakeRules) Counters(context.Context, *plan.Plan) ([]firewall.Counter, error) {
+	return nil, nil
 }
 
 // fakeProxy is a HAProxy that runs the configuration it last loaded from
@@ -167,7 +185,7 @@ func compile(t testing.TB, yaml string) *compiler.Result {
 func newApplier(t *testing.T) (*Applier, *fakeRules, *fakeProxy) {
 	dir := t.TempDir()
 	r, p := &fakeRules{}, &fakeProxy{dir: dir}
-	return &Applier{Dir: dir, Rules: r, Proxy: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, r, p
+	return &Applier{Dir: dir, Firewalls: map[string]firewall.Backend{node.IPTables: r}, Proxy: p, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, r, p
 }
 
 func TestApplyTwiceChangesNothing(t *testing.T) {
@@ -285,7 +303,7 @@ func TestDriftIsSeen(t *testing.T) {
 	if _, err := a.Apply(context.Background(), res); err != nil {
 		t.Fatal(err)
 	}
-	rules.missing = []iptables.Chain{"PREROUTING"}
+	rules.missing = []string{"PREROUTING"}
 	os.Remove(filepath.Join(a.Dir, compiler.PlanFile))
 	proxy.running = []byte("global\n    description portstripe-config sha256:0000\n")
 	c, err := a.Plan(context.Background(), res)

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,14 +10,14 @@ import (
 	"strings"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/textdiff"
-	"github.com/portstripe/portstripe/iptables"
 )
 
 // PlanSchema names the JSON form of an ApplyPlan (apply --dry-run -o json
 // and a saved plan file); it changes when a field changes meaning.
-const PlanSchema = "portstripe.plan/v1"
+const PlanSchema = "portstripe.plan/v2"
 
 // ApplyPlan is what apply would do on this machine, for a reviewer:
 // firewall rules in evaluation order and in rules.v4's own words, jumps,
@@ -53,22 +52,29 @@ type ApplyPlan struct {
 	Observed Fingerprint `json:"observed"`
 }
 
-// RulesPlan is how portstripe's chains in the nat table change.
+// RulesPlan is how portstripe's chains change.
 type RulesPlan struct {
+	// Firewall is the node's backend (iptables, nftables).
+	Firewall string `json:"firewall"`
 	// From says what the installed side of the diff is: "none" (no
-	// portstripe chain is installed), "rules.v4" (the kernel runs the state
-	// directory's rules.v4, so both sides are rendered files) or "kernel"
+	// portstripe chain is installed), "state_dir" (the kernel runs the state
+	// directory's files, so both sides are rendered files) or "kernel"
 	// (the installed rules are no file portstripe knows, e.g. edited by
-	// hand: both sides in iptables-save's form).
+	// hand: both sides as the backend's tool shows them).
 	From   string        `json:"from"`
 	Chains []ChainChange `json:"chains,omitempty"`
+	// Clean are the other backends whose rules are removed once the new
+	// ones serve (the node switched backends).
+	Clean []string `json:"clean,omitempty"`
 }
 
 // ChainChange is one chain's changes, in evaluation order.
 type ChainChange struct {
+	// Table is where the chain lives: "nat", "ip6 nat", "inet portstripe".
+	Table string `json:"table"`
 	Chain string `json:"chain"`
-	// About is the chain's comment in rules.v4: the decision list and the
-	// port range it serves.
+	// About is the chain's comment in the rendered file: the decision list
+	// and the port range it serves.
 	About string `json:"about,omitempty"`
 	// Action is "add", "remove" or "change".
 	Action string       `json:"action"`
@@ -123,7 +129,7 @@ func (a *Applier) describe(ctx context.Context, res *compiler.Result, c Change, 
 		Schema: PlanSchema, Node: res.Plan.Node.Name, NodeSHA256: res.Plan.Node.SHA256, Dir: a.Dir,
 		NoChanges: c.Nothing, Applied: applied, Jumps: c.Jumps, Routes: c.Routes, Observed: fingerprint(obs),
 	}
-	p.Rules = a.describeRules(ctx, c, obs, res.Files[compiler.RulesFile])
+	p.Rules = a.describeRules(ctx, c, obs, res)
 	for _, ch := range p.Rules.Chains {
 		for _, r := range ch.Rules {
 			switch r.Action {
@@ -179,81 +185,77 @@ func (p *ApplyPlan) summary() string {
 	return s
 }
 
-func (a *Applier) describeRules(ctx context.Context, c Change, obs Observed, rendered []byte) RulesPlan {
-	if len(c.Rules) == 0 {
-		return RulesPlan{From: "rules.v4"}
+func (a *Applier) describeRules(ctx context.Context, c Change, obs Observed, res *compiler.Result) RulesPlan {
+	p := RulesPlan{Firewall: c.Firewall, From: "state_dir", Clean: c.Clean}
+	fw, files, err := a.firewall(res)
+	if err != nil || len(c.Rules) == 0 {
+		return p
 	}
-	installed := obs.Rules.Rules
-	if installed == nil {
-		return RulesPlan{From: "none", Chains: diffChains(ruleSet{}, parseRules(rendered))}
+	rendered := fw.Parse(files)
+	installed := obs.Firewall[fw.Name()]
+	if !installed.Installed() {
+		p.From, p.Chains = "none", diffChains(firewall.State{}, rendered)
+		return p
 	}
-	// The state directory's rules.v4 stands for the kernel's rules only
-	// when it loads to exactly what the kernel shows.
-	if old, ok := obs.Files[compiler.RulesFile]; ok {
-		if canon, err := a.canonicalRules(ctx, old); err == nil && bytes.Equal(canon, installed) {
-			return RulesPlan{From: "rules.v4", Chains: diffChains(parseRules(old), parseRules(rendered))}
+	// The state directory's files stand for the kernel's rules only when
+	// they load to exactly what the kernel shows.
+	old := map[string][]byte{}
+	for _, n := range fw.Files() {
+		if b, ok := obs.Files[n]; ok {
+			old[n] = b
 		}
 	}
-	want, _ := a.canonicalRules(ctx, rendered) // remembered: plan() decided on it
-	chains := diffChains(parseRules(installed), parseRules(want))
-	about := parseRules(rendered).about
-	for i := range chains {
-		chains[i].About = about[chains[i].Chain]
-	}
-	return RulesPlan{From: "kernel", Chains: chains}
-}
-
-// ruleSet is an iptables-restore text (rendered or iptables-save's) by
-// chain, chains in declaration order, rules in evaluation order.
-type ruleSet struct {
-	chains   []string
-	declared map[string]bool
-	rules    map[string][]string
-	about    map[string]string
-}
-
-func parseRules(text []byte) ruleSet {
-	s := ruleSet{declared: map[string]bool{}, rules: map[string][]string{}, about: map[string]string{}}
-	for _, l := range strings.Split(string(text), "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(l, ":"):
-			name, _, _ := strings.Cut(l[1:], " ")
-			s.chains = append(s.chains, name)
-			s.declared[name] = true
-		case strings.HasPrefix(l, "-A "):
-			name, _, _ := strings.Cut(l[3:], " ")
-			s.rules[name] = append(s.rules[name], l)
-		case strings.HasPrefix(l, "# "):
-			// rules.v4 heads a decision list's chain with "# CHAIN: about".
-			if name, about, ok := strings.Cut(l[2:], ": "); ok && s.declared[name] {
-				s.about[name] = about
-			}
+	if len(old) > 0 {
+		if canon, err := a.canonicalRules(ctx, fw, old); err == nil && canon.Equal(installed) {
+			p.Chains = diffChains(fw.Parse(old), rendered)
+			return p
 		}
 	}
-	return s
+	want, _ := a.canonicalRules(ctx, fw, files) // remembered: plan() decided on it
+	p.From, p.Chains = "kernel", diffChains(installed, want)
+	about := map[string]string{}
+	for _, ch := range rendered.Chains {
+		about[ch.ID()] = ch.About
+	}
+	for i := range p.Chains {
+		p.Chains[i].About = about[firewall.Chain{Table: p.Chains[i].Table, Name: p.Chains[i].Chain}.ID()]
+	}
+	return p
 }
 
-// diffChains lists the chains whose rules differ, the new file's chains
+// diffChains lists the chains whose rules differ, the new state's chains
 // first in its order, then the removed ones. A removal right before an
 // addition is one rule changed in place.
-func diffChains(old, cur ruleSet) []ChainChange {
+func diffChains(old, cur firewall.State) []ChainChange {
+	oldIDs, oldChains := chainsByID(old)
+	curIDs, curChains := chainsByID(cur)
 	var out []ChainChange
-	for _, n := range union(cur.chains, old.chains) {
-		inOld, inCur := old.declared[n], cur.declared[n]
-		ch := ChainChange{Chain: n, About: cur.about[n], Action: "change"}
+	for _, id := range union(curIDs, oldIDs) {
+		o, inOld := oldChains[id]
+		n, inCur := curChains[id]
+		ch := ChainChange{Table: n.Table, Chain: n.Name, About: n.About, Action: "change"}
 		switch {
 		case !inOld:
 			ch.Action = "add"
 		case !inCur:
-			ch.Action, ch.About = "remove", old.about[n]
+			ch.Action, ch.Table, ch.Chain, ch.About = "remove", o.Table, o.Name, o.About
 		}
-		ch.Rules = ruleChanges(textdiff.Edits(old.rules[n], cur.rules[n]))
+		ch.Rules = ruleChanges(textdiff.Edits(o.Rules, n.Rules))
 		if len(ch.Rules) > 0 || ch.Action != "change" {
 			out = append(out, ch)
 		}
 	}
 	return out
+}
+
+func chainsByID(s firewall.State) ([]string, map[string]firewall.Chain) {
+	var ids []string
+	m := map[string]firewall.Chain{}
+	for _, c := range s.Chains {
+		ids = append(ids, c.ID())
+		m[c.ID()] = c
+	}
+	return ids, m
 }
 
 func ruleChanges(edits []textdiff.Edit) []RuleChange {
@@ -430,14 +432,19 @@ func fingerprint(obs Observed) Fingerprint {
 		MissingJumps: []string{}, Servers: []string{}, Files: map[string]string{},
 		HAProxyAlive: obs.HAProxy.Alive, HAProxyConfig: obs.HAProxy.ConfigHash,
 	}
-	if obs.Rules.Rules != nil {
-		f.RulesSHA256 = sum(obs.Rules.Rules)
+	if anyInstalled(obs.Firewall) {
+		h := sha256.New()
+		for _, name := range slices.Sorted(maps.Keys(obs.Firewall)) {
+			st := obs.Firewall[name]
+			for _, n := range slices.Sorted(maps.Keys(st.Saved)) {
+				fmt.Fprintf(h, "%s\x00%s\x00%d\x00", name, n, len(st.Saved[n]))
+				h.Write(st.Saved[n])
+			}
+		}
+		f.RulesSHA256 = hex.EncodeToString(h.Sum(nil))
 	}
-	for _, h := range obs.Rules.MissingJumps {
-		f.MissingJumps = append(f.MissingJumps, string(h))
-	}
-	if obs.Rules.MissingMarkJump {
-		f.MissingJumps = append(f.MissingJumps, string(iptables.Mangle)+" "+string(iptables.MarkHook))
+	for _, name := range slices.Sorted(maps.Keys(obs.Firewall)) {
+		f.MissingJumps = append(f.MissingJumps, obs.Firewall[name].Missing...)
 	}
 	f.ReplyRoute = strings.TrimSpace(map[bool]string{true: "rule"}[obs.Routes.Rule] + " " + map[bool]string{true: "route"}[obs.Routes.Route])
 	for _, name := range slices.Sorted(maps.Keys(obs.HAProxy.Servers)) {
@@ -479,6 +486,15 @@ func (f Fingerprint) Drift(now Fingerprint) string {
 		return ""
 	}
 	return strings.Join(what, ", ") + " differ"
+}
+
+func anyInstalled(states map[string]firewall.State) bool {
+	for _, st := range states {
+		if st.Installed() {
+			return true
+		}
+	}
+	return false
 }
 
 func sum(b []byte) string {

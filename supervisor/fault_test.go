@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/fixtures"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/testenv"
@@ -72,13 +73,13 @@ func TestApplyStorageFaults(t *testing.T) {
 	}
 }
 
-// uncheckedRules is the real iptables Manager whose check passed: the rules
-// fail only when loaded, as when a match module is missing on the node.
-type uncheckedRules struct{ *iptables.Manager }
+// uncheckedRules is the real iptables backend whose check passed: the
+// rules fail only when loaded, as when a match module is missing on the
+// node.
+type uncheckedRules struct{ *iptables.Backend }
 
-func (uncheckedRules) Check(context.Context, []byte) error { return nil }
-func (uncheckedRules) Canonical(_ context.Context, r []byte) ([]byte, error) {
-	return r, nil
+func (uncheckedRules) Canonical(_ context.Context, files map[string][]byte) (firewall.State, error) {
+	return iptables.ParseFiles(files), nil
 }
 
 // TestApplyRestoreFails: iptables-restore refuses a rule mid-file; the
@@ -88,12 +89,12 @@ func TestApplyRestoreFails(t *testing.T) {
 	if !testenv.Self(t, "iptables-restore", "iptables-save") {
 		return
 	}
-	m, err := iptables.New(iptables.Options{})
+	m, err := iptables.NewBackend(iptables.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, _, proxy := newApplier(t)
-	a.Rules = uncheckedRules{m}
+	a.Firewalls = map[string]firewall.Backend{node.IPTables: uncheckedRules{m}}
 	ctx := context.Background()
 	if _, err := a.Apply(ctx, compile(t, testNode)); err != nil {
 		t.Fatal(err)
@@ -271,7 +272,7 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 	good := testenv.LiveNode(string(fixtures.SeedNode), dir)
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	rules, err := iptables.New(iptables.Options{})
+	rules, err := iptables.NewBackend(iptables.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 	}
 	r := &Runner{
 		Node:     node.Options{Path: path},
-		Applier:  &Applier{Dir: state, Rules: rules, Proxy: h, Log: log},
+		Applier:  &Applier{Dir: state, Firewalls: map[string]firewall.Backend{node.IPTables: rules}, Proxy: h, Log: log},
 		HAProxy:  h,
 		Metrics:  NewMetrics(nil),
 		Log:      log,

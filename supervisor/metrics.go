@@ -8,10 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/version"
-	"github.com/portstripe/portstripe/iptables"
-	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
 
@@ -38,38 +37,12 @@ type Metrics struct {
 // SetApplied records the plan the machine now runs.
 func (m *Metrics) SetApplied(p *plan.Plan) { m.applied.Store(p) }
 
-// udpRule names one UDP rule of a plan: its list, the service it sends
-// first packets to, and the signature it checks ("default" for the rule
-// taking what no signature matched).
-type udpRule struct{ list, service, rule string }
-
-// udpRules maps each UDP rule of the plan, by chain and comment as the
-// iptables counters report them, to what it is.
-func udpRules(p *plan.Plan) map[[2]string]udpRule {
-	out := map[[2]string]udpRule{}
-	if p == nil {
-		return out
-	}
-	for _, l := range p.Lists {
-		if l.Proto != node.UDP {
-			continue
-		}
-		chain := string(iptables.ListChain(l))
-		for _, d := range l.Decisions {
-			out[[2]string{chain, iptables.DecisionComment(l, d)}] = udpRule{l.Name, d.Target.Service, d.Signature.Label}
-		}
-		if !l.Default.Rejects() {
-			out[[2]string{chain, iptables.DefaultComment(l)}] = udpRule{l.Name, l.Default.Service, "default"}
-		}
-	}
-	return out
-}
-
 // Live is what the scrape-time collector reads: HAProxy and rule counters.
 type Live interface {
 	Procs(ctx context.Context) (haproxy.Procs, error)
 	Stats(ctx context.Context) ([]haproxy.Stat, error)
-	Counters(ctx context.Context) ([]iptables.Counter, error)
+	// Counters are the firewall's UDP decision counters, named by p.
+	Counters(ctx context.Context, p *plan.Plan) ([]firewall.Counter, error)
 }
 
 // NewMetrics registers portstripe's metrics and, with live, the ones read
@@ -167,11 +140,17 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if counters, err := c.live.Counters(ctx); err == nil {
-		rules := udpRules(c.m.applied.Load())
-		for _, k := range counters {
-			if r, ok := rules[[2]string{k.Chain, k.Comment}]; ok {
-				ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(k.Packets), r.list, r.service, r.rule)
+	if p := c.m.applied.Load(); p != nil {
+		if counters, err := c.live.Counters(ctx, p); err == nil {
+			// Summed: each address family has a rule of its own.
+			sums := map[[3]string]uint64{}
+			for _, k := range counters {
+				if k.List != "" {
+					sums[[3]string{k.List, k.Service, k.Rule}] += k.Packets
+				}
+			}
+			for k, n := range sums {
+				ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(n), k[0], k[1], k[2])
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,8 +10,8 @@ import (
 
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
-	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/routing"
 )
@@ -21,7 +22,8 @@ import (
 // compare it with the desired state; none trusts what an earlier apply
 // wrote down.
 type Observed struct {
-	Rules iptables.Observed
+	// Firewall is each backend's rules, by backend name.
+	Firewall map[string]firewall.State
 	// Routes is the transparent backends' reply route as the kernel has it.
 	Routes  routing.Observed
 	HAProxy ProxyState
@@ -37,7 +39,7 @@ type ProxyState struct {
 	// Err says why the master or the worker could not be read.
 	Err   error
 	Procs haproxy.Procs
-	// ConfigHash is the hash the worker serving the stats socket reports
+	// ConfigHash is the hash the current worker reports
 	// (haproxy.ConfigHash); empty when it could not be read.
 	ConfigHash string
 	// Servers are the servers that worker runs, by backend (portstripe
@@ -45,13 +47,15 @@ type ProxyState struct {
 	Servers map[string]haproxy.Stat
 }
 
-// Observe reads the machine: iptables-save, the reply route, the master
+// Observe reads the machine: every firewall backend's rules, the reply route, the master
 // CLI, the runtime API, and the state directory's files.
 func (a *Applier) Observe(ctx context.Context, names []string) (Observed, error) {
-	var o Observed
+	o := Observed{Firewall: map[string]firewall.State{}}
 	var err error
-	if o.Rules, err = a.Rules.Observe(ctx); err != nil {
-		return o, err
+	for name, fw := range a.Firewalls {
+		if o.Firewall[name], err = fw.Observe(ctx); err != nil {
+			return o, err
+		}
 	}
 	if a.Routes != nil {
 		if o.Routes, err = a.Routes.Observe(plan.TransparentReplyRoute); err != nil {
@@ -73,8 +77,9 @@ func (a *Applier) Observe(ctx context.Context, names []string) (Observed, error)
 	return o, nil
 }
 
-// observeProxy asks the master and the worker what runs.
-func observeProxy(ctx context.Context, m *haproxy.Master, r *haproxy.Runtime) ProxyState {
+// observeProxy asks the master what runs, and its current worker (through
+// the master) which configuration and servers it runs.
+func observeProxy(ctx context.Context, m *haproxy.Master) ProxyState {
 	var st ProxyState
 	pctx, cancel := context.WithTimeout(ctx, observeTimeout)
 	defer cancel()
@@ -84,15 +89,22 @@ func observeProxy(ctx context.Context, m *haproxy.Master, r *haproxy.Runtime) Pr
 		return st
 	}
 	st.Alive, st.Procs = true, ps
-	info, err := r.ShowInfo(pctx)
+	if len(ps.Workers) == 0 {
+		st.Err = errors.New("the master has no current worker")
+		return st
+	}
+	// The current worker, through the master: right after a reload the
+	// old worker may still answer on the stats socket too.
+	pid := ps.Workers[0].PID
+	info, err := m.ShowInfoOf(pctx, pid)
 	if err != nil {
-		st.Err = fmt.Errorf("runtime API: %w", err)
+		st.Err = fmt.Errorf("worker %d: %w", pid, err)
 		return st
 	}
 	st.ConfigHash = haproxy.HashOf(info.Fields["description"])
-	stats, err := r.ShowStat(pctx)
+	stats, err := m.ShowStatOf(pctx, pid)
 	if err != nil {
-		st.Err = fmt.Errorf("runtime API: %w", err)
+		st.Err = fmt.Errorf("worker %d: %w", pid, err)
 		return st
 	}
 	st.Servers = map[string]haproxy.Stat{}
@@ -108,12 +120,28 @@ func observeProxy(ctx context.Context, m *haproxy.Master, r *haproxy.Runtime) Pr
 // dir: what run serves when the node file is broken at start.
 func LoadApplied(dir string) (*compiler.Result, error) {
 	files := map[string][]byte{}
-	for _, n := range []string{compiler.HAProxyFile, compiler.RulesFile, compiler.PlanFile} {
+	read := func(n string) error {
 		b, err := artifact.ReadFile(filepath.Join(dir, n))
-		if err != nil {
+		if err == nil {
+			files[n] = b
+		}
+		return err
+	}
+	for _, n := range []string{compiler.PlanFile, compiler.HAProxyFile} {
+		if err := read(n); err != nil {
 			return nil, fmt.Errorf("no applied state in %s: %w", dir, err)
 		}
-		files[n] = b
+	}
+	// The firewall's files are the ones plan.json names; resultFrom says
+	// which are missing.
+	var p struct{ Firewall string }
+	if err := json.Unmarshal(files[compiler.PlanFile], &p); err != nil {
+		return nil, fmt.Errorf("applied plan in %s: %w", dir, err)
+	}
+	for _, n := range compiler.FirewallFiles(p.Firewall) {
+		if err := read(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no applied state in %s: %w", dir, err)
+		}
 	}
 	res, err := resultFrom(files)
 	if err != nil {

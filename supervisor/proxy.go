@@ -69,10 +69,10 @@ func (h *HAProxy) clients() (*haproxy.Master, *haproxy.Runtime) {
 func (h *HAProxy) Alive(ctx context.Context) bool { return h.probe(ctx) == nil }
 
 // Observe reads what runs: the master's processes, and the configuration
-// hash and servers of the worker serving the stats socket.
+// hash and servers of its current worker.
 func (h *HAProxy) Observe(ctx context.Context) ProxyState {
-	m, r := h.clients()
-	return observeProxy(ctx, m, r)
+	m, _ := h.clients()
+	return observeProxy(ctx, m)
 }
 
 // probe asks the master for "show proc", waiting at most a second.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
@@ -17,8 +18,8 @@ import (
 // applies exactly them, not a recompile of a node file that may have moved.
 type SavedPlan struct {
 	*ApplyPlan
-	// Desired are the compiled files, by name (haproxy.cfg, rules.v4,
-	// plan.json).
+	// Desired are the compiled files, by name (haproxy.cfg, plan.json and
+	// the firewall's: rules.v4, rules.v6 or portstripe.nft).
 	Desired map[string]string `json:"desired_files"`
 }
 
@@ -69,24 +70,35 @@ func ReadPlanFile(path string) (*SavedPlan, *compiler.Result, error) {
 	return &s, res, nil
 }
 
-// resultFrom rebuilds a compiled node from its files (haproxy.cfg,
-// rules.v4 and plan.json, nothing else).
+// resultFrom rebuilds a compiled node from its files: haproxy.cfg,
+// plan.json and the files of the firewall backend plan.json names, nothing
+// else.
 func resultFrom(files map[string][]byte) (*compiler.Result, error) {
+	pj, ok := files[compiler.PlanFile]
+	if !ok {
+		return nil, fmt.Errorf("no %s", compiler.PlanFile)
+	}
+	var p plan.Plan
+	if err := json.Unmarshal(pj, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w", compiler.PlanFile, err)
+	}
+	fw := compiler.FirewallFiles(p.Firewall)
+	if fw == nil {
+		return nil, fmt.Errorf("%s: no firewall backend %q", compiler.PlanFile, p.Firewall)
+	}
 	var errs []error
-	for _, n := range []string{compiler.HAProxyFile, compiler.RulesFile, compiler.PlanFile} {
+	for _, n := range []string{compiler.HAProxyFile, fw[0]} {
 		if _, ok := files[n]; !ok {
 			errs = append(errs, fmt.Errorf("no %s", n))
 		}
 	}
-	if len(files) != 3 {
-		errs = append(errs, fmt.Errorf("%d files, want haproxy.cfg, rules.v4 and plan.json", len(files)))
+	for n := range files {
+		if n != compiler.HAProxyFile && n != compiler.PlanFile && !slices.Contains(fw, n) {
+			errs = append(errs, fmt.Errorf("%s is not a file of a %s node", n, fw[0]))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
-	}
-	var p plan.Plan
-	if err := json.Unmarshal(files[compiler.PlanFile], &p); err != nil {
-		return nil, fmt.Errorf("%s: %w", compiler.PlanFile, err)
 	}
 	return &compiler.Result{Files: files, Plan: &p}, nil
 }

@@ -15,21 +15,23 @@ import (
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
-	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/supervisor"
 )
 
 func compileCmd(nf *nodeFlags) *cobra.Command {
 	out := "out"
 	c := &cobra.Command{
 		Use:   "compile [-c node.yaml] [-o DIR]",
-		Short: "Write haproxy.cfg, rules.v4 and plan.json for a node",
+		Short: "Write haproxy.cfg, the firewall rules and plan.json for a node",
 		Long: `compile reads the node file, plans every striped port and writes:
 
   DIR/haproxy.cfg  HAProxy 2.6 configuration: one classification frontend per
                    distinct TCP decision list, one backend per TCP service
-  DIR/rules.v4     iptables-restore input for the nat table (portstripe's own
-                   chains; 'portstripe apply' hooks them into PREROUTING/OUTPUT)
+  DIR/rules.v4     with firewall: iptables, iptables-restore input for the nat
+                   table (portstripe's own chains; 'portstripe apply' hooks
+                   them into PREROUTING/OUTPUT); DIR/rules.v6 the same for
+                   ip6tables when the node has IPv6 addresses
   DIR/plan.json    the plan itself, as 'explain' and 'route' read it
 
 Files are replaced atomically; the previous version of each is kept as
@@ -64,7 +66,7 @@ version. A bad node file writes nothing and exits 2.`,
 			return nil
 		},
 	}
-	c.Flags().StringVarP(&out, "output", "o", out, "directory to write haproxy.cfg, rules.v4 and plan.json into")
+	c.Flags().StringVarP(&out, "output", "o", out, "directory to write haproxy.cfg, the firewall rules and plan.json into")
 	return c
 }
 
@@ -75,10 +77,11 @@ func checkCmd(nf *nodeFlags) *cobra.Command {
 		Short: "Validate the compiled haproxy.cfg and rules with the real haproxy and kernel",
 		Long: `check compiles the node file (without -c: /etc/portstripe/node.yaml, or the
 built-in example node when there is none) or, with --dir, reads
-DIR/haproxy.cfg and DIR/rules.v4 written by compile or apply, and validates
-them with the real tools:
-'haproxy -c -f haproxy.cfg', and 'iptables-restore --test' inside a throwaway
-network namespace (needs root), so the host's rules are never touched.`,
+DIR/haproxy.cfg and the firewall files written by compile or apply, and
+validates them with the real tools: 'haproxy -c -f haproxy.cfg', and the
+rules loaded by the node's firewall backend (iptables-restore and
+ip6tables-restore) inside a throwaway network namespace (needs root), so the
+host's rules are never touched.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				if err := nf.resolve(cmd, nodeFileOrSeed); err != nil {
@@ -96,10 +99,26 @@ network namespace (needs root), so the host's rules are never touched.`,
 				return fmt.Errorf("check %s: %w", files.cfgName, err)
 			}
 			fmt.Fprintf(w, "ok  %s: haproxy -c accepts it\n", files.cfgName)
-			if err := iptables.Check(ctx, files.rules); err != nil {
-				return fmt.Errorf("check %s: %w", files.rulesName, err)
+			fws, err := firewalls()
+			if err != nil {
+				return fmt.Errorf("check: %w", err)
 			}
-			fmt.Fprintf(w, "ok  %s: the kernel accepts it (loaded into a throwaway network namespace)\n", files.rulesName)
+			fw, err := firewallOf(fws, files.plan)
+			if err != nil {
+				return fmt.Errorf("check: %w", err)
+			}
+			rules := map[string][]byte{}
+			for _, n := range fw.Files() {
+				if b, ok := files.files[n]; ok {
+					rules[n] = b
+				}
+			}
+			if _, err := fw.Canonical(ctx, rules); err != nil {
+				return fmt.Errorf("check %s: %w", filepath.Join(files.dir, slices.Sorted(maps.Keys(rules))[0]), err)
+			}
+			for _, n := range slices.Sorted(maps.Keys(rules)) {
+				fmt.Fprintf(w, "ok  %s: the kernel accepts it (%s, loaded into a throwaway network namespace)\n", filepath.Join(files.dir, n), fw.Name())
+			}
 			return nil
 		},
 	}
@@ -108,8 +127,10 @@ network namespace (needs root), so the host's rules are never touched.`,
 }
 
 type checkFiles struct {
-	cfgName, cfgPath, rulesName string
-	rules                       []byte
+	// dir is where the files are named from ("" for a fresh compile).
+	dir, cfgName, cfgPath string
+	files                 map[string][]byte
+	plan                  *plan.Plan
 }
 
 // checkInputs finds the files to check: written by compile into dir, or
@@ -117,15 +138,14 @@ type checkFiles struct {
 func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
 	noop := func() {}
 	if dir != "" {
-		f := checkFiles{
-			cfgName: filepath.Join(dir, compiler.HAProxyFile), cfgPath: filepath.Join(dir, compiler.HAProxyFile),
-			rulesName: filepath.Join(dir, compiler.RulesFile),
+		res, err := supervisor.LoadApplied(dir)
+		if err != nil {
+			return checkFiles{}, noop, fmt.Errorf("check: %w", err)
 		}
-		var err error
-		if f.rules, err = os.ReadFile(f.rulesName); err != nil {
-			return f, noop, fmt.Errorf("check: %w", err)
-		}
-		return f, noop, nil
+		return checkFiles{
+			dir: dir, cfgName: filepath.Join(dir, compiler.HAProxyFile), cfgPath: filepath.Join(dir, compiler.HAProxyFile),
+			files: res.Files, plan: res.Plan,
+		}, noop, nil
 	}
 	res, err := nf.compile()
 	if err != nil {
@@ -142,7 +162,7 @@ func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
 	}
 	return checkFiles{
 		cfgName: compiler.HAProxyFile, cfgPath: filepath.Join(tmp, compiler.HAProxyFile),
-		rulesName: compiler.RulesFile, rules: res.Files[compiler.RulesFile],
+		files: res.Files, plan: res.Plan,
 	}, cleanup, nil
 }
 

@@ -118,11 +118,11 @@ func documents(t *testing.T, args []string, code int, names *strings.Replacer) [
 	if err := json.Unmarshal([]byte(out), &fromJSON); err != nil {
 		t.Fatalf("%v -o json: %v in %s", args, err, out)
 	}
-	command := args[0]
-	if command == "apply" {
-		command = "plan" // apply's document is a plan, as a saved plan file is
+	want := schema(args[0])
+	if args[0] == "apply" {
+		want = supervisor.PlanSchema // apply's document is a plan, as a saved plan file is
 	}
-	if want := schema(command); fromJSON["schema"] != want {
+	if fromJSON["schema"] != want {
 		t.Errorf("%v -o json: schema %v, want %s", args, fromJSON["schema"], want)
 	}
 	_, yout, _ := portstripe(t, append(args, "-o", "yaml")...)
@@ -171,7 +171,7 @@ func fakeHAProxy(t *testing.T, run string, applied *compiler.Result) {
 	}
 	// The master routes "@!<pid> …" to that worker: status sums every
 	// live worker's stats.
-	answers := map[string]string{"show proc": procs, "show info": info, "show stat": stat, "@!4213 show stat": stat}
+	answers := map[string]string{"show proc": procs, "show info": info, "show stat": stat, "@!4213 show info": info, "@!4213 show stat": stat}
 	for _, name := range []string{p.HAProxy.MasterSocket, p.HAProxy.RuntimeSocket} {
 		ln, err := net.Listen("unix", name)
 		if err != nil {

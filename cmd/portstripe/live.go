@@ -8,8 +8,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
@@ -50,17 +53,37 @@ func (f *liveFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", f.logFormat)}
 }
 
-// live wires the real iptables and HAProxy under an Applier.
+// live wires the machine's firewall backends and HAProxy under an Applier.
 type live struct {
-	rules   *iptables.Manager
 	proxy   *supervisor.HAProxy
 	applier *supervisor.Applier
 }
 
-func newLive(dir string, p *plan.Plan, log *slog.Logger) (*live, error) {
-	rules, err := iptables.New(iptables.Options{})
+// firewalls are this machine's firewall backends, by name.
+func firewalls() (map[string]firewall.Backend, error) {
+	ipt, err := iptables.NewBackend(iptables.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
+	}
+	return map[string]firewall.Backend{ipt.Name(): ipt}, nil
+}
+
+// firewallOf is the backend a plan's rules are in.
+func firewallOf(fws map[string]firewall.Backend, p *plan.Plan) (firewall.Backend, error) {
+	name := p.Firewall
+	if name == "" {
+		name = node.IPTables // plan.json from before the firewall key
+	}
+	if fw, ok := fws[name]; ok {
+		return fw, nil
+	}
+	return nil, fmt.Errorf("firewall %q: this portstripe has no such backend", name)
+}
+
+func newLive(dir string, p *plan.Plan, log *slog.Logger) (*live, error) {
+	fws, err := firewalls()
+	if err != nil {
+		return nil, err
 	}
 	proxy := &supervisor.HAProxy{
 		Config:        filepath.Join(dir, compiler.HAProxyFile),
@@ -71,9 +94,8 @@ func newLive(dir string, p *plan.Plan, log *slog.Logger) (*live, error) {
 		Log:           log,
 	}
 	return &live{
-		rules:   rules,
 		proxy:   proxy,
-		applier: &supervisor.Applier{Dir: dir, Rules: rules, Routes: routing.Manager{}, Proxy: proxy, Log: log},
+		applier: &supervisor.Applier{Dir: dir, Firewalls: fws, Routes: routing.Manager{}, Proxy: proxy, Log: log},
 	}, nil
 }
 
@@ -107,8 +129,12 @@ func needRoot(cmd *cobra.Command) error {
 // Procs, Stats and Counters feed the metrics read at scrape time.
 func (l *live) Procs(ctx context.Context) (haproxy.Procs, error)  { return l.proxy.Procs(ctx) }
 func (l *live) Stats(ctx context.Context) ([]haproxy.Stat, error) { return l.proxy.Stats(ctx) }
-func (l *live) Counters(ctx context.Context) ([]iptables.Counter, error) {
-	return l.rules.Counters(ctx)
+func (l *live) Counters(ctx context.Context, p *plan.Plan) ([]firewall.Counter, error) {
+	fw, err := firewallOf(l.applier.Firewalls, p)
+	if err != nil {
+		return nil, err
+	}
+	return fw.Counters(ctx, p)
 }
 
 // applyFlags are apply's flags.
@@ -166,7 +192,7 @@ terraform does:
   No changes: the machine matches the node file.
 
 (to add / to change / to remove count firewall rules and jumps.) -o json
-(or yaml) prints the same, typed (schema "portstripe.plan/v1", docs/json.md).
+(or yaml) prints the same, typed (schema "portstripe.plan/v2", docs/json.md).
 
 Exit codes: 0 done (or, dry, printed); 1 the machine failed (or refused a
 saved plan); 2 the node file or the flags are wrong, or PLANFILE is no
@@ -315,15 +341,6 @@ func (f *applyFlags) print(cmd *cobra.Command, p *supervisor.ApplyPlan) error {
 // file or a section.
 var ruleMarks = map[string]string{"add": "+", "remove": "-", "change": "~"}
 
-// jumpOf reads a missing jump of Change.Jumps: a nat hook's to the entry
-// chain ("OUTPUT"), or mangle OUTPUT's to the mark chain ("mangle OUTPUT").
-func jumpOf(h string) (table iptables.Table, hook string, target iptables.Chain) {
-	if hook, ok := strings.CutPrefix(h, string(iptables.Mangle)+" "); ok {
-		return iptables.Mangle, hook, iptables.ChainMark
-	}
-	return iptables.NAT, h, iptables.ChainEntry
-}
-
 // printPlan writes a plan for a reviewer: rules by chain in evaluation
 // order, jumps, files, HAProxy, then the summary line.
 func printPlan(w io.Writer, p *supervisor.ApplyPlan) {
@@ -332,17 +349,17 @@ func printPlan(w io.Writer, p *supervisor.ApplyPlan) {
 		return
 	}
 	if len(p.Rules.Chains) > 0 {
-		fmt.Fprintf(w, "Firewall rules, nat table, in evaluation order (%s):\n", map[string]string{
-			"none":     "no portstripe rule is installed",
-			"rules.v4": "diff of the installed " + filepath.Join(p.Dir, compiler.RulesFile) + " and the new one",
-			"kernel":   "the installed rules are not " + filepath.Join(p.Dir, compiler.RulesFile) + ", changed outside portstripe: diff in iptables-save's form",
+		fmt.Fprintf(w, "Firewall rules (%s), in evaluation order (%s):\n", p.Rules.Firewall, map[string]string{
+			"none":      "no portstripe rule is installed",
+			"state_dir": "diff of the installed files in " + p.Dir + " and the new ones",
+			"kernel":    "the installed rules are not the files in " + p.Dir + ", changed outside portstripe: diff as " + p.Rules.Firewall + " shows them",
 		}[p.Rules.From])
 		for _, ch := range p.Rules.Chains {
 			about := ""
 			if ch.About != "" {
 				about = ": " + ch.About
 			}
-			fmt.Fprintf(w, "  %s chain %s%s\n", ruleMarks[ch.Action], ch.Chain, about)
+			fmt.Fprintf(w, "  %s chain %s %s%s\n", ruleMarks[ch.Action], ch.Table, ch.Chain, about)
 			for _, r := range ch.Rules {
 				switch r.Action {
 				case "add":
@@ -355,11 +372,13 @@ func printPlan(w io.Writer, p *supervisor.ApplyPlan) {
 			}
 		}
 	}
+	for _, name := range p.Rules.Clean {
+		fmt.Fprintf(w, "Firewall rules (%s): all removed once the %s rules serve (the node switched backends)\n", name, p.Rules.Firewall)
+	}
 	if len(p.Jumps) > 0 {
 		fmt.Fprintln(w, "Jumps:")
 		for _, h := range p.Jumps {
-			table, hook, target := jumpOf(h)
-			fmt.Fprintf(w, "  + -t %s -I %s -m comment --comment portstripe -j %s\n", table, hook, target)
+			fmt.Fprintf(w, "  + %s\n", iptables.JumpCommand(h))
 		}
 	}
 	if len(p.Routes) > 0 {
@@ -535,7 +554,7 @@ type Status struct {
 	// haproxy.hard_stop_after); nil when there is no old worker.
 	OldWorkerSessions *int               `json:"old_worker_sessions,omitempty"`
 	Backends          []haproxy.Stat     `json:"backends,omitempty"`
-	Rules             []iptables.Counter `json:"rules,omitempty"`
+	Rules             []firewall.Counter `json:"rules,omitempty"`
 	// Problems is [] when all is well: status exits 1 when it is not.
 	Problems []string `json:"problems"`
 }
@@ -621,12 +640,16 @@ func readStatus(ctx context.Context, dir string) Status {
 	} else {
 		st.Problems = append(st.Problems, "haproxy runtime API: "+err.Error())
 	}
-	rules, err := iptables.New(iptables.Options{})
+	fws, err := firewalls()
+	var fw firewall.Backend
 	if err == nil {
-		st.Rules, err = rules.Counters(ctx)
+		fw, err = firewallOf(fws, &p)
+	}
+	if err == nil {
+		st.Rules, err = fw.Counters(ctx, &p)
 	}
 	if err != nil {
-		st.Problems = append(st.Problems, "iptables: "+err.Error())
+		st.Problems = append(st.Problems, "firewall counters: "+err.Error())
 	}
 	st.Problems = append(st.Problems, drift(ctx, dir, &st)...)
 	return st
@@ -656,14 +679,16 @@ func drift(ctx context.Context, dir string, st *Status) []string {
 	st.Drift = &c
 	var out []string
 	for _, h := range c.Jumps {
-		_, _, target := jumpOf(h)
-		out = append(out, fmt.Sprintf("drift: the jump from %s to %s is missing", h, target))
+		out = append(out, fmt.Sprintf("drift: the jump from %s to %s is missing", h, iptables.JumpTarget(h)))
 	}
 	for _, r := range c.Routes {
 		out = append(out, "drift: reply route of the transparent backends: "+r)
 	}
 	if len(c.Rules) > 0 {
-		out = append(out, fmt.Sprintf("drift: %d rule lines differ from the applied rules.v4 (portstripe apply --dry-run shows them)", len(c.Rules)))
+		out = append(out, fmt.Sprintf("drift: %d rule lines differ from the applied %s rules (portstripe apply --dry-run shows them)", len(c.Rules), c.Firewall))
+	}
+	if len(c.Clean) > 0 {
+		out = append(out, fmt.Sprintf("drift: rules of %s are installed too (the node uses %s)", strings.Join(c.Clean, ", "), c.Firewall))
 	}
 	for _, f := range c.Files {
 		out = append(out, fmt.Sprintf("drift: %s in %s differs from the applied state", f, dir))
@@ -707,24 +732,26 @@ func writeStatus(w io.Writer, st Status) {
 func cleanCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "clean",
-		Short: "Remove everything portstripe installed in iptables and the routing table",
-		Long: `clean removes portstripe's jumps from PREROUTING and OUTPUT and every
-PORTSTRIPE chain from the nat table, the PORTSTRIPE-MARK chain and its jump
-from the mangle table, and the transparent backends' reply route (the ip rule
-for fwmark 0x5053 and table 20563); other rules and routes are left alone. It
-does not stop HAProxy.`,
+		Short: "Remove everything portstripe installed in the firewall and the routing table",
+		Long: `clean removes what every firewall backend installed: for iptables, the jumps
+from PREROUTING and OUTPUT and every PORTSTRIPE chain of the nat table (IPv4
+and IPv6), the PORTSTRIPE-MARK chain and its jump from the mangle table; and
+the transparent backends' reply route (the ip rule for fwmark 0x5053 and
+table 20563). Other rules and routes are left alone. It does not stop HAProxy.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rules, err := iptables.New(iptables.Options{})
+			fws, err := firewalls()
 			if err != nil {
 				return fmt.Errorf("clean: %w", err)
 			}
-			if err := rules.Clean(cmd.Context()); err != nil {
-				return fmt.Errorf("clean: %w", err)
+			for _, name := range slices.Sorted(maps.Keys(fws)) {
+				if err := fws[name].Clean(cmd.Context()); err != nil {
+					return fmt.Errorf("clean: %w", err)
+				}
 			}
 			if err := (routing.Manager{}).Remove(plan.TransparentReplyRoute); err != nil {
 				return fmt.Errorf("clean: %w", err)
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "removed portstripe's iptables jumps and chains and its reply route")
+			fmt.Fprintln(cmd.OutOrStdout(), "removed portstripe's firewall rules ("+strings.Join(slices.Sorted(maps.Keys(fws)), ", ")+") and its reply route")
 			return nil
 		},
 	}

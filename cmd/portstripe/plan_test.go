@@ -177,7 +177,7 @@ func TestApplyPlanJSON(t *testing.T) {
 	if err := json.Unmarshal(doc, &p); err != nil {
 		t.Fatal(err)
 	}
-	if p.Rules.From != "rules.v4" || p.ToChange != 1 || p.HAProxy.Action != "reload" || p.HAProxy.Reason != "frontend fe_striped changed" {
+	if p.Rules.From != "state_dir" || p.ToChange != 1 || p.HAProxy.Action != "reload" || p.HAProxy.Reason != "frontend fe_striped changed" {
 		t.Errorf("plan %s: want one rule changed in rules.v4's words and a reload for frontend fe_striped", p.Summary)
 	}
 }

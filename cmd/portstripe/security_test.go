@@ -43,7 +43,7 @@ var productDirs = []string{"artifact", "cmd", "compiler", "fixtures", "haproxy",
 var execSites = map[string]string{
 	"supervisor/proxy.go:HAProxy.Start":          "haproxy -W -S <validated master socket>,mode,600 -f <state dir>/haproxy.cfg",
 	"haproxy/check.go:ExecRunner.CombinedOutput": "haproxy -c -f <file>",
-	"iptables/exec.go:OS.Run":                    "iptables-restore, iptables-save or ip, names fixed in iptables (see Command literals)",
+	"iptables/exec.go:OS.Run":                    "iptables-restore, iptables-save, their ip6tables twins or ip, names fixed in iptables (see Command literals)",
 }
 
 // TestNoShell: no shipped code runs a shell, programs start only at the
@@ -110,6 +110,18 @@ func execCalls(t *testing.T, fset *token.FileSet, rel string, f *ast.File) []str
 		}
 		ast.Inspect(fn, func(n ast.Node) bool {
 			switch n := n.(type) {
+			case *ast.ReturnStmt:
+				// Manager.restoreCmd and saveCmd name the family's tool:
+				// each return is a literal of the list.
+				if name == "Manager.restoreCmd" || name == "Manager.saveCmd" {
+					for _, r := range n.Results {
+						lit, ok := r.(*ast.BasicLit)
+						prog, _ := strconv.Unquote(litValue(lit))
+						if !ok || !slices.Contains(iptablesTools, prog) {
+							t.Errorf("%s: %s returns %s, not one of %v", fset.Position(r.Pos()), name, prog, iptablesTools)
+						}
+					}
+				}
 			case *ast.SelectorExpr:
 				if pkg, ok := n.X.(*ast.Ident); ok && (pkg.Name == "exec" && strings.HasPrefix(n.Sel.Name, "Command") ||
 					pkg.Name == "syscall" && (n.Sel.Name == "Exec" || n.Sel.Name == "ForkExec") || pkg.Name == "os" && n.Sel.Name == "StartProcess") {
@@ -122,10 +134,13 @@ func execCalls(t *testing.T, fset *token.FileSet, rel string, f *ast.File) []str
 						if !ok || kv.Key.(*ast.Ident).Name != "Name" {
 							continue
 						}
+						if isToolCall(kv.Value) {
+							continue // checked where it is declared, below
+						}
 						lit, ok := kv.Value.(*ast.BasicLit)
 						prog, _ := strconv.Unquote(litValue(lit))
-						if !ok || !slices.Contains([]string{"ip", "iptables-restore", "iptables-save"}, prog) {
-							t.Errorf("%s: Command{Name: ...} in %s is not one of ip, iptables-restore, iptables-save", fset.Position(kv.Value.Pos()), name)
+						if !ok || !slices.Contains(iptablesTools, prog) {
+							t.Errorf("%s: Command{Name: ...} in %s is not one of %v", fset.Position(kv.Value.Pos()), name, iptablesTools)
 						}
 					}
 				}
@@ -134,6 +149,19 @@ func execCalls(t *testing.T, fset *token.FileSet, rel string, f *ast.File) []str
 		})
 	}
 	return sites
+}
+
+// iptablesTools are the programs the iptables package may run.
+var iptablesTools = []string{"ip", "iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save"}
+
+// isToolCall reports whether e is m.restoreCmd() or m.saveCmd().
+func isToolCall(e ast.Expr) bool {
+	c, ok := e.(*ast.CallExpr)
+	if !ok || len(c.Args) > 0 {
+		return false
+	}
+	sel, ok := c.Fun.(*ast.SelectorExpr)
+	return ok && (sel.Sel.Name == "restoreCmd" || sel.Sel.Name == "saveCmd")
 }
 
 func litValue(l *ast.BasicLit) string {
