@@ -124,6 +124,31 @@ func Restore(dir string, names ...string) error {
 	return errors.Join(errs...)
 }
 
+// Retire moves files that are no longer part of the state to NAME.prev, so
+// that Restore puts them back; a missing one is skipped.
+func Retire(dir string, names ...string) error {
+	var errs []error
+	for _, n := range names {
+		cur, prev := filepath.Join(dir, n), filepath.Join(dir, n+".prev")
+		st, err := os.Lstat(cur)
+		switch {
+		case os.IsNotExist(err):
+			continue
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		case !st.Mode().IsRegular():
+			errs = append(errs, safefile.NotRegular(cur, st.Mode()))
+			continue
+		}
+		os.Remove(prev)
+		if err := os.Rename(cur, prev); err != nil {
+			errs = append(errs, fmt.Errorf("retire %s: %w", cur, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // WriteFile writes one file at path atomically (a temporary file in the
 // same directory, synced, renamed over it), with Mode; no NAME.prev is
 // kept. For a file that stands alone, such as a saved apply plan.

@@ -93,8 +93,11 @@ type Change struct {
 	// Routes are the parts of the transparent backends' reply route to add
 	// ("+ ip rule …") or remove ("- ip route …").
 	Routes []string `json:"routes,omitempty"`
-	// Files are the state directory's files that differ from the desired ones.
+	// Files are the state directory's files that differ from the desired
+	// ones; Retired are the firewall files the desired state no longer has
+	// (rules.v4 after a switch to nftables), kept as NAME.prev.
 	Files    []string       `json:"files,omitempty"`
+	Retired  []string       `json:"retired,omitempty"`
 	Backends []string       `json:"backends,omitempty"` // added/removed/changed backends
 	Servers  []ServerChange `json:"servers,omitempty"`  // done through the runtime API
 	// Start: no HAProxy master answers, so one is started.
@@ -135,7 +138,7 @@ func (c Change) parts() []struct {
 		name string
 		on   bool
 	}{
-		{"rules", len(c.Rules) > 0 || len(c.Clean) > 0}, {"jumps", len(c.Jumps) > 0}, {"routes", len(c.Routes) > 0}, {"files", len(c.Files) > 0},
+		{"rules", len(c.Rules) > 0 || len(c.Clean) > 0}, {"jumps", len(c.Jumps) > 0}, {"routes", len(c.Routes) > 0}, {"files", len(c.Files) > 0 || len(c.Retired) > 0},
 		{"haproxy_master", c.Start}, {"haproxy_config", c.Reload}, {"servers", len(c.Servers) > 0},
 	}
 }
@@ -210,7 +213,7 @@ func (a *Applier) ApplyPlanned(ctx context.Context, res *compiler.Result, made *
 func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Observed, error) {
 	var c Change
 	names := slices.Sorted(maps.Keys(res.Files))
-	obs, err := a.Observe(ctx, names)
+	obs, err := a.Observe(ctx, append(slices.Clone(names), a.staleNames(res)...))
 	if err != nil {
 		return c, obs, err
 	}
@@ -233,6 +236,11 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 	for _, n := range names {
 		if old, ok := obs.Files[n]; !ok || !bytes.Equal(old, res.Files[n]) {
 			c.Files = append(c.Files, n)
+		}
+	}
+	for _, n := range a.staleNames(res) {
+		if _, ok := obs.Files[n]; ok {
+			c.Retired = append(c.Retired, n)
 		}
 	}
 	newCfg := res.Files[compiler.HAProxyFile]
@@ -311,6 +319,9 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 	if err := artifact.WriteAll(a.Dir, written); err != nil {
 		return c, fmt.Errorf("apply: %w", err)
 	}
+	if err := artifact.Retire(a.Dir, c.Retired...); err != nil {
+		return c, errors.Join(fmt.Errorf("apply: %w", err), artifact.Restore(a.Dir, append(c.Files, c.Retired...)...))
+	}
 	rulesTouched, routesTouched, started, reloaded := false, false, false, false
 	var fw firewall.Backend
 	var cleaned []string
@@ -320,7 +331,7 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RollbackTimeout)
 		defer cancel()
 		errs := []error{cause}
-		if err := artifact.Restore(a.Dir, c.Files...); err != nil {
+		if err := artifact.Restore(a.Dir, append(c.Files, c.Retired...)...); err != nil {
 			errs = append(errs, fmt.Errorf("roll back files: %w", err))
 		}
 		if rulesTouched {
@@ -407,6 +418,21 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 		a.Log.Info("rules of the previous firewall backend removed", "firewall", name)
 	}
 	return c, nil
+}
+
+// staleNames are the firewall files of every backend that res does not
+// have: left in the state directory, LoadApplied would not read them, but a
+// reader of the directory would take them for applied.
+func (a *Applier) staleNames(res *compiler.Result) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(a.Firewalls)) {
+		for _, n := range a.Firewalls[name].Files() {
+			if _, ok := res.Files[n]; !ok && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // firewall picks the node's backend and its files from the compiled node.

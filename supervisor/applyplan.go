@@ -94,7 +94,7 @@ type RuleChange struct {
 // FileChange is a state directory file apply writes.
 type FileChange struct {
 	Name   string `json:"name"`
-	Action string `json:"action"` // add, change
+	Action string `json:"action"` // add, change, remove (kept as NAME.prev)
 }
 
 // HAProxyPlan is what happens to HAProxy.
@@ -156,6 +156,9 @@ func (a *Applier) describe(ctx context.Context, res *compiler.Result, c Change, 
 			action = "add"
 		}
 		p.Files = append(p.Files, FileChange{Name: n, Action: action})
+	}
+	for _, n := range c.Retired {
+		p.Files = append(p.Files, FileChange{Name: n, Action: "remove"})
 	}
 	p.HAProxy = describeHAProxy(c, obs, res.Files[compiler.HAProxyFile])
 	p.Summary = p.summary()

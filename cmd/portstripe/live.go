@@ -693,6 +693,9 @@ func drift(ctx context.Context, dir string, st *Status) []string {
 	for _, f := range c.Files {
 		out = append(out, fmt.Sprintf("drift: %s in %s differs from the applied state", f, dir))
 	}
+	for _, f := range c.Retired {
+		out = append(out, fmt.Sprintf("drift: %s in %s is not part of the applied state", f, dir))
+	}
 	switch {
 	case c.Start:
 		out = append(out, "drift: "+c.StartReason)
