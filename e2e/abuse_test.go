@@ -261,7 +261,7 @@ func TestAbuseUDPJunk(t *testing.T) {
 	}
 	control, err := os.ReadFile("../fixtures/first-packets/udp-tls-crypt.hex")
 	if err != nil {
-		t.Skipf("no captured tls-crypt first packet for the control: %v", err)
+		t.Fatalf("no captured tls-crypt first packet for the control: %v", err)
 	}
 	real, err := hex.DecodeString(strings.TrimSpace(string(control)))
 	if err != nil {
