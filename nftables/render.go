@@ -344,13 +344,10 @@ func renderMarks(w *writer, p *plan.Plan) {
 			proto = "ip6"
 		}
 		w.line("%s saddr %s tcp sport %d meta mark set %s comment %s", proto, be.Addr.Addr().Unmap(), be.Addr.Port(),
-			mark(uint64(p.ReplyRoute.Mark)), quote(be.Service+": transparent, replies to HAProxy"))
+			hexBits(uint64(p.ReplyRoute.Mark), 32), quote(be.Service+": transparent, replies to HAProxy"))
 	}
 	w.close()
 }
-
-// mark writes a packet mark as nft lists it.
-func mark(v uint64) string { return fmt.Sprintf("0x%08x", v) }
 
 // ListComment says what a list chain is for.
 func ListComment(l plan.List) string {
