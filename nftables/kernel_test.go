@@ -540,4 +540,3 @@ func readFixture(t *testing.T, path string) []byte {
 	}
 	return b
 }
-
