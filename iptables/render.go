@@ -74,25 +74,8 @@ func ListChain(l plan.List) Chain { return Chain(ListChainPrefix + l.ID()) }
 // Chains returns the chains Render declares, in the order it declares them.
 func Chains(p *plan.Plan) []string {
 	out := []string{string(ChainEntry), string(ChainUDP), string(ChainTCP)}
-	for _, i := range udpLists(p) {
+	for _, i := range p.UDPLists() {
 		out = append(out, string(ListChain(p.Lists[i])))
-	}
-	return out
-}
-
-// udpLists returns the indexes of the UDP lists that some range uses.
-func udpLists(p *plan.Plan) []int {
-	used := map[int]bool{}
-	for _, r := range p.Ranges {
-		if r.Proto == node.UDP {
-			used[r.List] = true
-		}
-	}
-	var out []int
-	for i, l := range p.Lists {
-		if l.Proto == node.UDP && used[i] {
-			out = append(out, i)
-		}
 	}
 	return out
 }
@@ -190,7 +173,7 @@ func Render(p *plan.Plan) []byte {
 		}
 	}
 
-	for _, i := range udpLists(p) {
+	for _, i := range p.UDPLists() {
 		renderList(&rules, p.Lists[i])
 	}
 	rules.line("COMMIT")

@@ -233,7 +233,7 @@ func (b *Backend) Counters(ctx context.Context, p *plan.Plan) ([]firewall.Counte
 		c.List, c.Service, c.Rule = list.Name, service, rule
 		out = append(out, c)
 	}
-	for _, i := range udpLists(p) {
+	for _, i := range p.UDPLists() {
 		list := p.Lists[i]
 		for _, d := range list.Decisions {
 			add(list, d.Target.Service, d.Signature.Label, DecisionComment(list, d))

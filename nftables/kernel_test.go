@@ -7,12 +7,9 @@ package nftables
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +19,8 @@ import (
 
 	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
+	"github.com/portstripe/portstripe/internal/testplan"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/signature"
@@ -35,31 +34,11 @@ var (
 
 const firstPackets = "../fixtures/first-packets"
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
-		}
-	}
-}
-
 // pair creates a client and a node namespace joined by a veth pair, with
 // an IPv4 and an IPv6 address on each side, deleted when the test ends.
 func pair(t *testing.T) *testbed.Pair {
 	t.Helper()
-	p, err := testbed.NewPair("psnft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("delete namespaces: %v", err)
-		}
-	})
+	p := testenv.Pair(t, "psnft")
 	for _, s := range []struct {
 		ns   testbed.Netns
 		dev  string
@@ -71,21 +50,6 @@ func pair(t *testing.T) *testbed.Pair {
 		}
 	}
 	return p
-}
-
-// netns creates one namespace, deleted when the test ends.
-func netns(t *testing.T) testbed.Netns {
-	t.Helper()
-	ns, del, err := testbed.NewNetns("psnft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := del(); err != nil {
-			t.Errorf("delete namespace: %v", err)
-		}
-	})
-	return ns
 }
 
 func mustRun(t *testing.T, ns testbed.Netns, name string, args ...string) string {
@@ -112,9 +76,9 @@ func files(p *plan.Plan) map[string][]byte { return map[string][]byte{File: Rend
 // table back; the table survives an iptables flush, not `nft flush
 // ruleset`; Clean leaves no table, and cleaning twice is no error.
 func TestObserveInKernel(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, "nft")
 	ctx := context.Background()
-	ns := netns(t)
+	ns := testenv.Netns(t, "nft")
 	b := New(Options{Netns: string(ns)})
 	for _, c := range []struct{ name, node string }{
 		{"seed", ""}, {"ssh-tls", "fixtures/ssh-tls-node.yaml"}, {"transparent", "fixtures/transparent-node.yaml"},
@@ -223,9 +187,9 @@ func TestObserveInKernel(t *testing.T) {
 // TestApplyReportsLine: nft refuses a broken file as a whole, naming the
 // line, and the table in place stays.
 func TestApplyReportsLine(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, "nft")
 	ctx := context.Background()
-	ns := netns(t)
+	ns := testenv.Netns(t, "nft")
 	b := New(Options{Netns: string(ns)})
 	good := files(dualStack(t))
 	if err := b.Apply(ctx, good); err != nil {
@@ -285,7 +249,7 @@ const (
 // plan.Route, then the rule counters; and that TCP reaches the frontend
 // port while a reserved port is left alone.
 func TestClassifyInKernel(t *testing.T) {
-	requireRoot(t)
+	testenv.Require(t, "nft")
 	packets, _ := filepath.Glob(filepath.Join(firstPackets, "udp-*.hex"))
 	if len(packets) == 0 {
 		t.Fatalf("no fixtures in %s", firstPackets)
@@ -528,15 +492,4 @@ func sendUDP(client testbed.Netns, v variant, srcPort, port int) error {
 	})
 }
 
-func readFixture(t *testing.T, path string) []byte {
-	t.Helper()
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.Join(strings.Fields(string(text)), ""))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return b
-}
+var readFixture = testplan.Packet

@@ -61,23 +61,6 @@ const maxCommentLine = 1024
 // ListChain names the chain of a UDP decision list.
 func ListChain(l plan.List) string { return ListChainPrefix + l.ID() }
 
-// udpLists returns the indexes of the UDP lists that some range uses.
-func udpLists(p *plan.Plan) []int {
-	used := map[int]bool{}
-	for _, r := range p.Ranges {
-		if r.Proto == node.UDP {
-			used[r.List] = true
-		}
-	}
-	var out []int
-	for i, l := range p.Lists {
-		if l.Proto == node.UDP && used[i] {
-			out = append(out, i)
-		}
-	}
-	return out
-}
-
 // group is the ranges of one protocol that lead to one list, in the order
 // each list first appears among the plan's ranges.
 type group struct {
@@ -184,7 +167,7 @@ func Render(p *plan.Plan) []byte {
 		w.line("tcp dport @%s counter dnat to :tcp dport map @%s comment %s", MapTCPFrontends, MapTCPFrontends, quote("tcp: to the HAProxy frontend of the port's list"))
 	}
 	w.close()
-	for _, i := range udpLists(p) {
+	for _, i := range p.UDPLists() {
 		renderList(&w, p.Lists[i])
 	}
 	if p.ReplyRoute != nil {
