@@ -262,13 +262,14 @@ func TestClassifyInKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Counts the datagrams that really carry IP options or extension
-	// headers, before any NAT.
+	// headers, before any NAT; UDP only, since the kernel's own MLD
+	// reports carry a hop-by-hop header too.
 	probe := `table inet probe {
 	chain pre {
 		type filter hook prerouting priority raw; policy accept;
-		ip hdrlength 6 counter comment "ipopts"
-		exthdr dst exists counter comment "dstopts"
-		exthdr hbh exists counter comment "hbhopts"
+		meta l4proto udp ip hdrlength 6 counter comment "ipopts"
+		meta l4proto udp exthdr dst exists counter comment "dstopts"
+		meta l4proto udp exthdr hbh exists counter comment "hbhopts"
 	}
 }
 `
