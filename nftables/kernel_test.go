@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/firewall"
+	"github.com/portstripe/portstripe/internal/nodegen"
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/internal/testenv"
 	"github.com/portstripe/portstripe/internal/testplan"
@@ -494,3 +496,32 @@ func sendUDP(client testbed.Netns, v variant, srcPort, port int) error {
 }
 
 var readFixture = testplan.Packet
+
+// TestRandomNodesLoad: the table of every node the generator makes (many
+// lists, ranges, dedicated ports, transparent backends) loads, and Parse
+// reads the rendered file as nft lists it back.
+func TestRandomNodesLoad(t *testing.T) {
+	testenv.Require(t, "nft")
+	ctx := context.Background()
+	b := New(Options{})
+	r := rand.New(rand.NewPCG(12, 2026))
+	for i := range 25 {
+		yaml, _ := nodegen.Valid(r)
+		n, err := node.Parse([]byte(yaml), "nodegen.yaml", node.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := plan.Build(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := files(p)
+		canon, err := b.Canonical(ctx, f)
+		if err != nil {
+			t.Fatalf("node %d: %v\n%s", i, err, yaml)
+		}
+		if parsed := b.Parse(f); !parsed.Equal(canon) {
+			t.Errorf("node %d: Parse differs from Canonical:\n%s\n%s", i, strings.Join(firewall.Diff(canon, parsed), "\n"), yaml)
+		}
+	}
+}
