@@ -215,31 +215,30 @@ func parseRendered(data []byte) firewall.State {
 	return st
 }
 
-// Counters reads how many first packets each rule of p's UDP list chains
-// took, in the plan's order (decisions, then the default), for the rules
-// the table holds.
+// Counters reads how many packets each commented rule of the table took
+// (the UDP decisions, the TCP map's rule), in chain and rule order,
+// naming the list, service and signature of p's UDP decisions.
 func (b *Backend) Counters(ctx context.Context, p *plan.Plan) ([]firewall.Counter, error) {
 	l, err := b.list(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read counters: %w", err)
 	}
-	got := l.counters()
-	var out []firewall.Counter
-	add := func(list plan.List, service, rule, comment string) {
-		c, ok := got[ListChain(list)][comment]
-		if !ok {
-			return
-		}
-		c.List, c.Service, c.Rule = list.Name, service, rule
-		out = append(out, c)
-	}
+	type decision struct{ list, service, rule string }
+	named := map[[2]string]decision{}
 	for _, i := range p.UDPLists() {
 		list := p.Lists[i]
+		chain := ListChain(list)
 		for _, d := range list.Decisions {
-			add(list, d.Target.Service, d.Signature.Label, DecisionComment(list, d))
+			named[[2]string{chain, DecisionComment(list, d)}] = decision{list.Name, d.Target.Service, d.Signature.Label}
 		}
 		if !list.Default.Rejects() {
-			add(list, list.Default.Service, "default", DefaultComment(list))
+			named[[2]string{chain, DefaultComment(list)}] = decision{list.Name, list.Default.Service, "default"}
+		}
+	}
+	out := l.counters()
+	for i, c := range out {
+		if d, ok := named[[2]string{c.Chain, c.Comment}]; ok {
+			out[i].List, out[i].Service, out[i].Rule = d.list, d.service, d.rule
 		}
 	}
 	return out, nil

@@ -198,8 +198,11 @@ func TestCountersMapBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2+3+3 {
-		t.Errorf("%d counters, want one per decision and default of the 3 UDP lists (8): %+v", len(got), got)
+	if len(got) != 1+2+3+3 {
+		t.Errorf("%d counters, want the TCP rule's and one per decision and default of the 3 UDP lists (9): %+v", len(got), got)
+	}
+	if got[0].Chain != ChainNode || got[0].List != "" {
+		t.Errorf("first counter %+v, want the TCP rule's, naming no decision", got[0])
 	}
 	want := []firewall.Counter{
 		{List: "openvpn_ed25519", Service: "openvpn_ed25519", Rule: "OpenVPN tls-crypt", Chain: ListChain(l), Comment: "openvpn_ed25519: OpenVPN tls-crypt on udp 5061", Packets: 7, Bytes: 700},

@@ -384,9 +384,10 @@ func compact(v any) string {
 	return string(b)
 }
 
-// counters reads the counter and comment of each rule, by chain.
-func (l listing) counters() map[string]map[string]firewall.Counter {
-	out := map[string]map[string]firewall.Counter{}
+// counters reads the counter of each commented rule, in chain and rule
+// order.
+func (l listing) counters() []firewall.Counter {
+	var out []firewall.Counter
 	l.each("rule", func(f map[string]any) {
 		comment, ok := f["comment"].(string)
 		if !ok {
@@ -402,14 +403,10 @@ func (l listing) counters() map[string]map[string]firewall.Counter {
 			return
 		}
 		c, _ := exprs[i].(map[string]any)["counter"].(map[string]any)
-		chain := str(f["chain"])
-		cnt := firewall.Counter{Chain: chain, Comment: comment}
+		cnt := firewall.Counter{Chain: str(f["chain"]), Comment: comment}
 		cnt.Packets, _ = strconv.ParseUint(str(c["packets"]), 10, 64)
 		cnt.Bytes, _ = strconv.ParseUint(str(c["bytes"]), 10, 64)
-		if out[chain] == nil {
-			out[chain] = map[string]firewall.Counter{}
-		}
-		out[chain][comment] = cnt
+		out = append(out, cnt)
 	})
 	return out
 }
