@@ -52,8 +52,14 @@ func (b *Backend) nft(ctx context.Context, stdin []byte, args ...string) ([]byte
 // Name is the node file's `firewall` value for this backend.
 func (b *Backend) Name() string { return firewall.NFTables }
 
-// Files is the one file the backend loads.
-func (b *Backend) Files() []string { return []string{File} }
+// Files is the one file this backend loads.
+var Files = []string{File}
+
+// RenderFiles renders the plan's files: portstripe.nft.
+func RenderFiles(p *plan.Plan) map[string][]byte { return map[string][]byte{File: Render(p)} }
+
+// Files is portstripe.nft.
+func (b *Backend) Files() []string { return Files }
 
 // Apply loads portstripe.nft with one `nft -f`: one transaction, which
 // replaces the table as a whole or, failing, leaves the previous one. A

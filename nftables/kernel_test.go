@@ -71,7 +71,7 @@ func dualStack(t *testing.T) *plan.Plan {
 	return p
 }
 
-func files(p *plan.Plan) map[string][]byte { return map[string][]byte{File: Render(p)} }
+var files = RenderFiles
 
 // TestObserveInKernel: what Apply installs, Observe shows as Canonical
 // and Parse say; applying again changes nothing; Restore puts an observed
