@@ -18,7 +18,9 @@ type NodeFile struct {
 	MaxConn      int
 	Dir          string
 	// User is haproxy.user when set (root for transparent backends).
-	User     string
+	User string
+	// Firewall is the node's `firewall` backend when set.
+	Firewall string
 	Services []string
 }
 
@@ -42,6 +44,9 @@ haproxy:
 		filepath.Join(f.Dir, "master.sock"), filepath.Join(f.Dir, "runtime.sock"))
 	if f.User != "" {
 		fmt.Fprintf(&b, "  user: %s\n", f.User)
+	}
+	if f.Firewall != "" {
+		fmt.Fprintf(&b, "firewall: %s\n", f.Firewall)
 	}
 	b.WriteString("defaults: {tcp: reject, udp: reject}\nservices:\n")
 	for _, s := range f.Services {
