@@ -65,7 +65,7 @@ func mustRun(t *testing.T, ns testbed.Netns, name string, args ...string) string
 
 // dualStack is the seed plan on the test pair's node addresses, both
 // families.
-func dualStack(t *testing.T) *plan.Plan {
+func dualStack(t testing.TB) *plan.Plan {
 	p := nodePlan(t, "")
 	p.Node.Addresses = []netip.Addr{testbed.NodeAddr, nodeAddr6}
 	return p
@@ -526,6 +526,35 @@ func TestRandomNodesLoad(t *testing.T) {
 		}
 		if parsed := b.Parse(f); !parsed.Equal(canon) {
 			t.Errorf("node %d: Parse differs from Canonical:\n%s\n%s", i, strings.Join(firewall.Diff(canon, parsed), "\n"), yaml)
+		}
+	}
+}
+
+// BenchmarkObserve is the cost of one reconcile pass's look at the table:
+// one `nft -j list table` of the dual-stack seed table, normalised.
+func BenchmarkObserve(b *testing.B) {
+	testenv.Require(b, "nft")
+	ns := testenv.Netns(b, "nft")
+	be := New(Options{Netns: string(ns)})
+	if err := be.Apply(context.Background(), files(dualStack(b))); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if st, err := be.Observe(context.Background()); err != nil || !st.Installed() {
+			b.Fatal(st, err)
+		}
+	}
+}
+
+// BenchmarkApply is one `nft -f` of the dual-stack seed table over itself.
+func BenchmarkApply(b *testing.B) {
+	testenv.Require(b, "nft")
+	ns := testenv.Netns(b, "nft")
+	be := New(Options{Netns: string(ns)})
+	f := files(dualStack(b))
+	for b.Loop() {
+		if err := be.Apply(context.Background(), f); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
