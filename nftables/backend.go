@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/internal/sysexec"
+	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
 
@@ -20,7 +22,8 @@ type Options struct {
 	// Netns runs every nft in that network namespace (from `ip netns
 	// add`); empty means this process's namespace.
 	Netns string
-	// Runner runs nft and ip; nil means sysexec.OS.
+	// Runner runs nft and ip; nil means sysexec.OS, on a machine that has
+	// nft.
 	Runner sysexec.Runner
 }
 
@@ -29,6 +32,9 @@ type Options struct {
 type Backend struct {
 	run   sysexec.Runner
 	netns string
+	// noNft says why nft cannot run here: a machine without it holds no
+	// table of ours that portstripe could see, and serves iptables nodes.
+	noNft error
 }
 
 var _ firewall.Backend = (*Backend)(nil)
@@ -38,19 +44,27 @@ func New(o Options) *Backend {
 	b := &Backend{run: o.Runner, netns: o.Netns}
 	if b.run == nil {
 		b.run = sysexec.OS{}
+		if _, err := exec.LookPath("nft"); err != nil {
+			b.noNft = fmt.Errorf("nft not found (Debian: apt-get install nftables): %w", err)
+		}
 	}
 	return b
 }
 
 // in returns b working in another network namespace.
-func (b *Backend) in(netns string) *Backend { return &Backend{run: b.run, netns: netns} }
+func (b *Backend) in(netns string) *Backend {
+	return &Backend{run: b.run, netns: netns, noNft: b.noNft}
+}
 
 func (b *Backend) nft(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
+	if b.noNft != nil {
+		return nil, b.noNft
+	}
 	return b.run.Run(ctx, sysexec.Command{Name: "nft", Args: args, Stdin: stdin}.In(b.netns))
 }
 
 // Name is the node file's `firewall` value for this backend.
-func (b *Backend) Name() string { return firewall.NFTables }
+func (b *Backend) Name() string { return node.NFTables }
 
 // Files is the one file this backend loads.
 var Files = []string{File}
@@ -84,6 +98,9 @@ func isJSON(data []byte) bool { return bytes.HasPrefix(bytes.TrimSpace(data), []
 // Clean deletes the table, in one transaction that first creates it, so
 // that a missing table is no error.
 func (b *Backend) Clean(ctx context.Context) error {
+	if b.noNft != nil {
+		return nil
+	}
 	script := fmt.Sprintf("table %s %s {}\ndelete table %s %s\n", Family, Table, Family, Table)
 	if _, err := b.nft(ctx, []byte(script), "-f", "-"); err != nil {
 		return fmt.Errorf("clean rules: %w", err)
@@ -110,8 +127,12 @@ func (b *Backend) Observe(ctx context.Context) (firewall.State, error) {
 	return l.state()
 }
 
-// list reads our table's JSON listing; nil when there is no table.
+// list reads our table's JSON listing; nil when there is no table (or no
+// nft to see one with).
 func (b *Backend) list(ctx context.Context) (listing, error) {
+	if b.noNft != nil {
+		return nil, nil
+	}
 	out, err := b.nft(ctx, nil, "-j", "list", "table", Family, Table)
 	if err == nil {
 		return decodeListing(out)
@@ -207,7 +228,7 @@ func parseRendered(data []byte) firewall.State {
 				name = "@" + name
 			}
 			cur = len(st.Chains)
-			st.Chains = append(st.Chains, firewall.Chain{Name: name})
+			st.Chains = append(st.Chains, firewall.Chain{Table: StateTable, Name: name})
 		case t == "}":
 			cur = -1
 		case t == "elements = {":

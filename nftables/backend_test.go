@@ -78,12 +78,12 @@ func TestObserveNormalises(t *testing.T) {
 		}
 	}
 	for _, l := range []string{
-		"@node6 2001:db8:5::2",
-		"@udp_lists 5061 : jump list_13180c016f22",
-		"@tcp_frontends 5063-29999 : 20000",
-		"prerouting type nat hook prerouting priority dstnat; policy accept;",
-		"output ip6 daddr @node6 jump node",
-		`list_ac1d775bcb30 meta l4proto udp @th,64,8 0x38 @th,648,32 0x00000001 counter dnat to :443 comment "openvpn_rsa: OpenVPN tls-auth SHA512 on udp 1-5060,5063-29999"`,
+		"[inet portstripe] @node6: 2001:db8:5::2",
+		"[inet portstripe] @udp_lists: 5061 : jump list_13180c016f22",
+		"[inet portstripe] @tcp_frontends: 5063-29999 : 20000",
+		"[inet portstripe] prerouting: type nat hook prerouting priority dstnat; policy accept;",
+		"[inet portstripe] output: ip6 daddr @node6 jump node",
+		`[inet portstripe] list_ac1d775bcb30: meta l4proto udp @th,64,8 0x38 @th,648,32 0x00000001 counter dnat to :443 comment "openvpn_rsa: OpenVPN tls-auth SHA512 on udp 1-5060,5063-29999"`,
 	} {
 		if !slices.Contains(got.Lines(), l) {
 			t.Errorf("no line %q in\n%s", l, strings.Join(got.Lines(), "\n"))
@@ -262,5 +262,22 @@ func TestCommentsBounded(t *testing.T) {
 	}
 	if q := quote("a\"b\\c\nd" + strings.Repeat("é", 100)); len(q) > maxComment+2 || strings.ContainsAny(q[1:len(q)-1], "\"\\\n") {
 		t.Errorf("quote = %q", q)
+	}
+}
+
+// TestWithoutNft: on a machine without nft there is no table to see or
+// clean (an iptables node applies there), and loading one says why not.
+func TestWithoutNft(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	ctx := context.Background()
+	b := New(Options{})
+	if st, err := b.Observe(ctx); err != nil || st.Installed() {
+		t.Errorf("Observe = %v, %v; want nothing", st.Chains, err)
+	}
+	if err := b.Clean(ctx); err != nil {
+		t.Errorf("Clean: %v", err)
+	}
+	if err := b.Apply(ctx, files(dualStack(t))); err == nil || !strings.Contains(err.Error(), "nft not found") {
+		t.Errorf("Apply = %v, want nft not found", err)
 	}
 }

@@ -82,9 +82,9 @@ func (l listing) state() (firewall.State, error) {
 		for kind, f := range o {
 			switch kind {
 			case "set", "map":
-				add(firewall.Chain{Name: "@" + str(f["name"]), Rules: setRules(kind, f)})
+				add(firewall.Chain{Table: StateTable, Name: "@" + str(f["name"]), Rules: setRules(kind, f)})
 			case "chain":
-				c := firewall.Chain{Name: str(f["name"]), About: str(f["comment"])}
+				c := firewall.Chain{Table: StateTable, Name: str(f["name"]), About: str(f["comment"])}
 				if h, ok := f["hook"]; ok {
 					c.Rules = []string{hookDecl(str(f["type"]), str(h), f["prio"], f["policy"])}
 				}

@@ -23,6 +23,8 @@ const (
 	Family = "inet"
 	Table  = "portstripe"
 	File   = "portstripe.nft"
+	// StateTable is the table's name in a firewall.State.
+	StateTable = Family + " " + Table
 )
 
 // The table's sets, maps and chains. Names are nft identifiers that are
