@@ -9,6 +9,7 @@ import (
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/nftables"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -28,6 +29,7 @@ var firewalls = map[string]struct {
 	render func(*plan.Plan) map[string][]byte
 }{
 	node.IPTables: {iptables.Files, iptables.RenderFiles},
+	node.NFTables: {nftables.Files, nftables.RenderFiles},
 }
 
 // FirewallFiles names the files the named backend's rules may take, the

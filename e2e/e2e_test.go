@@ -64,14 +64,22 @@ type suite struct {
 	backends       map[netip.AddrPort]string // TCP backend → service
 }
 
-func TestEndToEnd(t *testing.T) {
+func TestEndToEnd(t *testing.T) { endToEnd(t, "") }
+
+// TestEndToEndNFTables is the same matrix of real clients through the
+// nftables backend's table.
+func TestEndToEndNFTables(t *testing.T) { endToEnd(t, "nftables") }
+
+// endToEnd runs the matrix with the node's rules in the given firewall
+// backend ("" for the default).
+func endToEnd(t *testing.T, firewall string) {
 	start := time.Now()
 	seed := *seedFlag
 	if seed == 0 {
 		seed = time.Now().UnixNano() % 1_000_000
 	}
 	t.Logf("random port seed: %d (rerun with -args -e2e.seed=%d)", seed, seed)
-	s := setUp(t)
+	s := setUp(t, firewall)
 	t.Logf("set-up took %s", time.Since(start).Round(time.Millisecond))
 
 	cases := buildCases(s.instances, seed)
@@ -90,14 +98,15 @@ func TestEndToEnd(t *testing.T) {
 
 	matrix := renderMatrix(seed, cases, resends, time.Since(start))
 	t.Logf("matrix:\n%s", matrix)
-	writeMatrix(t, matrix)
-	if *updateFlag {
+	writeMatrix(t, matrix, firewall)
+	if *updateFlag && firewall == "" {
 		saveCaptured(t, cases, resends)
 	}
 }
 
-// setUp builds the world of the seed node inside two namespaces.
-func setUp(t *testing.T) *suite {
+// setUp builds the world of the seed node inside two namespaces, its
+// rules in the given firewall backend.
+func setUp(t *testing.T, firewall string) *suite {
 	t.Helper()
 	// Not t.TempDir: its removal would not run on an interrupt.
 	dir, err := os.MkdirTemp("", "portstripe-e2e-")
@@ -115,8 +124,8 @@ func setUp(t *testing.T) *suite {
 	}
 	pair := testenv.Pair(t, nsPrefix)
 	s.client, s.node = pair.Client, pair.Node
-	s.nodePath, _ = compileNode(t, dir, nodeFile(dir, s.instances))
-	applyRules(t, s.node, filepath.Join(dir, "out"))
+	s.nodePath, _ = compileNode(t, dir, nodeFileWith(dir, s.instances, firewall))
+	applyRules(t, s.node, filepath.Join(dir, "out"), firewall)
 	for _, in := range s.instances {
 		in.startServers(t, s.node, dir)
 	}
@@ -507,10 +516,17 @@ func (c *clientCase) who() string {
 	return c.kind
 }
 
-func writeMatrix(t *testing.T, matrix string) {
+// writeMatrix writes the matrix to -e2e.matrix (a temporary file by
+// default); another backend's matrix goes beside it, the backend's name
+// before the extension.
+func writeMatrix(t *testing.T, matrix, firewall string) {
 	path := *matrixFlag
 	if path == "" {
 		path = filepath.Join(os.TempDir(), "portstripe-e2e-matrix.txt")
+	}
+	if firewall != "" {
+		ext := filepath.Ext(path)
+		path = strings.TrimSuffix(path, ext) + "-" + firewall + ext
 	}
 	if err := os.WriteFile(path, []byte(matrix), 0o644); err != nil {
 		t.Errorf("write matrix: %v", err)

@@ -50,11 +50,12 @@ type liveNode struct {
 	listenPort   int
 	inspectDelay string
 	services     []string // YAML list items, from the svc* helpers
+	firewall     string   // the node's backend; "" for the default
 }
 
 func (n liveNode) yaml(dir string) string {
 	return testbed.NodeFile{Name: "live", Striped: "1000-2000", ListenPort: n.listenPort, InspectDelay: n.inspectDelay,
-		MaxConn: 1000, Dir: dir, Services: n.services}.YAML()
+		MaxConn: 1000, Dir: dir, Firewall: n.firewall, Services: n.services}.YAML()
 }
 
 const (

@@ -32,7 +32,11 @@ const (
 // nodeFile is the seed node moved to the node namespace's address, plus an
 // SSH backend and two TLS backends told apart by SNI, all striped. maxconn is
 // small: HAProxy needs about 2×maxconn file descriptors.
-func nodeFile(dir string, instances []*instance) string {
+func nodeFile(dir string, instances []*instance) string { return nodeFileWith(dir, instances, "") }
+
+// nodeFileWith is nodeFile with the given firewall backend ("" for the
+// default).
+func nodeFileWith(dir string, instances []*instance, firewall string) string {
 	var b strings.Builder
 	for _, in := range instances {
 		fmt.Fprintf(&b, "  - name: %s\n    kind: openvpn\n", in.service)
@@ -59,7 +63,7 @@ func nodeFile(dir string, instances []*instance) string {
     tcp: %s
 `, sshBackend, sniA, tlsBackendA, sniB, tlsBackendB)
 	return testbed.NodeFile{Name: "e2e", Striped: "1-29999", ListenPort: listenPort, InspectDelay: "5s",
-		MaxConn: 1000, Dir: dir, Services: []string{b.String()}}.YAML()
+		MaxConn: 1000, Dir: dir, Firewall: firewall, Services: []string{b.String()}}.YAML()
 }
 
 // compileNode writes the node file and runs `portstripe compile` on it.
@@ -78,10 +82,19 @@ func compileNode(t *testing.T, dir, yaml string) (nodePath, outDir string) {
 	return nodePath, outDir
 }
 
-// applyRules loads rules.v4 into the node namespace's nat table with one
-// iptables-restore --noflush and hooks PORTSTRIPE into PREROUTING and OUTPUT.
-func applyRules(t *testing.T, node testbed.Netns, outDir string) {
+// applyRules loads the compiled rules into the node namespace: for
+// nftables, portstripe.nft with one nft -f; for iptables, rules.v4 into the
+// nat table with one iptables-restore --noflush, then the jumps to PORTSTRIPE
+// from PREROUTING and OUTPUT.
+func applyRules(t *testing.T, node testbed.Netns, outDir, firewall string) {
 	t.Helper()
+	if firewall == "nftables" {
+		cmd := node.Command("nft", "-f", filepath.Join(outDir, "portstripe.nft"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f portstripe.nft in %s: %v\n%s", node, err, out)
+		}
+		return
+	}
 	rules, err := os.ReadFile(filepath.Join(outDir, "rules.v4"))
 	if err != nil {
 		t.Fatal(err)

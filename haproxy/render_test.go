@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -13,8 +12,8 @@ import (
 	"time"
 
 	"github.com/portstripe/portstripe/internal/golden"
+	"github.com/portstripe/portstripe/internal/testplan"
 	"github.com/portstripe/portstripe/internal/textdiff"
-	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/signature"
@@ -32,31 +31,7 @@ var goldenNodes = []struct {
 
 const repoRoot = ".."
 
-func loadPlan(t testing.TB, path string) *plan.Plan {
-	t.Helper()
-	var n *node.Node
-	var err error
-	if path == "" {
-		n, err = node.Load(node.Options{})
-	} else {
-		// Parse with the repository-relative name, so the header does not
-		// depend on where the test runs.
-		data, rerr := os.ReadFile(filepath.Join(repoRoot, path))
-		if rerr != nil {
-			t.Fatal(rerr)
-		}
-		n, err = node.Parse(data, path, node.Options{})
-	}
-	if err != nil {
-		t.Fatalf("load %q: %v", path, err)
-	}
-	p, err := plan.Build(n)
-	if err != nil {
-		t.Fatalf("plan %q: %v", path, err)
-	}
-	p.Generator = version.Get().String() // as compiler.FromNode does
-	return p
-}
+var loadPlan = testplan.Node
 
 func goldenPath(name string) string {
 	return filepath.Join(repoRoot, "fixtures", "golden", name, "haproxy.cfg")

@@ -7,9 +7,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/portstripe/portstripe/internal/oneline"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -75,25 +74,8 @@ func ListChain(l plan.List) Chain { return Chain(ListChainPrefix + l.ID()) }
 // Chains returns the chains Render declares, in the order it declares them.
 func Chains(p *plan.Plan) []string {
 	out := []string{string(ChainEntry), string(ChainUDP), string(ChainTCP)}
-	for _, i := range udpLists(p) {
+	for _, i := range p.UDPLists() {
 		out = append(out, string(ListChain(p.Lists[i])))
-	}
-	return out
-}
-
-// udpLists returns the indexes of the UDP lists that some range uses.
-func udpLists(p *plan.Plan) []int {
-	used := map[int]bool{}
-	for _, r := range p.Ranges {
-		if r.Proto == node.UDP {
-			used[r.List] = true
-		}
-	}
-	var out []int
-	for i, l := range p.Lists {
-		if l.Proto == node.UDP && used[i] {
-			out = append(out, i)
-		}
 	}
 	return out
 }
@@ -109,7 +91,7 @@ func (b *lines) line(words ...string) {
 
 func (b *lines) comment(format string, args ...any) {
 	b.WriteString("# ")
-	b.WriteString(cut(clean(fmt.Sprintf(format, args...)), maxCommentLine))
+	b.WriteString(oneline.Cut(oneline.Clean(fmt.Sprintf(format, args...)), maxCommentLine))
 	b.WriteByte('\n')
 }
 
@@ -191,7 +173,7 @@ func Render(p *plan.Plan) []byte {
 		}
 	}
 
-	for _, i := range udpLists(p) {
+	for _, i := range p.UDPLists() {
 		renderList(&rules, p.Lists[i])
 	}
 	rules.line("COMMIT")
@@ -229,7 +211,7 @@ func renderMarks(p *plan.Plan) []byte {
 // the default.
 func renderList(b *lines, l plan.List) {
 	c := string(ListChain(l))
-	b.comment("%s: list %s, udp %s", c, l.Name, shortPorts(l.Ports, 200))
+	b.comment("%s: list %s, udp %s", c, l.Name, l.Ports.Short(200))
 	for _, d := range l.Decisions {
 		exprs, err := U32(d.Signature)
 		if err != nil {
@@ -336,67 +318,16 @@ func dportMatch(d dispatch) string {
 
 // portsComment appends a port list to prefix, shortened to fit a comment.
 func portsComment(prefix string, ports node.PortSet) string {
-	return truncate(prefix + shortPorts(ports, maxComment-len(prefix)))
-}
-
-// shortPorts writes a port set in at most limit bytes when it can: as many
-// leading ranges as fit, then "and N more ranges". The cut depends only on
-// the set, so the same plan gives the same comment.
-func shortPorts(ports node.PortSet, limit int) string {
-	full := ports.String()
-	if len(full) <= limit {
-		return full
-	}
-	// Grow the prefix from the front (linear, not one String per cut).
-	best := fmt.Sprintf("%d ranges", len(ports))
-	var b strings.Builder
-	for k := 0; k < len(ports)-1; k++ {
-		if k > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(ports[k].String())
-		s := fmt.Sprintf("%s and %d more ranges", b.String(), len(ports)-k-1)
-		if len(s) > limit {
-			break
-		}
-		best = s
-	}
-	return best
+	return truncate(prefix + ports.Short(maxComment-len(prefix)))
 }
 
 // truncate cuts s to what a --comment takes.
-func truncate(s string) string { return cut(s, maxComment) }
-
-// cut cuts s to n bytes on a rune boundary.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// clean is the one way free text (comment lines, --comment arguments, the
-// header's node file path and overrides) reaches rules.v4: control
-// characters (C0 with newline, CR and NUL, DEL, C1), the Unicode line
-// separators and bytes that are not UTF-8 become spaces, so the text stays
-// on its line.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == utf8.RuneError {
-			return ' '
-		}
-		return r
-	}, s)
-}
+func truncate(s string) string { return oneline.Cut(s, maxComment) }
 
 // quote makes s one iptables-restore argument: cleaned, and a double quote
 // or backslash, which would end or escape the argument, made ' or /.
 func quote(s string) string {
-	return `"` + strings.NewReplacer(`"`, "'", `\`, "/").Replace(clean(s)) + `"`
+	return `"` + strings.NewReplacer(`"`, "'", `\`, "/").Replace(oneline.Clean(s)) + `"`
 }
 
 // quoteArgs quotes the arguments that contain spaces, for display.

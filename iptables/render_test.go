@@ -2,16 +2,14 @@ package iptables
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/portstripe/portstripe/internal/golden"
+	"github.com/portstripe/portstripe/internal/testplan"
 	"github.com/portstripe/portstripe/internal/textdiff"
-	"github.com/portstripe/portstripe/internal/version"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 )
@@ -20,29 +18,7 @@ func seedPlan(t testing.TB) *plan.Plan { return nodePlan(t, "") }
 
 // nodePlan plans a node file of the repository ("" is the built-in seed
 // node), named as in the haproxy goldens' headers.
-func nodePlan(t testing.TB, path string) *plan.Plan {
-	t.Helper()
-	var n *node.Node
-	var err error
-	if path == "" {
-		n, err = node.Load(node.Options{})
-	} else {
-		data, rerr := os.ReadFile(filepath.Join("..", path))
-		if rerr != nil {
-			t.Fatal(rerr)
-		}
-		n, err = node.Parse(data, path, node.Options{})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Generator = version.Get().String() // as compiler.FromNode does
-	return p
-}
+var nodePlan = testplan.Node
 
 const seedGolden = "../fixtures/golden/seed/rules.v4"
 

@@ -2,15 +2,14 @@ package iptables
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/portstripe/portstripe/internal/testplan"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/signature"
 )
@@ -135,18 +134,7 @@ func ipv4UDP(payload []byte, options int) []byte {
 	return pkt
 }
 
-func readFixture(t *testing.T, path string) []byte {
-	t.Helper()
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.Join(strings.Fields(string(text)), ""))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return b
-}
+var readFixture = testplan.Packet
 
 const firstPackets = "../fixtures/first-packets"
 

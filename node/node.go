@@ -49,7 +49,7 @@ const (
 )
 
 // Firewalls are the values `firewall` takes.
-var Firewalls = []string{IPTables}
+var Firewalls = []string{IPTables, NFTables}
 
 // DefaultFirewall is the backend of a node file that names none.
 const DefaultFirewall = IPTables

@@ -127,6 +127,31 @@ func (s PortSet) String() string {
 	return strings.Join(parts, ",")
 }
 
+// Short writes the set in at most limit bytes when it can: as many
+// leading ranges as fit, then "and N more ranges". The cut depends only on
+// the set, so the same set always reads the same (rule comments).
+func (s PortSet) Short(limit int) string {
+	full := s.String()
+	if len(full) <= limit {
+		return full
+	}
+	// Grow the prefix from the front (linear, not one String per cut).
+	best := fmt.Sprintf("%d ranges", len(s))
+	var b strings.Builder
+	for k := 0; k < len(s)-1; k++ {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[k].String())
+		short := fmt.Sprintf("%s and %d more ranges", b.String(), len(s)-k-1)
+		if len(short) > limit {
+			break
+		}
+		best = short
+	}
+	return best
+}
+
 // MarshalText writes the set as in a node file: "1-5060,5063-29999".
 func (s PortSet) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 

@@ -37,6 +37,24 @@ type Route struct {
 	Via string `json:"via"`
 }
 
+// UDPLists returns the indexes of the UDP lists that some range uses, in
+// list order: the lists a firewall backend gives a chain of its own.
+func (p *Plan) UDPLists() []int {
+	used := map[int]bool{}
+	for _, r := range p.Ranges {
+		if r.Proto == node.UDP {
+			used[r.List] = true
+		}
+	}
+	var out []int
+	for i, l := range p.Lists {
+		if l.Proto == node.UDP && used[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // Range returns the range holding a port, if any. Ranges are sorted by
 // protocol (UDP first) and port and do not overlap.
 func (p *Plan) Range(proto node.Proto, port uint16) (Range, bool) {

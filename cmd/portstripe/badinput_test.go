@@ -74,6 +74,8 @@ func appendSvc(svc string) string { return "  - " + svc + "\n" }
 var badInputs = []badInput{
 	{name: "unknown key", old: "name: seed", new: "name: seed\ncolour: blue",
 		want: "colour: unknown key (allowed here: name, firewall, addresses, striped, reserved, haproxy, defaults, services)"},
+	{name: "unknown firewall backend", old: "name: seed", new: "name: seed\nfirewall: pf",
+		want: `firewall: "pf" is not a firewall backend (allowed: iptables, nftables)`},
 	{name: "unknown nested key", old: "tls: {mode: tls-crypt}", new: "tls: {mode: tls-crypt, cipher: AES-256-GCM}",
 		want: "services[1].tls.cipher: unknown key (allowed here: mode, digest)"},
 	{name: "wrong type (list for a port)", old: "udp: 443", new: "udp: [443, 444]",

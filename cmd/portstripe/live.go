@@ -23,6 +23,7 @@ import (
 	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/nftables"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/routing"
@@ -65,7 +66,8 @@ func firewalls() (map[string]firewall.Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return map[string]firewall.Backend{ipt.Name(): ipt}, nil
+	nft := nftables.New(nftables.Options{})
+	return map[string]firewall.Backend{ipt.Name(): ipt, nft.Name(): nft}, nil
 }
 
 // firewallOf is the backend a plan's rules are in.

@@ -33,17 +33,17 @@ func TestMetricsLoopbackByDefault(t *testing.T) {
 
 // productDirs are the packages that ship in the binary; test helpers,
 // benchmarks and the e2e suite run programs of their own.
-var productDirs = []string{"artifact", "cmd", "compiler", "fixtures", "haproxy", "iptables", "node", "plan", "signature", "supervisor", "templates", "internal/golden", "internal/textdiff"}
+var productDirs = []string{"artifact", "cmd", "compiler", "firewall", "fixtures", "haproxy", "iptables", "nftables", "node", "plan", "signature", "supervisor", "templates", "internal/golden", "internal/oneline", "internal/sysexec", "internal/textdiff"}
 
 // execSites are the only places the shipped code starts programs, and what
 // each may start: the program is fixed or looked up by a fixed name, and
 // node-file text reaches arguments only after validation (socket paths
-// match node's socketRE; rules go to iptables-restore on stdin, never as
-// arguments).
+// match node's socketRE; rules go to iptables-restore and nft on stdin,
+// never as arguments).
 var execSites = map[string]string{
 	"supervisor/proxy.go:HAProxy.Start":          "haproxy -W -S <validated master socket>,mode,600 -f <state dir>/haproxy.cfg",
 	"haproxy/check.go:ExecRunner.CombinedOutput": "haproxy -c -f <file>",
-	"iptables/exec.go:OS.Run":                    "iptables-restore, iptables-save, their ip6tables twins or ip, names fixed in iptables (see Command literals)",
+	"internal/sysexec/sysexec.go:OS.Run":         "iptables-restore, iptables-save, their ip6tables twins, nft or ip, names fixed in iptables and nftables (see Command literals)",
 }
 
 // TestNoShell: no shipped code runs a shell, programs start only at the
@@ -128,7 +128,8 @@ func execCalls(t *testing.T, fset *token.FileSet, rel string, f *ast.File) []str
 					sites = append(sites, rel+":"+name)
 				}
 			case *ast.CompositeLit:
-				if id, ok := n.Type.(*ast.Ident); ok && id.Name == "Command" && strings.HasPrefix(rel, "iptables") {
+				tools, ok := commandTools(rel, n.Type)
+				if ok {
 					for _, el := range n.Elts {
 						kv, ok := el.(*ast.KeyValueExpr)
 						if !ok || kv.Key.(*ast.Ident).Name != "Name" {
@@ -139,8 +140,8 @@ func execCalls(t *testing.T, fset *token.FileSet, rel string, f *ast.File) []str
 						}
 						lit, ok := kv.Value.(*ast.BasicLit)
 						prog, _ := strconv.Unquote(litValue(lit))
-						if !ok || !slices.Contains(iptablesTools, prog) {
-							t.Errorf("%s: Command{Name: ...} in %s is not one of %v", fset.Position(kv.Value.Pos()), name, iptablesTools)
+						if !ok || !slices.Contains(tools, prog) {
+							t.Errorf("%s: Command{Name: ...} in %s is not one of %v", fset.Position(kv.Value.Pos()), name, tools)
 						}
 					}
 				}
@@ -153,6 +154,23 @@ func execCalls(t *testing.T, fset *token.FileSet, rel string, f *ast.File) []str
 
 // iptablesTools are the programs the iptables package may run.
 var iptablesTools = []string{"ip", "iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save"}
+
+// nftablesTools are the programs the nftables package may run.
+var nftablesTools = []string{"ip", "nft"}
+
+// commandTools reports whether a composite literal of type typ in file rel
+// is a firewall backend's Command (iptables' Command, nftables'
+// sysexec.Command), and the programs it may name.
+func commandTools(rel string, typ ast.Expr) ([]string, bool) {
+	switch t := typ.(type) {
+	case *ast.Ident:
+		return iptablesTools, t.Name == "Command" && strings.HasPrefix(rel, "iptables/")
+	case *ast.SelectorExpr:
+		pkg, ok := t.X.(*ast.Ident)
+		return nftablesTools, ok && pkg.Name == "sysexec" && t.Sel.Name == "Command" && strings.HasPrefix(rel, "nftables/")
+	}
+	return nil, false
+}
 
 // isToolCall reports whether e is m.restoreCmd() or m.saveCmd().
 func isToolCall(e ast.Expr) bool {

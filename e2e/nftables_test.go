@@ -1,0 +1,109 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portstripe/portstripe/internal/testbed"
+	"github.com/portstripe/portstripe/internal/testenv"
+)
+
+// nftTable is the node's portstripe table as nft lists it, without
+// counter values (what a user looks at).
+func nftTable(t *testing.T, node testbed.Netns) string {
+	t.Helper()
+	out, err := node.Run("nft", "-s", "list", "table", "inet", "portstripe")
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// TestReconcileNFTables: a node with `firewall: nftables` serves through
+// its own table, which other tools' iptables flushes leave alone; `run`
+// puts the table back within two reconcile periods after `nft flush
+// ruleset` or a flushed chain, and counts the repairs.
+func TestReconcileNFTables(t *testing.T) {
+	dir := t.TempDir()
+	pair := testenv.Pair(t, nsPrefix)
+	client, node := pair.Client, pair.Node
+	nodePath := filepath.Join(dir, "node.yaml")
+	liveStartEcho(t, node, liveEchoAddr)
+	liveWriteLikeEditor(t, nodePath, liveNode{listenPort: liveListenPort, inspectDelay: "5s", services: []string{svcEcho}, firewall: "nftables"}.yaml(dir))
+	r := startRun(t, node, dir, nodePath, "run.log", "--period", reconcilePeriod.String(), "--cleanup")
+	echoWorks(t, client, 1001, "nftables")
+	table := nftTable(t, node)
+	if !strings.Contains(table, "tcp dport @tcp_frontends") {
+		t.Fatalf("no portstripe table after run:\n%s", table)
+	}
+	if rules := liveRules(t, node, false); rules != "" {
+		t.Errorf("a nftables node has iptables rules too:\n%s", rules)
+	}
+
+	t.Run("iptables-flush", func(t *testing.T) {
+		for _, cmd := range [][]string{{"iptables", "-t", "nat", "-F"}, {"iptables", "-t", "nat", "-X"}, {"iptables", "-t", "mangle", "-F"}} {
+			if out, err := node.Run(cmd[0], cmd[1:]...); err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(cmd, " "), err, out)
+			}
+		}
+		if err := liveEchoOnce(client, 1050, "SSH-2.0-after-iptables-flush\r\n"); err != nil {
+			t.Errorf("after iptables -t nat -F the echo through tcp 1050 fails: %v", err)
+		}
+		if got := nftTable(t, node); got != table {
+			t.Errorf("iptables flushes changed the table:\nbefore:\n%s\nafter:\n%s", table, got)
+		}
+	})
+
+	drifts := []struct {
+		name string
+		do   []string
+	}{
+		{"nft-flush-ruleset", []string{"nft", "flush", "ruleset"}},
+		{"flushed-chain", []string{"nft", "flush", "chain", "inet", "portstripe", "node"}},
+	}
+	for i, d := range drifts {
+		t.Run(d.name, func(t *testing.T) {
+			sample := `portstripe_drift_repairs_total{what="rules"}`
+			before, ok := liveMetric(r.scrape(), sample)
+			if !ok {
+				t.Fatalf("no %s on /metrics", sample)
+			}
+			if out, err := node.Run(d.do[0], d.do[1:]...); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			port := 1100 + i
+			if err := liveEchoOnce(client, port, "SSH-2.0-drifted\r\n"); err == nil {
+				t.Fatalf("%s: the echo still works: the drift did not break the node", d.name)
+			}
+			took := echoWorks(t, client, port, d.name)
+			limit := 2*reconcilePeriod + time.Second
+			t.Logf("%s: repaired, traffic through tcp %d again after %d ms (period %s)", d.name, port, took.Milliseconds(), reconcilePeriod)
+			if took > limit {
+				t.Errorf("%s: repaired after %s, want within two periods (%s)", d.name, took.Round(time.Millisecond), limit)
+			}
+			var after float64
+			liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
+				if after, _ = liveMetric(r.scrape(), sample); after <= before {
+					return fmt.Errorf("still %v", after)
+				}
+				return nil
+			})
+			if after != before+1 {
+				t.Errorf("%s = %v after the repair, want %v", sample, after, before+1)
+			}
+			if got := nftTable(t, node); got != table {
+				t.Errorf("%s: table after the repair differs:\nbefore:\n%s\nafter:\n%s", d.name, table, got)
+			}
+		})
+	}
+
+	r.proc.Stop()
+	if got := nftTable(t, node); got != "" {
+		t.Errorf("run --cleanup left the table:\n%s", got)
+	}
+}
