@@ -41,21 +41,22 @@ func validate(f *file) (*Node, error) {
 		return nil, fieldErr("firewall", "%q is not a firewall backend (allowed: %s)", clip(f.Firewall), strings.Join(Firewalls, ", "))
 	}
 	if len(f.Addresses) == 0 {
-		return nil, fieldErr("addresses", "required: the node's public IPv4 address(es)")
+		return nil, fieldErr("addresses", "required: the node's public address(es), IPv4 and/or IPv6")
 	}
 	// Checks against earlier entries use maps, bitmaps or merges: a 1 MB
 	// file of list entries must validate in linear time.
 	seen := map[netip.Addr]bool{}
 	for i, a := range f.Addresses {
+		path := fmt.Sprintf("addresses[%d]", i)
 		ip, err := netip.ParseAddr(strings.TrimSpace(a))
-		if err != nil || !ip.Is4() {
-			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%q is not an IPv4 address (IPv6 is not supported yet)", clip(a))
+		if err != nil {
+			return nil, fieldErr(path, "%q is not an IP address (want IPv4 or IPv6, e.g. 195.154.33.73 or 2001:db8::10)", clip(a))
 		}
-		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
-			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s cannot be a node's public address (want a unicast IPv4 address clients reach the node on)", ip)
+		if err := publicAddr(ip); err != nil {
+			return nil, fieldErr(path, "%v", err)
 		}
 		if seen[ip] {
-			return nil, fieldErr(fmt.Sprintf("addresses[%d]", i), "%s is listed twice", ip)
+			return nil, fieldErr(path, "%s is listed twice", ip)
 		}
 		seen[ip] = true
 		n.Addresses = append(n.Addresses, ip)
@@ -117,6 +118,42 @@ func validate(f *file) (*Node, error) {
 	return n, nil
 }
 
+// publicAddr refuses what clients cannot reach a node on: a node address
+// is global unicast, IPv4 or IPv6, written as itself (no zone, no IPv4
+// mapped into IPv6, which the kernel never shows as a packet's destination).
+func publicAddr(ip netip.Addr) error {
+	switch {
+	case ip.Zone() != "":
+		return fmt.Errorf("%s carries a zone (%%%s): a public address has none", ip, ip.Zone())
+	case ip.Is4In6():
+		return fmt.Errorf("%s is an IPv4-mapped IPv6 address: write the IPv4 address, %s", ip, ip.Unmap())
+	case ip.IsLinkLocalUnicast():
+		return fmt.Errorf("%s is link-local: clients beyond the link cannot reach it (want a global unicast address)", ip)
+	case !ip.IsGlobalUnicast():
+		return fmt.Errorf("%s cannot be a node's public address (want a global unicast IPv4 or IPv6 address clients reach the node on)", ip)
+	}
+	return nil
+}
+
+// backendForm is how a TCP backend is written.
+const backendForm = "IPv4:PORT or [IPv6]:PORT"
+
+// backendAddr refuses a TCP backend HAProxy cannot connect to as written.
+// Loopback is fine (the usual place for a backend); a link-local one
+// would need a zone, which haproxy.cfg's server line does not carry.
+func backendAddr(ap netip.AddrPort) error {
+	a := ap.Addr()
+	switch {
+	case a.Zone() != "" || a.IsLinkLocalUnicast():
+		return fmt.Errorf("%s is link-local: give the backend a loopback or global address", ap)
+	case a.Is4In6():
+		return fmt.Errorf("%s is an IPv4-mapped IPv6 address: write it as %s", ap, netip.AddrPortFrom(a.Unmap(), ap.Port()))
+	case a.IsUnspecified() || a.IsMulticast():
+		return fmt.Errorf("%s cannot be reached as a backend (want a unicast address)", ap)
+	}
+	return nil
+}
+
 func (n *Node) serviceNames() []string {
 	names := make([]string, len(n.Services))
 	for i, s := range n.Services {
@@ -157,11 +194,11 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 			return s, fieldErr(path+".tcp", "wireguard has no TCP backend")
 		}
 		ap, err := netip.ParseAddrPort(strings.TrimSpace(sf.TCP))
-		if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-			return s, fieldErr(path+".tcp", "%q is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)", clip(sf.TCP))
+		if err != nil || ap.Port() == 0 {
+			return s, fieldErr(path+".tcp", "%q is not a backend address (want %s, e.g. 127.0.0.1:1194 or [2001:db8::20]:1194)", clip(sf.TCP), backendForm)
 		}
-		if ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
-			return s, fieldErr(path+".tcp", "%s cannot be reached as a backend (want a unicast address)", ap)
+		if err := backendAddr(ap); err != nil {
+			return s, fieldErr(path+".tcp", "%v", err)
 		}
 		s.TCP = ap
 	}
@@ -176,7 +213,7 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 		}
 	default:
 		if sf.TCP == "" {
-			return s, fieldErr(path+".tcp", "required: the %s backend address (IPv4:PORT)", s.Kind)
+			return s, fieldErr(path+".tcp", "required: the %s backend address (%s)", s.Kind, backendForm)
 		}
 	}
 	if err := openvpnTLS(path+".tls", sf, &s); err != nil {

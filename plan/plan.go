@@ -228,6 +228,14 @@ func (p *Plan) checkTransparent(n *node.Node) error {
 			continue
 		}
 		path := fmt.Sprintf("services[%d].client_address", i)
+		// IPv4 only: over IPv6 HAProxy would need one server per family
+		// (use-server by the client's family) and the reply route for ::/0.
+		if s.TCP.Addr().Is6() {
+			return &node.FieldError{Path: path, Msg: fmt.Sprintf("transparent is IPv4-only for now, and %s is IPv6; use an IPv4 backend, or proxy-v1/proxy-v2 for a backend that reads the PROXY protocol", s.TCP)}
+		}
+		if i6 := slices.IndexFunc(n.Addresses, netip.Addr.Is6); i6 >= 0 {
+			return &node.FieldError{Path: path, Msg: fmt.Sprintf("transparent is IPv4-only for now, and the node has the IPv6 address %s: HAProxy cannot connect to an IPv4 backend from an IPv6 client's address; use proxy-v1/proxy-v2, or a node without IPv6 addresses", n.Addresses[i6])}
+		}
 		switch a := s.TCP.Addr(); {
 		case a.IsLoopback():
 			return &node.FieldError{Path: path, Msg: fmt.Sprintf("transparent needs a backend on a non-loopback address of this machine, not %s: the kernel drops loopback packets from the client's address (route_localnet); give the backend e.g. an address on lo or a dummy interface", s.TCP)}

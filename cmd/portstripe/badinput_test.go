@@ -87,13 +87,13 @@ var badInputs = []badInput{
 	{name: "missing node name", old: "name: seed\n", new: "\n",
 		want: "name: required: the node's name (1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)"},
 	{name: "missing addresses", old: "addresses: [195.154.33.73]\n", new: "\n",
-		want: "addresses: required: the node's public IPv4 address(es)"},
+		want: "addresses: required: the node's public address(es), IPv4 and/or IPv6"},
 	{name: "missing service kind", old: "    kind: openvpn\n    tls: {mode: tls-auth", new: "    tls: {mode: tls-auth",
 		want: "services[0].kind: required (allowed: openvpn, ssh, tls, http, wireguard)"},
 	{name: "missing tls mode", old: "tls: {mode: tls-auth, digest: SHA512}", new: "tls: {digest: SHA512}",
 		want: "services[0].tls.mode: required (allowed: tls-auth, tls-crypt, tls-crypt-v2, none)"},
 	{name: "missing backend", add: appendSvc("{name: ssh, kind: ssh}"),
-		want: "services[4].tcp: required: the ssh backend address (IPv4:PORT)"},
+		want: "services[4].tcp: required: the ssh backend address (IPv4:PORT or [IPv6]:PORT)"},
 	{name: "range not a number", old: `udp: ["1-29999"]`, new: `udp: ["1-abc"]`,
 		want: `striped.udp[0]: "abc" is not a port number (want 1-65535 or LOW-HIGH)`},
 	{name: "reversed range", old: `udp: ["1-29999"]`, new: `udp: ["300-200"]`,
@@ -147,19 +147,45 @@ var badInputs = []badInput{
 	{name: "transparent with unprivileged workers", old: "tcp: 127.0.0.1:1194", new: "tcp: 192.0.2.20:1194\n    client_address: transparent",
 		want: "haproxy.user: openvpn_rsa is transparent (services[0].client_address: transparent), which needs HAProxy's workers to stay root (HAProxy refuses usesrc otherwise); set haproxy.user: root to accept that trade-off"},
 	{name: "backend is a host name", old: "tcp: 127.0.0.1:1194", new: "tcp: localhost:1194",
-		want: `services[0].tcp: "localhost:1194" is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)`},
+		want: `services[0].tcp: "localhost:1194" is not a backend address (want IPv4:PORT or [IPv6]:PORT, e.g. 127.0.0.1:1194 or [2001:db8::20]:1194)`},
 	{name: "backend without port", old: "tcp: 127.0.0.1:1194", new: "tcp: 127.0.0.1",
-		want: `services[0].tcp: "127.0.0.1" is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)`},
+		want: `services[0].tcp: "127.0.0.1" is not a backend address (want IPv4:PORT or [IPv6]:PORT, e.g. 127.0.0.1:1194 or [2001:db8::20]:1194)`},
 	{name: "backend port above 65535", old: "tcp: 127.0.0.1:1194", new: "tcp: 127.0.0.1:99999",
-		want: `services[0].tcp: "127.0.0.1:99999" is not a backend address (want IPv4:PORT, e.g. 127.0.0.1:1194)`},
+		want: `services[0].tcp: "127.0.0.1:99999" is not a backend address (want IPv4:PORT or [IPv6]:PORT, e.g. 127.0.0.1:1194 or [2001:db8::20]:1194)`},
 	{name: "backend unspecified address", old: "tcp: 127.0.0.1:1194", new: "tcp: 0.0.0.0:1194",
 		want: "services[0].tcp: 0.0.0.0:1194 cannot be reached as a backend (want a unicast address)"},
 	{name: "unknown service kind", old: "kind: openvpn", new: "kind: ftp",
 		want: `services[0].kind: "ftp" is not a service kind (allowed: openvpn, ssh, tls, http, wireguard)`},
-	{name: "IPv6 address", old: "addresses: [195.154.33.73]", new: `addresses: ["2001:db8::1"]`,
-		want: `addresses[0]: "2001:db8::1" is not an IPv4 address (IPv6 is not supported yet)`},
+	{name: "IPv6 backend without brackets", old: "tcp: 127.0.0.1:1194", new: `tcp: "2001:db8::20:1194"`,
+		want: `services[0].tcp: "2001:db8::20:1194" is not a backend address (want IPv4:PORT or [IPv6]:PORT, e.g. 127.0.0.1:1194 or [2001:db8::20]:1194)`},
+	{name: "link-local backend", old: "tcp: 127.0.0.1:1194", new: `tcp: "[fe80::1%eth0]:1194"`,
+		want: "services[0].tcp: [fe80::1%eth0]:1194 is link-local: give the backend a loopback or global address"},
+	{name: "IPv4-mapped backend", old: "tcp: 127.0.0.1:1194", new: `tcp: "[::ffff:127.0.0.1]:1194"`,
+		want: "services[0].tcp: [::ffff:127.0.0.1]:1194 is an IPv4-mapped IPv6 address: write it as 127.0.0.1:1194"},
+	{name: "IPv6 transparent backend", old: "tcp: 127.0.0.1:1194", new: "tcp: \"[2001:db8::20]:1194\"\n    client_address: transparent", set: "haproxy.user=root",
+		want: "services[0].client_address: transparent is IPv4-only for now, and [2001:db8::20]:1194 is IPv6; use an IPv4 backend, or proxy-v1/proxy-v2 for a backend that reads the PROXY protocol"},
+	{name: "transparent backend on a dual-stack node", old: "addresses: [195.154.33.73]", new: `addresses: [195.154.33.73, "2001:db8::10"]`, add: appendSvc("{name: ssh, kind: ssh, tcp: 192.0.2.20:22, client_address: transparent}"), set: "haproxy.user=root",
+		want: "services[4].client_address: transparent is IPv4-only for now, and the node has the IPv6 address 2001:db8::10: HAProxy cannot connect to an IPv4 backend from an IPv6 client's address; use proxy-v1/proxy-v2, or a node without IPv6 addresses"},
+	{name: "address not an IP", old: "addresses: [195.154.33.73]", new: `addresses: [vpn.example.org]`,
+		want: `addresses[0]: "vpn.example.org" is not an IP address (want IPv4 or IPv6, e.g. 195.154.33.73 or 2001:db8::10)`},
 	{name: "loopback address", old: "addresses: [195.154.33.73]", new: `addresses: [127.0.0.1]`,
-		want: "addresses[0]: 127.0.0.1 cannot be a node's public address (want a unicast IPv4 address clients reach the node on)"},
+		want: "addresses[0]: 127.0.0.1 cannot be a node's public address (want a global unicast IPv4 or IPv6 address clients reach the node on)"},
+	{name: "IPv6 loopback address", old: "addresses: [195.154.33.73]", new: `addresses: [195.154.33.73, "::1"]`,
+		want: "addresses[1]: ::1 cannot be a node's public address (want a global unicast IPv4 or IPv6 address clients reach the node on)"},
+	{name: "link-local address", old: "addresses: [195.154.33.73]", new: `addresses: [195.154.33.73, "fe80::1"]`,
+		want: "addresses[1]: fe80::1 is link-local: clients beyond the link cannot reach it (want a global unicast address)"},
+	{name: "address with a zone", old: "addresses: [195.154.33.73]", new: `addresses: ["2001:db8::10%eth0"]`,
+		want: "addresses[0]: 2001:db8::10%eth0 carries a zone (%eth0): a public address has none"},
+	{name: "multicast address", old: "addresses: [195.154.33.73]", new: `addresses: ["ff02::1"]`,
+		want: "addresses[0]: ff02::1 cannot be a node's public address (want a global unicast IPv4 or IPv6 address clients reach the node on)"},
+	{name: "unspecified address", old: "addresses: [195.154.33.73]", new: `addresses: ["::"]`,
+		want: "addresses[0]: :: cannot be a node's public address (want a global unicast IPv4 or IPv6 address clients reach the node on)"},
+	{name: "IPv4-mapped address", old: "addresses: [195.154.33.73]", new: `addresses: ["::ffff:195.154.33.73"]`,
+		want: "addresses[0]: ::ffff:195.154.33.73 is an IPv4-mapped IPv6 address: write the IPv4 address, 195.154.33.73"},
+	{name: "IPv6 address listed twice", old: "addresses: [195.154.33.73]", new: `addresses: ["2001:db8::10", "2001:DB8:0::10"]`,
+		want: "addresses[1]: 2001:db8::10 is listed twice"},
+	{name: "empty address list", old: "addresses: [195.154.33.73]", new: "addresses: []",
+		want: "addresses: required: the node's public address(es), IPv4 and/or IPv6"},
 	{name: "no services", raw: []byte("name: t\naddresses: [198.51.100.2]\n"),
 		want: "services: required: at least one service (a list of {name, kind, ...}; see fixtures/seed-node.yaml)"},
 	{name: "unsupported digest", old: "digest: SHA512", new: "digest: MD5",
@@ -176,6 +202,8 @@ var badInputs = []badInput{
 		want: "services[4].name: frontend fe_striped would serve both the striped ports (tcp 1-21,23-5060,5063-29999) and the ports dedicated to service \"striped\" (tcp 22); rename the service"},
 	{name: "backend on the node's address at a striped port (loop)", old: "tcp: 127.0.0.1:1194", new: "tcp: 195.154.33.73:1194",
 		want: "services[0].tcp: 195.154.33.73:1194 is on the node's address at port 1194, which the rules divert to frontend fe_striped (tcp 1-5060,5063-29999, list striped): HAProxy's connection to the backend would loop back into its own frontend; use a loopback address or a reserved or unstriped port"},
+	{name: "backend on the node's IPv6 address at a striped port (loop)", old: "addresses: [195.154.33.73]", new: `addresses: [195.154.33.73, "2001:db8::10"]`, add: appendSvc(`{name: ssh, kind: ssh, tcp: "[2001:db8::10]:22"}`),
+		want: "services[4].tcp: [2001:db8::10]:22 is on the node's address at port 22, which the rules divert to frontend fe_striped (tcp 1-5060,5063-29999, list striped): HAProxy's connection to the backend would loop back into its own frontend; use a loopback address or a reserved or unstriped port"},
 	{name: "backend on the node's address at a dedicated port (loop)", old: "tcp: 127.0.0.1:5061", new: "tcp: 195.154.33.73:5061",
 		want: "services[2].tcp: 195.154.33.73:5061 is on the node's address at port 5061, which the rules divert to frontend fe_openvpn_ed25519 (tcp 5061, list openvpn_ed25519): HAProxy's connection to the backend would loop back into its own frontend; use a loopback address or a reserved or unstriped port"},
 	{name: "default is not a service", old: "udp: reject", new: "udp: nobody",
@@ -489,7 +517,7 @@ func (b badInput) edit() string {
 		return "a " + b.special
 	case b.env != "":
 		return "the seed node, with " + code(b.env)
-	case b.set != "":
+	case b.set != "" && b.old == "" && b.add == "":
 		return "the seed node, with " + code("--set "+b.set)
 	case b.size > 0:
 		return fmt.Sprintf("%d MB of zero bytes (sparse)", b.size>>20)
@@ -506,6 +534,9 @@ func (b badInput) edit() string {
 	}
 	if b.add != "" {
 		parts = append(parts, "appended: "+code(strings.TrimSpace(b.add)))
+	}
+	if b.set != "" {
+		parts = append(parts, "with "+code("--set "+b.set))
 	}
 	return strings.Join(parts, "; ")
 }
