@@ -20,6 +20,7 @@ import (
 
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/node"
+	"github.com/portstripe/portstripe/signature"
 )
 
 // These tests run the real HAProxy on loopback: the seed node's config with
@@ -48,7 +49,12 @@ type backendListener struct {
 }
 
 func newBackend(t testing.TB, name string) *backendListener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newBackendOn(t, name, netip.MustParseAddr("127.0.0.1"))
+}
+
+// newBackendOn is newBackend listening on ip.
+func newBackendOn(t testing.TB, name string, ip netip.Addr) *backendListener {
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +78,11 @@ func (b *backendListener) addr() netip.AddrPort {
 // freed on 127.0.0.1 can be taken as the source port of another test's
 // connection before HAProxy binds it; nothing else uses 127.0.86.x.
 func frontendAddr(t testing.TB) netip.AddrPort {
-	ip := netip.AddrFrom4([4]byte{127, 0, 86, byte(1 + os.Getpid()%250)})
+	return freeAddr(t, netip.AddrFrom4([4]byte{127, 0, 86, byte(1 + os.Getpid()%250)}))
+}
+
+// freeAddr is a port on ip that nothing listens on.
+func freeAddr(t testing.TB, ip netip.Addr) netip.AddrPort {
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +105,13 @@ func startReal(t *testing.T) *realHAProxy {
 // frontend bound once on loopback and each server replaced by a
 // backendListener.
 func startConfig(t testing.TB, c *Config) *realHAProxy {
+	t.Helper()
+	return startConfigOn(t, c, frontendAddr, netip.MustParseAddr("127.0.0.1"))
+}
+
+// startConfigOn is startConfig with the frontends bound at what bind
+// picks and the backendListeners on backend.
+func startConfigOn(t testing.TB, c *Config, bind func(testing.TB) netip.AddrPort, backend netip.Addr) *realHAProxy {
 	t.Helper()
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Skip("haproxy not installed (CI installs it)")
@@ -132,7 +149,7 @@ func startConfig(t testing.TB, c *Config) *realHAProxy {
 				if bound {
 					continue
 				}
-				ap := frontendAddr(t)
+				ap := bind(t)
 				h.frontends[fe.Name] = ap.String()
 				l, bound = Bind{ap}, true
 			}
@@ -142,7 +159,7 @@ func startConfig(t testing.TB, c *Config) *realHAProxy {
 	}
 	for i := range c.Backends {
 		be := &c.Backends[i]
-		b := newBackend(t, be.Name)
+		b := newBackendOn(t, be.Name, backend)
 		h.backends[be.Name] = b
 		// The recording backends are not health-checked: a check's
 		// connection or TLS hello would be taken for a client's.
@@ -332,6 +349,71 @@ func TestRealRouting(t *testing.T) {
 		})
 	}
 	checkDecisions(t, h, want)
+}
+
+// TestRealDualStack runs the dual-stack node's haproxy.cfg (haproxy -c
+// passes it as rendered: TestGoldenHAProxyCheck) with its frontends bound
+// on IPv6 loopback and IPv6 backends: clients over IPv6 are classified by
+// the same ACLs, and the runtime API shows each IPv6 server at the address
+// the plan names, as apply compares them.
+func TestRealDualStack(t *testing.T) {
+	p := loadPlan(t, "fixtures/dual-stack-node.yaml")
+	cfg := Render(p)
+	for _, want := range []string{"bind 203.0.113.10:20000", "bind [2001:db8::10]:20000", "server ssh [::1]:2222 check", "server sites [2001:db8::20]:8443 check"} {
+		if !strings.Contains(string(cfg), "    "+want+"\n") {
+			t.Errorf("haproxy.cfg lacks %q", want)
+		}
+	}
+	if _, err := os.Stat(firstPackets); err != nil {
+		t.Skipf("no captured first packets: %v", err)
+	}
+	loop6 := netip.IPv6Loopback()
+	h := startConfigOn(t, FromPlan(p), func(t testing.TB) netip.AddrPort { return freeAddr(t, loop6) }, loop6)
+	hello, err := signature.ClientHello("vpn.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, want string
+		pkt        []byte
+	}{
+		{"tls-auth SHA512", "openvpn_rsa", packet(t, "tcp-tls-auth-sha512.hex")},
+		{"tls-crypt", "openvpn_ecc", packet(t, "tcp-tls-crypt.hex")},
+		{"SSH", "ssh", []byte("SSH-2.0-OpenSSH_9.2\r\n")},
+		{"TLS for vpn.example.org", "sites", hello},
+		{"HTTP: rejected", "", []byte("GET / HTTP/1.0\r\n\r\n")},
+	}
+	want := map[netip.AddrPort]DecisionLine{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := h.send(t, "fe_striped", tt.pkt)
+			if !h.lastClient.Addr().Is6() {
+				t.Fatalf("client %s is not IPv6", h.lastClient)
+			}
+			d := DecisionLine{Frontend: "fe_striped", Rule: RuleSignature, Backend: tt.want}
+			if tt.want == "" {
+				d.Rule, d.Backend = RuleReject, "fe_striped"
+			}
+			want[h.lastClient] = d
+			if got != tt.want {
+				t.Fatalf("landed on %q, want %q", got, tt.want)
+			}
+		})
+	}
+	checkDecisions(t, h, want)
+	stats, err := h.runtime.ShowStat(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range h.backends {
+		s := findStat(stats, name, name)
+		if s == nil {
+			t.Fatalf("show stat has no server %s/%s", name, name)
+		}
+		if s.Addr != b.addr().String() {
+			t.Errorf("server %s at %q, want %q (as the plan writes it)", name, s.Addr, b.addr())
+		}
+	}
 }
 
 // checkDecisions waits for one decision line per client in want (HAProxy

@@ -27,6 +27,7 @@ var goldenNodes = []struct {
 	{"seed", ""},
 	{"ssh-tls", "fixtures/ssh-tls-node.yaml"},
 	{"transparent", "fixtures/transparent-node.yaml"},
+	{"dual-stack", "fixtures/dual-stack-node.yaml"},
 }
 
 const repoRoot = ".."

@@ -188,6 +188,11 @@ func describeDecision(d haproxy.DecisionLine) string {
 	default:
 		why = "rule " + d.Rule + " → backend " + d.Backend
 	}
-	return fmt.Sprintf("%s  %s → port %d (%s): %s; %d B in, %d B out, %s, flags %s",
-		d.Start.Format("2006-01-02T15:04:05.000Z"), d.Client, d.Port, d.Frontend, why, d.BytesIn, d.BytesOut, d.Duration.Round(time.Millisecond), d.Flags)
+	port := fmt.Sprintf("port %d (%s)", d.Port, d.Frontend)
+	if d.Dst.Is6() && !d.Dst.Is4In6() {
+		// HAProxy reads the destination before DNAT back only over IPv4.
+		port = fmt.Sprintf("frontend port %d (%s; over IPv6 HAProxy sees the DNATed port, not the one dialled)", d.Port, d.Frontend)
+	}
+	return fmt.Sprintf("%s  %s → %s: %s; %d B in, %d B out, %s, flags %s",
+		d.Start.Format("2006-01-02T15:04:05.000Z"), d.Client, port, why, d.BytesIn, d.BytesOut, d.Duration.Round(time.Millisecond), d.Flags)
 }
