@@ -87,3 +87,36 @@ func benchCompile(b *testing.B, data []byte) {
 		}
 	}
 }
+
+// TestRules6OnlyWithIPv6: rules.v6 is compiled for a node with an IPv6
+// address, and only then.
+func TestRules6OnlyWithIPv6(t *testing.T) {
+	for _, tt := range []struct {
+		addresses string
+		want      bool
+	}{
+		{"[198.51.100.2]", false},
+		{`[198.51.100.2, "2001:db8::2"]`, true},
+		{`["2001:db8::2"]`, true},
+	} {
+		yaml := "name: n\naddresses: " + tt.addresses + "\nservices:\n  - {name: ssh, kind: ssh, tcp: \"[::1]:22\"}\n"
+		n, err := node.Parse([]byte(yaml), "n.yaml", node.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := FromNode(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v6, ok := res.Files[Rules6File]
+		if ok != tt.want {
+			t.Errorf("addresses %s: rules.v6 compiled %v, want %v", tt.addresses, ok, tt.want)
+		}
+		if ok && !bytes.Contains(v6, []byte("-A PORTSTRIPE -d 2001:db8::2/128 -p tcp -j PORTSTRIPE-TCP")) {
+			t.Errorf("addresses %s: rules.v6 does not divert TCP to the IPv6 address:\n%s", tt.addresses, v6)
+		}
+		if _, ok := res.Files[RulesFile]; !ok {
+			t.Errorf("addresses %s: no rules.v4", tt.addresses)
+		}
+	}
+}

@@ -21,10 +21,14 @@ const (
 // Files are the files this backend loads, rules.v4 always there.
 var Files = []string{RulesFile, Rules6File}
 
-// RenderFiles renders the plan's files: rules.v4 (rules.v6 comes with
-// IPv6 addresses).
+// RenderFiles renders the plan's files: rules.v4, and rules.v6 for a node
+// with an IPv6 address.
 func RenderFiles(p *plan.Plan) map[string][]byte {
-	return map[string][]byte{RulesFile: Render(p)}
+	files := map[string][]byte{RulesFile: Render(p)}
+	if HasRules6(p) {
+		files[Rules6File] = Render6(p)
+	}
+	return files
 }
 
 // Backend is the iptables firewall backend (firewall.Backend): one Manager

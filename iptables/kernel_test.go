@@ -81,9 +81,10 @@ func save(t *testing.T, ns string) string {
 func TestRestoreTestInNetns(t *testing.T) {
 	requireRoot(t)
 	ns := netns(t, "restore")
-	for _, p := range []*plan.Plan{seedPlan(t), manyRanges(t)} {
+	for _, p := range []*plan.Plan{seedPlan(t), manyRanges(t), dualStackPlan(t)} {
 		run(t, Render(p), "ip", "netns", "exec", ns, "iptables-restore", "--test", "--noflush")
 	}
+	run(t, Render6(dualStackPlan(t)), "ip", "netns", "exec", ns, "ip6tables-restore", "--test", "--noflush")
 	// --test does not load; the long comments must load too.
 	run(t, Render(manyRanges(t)), "ip", "netns", "exec", ns, "iptables-restore", "--noflush")
 }
@@ -287,41 +288,119 @@ type arrival struct {
 // TestClassifyInKernel sends every captured UDP first packet from a client
 // namespace to the node namespace, where the seed rules are applied, and
 // checks the port it arrives on against plan.Route, then the rule counters.
+// Over IPv4 the datagrams go with and without IP options (the checks skip
+// the header by its IHL); over IPv6 (rules.v6 through ip6tables) with and
+// without a destination options header, behind which nothing is diverted:
+// the documented limit of u32 at the fixed 40-byte header.
 func TestClassifyInKernel(t *testing.T) {
 	requireRoot(t)
 	files, _ := filepath.Glob(filepath.Join(firstPackets, "udp-*.hex"))
 	if len(files) == 0 {
 		t.Skipf("no fixtures in %s", firstPackets)
 	}
+	for _, f := range []classifyFamily{
+		{
+			family: node.IPv4, node: nodeAddr, client: clientAddr, bits: 24,
+			tool: "iptables", header: "with IP options", headerCount: "0>>24&0xF=6",
+			// NOP, NOP, NOP, end of options: IHL 6.
+			opt: sockopt{syscall.IPPROTO_IP, syscall.IP_OPTIONS, "\x01\x01\x01\x00"},
+		},
+		{
+			family: node.IPv6, node: nodeAddr6, client: clientAddr6, bits: 64,
+			tool: "ip6tables", header: "behind a destination options header", headerCount: "4>>8&0xFF=60", headerUndiverted: true,
+			// Next header (set by the kernel), length 0 (8 bytes): a
+			// skippable option 0x1e with 2 bytes, then PadN of 0. Linux
+			// drops a header whose padding runs past 7 bytes.
+			opt: sockopt{syscall.IPPROTO_IPV6, syscall.IPV6_DSTOPTS, "\x00\x00\x1e\x02\x00\x00\x01\x00"},
+		},
+	} {
+		t.Run(string(f.family), func(t *testing.T) { classifyInKernel(t, files, f) })
+	}
+}
+
+var (
+	nodeAddr6   = netip.MustParseAddr("2001:db8:5053::1")
+	clientAddr6 = netip.MustParseAddr("2001:db8:5053::2")
+)
+
+// classifyFamily is what TestClassifyInKernel needs of one address family.
+type classifyFamily struct {
+	family       node.Family
+	node, client netip.Addr
+	bits         int
+	tool         string // iptables or ip6tables
+	// header is a variant of the datagrams with more header (IP options,
+	// an extension header), made by opt and counted on arrival by the
+	// u32 test headerCount; headerUndiverted says no rule may divert it.
+	header           string
+	opt              sockopt
+	headerCount      string
+	headerUndiverted bool
+}
+
+// sockopt is a socket option set on the client's socket.
+type sockopt struct {
+	level, name int
+	value       string
+}
+
+func classifyInKernel(t *testing.T, files []string, fam classifyFamily) {
 	ctx := context.Background()
 	nodeNS, clientNS := netns(t, "node"), netns(t, "client")
 	suffix := fmt.Sprint(os.Getpid() % 100000)
 	run(t, nil, "ip", "link", "add", "psn"+suffix, "netns", nodeNS, "type", "veth", "peer", "name", "psc"+suffix, "netns", clientNS)
-	run(t, nil, "ip", "-n", nodeNS, "addr", "add", nodeAddr.String()+"/24", "dev", "psn"+suffix)
-	run(t, nil, "ip", "-n", clientNS, "addr", "add", clientAddr.String()+"/24", "dev", "psc"+suffix)
+	// nodad: an IPv6 address is usable at once.
+	run(t, nil, "ip", "-n", nodeNS, "addr", "add", fmt.Sprintf("%s/%d", fam.node, fam.bits), "dev", "psn"+suffix, "nodad")
+	run(t, nil, "ip", "-n", clientNS, "addr", "add", fmt.Sprintf("%s/%d", fam.client, fam.bits), "dev", "psc"+suffix, "nodad")
 	run(t, nil, "ip", "-n", nodeNS, "link", "set", "psn"+suffix, "up")
 	run(t, nil, "ip", "-n", clientNS, "link", "set", "psc"+suffix, "up")
 
-	p := seedPlan(t)
-	p.Node.Addresses = []netip.Addr{nodeAddr}
-	m, err := New(Options{Netns: nodeNS})
+	// The seed node with a UDP default on the striped ports: a datagram
+	// that no signature takes still lands elsewhere than its port, so a
+	// rule diverting what it should not shows.
+	n, err := node.Load(node.Options{Set: map[string]string{"defaults.udp": "openvpn_rsa"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Apply(ctx, Render(p)); err != nil {
+	p, err := plan.Build(n)
+	if err != nil {
 		t.Fatal(err)
 	}
+	p.Node.Addresses = []netip.Addr{nodeAddr, nodeAddr6}
+	var counters func() []Counter
+	if fam.family == node.IPv4 {
+		m, err := New(Options{Netns: nodeNS})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Apply(ctx, Render(p)); err != nil {
+			t.Fatal(err)
+		}
+		counters = func() []Counter {
+			c, err := m.Counters(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+	} else {
+		rules := Render6(p)
+		run(t, rules, "ip", "netns", "exec", nodeNS, "ip6tables-restore", "--test", "--noflush")
+		run(t, rules, "ip", "netns", "exec", nodeNS, "ip6tables-restore", "--noflush")
+		run(t, nil, "ip", append([]string{"netns", "exec", nodeNS, "ip6tables", "-t", "nat", "-I", "PREROUTING"}, JumpRule()...)...)
+		counters = func() []Counter { return savedCounters(t, nodeNS, fam.tool, "nat") }
+	}
 
-	// Counts datagrams that really carry IP options (IHL 6).
-	run(t, nil, "ip", "netns", "exec", nodeNS, "iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "udp",
-		"-m", "u32", "--u32", "0>>24&0xF=6", "-m", "comment", "--comment", "ihl6")
+	// Counts the datagrams that really carry the extra header.
+	run(t, nil, "ip", "netns", "exec", nodeNS, fam.tool, "-t", "mangle", "-A", "PREROUTING", "-p", "udp",
+		"-m", "u32", "--u32", fam.headerCount, "-m", "comment", "--comment", "more header")
 
 	ports := []int{1, 443, 5060, 5061, 5062, 29999, 30000}
 	arrivals := make(chan arrival, 16)
 	for _, port := range ports {
 		var conn *net.UDPConn
 		if err := InNetns(nodeNS, func() (err error) {
-			conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+			conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.node, uint16(port))))
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -341,7 +420,7 @@ func TestClassifyInKernel(t *testing.T) {
 
 	// Expected rule counters, from the plan's lists.
 	want := map[string]uint64{}
-	sent, withOptions := 0, uint64(0)
+	sent, withHeader := 0, uint64(0)
 	for _, f := range files {
 		captured := readFixture(t, f)
 		// A client that appends fields to the first packet 2.6 sends
@@ -349,35 +428,38 @@ func TestClassifyInKernel(t *testing.T) {
 		appended := append(bytes.Clone(captured), bytes.Repeat([]byte{0xa5}, 16)...)
 		for _, port := range ports {
 			for _, variant := range []struct {
-				what      string
-				payload   []byte
-				ipOptions bool
-			}{{"", captured, false}, {" with IP options", captured, true}, {" with 16 bytes appended", appended, false}} {
-				payload, ipOptions := variant.payload, variant.ipOptions
+				what    string
+				payload []byte
+				header  bool
+			}{{"", captured, false}, {" " + fam.header, captured, true}, {" with 16 bytes appended", appended, false}} {
+				payload := variant.payload
 				if variant.what != "" && port != 1 && port != 5061 {
 					continue
 				}
 				name := fmt.Sprintf("%s to udp %d%s", filepath.Base(f), port, variant.what)
 				route := p.Route(node.UDP, uint16(port), payload)
 				wantPort := port // undiverted
-				if route.Service != plan.None {
+				diverted := route.Service != plan.None && !(variant.header && fam.headerUndiverted)
+				if diverted {
 					ap, err := netip.ParseAddrPort(route.Target)
 					if err != nil {
 						t.Fatalf("%s: route target %q: %v", name, route.Target, err)
 					}
 					wantPort = int(ap.Port())
 				}
+				var opt *sockopt
+				if variant.header {
+					opt = &fam.opt
+					withHeader++
+				}
 				// A source port of its own per datagram: one the kernel
 				// picked again for the same destination port would ride
 				// an earlier datagram's conntrack entry (and its DNAT)
 				// instead of meeting the rules.
-				if err := sendUDP(clientNS, 20000+sent, port, payload, ipOptions); err != nil {
+				if err := sendUDP(clientNS, 20000+sent, netip.AddrPortFrom(fam.node, uint16(port)), payload, opt); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				sent++
-				if ipOptions {
-					withOptions++
-				}
 				select {
 				case a := <-arrivals:
 					if a.port != wantPort || !bytes.Equal(a.payload, payload) {
@@ -386,19 +468,15 @@ func TestClassifyInKernel(t *testing.T) {
 				case <-time.After(3 * time.Second):
 					t.Errorf("%s did not arrive (want port %d)", name, wantPort)
 				}
-				if c, ok := expectedRule(p, port, payload); ok {
+				if c, ok := expectedRule(p, port, payload); ok && diverted {
 					want[c]++
 				}
 			}
 		}
 	}
 
-	counters, err := m.Counters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]uint64{}
-	for _, c := range counters {
+	for _, c := range counters() {
 		if strings.HasPrefix(c.Chain, ListChainPrefix) {
 			got[c.Chain+" "+c.Comment] = c.Packets
 		}
@@ -413,17 +491,34 @@ func TestClassifyInKernel(t *testing.T) {
 			t.Errorf("counter of %q = %d, want 0", k, n)
 		}
 	}
-	ihl6 := uint64(0)
-	for _, l := range strings.Split(string(run(t, nil, "ip", "netns", "exec", nodeNS, "iptables", "-t", "mangle", "-v", "-S", "PREROUTING")), "\n") {
-		if c, ok, _ := parseCounter(l); ok && c.Comment == "ihl6" {
-			ihl6 = c.Packets
+	arrived := uint64(0)
+	for _, c := range savedCounters(t, nodeNS, fam.tool, "mangle") {
+		if c.Comment == "more header" {
+			arrived = c.Packets
 		}
 	}
-	if ihl6 != withOptions {
-		t.Errorf("%d datagrams arrived with IP options, want %d", ihl6, withOptions)
+	if arrived != withHeader {
+		t.Errorf("%d datagrams arrived %s, want %d", arrived, fam.header, withHeader)
 	}
 	t.Logf("expected rule hits: %v", want)
-	t.Logf("%d datagrams classified by the kernel as plan.Route says", sent)
+	t.Logf("%d datagrams over %s classified by the kernel as plan.Route says (%d %s)", sent, fam.family, withHeader, fam.header)
+}
+
+// savedCounters reads the counters of a table's commented rules in ns
+// (tool -v -S).
+func savedCounters(t *testing.T, ns, tool, table string) []Counter {
+	t.Helper()
+	var out []Counter
+	for _, l := range strings.Split(string(run(t, nil, "ip", "netns", "exec", ns, tool, "-t", table, "-v", "-S")), "\n") {
+		c, ok, err := parseCounter(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // expectedRule names the list-chain rule ("chain comment") that should take
@@ -446,29 +541,29 @@ func expectedRule(p *plan.Plan, port int, payload []byte) (string, bool) {
 }
 
 // sendUDP sends one datagram from a fresh socket in the client namespace
-// (a fresh source port, so a new conntrack flow and a new NAT decision).
-// ipOptions adds 4 bytes of IP options (IHL 6) to test IHL-relative reads.
-func sendUDP(clientNS string, srcPort, port int, payload []byte, ipOptions bool) error {
+// (a fresh source port, so a new conntrack flow and a new NAT decision),
+// with opt set on the socket when given: the kernel then builds IP options
+// or an IPv6 extension header, no raw socket needed.
+func sendUDP(clientNS string, srcPort int, dst netip.AddrPort, payload []byte, opt *sockopt) error {
 	return InNetns(clientNS, func() error {
-		conn, err := net.DialUDP("udp4", &net.UDPAddr{Port: srcPort}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(nodeAddr, uint16(port))))
+		conn, err := net.DialUDP("udp", &net.UDPAddr{Port: srcPort}, net.UDPAddrFromAddrPort(dst))
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
-		if ipOptions {
+		if opt != nil {
 			raw, err := conn.SyscallConn()
 			if err != nil {
 				return err
 			}
 			var serr error
 			if err := raw.Control(func(fd uintptr) {
-				// NOP, NOP, NOP, end of options.
-				serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_IP, syscall.IP_OPTIONS, "\x01\x01\x01\x00")
+				serr = syscall.SetsockoptString(int(fd), opt.level, opt.name, opt.value)
 			}); err != nil {
 				return err
 			}
 			if serr != nil {
-				return fmt.Errorf("set IP options: %w", serr)
+				return fmt.Errorf("set socket option %d/%d: %w", opt.level, opt.name, serr)
 			}
 		}
 		_, err = conn.Write(payload)

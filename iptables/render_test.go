@@ -42,6 +42,43 @@ func TestRenderTransparentGolden(t *testing.T) {
 	}
 }
 
+func dualStackPlan(t testing.TB) *plan.Plan { return nodePlan(t, "fixtures/dual-stack-node.yaml") }
+
+// TestRenderDualStackGolden: a dual-stack node gets rules.v4 for its IPv4
+// address and rules.v6 for its IPv6 one, the same chains and decisions in
+// both; the IPv6 checks sit at the fixed offsets behind the next-header
+// test, and no address of one family reaches the other's file.
+func TestRenderDualStackGolden(t *testing.T) {
+	p := dualStackPlan(t)
+	v4, v6 := Render(p), Render6(p)
+	golden.Check(t, "../fixtures/golden/dual-stack/rules.v4", v4)
+	golden.Check(t, "../fixtures/golden/dual-stack/rules.v6", v6)
+	if !HasRules6(p) || HasRules6(seedPlan(t)) {
+		t.Errorf("HasRules6: dual-stack %v, seed %v; want true, false", HasRules6(p), HasRules6(seedPlan(t)))
+	}
+	for _, c := range []struct {
+		file     []byte
+		has, not []string
+	}{
+		{v4, []string{"-A PORTSTRIPE -d 203.0.113.10/32 -p udp -j PORTSTRIPE-UDP", "0>>22&0x3C@8>>24=0x38"}, []string{"2001:db8", "4>>8&0xFF=17"}},
+		{v6, []string{"-A PORTSTRIPE -d 2001:db8::10/128 -p udp -j PORTSTRIPE-UDP", `--u32 "4>>8&0xFF=17 && 48>>24=0x38 && 57=0x1"`, "# Limit: ip6tables u32 reads the fixed 40-byte IPv6 header"}, []string{"203.0.113.10", "0>>22&0x3C"}},
+	} {
+		for _, w := range c.has {
+			if !bytes.Contains(c.file, []byte(w)) {
+				t.Errorf("lacks %q:\n%s", w, c.file)
+			}
+		}
+		for _, w := range c.not {
+			if bytes.Contains(c.file, []byte(w)) {
+				t.Errorf("holds %q:\n%s", w, c.file)
+			}
+		}
+	}
+	if a, b := Chains(p), declaredChains(v6); len(b) != len(a) {
+		t.Errorf("rules.v6 declares %d chains, Chains lists %d", len(b), len(a))
+	}
+}
+
 func TestRenderDeterministic(t *testing.T) {
 	a, b := Render(seedPlan(t)), Render(seedPlan(t))
 	if !bytes.Equal(a, b) {

@@ -5,15 +5,32 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/signature"
 )
 
-// udpHeader is the u32 location of the UDP header: the IP header's length
-// from its IHL field, so packets with IP options are read right.
-const udpHeader = "0>>22&0x3C"
+// udpHeader is the u32 location of the UDP header in a family's packets,
+// as a prefix to a position within it. IPv4: the IP header's length from
+// its IHL field, so packets with IP options are read right. IPv6: the fixed
+// 40-byte header; a packet with extension headers has its UDP header
+// elsewhere, so nextHeader keeps those out (not diverted: a documented
+// limit of ip6tables, which cannot follow them).
+func udpHeader(f node.Family) (at string, base int) {
+	if f == node.IPv6 {
+		return "", ipv6HeaderLen
+	}
+	return "0>>22&0x3C@", 0
+}
+
+// nextHeader is the test an IPv6 expression starts with: the IPv6 header's
+// Next Header (byte 6, read in the word at 4) is UDP, i.e. no extension
+// header sits between it and the UDP header. `-p udp` alone also matches
+// a datagram behind extension headers, whose payload lies at other offsets.
+const nextHeader = "4>>8&0xFF=17"
 
 const (
-	udpHeaderLen = 8
+	ipv6HeaderLen = 40
+	udpHeaderLen  = 8
 	// maxU32Tests is how many tests one xt_u32 match holds
 	// (XT_U32_MAXSIZE+1); longer signatures take several -m u32 matches.
 	maxU32Tests = 11
@@ -30,9 +47,11 @@ type u32Test struct {
 	Decimal bool
 }
 
-func (t u32Test) String() string {
+// format writes the test for a family's packets.
+func (t u32Test) format(f node.Family) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s@%d", udpHeader, t.Pos)
+	at, base := udpHeader(f)
+	fmt.Fprintf(&b, "%s%d", at, base+t.Pos)
 	if t.Shift > 0 {
 		fmt.Fprintf(&b, ">>%d", t.Shift)
 	}
@@ -58,9 +77,9 @@ var ErrNotInKernel = errors.New("needs a protocol parser, not byte checks")
 // fails the match, so reads are placed to end within the bytes the
 // signature needs: inside the known length, or, when the length is open,
 // ending at the last byte the signature checks (reaching back into the UDP
-// header if needed). A signature with no checks gives no expression: it matches every
-// datagram.
-func U32(sig signature.Signature) ([]string, error) {
+// header if needed). A signature with no checks gives no expression on
+// IPv4 (it matches every datagram), and the next-header test alone on IPv6.
+func U32(f node.Family, sig signature.Signature) ([]string, error) {
 	if sig.TLSHello || sig.HTTP || len(sig.SNI) > 0 {
 		return nil, fmt.Errorf("%s: %w", sig.Label, ErrNotInKernel)
 	}
@@ -84,15 +103,18 @@ func U32(sig signature.Signature) ([]string, error) {
 		}
 		tests = append(tests, bt...)
 	}
+	var parts []string
+	if f == node.IPv6 {
+		parts = append(parts, nextHeader)
+	}
+	for _, t := range tests {
+		parts = append(parts, t.format(f))
+	}
 	var exprs []string
-	for len(tests) > 0 {
-		n := min(len(tests), maxU32Tests)
-		parts := make([]string, n)
-		for i, t := range tests[:n] {
-			parts[i] = t.String()
-		}
-		exprs = append(exprs, strings.Join(parts, " && "))
-		tests = tests[n:]
+	for len(parts) > 0 {
+		n := min(len(parts), maxU32Tests)
+		exprs = append(exprs, strings.Join(parts[:n], " && "))
+		parts = parts[n:]
 	}
 	return exprs, nil
 }

@@ -52,7 +52,7 @@ func TestU32(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := U32(tt.sig)
+			got, err := U32(node.IPv4, tt.sig)
 			if (err != nil) != tt.err {
 				t.Fatalf("err = %v, want error %v", err, tt.err)
 			}
@@ -63,15 +63,54 @@ func TestU32(t *testing.T) {
 	}
 }
 
+// TestU32IPv6: the same checks at the fixed offsets of the 40-byte IPv6
+// header, after the next-header test.
+func TestU32IPv6(t *testing.T) {
+	opcode := signature.Bytes{Offset: 0, Value: []byte{0x38}, What: "opcode"}
+	tests := []struct {
+		name string
+		sig  signature.Signature
+		want []string
+	}{
+		{"no checks", signature.Signature{}, []string{"4>>8&0xFF=17"}},
+		{"length only", signature.Signature{Length: 54}, []string{"4>>8&0xFF=17 && 44>>16=62"}},
+		{"packet-id at 73 (tls-auth SHA512)", signature.Signature{Bytes: []signature.Bytes{opcode, {Offset: 73, Value: []byte{0, 0, 0, 1}}}},
+			[]string{"4>>8&0xFF=17 && 48>>24=0x38 && 121=0x1"}},
+		{"packet-id at 9 (tls-crypt)", signature.Signature{Bytes: []signature.Bytes{opcode, {Offset: 9, Value: []byte{0, 0, 0, 1}}}},
+			[]string{"4>>8&0xFF=17 && 48>>24=0x38 && 57=0x1"}},
+		{"payload of 2 reads into the UDP header", signature.Signature{Length: 2, Bytes: []signature.Bytes{opcode}},
+			[]string{"4>>8&0xFF=17 && 44>>16=10 && 46>>8&0xFF=0x38"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := U32(node.IPv6, tt.sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("U32 =\n  %q\nwant\n  %q", got, tt.want)
+			}
+		})
+	}
+	// The next-header test takes one of the 11 slots of the first match.
+	exprs, err := U32(node.IPv6, signature.Signature{Length: 200, Bytes: []signature.Bytes{{Offset: 0, Value: make([]byte, 40)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exprs) != 2 || !strings.HasPrefix(exprs[0], "4>>8&0xFF=17 && ") || strings.Count(exprs[0], "&&") != maxU32Tests-1 || strings.Count(exprs[1], "&&") != 12-maxU32Tests-1 {
+		t.Errorf("12 tests not split 11+1: %q", exprs)
+	}
+}
+
 func TestU32NotInKernel(t *testing.T) {
-	if _, err := U32(signature.Signature{HTTP: true}); !errors.Is(err, ErrNotInKernel) {
+	if _, err := U32(node.IPv4, signature.Signature{HTTP: true}); !errors.Is(err, ErrNotInKernel) {
 		t.Errorf("HTTP signature: err = %v, want ErrNotInKernel", err)
 	}
 }
 
 func TestU32Split(t *testing.T) {
 	sig := signature.Signature{Length: 200, Bytes: []signature.Bytes{{Offset: 0, Value: make([]byte, 60)}}}
-	exprs, err := U32(sig)
+	exprs, err := U32(node.IPv4, sig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,31 +119,36 @@ func TestU32Split(t *testing.T) {
 	}
 }
 
-// evalU32 runs the expressions U32 emits on an IPv4 packet the way xt_u32
-// does: a 4-byte read that does not fit in the packet fails the match.
+// evalU32 runs the expressions U32 emits on an IPv4 or IPv6 packet the
+// way xt_u32 does: a test with the IHL prefix reads from the end of the
+// IPv4 header, one without from the start of the packet; a 4-byte read that
+// does not fit in the packet fails the match.
 func evalU32(t *testing.T, exprs []string, pkt []byte) bool {
 	t.Helper()
-	re := regexp.MustCompile(`^0>>22&0x3C@(\d+)(?:>>(\d+))?(?:&0x([0-9A-F]+))?=(0x[0-9A-F]+|\d+)$`)
+	re := regexp.MustCompile(`^(0>>22&0x3C@)?(\d+)(?:>>(\d+))?(?:&0x([0-9A-F]+))?=(0x[0-9A-F]+|\d+)$`)
 	for _, e := range exprs {
 		for _, test := range strings.Split(e, " && ") {
 			m := re.FindStringSubmatch(test)
 			if m == nil {
 				t.Fatalf("unexpected u32 test %q", test)
 			}
-			pos, _ := strconv.Atoi(m[1])
+			pos, _ := strconv.Atoi(m[2])
 			shift := 0
-			if m[2] != "" {
-				shift, _ = strconv.Atoi(m[2])
+			if m[3] != "" {
+				shift, _ = strconv.Atoi(m[3])
 			}
 			mask := uint64(0xFFFFFFFF)
-			if m[3] != "" {
-				mask, _ = strconv.ParseUint(m[3], 16, 32)
+			if m[4] != "" {
+				mask, _ = strconv.ParseUint(m[4], 16, 32)
 			}
-			want, err := strconv.ParseUint(m[4], 0, 32)
+			want, err := strconv.ParseUint(m[5], 0, 32)
 			if err != nil {
 				t.Fatal(err)
 			}
-			at := int(binary.BigEndian.Uint32(pkt)>>22&0x3C) + pos
+			at := pos
+			if m[1] != "" {
+				at += int(binary.BigEndian.Uint32(pkt) >> 22 & 0x3C)
+			}
 			if at+4 > len(pkt) {
 				return false
 			}
@@ -114,6 +158,29 @@ func evalU32(t *testing.T, exprs []string, pkt []byte) bool {
 		}
 	}
 	return true
+}
+
+// ipv6UDP builds a datagram, behind a destination options header (PadN
+// only) when dstopts is set.
+func ipv6UDP(payload []byte, dstopts bool) []byte {
+	ext := 0
+	if dstopts {
+		ext = 8
+	}
+	pkt := make([]byte, 40+ext+8+len(payload))
+	pkt[0] = 0x60
+	binary.BigEndian.PutUint16(pkt[4:], uint16(len(pkt)-40))
+	pkt[6], pkt[7] = 17, 64
+	if dstopts {
+		pkt[6] = 60
+		copy(pkt[40:], []byte{17, 0, 1, 4, 0, 0, 0, 0})
+	}
+	udp := pkt[40+ext:]
+	binary.BigEndian.PutUint16(udp[0:], 40000)
+	binary.BigEndian.PutUint16(udp[2:], 443)
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	copy(udp[8:], payload)
+	return pkt
 }
 
 // ipv4UDP builds a datagram with options words of IP options.
@@ -169,9 +236,13 @@ func TestU32AgreesWithMatch(t *testing.T) {
 	sigs = append(sigs, wg)
 	matched := 0
 	for _, s := range sigs {
-		exprs, err := U32(s)
+		exprs, err := U32(node.IPv4, s)
 		if err != nil {
 			t.Fatalf("%s: %v", s.Label, err)
+		}
+		exprs6, err := U32(node.IPv6, s)
+		if err != nil {
+			t.Fatalf("%s (IPv6): %v", s.Label, err)
 		}
 		for _, p := range payloads {
 			want := s.Match(p) == signature.Match
@@ -183,6 +254,13 @@ func TestU32AgreesWithMatch(t *testing.T) {
 					t.Errorf("%s on %d-byte payload %x… with %d option words: u32 %v, Match %v (%q)",
 						s.Label, len(p), p[:min(len(p), 4)], opts, got, want, exprs)
 				}
+			}
+			if got := evalU32(t, exprs6, ipv6UDP(p, false)); got != want {
+				t.Errorf("%s on %d-byte payload %x… over IPv6: u32 %v, Match %v (%q)", s.Label, len(p), p[:min(len(p), 4)], got, want, exprs6)
+			}
+			// The documented limit: behind an extension header, nothing.
+			if evalU32(t, exprs6, ipv6UDP(p, true)) {
+				t.Errorf("%s on %d-byte payload %x… behind a destination options header: u32 matched (%q)", s.Label, len(p), p[:min(len(p), 4)], exprs6)
 			}
 		}
 	}

@@ -207,3 +207,34 @@ func (n *Node) Service(name string) (Service, bool) {
 	}
 	return Service{}, false
 }
+
+// Family is an IP version: clients reach a node over each family it has
+// an address of.
+type Family string
+
+const (
+	IPv4 Family = "ipv4"
+	IPv6 Family = "ipv6"
+)
+
+// Families lists the families in the order every output walks them.
+var Families = []Family{IPv4, IPv6}
+
+// FamilyOf is the family of an address.
+func FamilyOf(a netip.Addr) Family {
+	if a.Is6() && !a.Is4In6() {
+		return IPv6
+	}
+	return IPv4
+}
+
+// AddressesOf returns the addresses of one family, in their order.
+func AddressesOf(addrs []netip.Addr, f Family) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if FamilyOf(a) == f {
+			out = append(out, a)
+		}
+	}
+	return out
+}
