@@ -238,3 +238,11 @@ func AddressesOf(addrs []netip.Addr, f Family) []netip.Addr {
 	}
 	return out
 }
+
+// String is the family as prose names it (IPv4, IPv6).
+func (f Family) String() string {
+	if f == IPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}

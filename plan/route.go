@@ -17,6 +17,9 @@ const None = "none"
 type Route struct {
 	Proto node.Proto `json:"proto"`
 	Port  uint16     `json:"port"`
+	// Family and Address are the node address the client sends to.
+	Family  node.Family `json:"family"`
+	Address netip.Addr  `json:"address"`
 	// Service is None when no rule takes the packet.
 	Service string `json:"service"`
 	// Target is ip:port: the node address and UDP listener port, or the TCP
@@ -74,17 +77,26 @@ func (p *Plan) Range(proto node.Proto, port uint16) (Range, bool) {
 // turn into rules. TCP follows HAProxy: a signature still waiting for bytes
 // when the packet ends counts as no match, as when the inspect-delay ends.
 func (p *Plan) Route(proto node.Proto, port uint16, payload []byte) Route {
+	return p.RouteTo(p.Node.Addresses[0], proto, port, payload)
+}
+
+// RouteTo is Route for a client sending to dst, one of the node's
+// addresses: both families' rules hold the same lists, so only the address
+// a UDP listener is reached on differs.
+func (p *Plan) RouteTo(dst netip.Addr, proto node.Proto, port uint16, payload []byte) Route {
+	base := Route{Proto: proto, Port: port, Family: node.FamilyOf(dst), Address: dst}
 	r, ok := p.Range(proto, port)
 	if !ok {
 		why, rule := "not striped", RuleNotStriped
 		if p.Node.Reserved.Contains(port) {
 			why, rule = "reserved", RuleReserved
 		}
-		return Route{Proto: proto, Port: port, Service: None, Rule: rule, Via: fmt.Sprintf("%s %d is %s: no rule touches it", proto, port, why)}
+		base.Service, base.Rule, base.Via = None, rule, fmt.Sprintf("%s %d is %s: no rule touches it", proto, port, why)
+		return base
 	}
 	l := p.Lists[r.List]
 	ports := r.Ports()
-	base := Route{Proto: proto, Port: port, Range: &ports, List: l.Name, Frontend: l.Frontend}
+	base.Range, base.List, base.Frontend = &ports, l.Name, l.Frontend
 	where := fmt.Sprintf("%s %s (list %s)", proto, r.Ports(), l.Name)
 	if l.Frontend != nil {
 		where += fmt.Sprintf(" → frontend %s :%d", l.Frontend.Name, l.Frontend.Port)
@@ -113,7 +125,7 @@ func (p *Plan) route(r Route, t Target, via string) Route {
 	case t.Backend.IsValid():
 		r.Target = t.Backend.String()
 	default:
-		r.Target = netip.AddrPortFrom(p.Node.Addresses[0], t.Port).String()
+		r.Target = netip.AddrPortFrom(r.Address, t.Port).String()
 	}
 	return r
 }

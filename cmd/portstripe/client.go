@@ -123,7 +123,8 @@ func clientFor(s node.Service) []string {
 // plan routes the packet it would send), else which services it is for.
 func completeClient(nf *nodeFlags) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		proto := node.Proto(cmd.Flag("proto").Value.String())
+		flag := cmd.Flag("proto").Value.String()
+		proto, _, known := parseRouteProto(flag)
 		port, _ := cmd.Flags().GetInt("port")
 		res, err := nf.compile()
 		var specs []string
@@ -152,14 +153,16 @@ func completeClient(nf *nodeFlags) cobra.CompletionFunc {
 			if names := reaches[spec]; names != nil {
 				desc = "for " + strings.Join(names, ", ")
 			}
-			if proto == node.UDP || proto == node.TCP {
+			if known {
 				payload, _, err := clientPacket(spec, proto)
 				if err != nil {
 					continue // no such client on this protocol
 				}
 				if res != nil && port >= 1 && port <= 65535 {
+					// Both families take the same lists: which service
+					// a client reaches does not depend on the address.
 					r := res.Plan.Route(proto, uint16(port), payload)
-					desc = fmt.Sprintf("%s %d → %s", proto, port, r.Service)
+					desc = fmt.Sprintf("%s %d → %s", flag, port, r.Service)
 				}
 			}
 			out = append(out, cobra.CompletionWithDesc(spec, desc))

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/internal/safefile"
+	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/supervisor"
@@ -46,7 +49,7 @@ run or compile). -o json prints the node and the rows as one document
 			if err != nil {
 				return err
 			}
-			doc := explainDoc{Schema: schema("explain"), Node: docNode(p.Node), Rows: p.Explain()}
+			doc := explainDoc{Schema: schema("explain"), Node: docNode(p.Node), Rows: p.Explain(), Limits: limits(p)}
 			return out.write(cmd.OutOrStdout(), doc, func(w io.Writer) error { return writeExplain(w, p) })
 		},
 	}
@@ -92,6 +95,31 @@ type explainDoc struct {
 	Schema string     `json:"schema"`
 	Node   nodeDoc    `json:"node"`
 	Rows   []plan.Row `json:"rows"`
+	// Limits are what the firewall backend cannot classify on this node.
+	Limits []string `json:"limits,omitempty"`
+}
+
+// limits are what the plan's firewall backend cannot classify: over IPv6,
+// UDP behind extension headers.
+func limits(p *plan.Plan) []string {
+	if !hasUDP(p) || len(node.AddressesOf(p.Node.Addresses, node.IPv6)) == 0 {
+		return nil
+	}
+	return []string{"udp over IPv6: " + ipv6Limit(p)}
+}
+
+// familyAddresses writes the node's addresses per family.
+func familyAddresses(addrs []netip.Addr) string {
+	var parts []string
+	for _, f := range node.Families {
+		if of := node.AddressesOf(addrs, f); len(of) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", f, joinAddrs(of)))
+		}
+	}
+	if len(parts) > 1 {
+		return strings.Join(parts, ", ") + " (the same decisions on both)"
+	}
+	return strings.Join(parts, "")
 }
 
 // nodeDoc is the node a document describes: plan.json's node, with the
@@ -106,7 +134,7 @@ func docNode(n plan.NodeInfo) nodeDoc { return nodeDoc{n, n.Reserved} }
 func writeExplain(w io.Writer, p *plan.Plan) error {
 	fmt.Fprintf(w, "node %s from %s (sha256 %s)\n", p.Node.Name, p.Node.Source, p.Node.SHA256)
 	writeOverrides(w, p.Node)
-	fmt.Fprintf(w, "addresses %v; reserved ports %s get no rule\n\n", p.Node.Addresses, p.Node.Reserved)
+	fmt.Fprintf(w, "addresses: %s; reserved ports %s get no rule\n\n", familyAddresses(p.Node.Addresses), p.Node.Reserved)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROTO\tPORTS\tVIA\t#\tSIGNATURE\tSERVICE\tTARGET")
 	prev := ""
@@ -157,6 +185,12 @@ func writeExplain(w io.Writer, p *plan.Plan) error {
 	if len(caveats) > 0 {
 		fmt.Fprintln(w, "\nWhat they assume of clients:")
 		fmt.Fprintln(w, strings.Join(caveats, "\n"))
+	}
+	if ls := limits(p); len(ls) > 0 {
+		fmt.Fprintln(w, "\nWhat the firewall cannot classify:")
+		for _, l := range ls {
+			fmt.Fprintln(w, "  "+l)
+		}
 	}
 	writeHealth(w, p)
 	writeClientAddresses(w, p)
@@ -253,7 +287,7 @@ func routeCmd(nf *nodeFlags) *cobra.Command {
 		out                                         outputFormat
 	)
 	c := &cobra.Command{
-		Use:   "route --proto udp|tcp --port N (--payload-hex HEX | --payload-file F | --client KIND) [-c node.yaml | --dir DIR] [-o text|json|yaml]",
+		Use:   "route --proto udp|tcp|udp6|tcp6|udp4|tcp4 --port N (--payload-hex HEX | --payload-file F | --client KIND) [-c node.yaml | --dir DIR] [-o text|json|yaml]",
 		Short: "Say which service a client's first packet on a port reaches",
 		Long: `route answers "where does this client land?" from the same plan the emitters
 turn into rules: give the protocol, the public port the client connects to,
@@ -262,6 +296,13 @@ stream, OpenVPN's 2-byte length prefix included). It prints the service, the
 address it lands on, and which rule took it; "none" when no rule does
 (a reserved port, or a default that rejects). -o json prints it as one
 document (schema portstripe.route/v1, docs/json.md).
+
+--proto names the family as OpenVPN's --proto does: udp6 and tcp6 are a
+client sending to the node's (first) IPv6 address, udp4 and tcp4 to its
+IPv4 one, plain udp and tcp to its first address of either family. Both
+families go through the same decision lists; over IPv6 with the iptables
+backend, a UDP first packet behind extension headers is not diverted (the
+answer says so).
 
 --payload-file reads hex text (as in fixtures/first-packets/*.hex) or,
 if the file is not hex, its raw bytes. Without a capture, --client makes the
@@ -274,13 +315,14 @@ It compiles the node file (without -c: the built-in example node), or with
 		Example: `  portstripe route --proto udp --port 5061 --client openvpn:tls-crypt
   portstripe route --proto tcp --port 443 --client openvpn:tls-auth:SHA512
   portstripe route --proto tcp --port 443 --client tls:www.example.org
+  portstripe route --proto udp6 --port 443 --client openvpn:tls-crypt -c dual-stack.yaml
   portstripe route --proto udp --port 5061 --payload-file fixtures/first-packets/udp-tls-crypt.hex
   portstripe route --proto tcp --port 80 --payload-hex 5353482d322e30 -o json
   portstripe route --dir /var/lib/portstripe --proto tcp --port 443 --client ssh`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pr := node.Proto(proto)
-			if pr != node.UDP && pr != node.TCP {
-				return usageError{fmt.Errorf("--proto %q: want udp or tcp", proto)}
+			pr, fam, ok := parseRouteProto(proto)
+			if !ok {
+				return usageError{fmt.Errorf("--proto %q: want %s", proto, strings.Join(routeProtos, ", "))}
 			}
 			if port < 1 || port > 65535 {
 				return usageError{fmt.Errorf("--port %d: want 1-65535", port)}
@@ -309,29 +351,43 @@ It compiles the node file (without -c: the built-in example node), or with
 			if err != nil {
 				return err
 			}
-			r := p.Route(pr, uint16(port), payload)
+			dst := p.Node.Addresses[0]
+			if fam != "" {
+				of := node.AddressesOf(p.Node.Addresses, fam)
+				if len(of) == 0 {
+					return usageError{fmt.Errorf("--proto %s: node %s has no %s address (addresses: %s)", proto, p.Node.Name, fam, joinAddrs(p.Node.Addresses))}
+				}
+				dst = of[0]
+			}
+			r := p.RouteTo(dst, pr, uint16(port), payload)
 			doc := routeDoc{Schema: schema("route"), Route: r, Client: what}
+			if r.Family == node.IPv6 && pr == node.UDP && r.Rule != plan.RuleNotStriped && r.Rule != plan.RuleReserved {
+				doc.Limit = ipv6Limit(p)
+			}
 			return out.write(cmd.OutOrStdout(), doc, func(w io.Writer) error {
 				target := r.Target
 				if target == "" {
 					target = "-"
 				}
-				fmt.Fprintf(w, "%s %d → %s at %s\n  via %s\n", pr, port, r.Service, target, r.Via)
+				fmt.Fprintf(w, "%s %d → %s at %s\n  via %s\n", proto, port, r.Service, target, r.Via)
 				if what != "" {
 					fmt.Fprintf(w, "  client: %s\n", what)
+				}
+				if doc.Limit != "" {
+					fmt.Fprintf(w, "  limit: %s\n", doc.Limit)
 				}
 				return nil
 			})
 		},
 	}
-	c.Flags().StringVar(&proto, "proto", "", "udp or tcp (required)")
+	c.Flags().StringVar(&proto, "proto", "", "udp or tcp, to the node's first address; udp6/tcp6 or udp4/tcp4 to its IPv6 or IPv4 one (required)")
 	c.Flags().IntVar(&port, "port", 0, "public port the client connects to, 1-65535 (required)")
 	c.Flags().StringVar(&payloadHex, "payload-hex", "", "the first packet as hex")
 	c.Flags().StringVar(&payloadFile, "payload-file", "", "file holding the first packet (hex text or raw bytes)")
 	c.Flags().StringVar(&client, "client", "", "make the first packet of such a client: openvpn:tls-crypt, openvpn:tls-auth:SHA512, ssh, tls:NAME, … (see above)")
 	registerOutput(c, &out)
 	planDirFlag(c, &dir)
-	completeValues(c, "proto", string(node.UDP), string(node.TCP))
+	completeValues(c, "proto", routeProtos...)
 	_ = c.RegisterFlagCompletionFunc("client", completeClient(nf))
 	return c
 }
@@ -342,6 +398,45 @@ type routeDoc struct {
 	plan.Route
 	// Client is what --client made, empty for a payload given as such.
 	Client string `json:"client,omitempty"`
+	// Limit is what the firewall backend cannot classify on this route
+	// (UDP over IPv6 through iptables: extension headers).
+	Limit string `json:"limit,omitempty"`
+}
+
+// routeProtos are --proto's values: OpenVPN's names for a protocol, with
+// the family or without.
+var routeProtos = []string{"udp", "tcp", "udp6", "tcp6", "udp4", "tcp4"}
+
+// parseRouteProto reads --proto: the protocol, and the family of the node
+// address the client sends to ("" for the node's first address).
+func parseRouteProto(s string) (node.Proto, node.Family, bool) {
+	if !slices.Contains(routeProtos, s) {
+		return "", "", false
+	}
+	switch pr := node.Proto(s[:3]); s[3:] {
+	case "6":
+		return pr, node.IPv6, true
+	case "4":
+		return pr, node.IPv4, true
+	default:
+		return pr, "", true
+	}
+}
+
+// ipv6Limit is what the plan's firewall backend cannot classify over
+// IPv6: iptables' u32 reads fixed offsets, so extension headers hide a
+// first packet from it.
+func ipv6Limit(p *plan.Plan) string {
+	return iptables.Extension6Limit
+}
+
+// joinAddrs writes addresses as a list.
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // maxPayloadFile bounds --payload-file: the hex text of a 64 KiB datagram,

@@ -29,8 +29,8 @@ const jsonGoldenDir = "testdata/json"
 const sshTLSNode = "../../fixtures/ssh-tls-node.yaml"
 
 // jsonCases are command lines whose documents are kept as golden files:
-// explain and route on the built-in seed node and the SSH/TLS node, a
-// status with nothing applied (TestStatusJSON adds a live one).
+// explain and route on the built-in seed node, the SSH/TLS node and the
+// dual-stack node, a status with nothing applied (TestStatusJSON adds a live one).
 var jsonCases = []struct {
 	name string
 	args []string
@@ -43,7 +43,12 @@ var jsonCases = []struct {
 	{"route-ssh-tls-tcp", []string{"route", "-c", sshTLSNode, "--proto", "tcp", "--port", "443", "--client", "tls:www.example.org"}, 0},
 	{"route-seed-reserved", []string{"route", "--proto", "tcp", "--port", "30000", "--payload-hex", ""}, 0},
 	{"status-nothing-applied", []string{"status", "--dir", "$DIR"}, exitFailure},
+	// Over IPv6: the node's IPv6 address, and what iptables cannot see.
+	{"explain-dual-stack", []string{"explain", "-c", dualStackNode}, 0},
+	{"route-dual-stack-udp6", []string{"route", "-c", dualStackNode, "--proto", "udp6", "--port", "443", "--client", "openvpn:tls-auth:SHA512"}, 0},
 }
+
+const dualStackNode = "../../fixtures/dual-stack-node.yaml"
 
 // TestJSONGolden: every document is what its golden file holds, names its
 // schema, and -o yaml says the same as -o json.

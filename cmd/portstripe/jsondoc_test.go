@@ -68,7 +68,7 @@ var jsonDocs = []struct {
 		command: "explain",
 		about: "The port map: for each protocol and decision list, the checks tried on a client's first packet in order, " +
 			"then the list's default, then the striped services left out of its ports. One row per line of the text table.",
-		examples: []string{"explain-ssh-tls"},
+		examples: []string{"explain-ssh-tls", "explain-dual-stack"},
 		fields: slices.Concat([]field{
 			{"schema", "", "`portstripe.explain/v1`"},
 		}, nodeFields, []field{
@@ -85,20 +85,23 @@ var jsonDocs = []struct {
 			{"rows[].service", "", "the service a matching packet reaches; `none` when nothing takes it; for `left_out`, the service left out"},
 			{"rows[].target", "", "where the packet lands; absent when nothing takes it (TCP: rejected; UDP: not diverted) and for `left_out`"},
 			{"rows[].target.port", "", "UDP: the service's port on the node (at the address the datagram was sent to)"},
-			{"rows[].target.backend", "", "TCP: the backend HAProxy forwards to, `ip:port`"},
+			{"rows[].target.backend", "", "TCP: the backend HAProxy forwards to, `ip:port` (`[ipv6]:port`)"},
+			{"limits", "", "what the firewall backend cannot classify on this node, in sentences (iptables over IPv6: UDP behind extension headers is not diverted); absent when nothing"},
 		}),
 	},
 	{
 		command: "route",
 		about: "Where one client's first packet lands, and which rule takes it: the answer of the same plan the " +
 			"rules and haproxy.cfg are emitted from.",
-		examples: []string{"route-seed-udp", "route-ssh-tls-tcp", "route-seed-reserved"},
+		examples: []string{"route-seed-udp", "route-ssh-tls-tcp", "route-seed-reserved", "route-dual-stack-udp6"},
 		fields: slices.Concat([]field{
 			{"schema", "", "`portstripe.route/v1`"},
-			{"proto", "", "`udp` or `tcp`, as --proto gave it"},
+			{"proto", "", "`udp` or `tcp`, as --proto gave it (without its family: `udp6` is `udp` and `family` `ipv6`)"},
 			{"port", "", "the public port, as --port gave it"},
+			{"family", "", "`ipv4` or `ipv6`: the family of `address`"},
+			{"address", "", "the node address the client sends to: its first (of the family --proto names: `udp6`, `tcp4`, …)"},
 			{"service", "", "the service the packet reaches; `none` when no rule takes it"},
-			{"target", "", "where it lands, `ip:port`: the node's first address and the service's UDP port, or the TCP backend; absent for `none`"},
+			{"target", "", "where it lands, `ip:port` (`[ipv6]:port`): `address` and the service's UDP port, or the TCP backend; absent for `none`"},
 			{"rule", "", "what took it: `check` (the step-th signature), `default` (no signature matched), or, when no rule touches the port, `not_striped` or `reserved`"},
 			{"step", "", "`check` only: the signature's place in the list, from 1"},
 			{"signature", "", "`check` only: the signature that matched"},
@@ -107,6 +110,7 @@ var jsonDocs = []struct {
 		}, frontend("frontend", "TCP: the HAProxy frontend classifying the port"), []field{
 			{"via", "", "all of the above in a sentence, with what the signature reads"},
 			{"client", "", "with --client: the first packet made, in words; absent with --payload-hex or --payload-file"},
+			{"limit", "", "what the firewall backend cannot classify on this route (UDP over IPv6 through iptables: extension headers); absent when nothing"},
 		}),
 	},
 	{

@@ -714,6 +714,7 @@ func writeStatus(w io.Writer, st Status) {
 	if st.Node != nil {
 		fmt.Fprintf(w, "node %s applied from %s (sha256 %s)\n", st.Node.Name, st.Node.Source, st.Node.SHA256)
 		writeOverrides(w, st.Node.NodeInfo)
+		fmt.Fprintf(w, "  addresses: %s\n", familyAddresses(st.Node.Addresses))
 	}
 	if st.HAProxy != nil {
 		fmt.Fprintf(w, "haproxy master pid %d, %d reloads (last failed: %d), workers %v, old workers %v\n",

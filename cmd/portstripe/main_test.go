@@ -57,6 +57,14 @@ func TestRouteCommand(t *testing.T) {
 		// A client that sends nothing meets the default after the delay.
 		{[]string{"--proto", "tcp", "--port", "5061", "--payload-hex", ""},
 			map[string]string{"service": "openvpn_ed25519", "target": "127.0.0.1:5061"}},
+		// Per family: the UDP listener on the address of the family the
+		// client sends to; the same decisions on both.
+		{[]string{"-c", dualStackNode, "--proto", "udp6", "--port", "8080", "--payload-file", fx + "udp-tls-crypt.hex"},
+			map[string]string{"service": "openvpn_ecc", "target": "[2001:db8::10]:5060", "family": "ipv6", "address": "2001:db8::10"}},
+		{[]string{"-c", dualStackNode, "--proto", "udp4", "--port", "8080", "--payload-file", fx + "udp-tls-crypt.hex"},
+			map[string]string{"service": "openvpn_ecc", "target": "203.0.113.10:5060", "family": "ipv4", "limit": ""}},
+		{[]string{"-c", dualStackNode, "--proto", "tcp6", "--port", "22", "--payload-hex", "5353482d322e300d0a"},
+			map[string]string{"service": "ssh", "target": "[::1]:2222", "family": "ipv6", "limit": ""}},
 	}
 	for _, tt := range tests {
 		code, out, errOut := portstripe(t, append([]string{"route", "-o", "json"}, tt.args...)...)
@@ -67,7 +75,8 @@ func TestRouteCommand(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &doc); err != nil {
 			t.Fatalf("%v: %v in %q", tt.args, err, out)
 		}
-		got := map[string]string{"service": doc.Service, "target": doc.Target, "via": doc.Via}
+		got := map[string]string{"service": doc.Service, "target": doc.Target, "via": doc.Via,
+			"family": string(doc.Family), "address": doc.Address.String(), "limit": doc.Limit}
 		for k, v := range tt.want {
 			if got[k] != v {
 				t.Errorf("%v: %s = %q, want %q (via %s)", tt.args, k, got[k], v, got["via"])
@@ -79,6 +88,15 @@ func TestRouteCommand(t *testing.T) {
 	}
 	if code, _, _ := portstripe(t, "route", "--proto", "sctp", "--port", "1", "--payload-hex", "00"); code != 2 {
 		t.Errorf("bad --proto: exit %d, want 2", code)
+	}
+	// UDP over IPv6 says what ip6tables cannot see; a family the node
+	// lacks is a flag error.
+	code, out, _ := portstripe(t, "route", "-c", dualStackNode, "--proto", "udp6", "--port", "1", "--client", "openvpn:tls-crypt")
+	if code != 0 || !strings.Contains(out, "udp6 1 → openvpn_ecc at [2001:db8::10]:5060\n") || !strings.Contains(out, "\n  limit: ip6tables u32 reads the fixed 40-byte IPv6 header: a UDP first packet behind IPv6 extension headers") {
+		t.Errorf("route --proto udp6: exit %d:\n%s", code, out)
+	}
+	if code, _, errOut := portstripe(t, "route", "--proto", "udp6", "--port", "1", "--client", "openvpn:tls-crypt"); code != 2 || !strings.Contains(errOut, "--proto udp6: node seed has no IPv6 address (addresses: 195.154.33.73)") {
+		t.Errorf("route --proto udp6 on an IPv4-only node: exit %d, %q; want 2 naming the flag", code, errOut)
 	}
 }
 
