@@ -1,6 +1,7 @@
 // Package nodegen makes random node files for property tests and fuzz
 // corpora: deterministic for a seed, covering every service kind, tls mode,
-// SNI lists, dedicated ports, several addresses and custom port ranges.
+// SNI lists, dedicated ports, several addresses of both families, IPv4 and
+// IPv6 backends and custom port ranges.
 //
 // It aims at valid nodes but does not promise them (two random services may
 // be impossible to tell apart); Valid keeps drawing until node.Parse and
@@ -86,6 +87,9 @@ func (g *gen) addresses() []string {
 	var out []string
 	for range 1 + g.r.IntN(3) {
 		a := fmt.Sprintf("%s.%d", g.pick("198.51.100", "203.0.113"), 1+g.r.IntN(254))
+		if g.r.IntN(3) == 0 {
+			a = fmt.Sprintf(`"2001:db8:%x::%x"`, g.r.IntN(0x10000), 1+g.r.IntN(0xffff))
+		}
 		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
@@ -179,7 +183,11 @@ func (g *gen) services(resFrom int) names {
 			out.udp = append(out.udp, name)
 		}
 		if hasTCP {
-			fields = append(fields, fmt.Sprintf("tcp: 127.0.%d.%d:%d", g.r.IntN(256), 1+g.r.IntN(254), 1+g.r.IntN(65535)))
+			backend := fmt.Sprintf("127.0.%d.%d", g.r.IntN(256), 1+g.r.IntN(254))
+			if g.r.IntN(4) == 0 {
+				backend = "[::1]"
+			}
+			fields = append(fields, fmt.Sprintf("tcp: %q", fmt.Sprintf("%s:%d", backend, 1+g.r.IntN(65535))))
 			out.tcp = append(out.tcp, name)
 		}
 		if g.r.IntN(3) == 0 {
