@@ -33,8 +33,9 @@ type generated struct {
 
 // TestGeneratedNodes: every generated valid node compiles into a
 // haproxy.cfg that the real `haproxy -c -dW` accepts without a warning, and
-// rules that the kernel loads (iptables-restore in one throwaway network
-// namespace, each node's rules replacing the previous node's).
+// rules that the kernel loads (iptables-restore, and ip6tables-restore for
+// the nodes with an IPv6 address, in one throwaway network namespace, each
+// node's rules replacing the previous node's).
 func TestGeneratedNodes(t *testing.T) {
 	r := rand.New(rand.NewPCG(*propertySeed, 0))
 	t.Logf("seed %d (-property.seed), %d nodes (-property.nodes)", *propertySeed, *propertyNodes)
@@ -93,15 +94,31 @@ func checkHAProxy(t *testing.T, nodes []generated) {
 // checkRules loads each node's rules into one namespace: Check would make
 // a namespace per node, which costs more than the load itself.
 func checkRules(t *testing.T, nodes []generated) {
-	testenv.Require(t, "iptables-restore", "iptables-save")
-	m, err := iptables.New(iptables.Options{Netns: string(testenv.Netns(t, "property"))})
+	testenv.Require(t, "iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save")
+	ns := string(testenv.Netns(t, "property"))
+	m, err := iptables.New(iptables.Options{Netns: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m6, err := iptables.New(iptables.Options{Netns: ns, IPv6: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	v6 := 0
 	for i, g := range nodes {
 		if err := m.Apply(ctx, g.res.Files[compiler.RulesFile]); err != nil {
 			t.Fatalf("node %d: %v\nnode file:\n%s", i, err, g.yaml)
 		}
+		if rules, ok := g.res.Files[compiler.Rules6File]; ok {
+			v6++
+			if err := m6.Apply(ctx, rules); err != nil {
+				t.Fatalf("node %d, rules.v6: %v\nnode file:\n%s", i, err, g.yaml)
+			}
+		}
 	}
+	if v6 == 0 {
+		t.Errorf("none of %d nodes has an IPv6 address: rules.v6 went untested", len(nodes))
+	}
+	t.Logf("%d of %d nodes also loaded a rules.v6", v6, len(nodes))
 }

@@ -258,7 +258,7 @@ func (b *Backend) Counters(ctx context.Context, p *plan.Plan) ([]firewall.Counte
 	rules := udpRules(p)
 	var out []firewall.Counter
 	for _, f := range b.families {
-		if f.err != nil || f.table != "" && !hasIPv6(p) {
+		if f.err != nil || f.table != "" && !HasRules6(p) {
 			continue
 		}
 		cs, err := f.m.Counters(ctx)
@@ -272,15 +272,6 @@ func (b *Backend) Counters(ctx context.Context, p *plan.Plan) ([]firewall.Counte
 		}
 	}
 	return out, nil
-}
-
-func hasIPv6(p *plan.Plan) bool {
-	for _, a := range p.Node.Addresses {
-		if a.Is6() {
-			return true
-		}
-	}
-	return false
 }
 
 // udpRules maps each UDP rule of p, by chain and comment, to what it is.

@@ -367,28 +367,17 @@ func classifyInKernel(t *testing.T, files []string, fam classifyFamily) {
 		t.Fatal(err)
 	}
 	p.Node.Addresses = []netip.Addr{nodeAddr, nodeAddr6}
-	var counters func() []Counter
-	if fam.family == node.IPv4 {
-		m, err := New(Options{Netns: nodeNS})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Apply(ctx, Render(p)); err != nil {
-			t.Fatal(err)
-		}
-		counters = func() []Counter {
-			c, err := m.Counters(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
-	} else {
-		rules := Render6(p)
+	m, err := New(Options{Netns: nodeNS, IPv6: fam.family == node.IPv6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := Render(p)
+	if fam.family == node.IPv6 {
+		rules = Render6(p)
 		run(t, rules, "ip", "netns", "exec", nodeNS, "ip6tables-restore", "--test", "--noflush")
-		run(t, rules, "ip", "netns", "exec", nodeNS, "ip6tables-restore", "--noflush")
-		run(t, nil, "ip", append([]string{"netns", "exec", nodeNS, "ip6tables", "-t", "nat", "-I", "PREROUTING"}, JumpRule()...)...)
-		counters = func() []Counter { return savedCounters(t, nodeNS, fam.tool, "nat") }
+	}
+	if err := m.Apply(ctx, rules); err != nil {
+		t.Fatal(err)
 	}
 
 	// Counts the datagrams that really carry the extra header.
@@ -475,8 +464,12 @@ func classifyInKernel(t *testing.T, files []string, fam classifyFamily) {
 		}
 	}
 
+	counters, err := m.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]uint64{}
-	for _, c := range counters() {
+	for _, c := range counters {
 		if strings.HasPrefix(c.Chain, ListChainPrefix) {
 			got[c.Chain+" "+c.Comment] = c.Packets
 		}
