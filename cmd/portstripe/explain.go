@@ -102,7 +102,7 @@ type explainDoc struct {
 // limits are what the plan's firewall backend cannot classify: over IPv6,
 // UDP behind extension headers.
 func limits(p *plan.Plan) []string {
-	if !hasUDP(p) || len(node.AddressesOf(p.Node.Addresses, node.IPv6)) == 0 {
+	if !hasUDP(p) || len(node.AddressesOf(p.Node.Addresses, node.IPv6)) == 0 || ipv6Limit(p) == "" {
 		return nil
 	}
 	return []string{"udp over IPv6: " + ipv6Limit(p)}
@@ -425,9 +425,12 @@ func parseRouteProto(s string) (node.Proto, node.Family, bool) {
 
 // ipv6Limit is what the plan's firewall backend cannot classify over
 // IPv6: iptables' u32 reads fixed offsets, so extension headers hide a
-// first packet from it.
+// first packet from it; "" for a backend without that limit.
 func ipv6Limit(p *plan.Plan) string {
-	return iptables.Extension6Limit
+	if p.Firewall == node.IPTables || p.Firewall == "" { // "": plan.json from before the firewall key
+		return iptables.Extension6Limit
+	}
+	return ""
 }
 
 // joinAddrs writes addresses as a list.
