@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,13 +55,7 @@ func setUpAbuse(t *testing.T) *abuseNode {
 	a := &abuseNode{dir: dir, state: filepath.Join(dir, "state")}
 	instances := seedInstances()[:2]
 	a.rsa, a.ecc = instances[0], instances[1]
-	var wg sync.WaitGroup
-	errs := make([]error, len(instances))
-	for i, in := range instances {
-		wg.Go(func() { in.pki, errs[i] = newPKI(filepath.Join(dir, "pki-"+in.alg), in.alg) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := newPKIs(dir, instances); err != nil {
 		t.Fatal(err)
 	}
 	pair := testenv.Pair(t, nsPrefix)

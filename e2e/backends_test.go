@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,10 +93,15 @@ func startTLSServer(t *testing.T, node testbed.Netns, dir, cn, addr string) *tls
 // holding only that key, ssh gets as far as authentication ("Permission
 // denied") only when the key matched.
 func sshClient(client testbed.Netns, dir string, port int, hostKey, logPath string) (bool, string, error) {
-	known := filepath.Join(dir, fmt.Sprintf("known_hosts-%d", port))
-	host := fmt.Sprintf("[%s]:%d", nodeAddr, port)
+	return sshClientTo(client, testbed.NodeAddr, dir, port, hostKey, logPath)
+}
+
+// sshClientTo is sshClient connecting to addr.
+func sshClientTo(client testbed.Netns, addr netip.Addr, dir string, port int, hostKey, logPath string) (bool, string, error) {
+	known := filepath.Join(dir, fmt.Sprintf("known_hosts-%s-%d", addr, port))
+	host := fmt.Sprintf("[%s]:%d", addr, port)
 	if port == 22 {
-		host = nodeAddr // ssh writes the default port without brackets
+		host = addr.String() // ssh writes the default port without brackets
 	}
 	line := host + " " + hostKey + "\n"
 	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
@@ -105,7 +111,7 @@ func sshClient(client testbed.Netns, dir string, port int, hostKey, logPath stri
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
 		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=8", "-o", "IdentitiesOnly=yes",
 		"-o", "IdentityFile=/dev/null", "-o", "PreferredAuthentications=publickey",
-		"e2e@"+nodeAddr, "true")
+		"e2e@"+addr.String(), "true")
 	ok, out, err := testbed.WatchLines(cmd, logPath, "Permission denied", 15*time.Second)
 	return ok, out, err
 }
@@ -113,7 +119,12 @@ func sshClient(client testbed.Netns, dir string, port int, hostKey, logPath stri
 // tlsClient runs openssl s_client with the given SNI ("" sends none) and
 // returns the common name of the certificate the server presented.
 func tlsClient(client testbed.Netns, port int, sni, logPath string) (string, string, error) {
-	args := []string{"s_client", "-connect", fmt.Sprintf("%s:%d", nodeAddr, port), "-brief"}
+	return tlsClientTo(client, testbed.NodeAddr, port, sni, logPath)
+}
+
+// tlsClientTo is tlsClient connecting to addr.
+func tlsClientTo(client testbed.Netns, addr netip.Addr, port int, sni, logPath string) (string, string, error) {
+	args := []string{"s_client", "-connect", netip.AddrPortFrom(addr, uint16(port)).String(), "-brief"}
 	if sni != "" {
 		args = append(args, "-servername", sni)
 	} else {

@@ -147,24 +147,7 @@ func setUp(t *testing.T, firewall string) *suite {
 }
 
 // makePKI generates the four instances' CAs in parallel.
-func (s *suite) makePKI() error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(s.instances))
-	for i, in := range s.instances {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.pki, errs[i] = newPKI(filepath.Join(s.dir, "pki-"+in.alg), in.alg)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (s *suite) makePKI() error { return newPKIs(s.dir, s.instances) }
 
 // buildCases lists every client the suite runs.
 func buildCases(instances []*instance, seed int64) []*clientCase {

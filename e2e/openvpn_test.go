@@ -27,6 +27,9 @@ type instance struct {
 	tcpAddr netip.AddrPort
 	// dedicated ports, as in the seed node
 	dedicated []int
+	// anyAddress: the UDP server listens on every address of both
+	// families (--proto udp6 without --local), as on a dual-stack node.
+	anyAddress bool
 
 	pki *pki
 	udp *testbed.Proc
@@ -65,10 +68,17 @@ func (in *instance) serverArgs(proto string) []string {
 		"--remote-cert-tls", "client", "--hand-window", "10",
 		"--verb", "3", "--suppress-timestamps",
 	}
-	if proto == "udp" {
+	switch {
+	case proto == "udp" && in.anyAddress:
+		args = append(args, "--proto", "udp6", "--lport", strconv.Itoa(in.udpPort))
+	case proto == "udp":
 		args = append(args, "--proto", "udp", "--local", nodeAddr, "--lport", strconv.Itoa(in.udpPort))
-	} else {
-		args = append(args, "--proto", "tcp-server", "--local", in.tcpAddr.Addr().String(), "--lport", strconv.Itoa(int(in.tcpAddr.Port())))
+	default:
+		tcp := "tcp-server"
+		if in.tcpAddr.Addr().Is6() {
+			tcp = "tcp6-server"
+		}
+		args = append(args, "--proto", tcp, "--local", in.tcpAddr.Addr().String(), "--lport", strconv.Itoa(int(in.tcpAddr.Port())))
 	}
 	return append(args, in.wrapArgs("0")...)
 }
@@ -97,13 +107,22 @@ func (in *instance) startServers(t *testing.T, node testbed.Netns, dir string) {
 // seconds, bound to lport so the capture and the server logs can tell its
 // packets from all others, and naming its case in its peer info.
 func (in *instance) clientArgs(proto string, port, lport int, id string) []string {
+	return in.clientArgsTo(testbed.NodeAddr, proto, port, lport, id)
+}
+
+// clientArgsTo is clientArgs for a client connecting to remote, over IPv6
+// (udp6, tcp6-client) when remote is.
+func (in *instance) clientArgsTo(remote netip.Addr, proto string, port, lport int, id string) []string {
 	p := "udp"
 	if proto == "tcp" {
 		p = "tcp-client"
 	}
+	if remote.Is6() {
+		p = strings.Replace(p, proto, proto+"6", 1)
+	}
 	args := []string{
 		"--client", "--dev", "null", "--proto", p,
-		"--remote", nodeAddr, strconv.Itoa(port), "--lport", strconv.Itoa(lport),
+		"--remote", remote.String(), strconv.Itoa(port), "--lport", strconv.Itoa(lport),
 		"--ca", in.pki.ca, "--cert", in.pki.clientCert, "--key", in.pki.clientKey,
 		"--remote-cert-tls", "server",
 		"--pull-filter", "ignore", "ifconfig", "--pull-filter", "ignore", "tun-mtu",

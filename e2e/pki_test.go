@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // keyAlgs are openssl's arguments for a new key of each instance's type.
@@ -92,4 +94,15 @@ func selfSigned(dir, cn string) (cert, key string, err error) {
 		return "", "", fmt.Errorf("certificate for %s: %v: %s", cn, err, out)
 	}
 	return cert, key, nil
+}
+
+// newPKIs generates the instances' PKIs in parallel, each in dir/pki-<alg>.
+func newPKIs(dir string, instances []*instance) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(instances))
+	for i, in := range instances {
+		wg.Go(func() { in.pki, errs[i] = newPKI(filepath.Join(dir, "pki-"+in.alg), in.alg) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

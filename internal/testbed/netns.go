@@ -23,6 +23,9 @@ type Netns string
 var (
 	ClientAddr = netip.MustParseAddr("198.51.100.1")
 	NodeAddr   = netip.MustParseAddr("198.51.100.2")
+	// ClientAddr6 and NodeAddr6 (RFC 3849) are added by AddIPv6.
+	ClientAddr6 = netip.MustParseAddr("2001:db8:5053::1")
+	NodeAddr6   = netip.MustParseAddr("2001:db8:5053::2")
 )
 
 // ClientFixedPorts are local ports the kernel never hands out on its own in
@@ -100,6 +103,21 @@ func NewPair(prefix string) (*Pair, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// AddIPv6 makes the pair dual-stack: ClientAddr6/64 and NodeAddr6/64 on
+// the veth ends, without duplicate address detection (nodad), so they are
+// usable at once.
+func (p *Pair) AddIPv6() error {
+	for _, s := range [][]string{
+		{"-n", string(p.Client), "addr", "add", ClientAddr6.String() + "/64", "dev", p.ClientVeth, "nodad"},
+		{"-n", string(p.Node), "addr", "add", NodeAddr6.String() + "/64", "dev", p.NodeVeth, "nodad"},
+	} {
+		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }
 
 // NewNetns creates one namespace <prefix><n>-<pid> with loopback up,

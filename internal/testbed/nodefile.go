@@ -19,6 +19,8 @@ type NodeFile struct {
 	Dir          string
 	// User is haproxy.user when set (root for transparent backends).
 	User string
+	// IPv6 adds NodeAddr6 to the addresses (a Pair with AddIPv6).
+	IPv6 bool
 	// Firewall is the node file's firewall when set (iptables, nftables).
 	Firewall string
 	Services []string
@@ -27,6 +29,10 @@ type NodeFile struct {
 // YAML renders the node file.
 func (f NodeFile) YAML() string {
 	var b strings.Builder
+	addrs := NodeAddr.String()
+	if f.IPv6 {
+		addrs += `, "` + NodeAddr6.String() + `"`
+	}
 	fmt.Fprintf(&b, `name: %s
 addresses: [%s]
 striped:
@@ -40,7 +46,7 @@ haproxy:
   run_dir: %s
   master_socket: %s
   runtime_socket: %s
-`, f.Name, NodeAddr, f.Striped, f.Striped, f.ListenPort, f.InspectDelay, f.MaxConn, f.Dir,
+`, f.Name, addrs, f.Striped, f.Striped, f.ListenPort, f.InspectDelay, f.MaxConn, f.Dir,
 		filepath.Join(f.Dir, "master.sock"), filepath.Join(f.Dir, "runtime.sock"))
 	if f.User != "" {
 		fmt.Fprintf(&b, "  user: %s\n", f.User)
