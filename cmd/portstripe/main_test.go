@@ -63,6 +63,9 @@ func TestRouteCommand(t *testing.T) {
 			map[string]string{"service": "openvpn_ecc", "target": "[2001:db8::10]:5060", "family": "ipv6", "address": "2001:db8::10"}},
 		{[]string{"-c", dualStackNode, "--proto", "udp4", "--port", "8080", "--payload-file", fx + "udp-tls-crypt.hex"},
 			map[string]string{"service": "openvpn_ecc", "target": "203.0.113.10:5060", "family": "ipv4", "limit": ""}},
+		// nft reads from the transport header: no such limit.
+		{[]string{"-c", dualStackNode, "--set", "firewall=nftables", "--proto", "udp6", "--port", "8080", "--payload-file", fx + "udp-tls-crypt.hex"},
+			map[string]string{"service": "openvpn_ecc", "target": "[2001:db8::10]:5060", "limit": ""}},
 		{[]string{"-c", dualStackNode, "--proto", "tcp6", "--port", "22", "--payload-hex", "5353482d322e300d0a"},
 			map[string]string{"service": "ssh", "target": "[::1]:2222", "family": "ipv6", "limit": ""}},
 	}
