@@ -84,6 +84,7 @@ func TestObserveInKernel(t *testing.T) {
 	b := New(Options{Netns: string(ns)})
 	for _, c := range []struct{ name, node string }{
 		{"seed", ""}, {"ssh-tls", "fixtures/ssh-tls-node.yaml"}, {"transparent", "fixtures/transparent-node.yaml"},
+		{"dual-stack", "fixtures/dual-stack-node.yaml"},
 	} {
 		p := nodePlan(t, c.node)
 		if c.name == "seed" {
