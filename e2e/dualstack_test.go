@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/internal/testenv"
 	"github.com/portstripe/portstripe/node"
@@ -57,7 +58,7 @@ func TestDualStack(t *testing.T) {
 	}
 }
 
-func dualStack(t *testing.T, firewall string) {
+func dualStack(t *testing.T, fw string) {
 	dir, err := os.MkdirTemp("", "portstripe-dualstack-")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func dualStack(t *testing.T, firewall string) {
   - {name: tls_b, kind: tls, sni: [%s], tcp: %q}
 `, rsa.udpPort, rsa.tcpAddr, ecc.udpPort, ecc.tcpAddr, sshAddr, sniA, tlsA, sniB, tlsB)
 	yaml := testbed.NodeFile{Name: "dual", Striped: "1-29999", ListenPort: listenPort, InspectDelay: "5s",
-		MaxConn: 500, Dir: dir, IPv6: true, Firewall: firewall, Services: []string{services}}.YAML()
+		MaxConn: 500, Dir: dir, IPv6: true, Firewall: fw, Services: []string{services}}.YAML()
 	nodePath, state := filepath.Join(dir, "node.yaml"), filepath.Join(dir, "state")
 	if err := os.WriteFile(nodePath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -100,7 +101,7 @@ func dualStack(t *testing.T, firewall string) {
 	// apply starts HAProxy as a daemon in the node namespace; deleting the
 	// namespace kills it.
 	if out, err := nodeNS.Run(cliPath, "apply", "-c", nodePath, "--dir", state); err != nil {
-		t.Fatalf("portstripe apply (firewall: %s): %v\n%s", firewall, err, out)
+		t.Fatalf("portstripe apply (firewall: %s): %v\n%s", fw, err, out)
 	}
 
 	var cases []*dualStackCase
@@ -150,13 +151,33 @@ func dualStack(t *testing.T, firewall string) {
 
 	out, _ := nodeNS.Command(cliPath, "status", "--dir", state, "-o", "json").Output()
 	var st struct {
-		Problems []string `json:"problems"`
+		Rules    []firewall.Counter `json:"rules"`
+		Problems []string           `json:"problems"`
 	}
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("portstripe status -o json: %v in %q", err, out)
 	}
 	if len(st.Problems) > 0 {
-		t.Errorf("portstripe status (firewall: %s): %v", firewall, st.Problems)
+		t.Errorf("portstripe status (firewall: %s): %v", fw, st.Problems)
+	}
+	// status counts the UDP first packets of both families: at least one
+	// per UDP client that reached its service (a client may resend).
+	clients, counted := map[string]uint64{}, map[string]uint64{}
+	for _, c := range cases {
+		if c.kind == "openvpn" && c.proto == "udp" && c.landed == c.want {
+			clients[c.want]++
+		}
+	}
+	for _, r := range st.Rules {
+		if r.Rule != "default" {
+			counted[r.Service] += r.Packets
+		}
+	}
+	t.Logf("UDP clients that reached each service %v, first packets status counts %v", clients, counted)
+	for svc, n := range clients {
+		if counted[svc] < n {
+			t.Errorf("status counts %d first packets for %s, %d UDP clients reached it (rules: %+v)", counted[svc], svc, n, st.Rules)
+		}
 	}
 }
 
