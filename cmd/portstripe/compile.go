@@ -15,6 +15,7 @@ import (
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
+	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/supervisor"
 )
@@ -37,7 +38,9 @@ func compileCmd(nf *nodeFlags) *cobra.Command {
 Files are replaced atomically; the previous version of each is kept as
 NAME.prev. A file whose content is already what compile makes is left alone
 (said as "unchanged: DIR/NAME"), so NAME.prev keeps the real previous
-version. A bad node file writes nothing and exits 2.`,
+version. A firewall file the node no longer has (rules.v6 once its last
+IPv6 address is gone, rules.v4 after a switch to nftables) is moved to
+NAME.prev ("retired: DIR/NAME"). A bad node file writes nothing and exits 2.`,
 		Example: `  portstripe compile                       # the built-in seed node into ./out
   portstripe compile -c node.yaml -o /etc/portstripe`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -52,6 +55,10 @@ version. A bad node file writes nothing and exits 2.`,
 			if err := artifact.WriteAll(out, changed); err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
+			stale := staleFirewallFiles(out, res.Files)
+			if err := artifact.Retire(out, stale...); err != nil {
+				return fmt.Errorf("compile: %w", err)
+			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "node %s (%s, sha256 %.12s): %d services, %d port ranges, %d decision lists\n",
 				res.Plan.Node.Name, res.Plan.Node.Source, res.Plan.Node.SHA256, len(res.Node.Services), len(res.Plan.Ranges), len(res.Plan.Lists))
@@ -62,6 +69,9 @@ version. A bad node file writes nothing and exits 2.`,
 				} else {
 					fmt.Fprintf(w, "unchanged: %s\n", filepath.Join(out, n))
 				}
+			}
+			for _, n := range stale {
+				fmt.Fprintf(w, "retired: %s (kept as %s.prev): this node has no such rules\n", filepath.Join(out, n), n)
 			}
 			return nil
 		},
@@ -164,6 +174,25 @@ func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
 		cfgName: compiler.HAProxyFile, cfgPath: filepath.Join(tmp, compiler.HAProxyFile),
 		files: res.Files, plan: res.Plan,
 	}, cleanup, nil
+}
+
+// staleFirewallFiles are the firewall files in dir that this compile did
+// not make (a rules.v6 after the node's last IPv6 address went, rules.v4
+// after a switch to nftables): left there, they would be read as this
+// node's rules.
+func staleFirewallFiles(dir string, files map[string][]byte) []string {
+	var out []string
+	for _, fw := range node.Firewalls {
+		for _, n := range compiler.FirewallFiles(fw) {
+			if _, made := files[n]; made || slices.Contains(out, n) {
+				continue
+			}
+			if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // changedFiles are the files whose content in dir differs from what was

@@ -40,6 +40,36 @@ func TestCompileSeed(t *testing.T) {
 	golden.Check(t, "../../fixtures/golden/seed/explain.txt", []byte(explain))
 }
 
+// TestCompileRetiresStaleRules: compiling a node without IPv6 addresses
+// into a directory that holds a dual-stack node's files moves its rules.v6
+// to rules.v6.prev, so the directory holds this node's rules only.
+func TestCompileRetiresStaleRules(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, errOut := portstripe(t, "compile", "-c", dualStackNode, "-o", dir); code != 0 {
+		t.Fatalf("compile the dual-stack node: exit %d: %s", code, errOut)
+	}
+	v6, err := os.ReadFile(filepath.Join(dir, "rules.v6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := portstripe(t, "compile", "-o", dir)
+	if code != 0 {
+		t.Fatalf("compile the seed node: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rules.v6")); !os.IsNotExist(err) {
+		t.Errorf("rules.v6 still there after compiling an IPv4-only node (%v):\n%s", err, out)
+	}
+	if prev, _ := os.ReadFile(filepath.Join(dir, "rules.v6.prev")); !bytes.Equal(prev, v6) {
+		t.Errorf("rules.v6.prev is not the retired rules.v6")
+	}
+	if want := "retired: " + filepath.Join(dir, "rules.v6") + " (kept as rules.v6.prev): this node has no such rules\n"; !strings.Contains(out, want) {
+		t.Errorf("compile does not say %q:\n%s", want, out)
+	}
+	if _, out, _ := portstripe(t, "compile", "-o", dir); strings.Contains(out, "retired") {
+		t.Errorf("a second compile retires again:\n%s", out)
+	}
+}
+
 func TestRouteCommand(t *testing.T) {
 	fx := "../../fixtures/first-packets/"
 	tests := []struct {
