@@ -461,11 +461,28 @@ func (a *Applier) verify(ctx context.Context, res *compiler.Result) error {
 		return fmt.Errorf("verify haproxy: %w", err)
 	}
 	want := haproxy.ReadConfigHash(res.Files[compiler.HAProxyFile])
-	if hp := a.Proxy.Observe(ctx); hp.ConfigHash != want {
-		return fmt.Errorf("verify haproxy: the worker runs configuration %.12q, want %.12s (%v)", hp.ConfigHash, want, hp.Err)
+	// The master counts a reload before its new worker answers for it:
+	// wait, briefly, for the current worker to report the new hash.
+	wait := time.NewTimer(verifyWait)
+	defer wait.Stop()
+	for {
+		hp := a.Proxy.Observe(ctx)
+		if hp.ConfigHash == want {
+			return nil
+		}
+		select {
+		case <-wait.C:
+			return fmt.Errorf("verify haproxy: the worker runs configuration %.12q, want %.12s (%v)", hp.ConfigHash, want, hp.Err)
+		case <-ctx.Done():
+			return fmt.Errorf("verify haproxy: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return nil
 }
+
+// verifyWait bounds how long verify waits for the current worker to
+// report the new configuration.
+const verifyWait = 5 * time.Second
 
 // setRoutes adds the reply route (all of it) or removes it.
 func (a *Applier) setRoutes(on bool) error {
