@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,13 @@ func TestReconcileNFTables(t *testing.T) {
 	if rules := liveRules(t, node, false); rules != "" {
 		t.Errorf("a nftables node has iptables rules too:\n%s", rules)
 	}
+	// status reads the table's counters: the TCP map's rule took the echo.
+	out, err := livePortstripe(node, "status", "--dir", filepath.Join(dir, "state"))
+	m := regexp.MustCompile(`rule node +(\d+) packets  tcp: to the HAProxy frontend`).FindStringSubmatch(out)
+	if err != nil || m == nil || m[1] == "0" {
+		t.Errorf("status: %v, want the TCP rule's counter above 0:\n%s", err, out)
+	}
+	t.Logf("status:\n%s", strings.TrimSpace(out))
 
 	t.Run("iptables-flush", func(t *testing.T) {
 		for _, cmd := range [][]string{{"iptables", "-t", "nat", "-F"}, {"iptables", "-t", "nat", "-X"}, {"iptables", "-t", "mangle", "-F"}} {
