@@ -3,12 +3,10 @@
 package e2e
 
 import (
-	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/internal/testenv"
@@ -67,46 +65,9 @@ func TestReconcileNFTables(t *testing.T) {
 		}
 	})
 
-	drifts := []struct {
-		name string
-		do   []string
-	}{
-		{"nft-flush-ruleset", []string{"nft", "flush", "ruleset"}},
-		{"flushed-chain", []string{"nft", "flush", "chain", "inet", "portstripe", "node"}},
-	}
-	for i, d := range drifts {
-		t.Run(d.name, func(t *testing.T) {
-			sample := `portstripe_drift_repairs_total{what="rules"}`
-			before, ok := liveMetric(r.scrape(), sample)
-			if !ok {
-				t.Fatalf("no %s on /metrics", sample)
-			}
-			if out, err := node.Run(d.do[0], d.do[1:]...); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-			port := 1100 + i
-			if err := liveEchoOnce(client, port, "SSH-2.0-drifted\r\n"); err == nil {
-				t.Fatalf("%s: the echo still works: the drift did not break the node", d.name)
-			}
-			took := echoWorks(t, client, port, d.name)
-			limit := 2*reconcilePeriod + time.Second
-			t.Logf("%s: repaired, traffic through tcp %d again after %d ms (period %s)", d.name, port, took.Milliseconds(), reconcilePeriod)
-			if took > limit {
-				t.Errorf("%s: repaired after %s, want within two periods (%s)", d.name, took.Round(time.Millisecond), limit)
-			}
-			var after float64
-			liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
-				if after, _ = liveMetric(r.scrape(), sample); after <= before {
-					return fmt.Errorf("still %v", after)
-				}
-				return nil
-			})
-			if after != before+1 {
-				t.Errorf("%s = %v after the repair, want %v", sample, after, before+1)
-			}
-			if got := nftTable(t, node); got != table {
-				t.Errorf("%s: table after the repair differs:\nbefore:\n%s\nafter:\n%s", d.name, table, got)
-			}
+	for i, do := range [][]string{{"nft", "flush", "ruleset"}, {"nft", "flush", "chain", "inet", "portstripe", "node"}} {
+		t.Run(do[1]+"-"+do[2], func(t *testing.T) {
+			driftRepaired(t, r, client, node, 1100+i, "rules", do, func() string { return nftTable(t, node) })
 		})
 	}
 
