@@ -96,6 +96,12 @@ func (b *Backend) Apply(ctx context.Context, files map[string][]byte) error {
 		args = []string{"-j", "-f", "-"}
 	}
 	if _, err := b.nft(ctx, data, args...); err != nil {
+		// nft reads the file on stdin and names it /dev/stdin in its
+		// "FILE:LINE:COLUMNS: Error: ..." lines.
+		var ee *sysexec.ExecError
+		if errors.As(err, &ee) {
+			ee.Stderr = strings.ReplaceAll(ee.Stderr, "/dev/stdin:", File+":")
+		}
 		return fmt.Errorf("apply rules: %w", err)
 	}
 	return nil
