@@ -3,10 +3,12 @@
 package e2e
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/internal/testenv"
@@ -74,5 +76,51 @@ func TestReconcileNFTables(t *testing.T) {
 	r.proc.Stop()
 	if got := nftTable(t, node); got != "" {
 		t.Errorf("run --cleanup left the table:\n%s", got)
+	}
+}
+
+// TestClientAddressNFTables: a transparent backend behind a nftables node
+// sees the client's own address (real sshd logs it): the table's
+// reply_marks chain marks the backend's replies for the reply route; `run`
+// puts a flushed reply_marks chain back, and clean removes the table and
+// the route.
+func TestClientAddressNFTables(t *testing.T) {
+	dir, client, node, sshd := transparentSSHBed(t)
+	nodePath := filepath.Join(dir, "node.yaml")
+	nf := testbed.NodeFile{Name: "clientaddr", Striped: "1000-2000", ListenPort: liveListenPort, InspectDelay: "5s", MaxConn: 1000, Dir: dir, User: "root",
+		Firewall: "nftables", Services: []string{"  - {name: ssh, kind: ssh, tcp: " + transparentAddr + ":22, client_address: transparent}\n"}}
+	liveWriteLikeEditor(t, nodePath, nf.YAML())
+	r := startRun(t, node, dir, nodePath, "run.log", "--period", reconcilePeriod.String())
+	sshLogsClient(t, client, dir, sshd, "nftables")
+	if table := nftTable(t, node); !strings.Contains(table, "ip saddr "+transparentAddr+" tcp sport 22 meta mark set 0x00005053") {
+		t.Errorf("no reply mark for the transparent backend:\n%s", table)
+	}
+
+	t.Run("flushed-reply-marks", func(t *testing.T) {
+		if out, err := node.Run("nft", "flush", "chain", "inet", "portstripe", "reply_marks"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		took, err := liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
+			if !strings.Contains(nftTable(t, node), "meta mark set 0x00005053") {
+				return fmt.Errorf("the mark rule is not back")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("not repaired: %v\n%s", err, testbed.Tail(r.proc.LogText(), 20))
+		}
+		t.Logf("reply_marks repaired after %d ms (period %s)", took.Milliseconds(), reconcilePeriod)
+		sshLogsClient(t, client, dir, sshd, "repaired")
+	})
+
+	r.proc.Stop()
+	if out, err := livePortstripe(node, "clean"); err != nil {
+		t.Fatalf("clean: %v\n%s", err, out)
+	}
+	if got := nftTable(t, node); got != "" {
+		t.Errorf("clean left the table:\n%s", got)
+	}
+	if out, _ := node.Run("ip", "rule", "show"); strings.Contains(out, "0x5053") {
+		t.Errorf("clean left the ip rule:\n%s", out)
 	}
 }
