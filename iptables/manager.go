@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	goiptables "github.com/coreos/go-iptables/iptables"
+	"github.com/portstripe/portstripe/firewall"
 )
 
 // Tables is the part of go-iptables the Manager uses: inspection, the jumps
@@ -465,8 +466,8 @@ func SplitArgs(line string) ([]string, error) {
 }
 
 // ErrNotRoot is returned by Check and Canonical when this process cannot
-// create the throwaway network namespace they need.
-var ErrNotRoot = errors.New("checking rules needs root, to load them into a throwaway network namespace")
+// create the throwaway network namespace they need (firewall.ErrNotRoot).
+var ErrNotRoot = firewall.ErrNotRoot
 
 // Check is Manager.Check on this machine, for callers that only validate a
 // rules file (portstripe check): it needs no iptables binding.

@@ -170,16 +170,12 @@ func (b *Backend) list(ctx context.Context) (listing, []byte, error) {
 	return nil, nil, err
 }
 
-// ErrNotRoot is returned by Canonical when this process cannot create the
-// throwaway network namespace it needs.
-var ErrNotRoot = errors.New("checking rules needs root, to load them into a throwaway network namespace")
-
 // Canonical loads files into a throwaway network namespace and returns the
 // table as Observe shows it there: what Observe shows once Apply loaded
 // them. Loading for real checks what `nft -c` checks, and more.
 func (b *Backend) Canonical(ctx context.Context, files map[string][]byte) (st firewall.State, err error) {
 	if !sysexec.IsRoot() {
-		return firewall.State{}, fmt.Errorf("check rules: %w", ErrNotRoot)
+		return firewall.State{}, fmt.Errorf("check rules: %w", firewall.ErrNotRoot)
 	}
 	var suffix [4]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
