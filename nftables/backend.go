@@ -3,11 +3,8 @@ package nftables
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 
@@ -177,25 +174,14 @@ func (b *Backend) Canonical(ctx context.Context, files map[string][]byte) (st fi
 	if !sysexec.IsRoot() {
 		return firewall.State{}, fmt.Errorf("check rules: %w", firewall.ErrNotRoot)
 	}
-	var suffix [4]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
-		return firewall.State{}, fmt.Errorf("check rules: %w", err)
-	}
-	ns := fmt.Sprintf("portstripe-check-%d-%s", os.Getpid(), hex.EncodeToString(suffix[:]))
-	if _, err := b.run.Run(ctx, sysexec.Command{Name: "ip", Args: []string{"netns", "add", ns}}); err != nil {
-		return firewall.State{}, fmt.Errorf("check rules: %w", err)
-	}
-	defer func() {
-		// Not ctx: the namespace goes even when the check was cancelled.
-		if _, derr := b.run.Run(context.Background(), sysexec.Command{Name: "ip", Args: []string{"netns", "delete", ns}}); derr != nil && err == nil {
-			err = fmt.Errorf("check rules: %w", derr)
+	err = sysexec.Throwaway(ctx, b.run, func(ns string) error {
+		in := b.in(ns)
+		if err := in.Apply(ctx, files); err != nil {
+			return err
 		}
-	}()
-	in := b.in(ns)
-	if err := in.Apply(ctx, files); err != nil {
-		return firewall.State{}, fmt.Errorf("check rules: %w", err)
-	}
-	st, err = in.Observe(ctx)
+		st, err = in.Observe(ctx)
+		return err
+	})
 	if err != nil {
 		return firewall.State{}, fmt.Errorf("check rules: %w", err)
 	}
