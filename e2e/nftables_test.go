@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,13 @@ func TestReconcileNFTables(t *testing.T) {
 	if rules := liveRules(t, node, false); rules != "" {
 		t.Errorf("a nftables node has iptables rules too:\n%s", rules)
 	}
+	// status reads the table's counters: the TCP map's rule took the echo.
+	out, err := livePortstripe(node, "status", "--dir", filepath.Join(dir, "state"))
+	m := regexp.MustCompile(`rule node +(\d+) packets  tcp: to the HAProxy frontend`).FindStringSubmatch(out)
+	if err != nil || m == nil || m[1] == "0" {
+		t.Errorf("status: %v, want the TCP rule's counter above 0:\n%s", err, out)
+	}
+	t.Logf("status:\n%s", strings.TrimSpace(out))
 
 	t.Run("iptables-flush", func(t *testing.T) {
 		for _, cmd := range [][]string{{"iptables", "-t", "nat", "-F"}, {"iptables", "-t", "nat", "-X"}, {"iptables", "-t", "mangle", "-F"}} {
@@ -59,51 +67,60 @@ func TestReconcileNFTables(t *testing.T) {
 		}
 	})
 
-	drifts := []struct {
-		name string
-		do   []string
-	}{
-		{"nft-flush-ruleset", []string{"nft", "flush", "ruleset"}},
-		{"flushed-chain", []string{"nft", "flush", "chain", "inet", "portstripe", "node"}},
-	}
-	for i, d := range drifts {
-		t.Run(d.name, func(t *testing.T) {
-			sample := `portstripe_drift_repairs_total{what="rules"}`
-			before, ok := liveMetric(r.scrape(), sample)
-			if !ok {
-				t.Fatalf("no %s on /metrics", sample)
-			}
-			if out, err := node.Run(d.do[0], d.do[1:]...); err != nil {
-				t.Fatalf("%v\n%s", err, out)
-			}
-			port := 1100 + i
-			if err := liveEchoOnce(client, port, "SSH-2.0-drifted\r\n"); err == nil {
-				t.Fatalf("%s: the echo still works: the drift did not break the node", d.name)
-			}
-			took := echoWorks(t, client, port, d.name)
-			limit := 2*reconcilePeriod + time.Second
-			t.Logf("%s: repaired, traffic through tcp %d again after %d ms (period %s)", d.name, port, took.Milliseconds(), reconcilePeriod)
-			if took > limit {
-				t.Errorf("%s: repaired after %s, want within two periods (%s)", d.name, took.Round(time.Millisecond), limit)
-			}
-			var after float64
-			liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
-				if after, _ = liveMetric(r.scrape(), sample); after <= before {
-					return fmt.Errorf("still %v", after)
-				}
-				return nil
-			})
-			if after != before+1 {
-				t.Errorf("%s = %v after the repair, want %v", sample, after, before+1)
-			}
-			if got := nftTable(t, node); got != table {
-				t.Errorf("%s: table after the repair differs:\nbefore:\n%s\nafter:\n%s", d.name, table, got)
-			}
+	for i, do := range [][]string{{"nft", "flush", "ruleset"}, {"nft", "flush", "chain", "inet", "portstripe", "node"}} {
+		t.Run(do[1]+"-"+do[2], func(t *testing.T) {
+			driftRepaired(t, r, client, node, 1100+i, "rules", do, func() string { return nftTable(t, node) })
 		})
 	}
 
 	r.proc.Stop()
 	if got := nftTable(t, node); got != "" {
 		t.Errorf("run --cleanup left the table:\n%s", got)
+	}
+}
+
+// TestClientAddressNFTables: a transparent backend behind a nftables node
+// sees the client's own address (real sshd logs it): the table's
+// reply_marks chain marks the backend's replies for the reply route; `run`
+// puts a flushed reply_marks chain back, and clean removes the table and
+// the route.
+func TestClientAddressNFTables(t *testing.T) {
+	dir, client, node, sshd := transparentSSHBed(t)
+	nodePath := filepath.Join(dir, "node.yaml")
+	nf := testbed.NodeFile{Name: "clientaddr", Striped: "1000-2000", ListenPort: liveListenPort, InspectDelay: "5s", MaxConn: 1000, Dir: dir, User: "root",
+		Firewall: "nftables", Services: []string{"  - {name: ssh, kind: ssh, tcp: " + transparentAddr + ":22, client_address: transparent}\n"}}
+	liveWriteLikeEditor(t, nodePath, nf.YAML())
+	r := startRun(t, node, dir, nodePath, "run.log", "--period", reconcilePeriod.String())
+	sshLogsClient(t, client, dir, sshd, "nftables")
+	if table := nftTable(t, node); !strings.Contains(table, "ip saddr "+transparentAddr+" tcp sport 22 meta mark set 0x00005053") {
+		t.Errorf("no reply mark for the transparent backend:\n%s", table)
+	}
+
+	t.Run("flushed-reply-marks", func(t *testing.T) {
+		if out, err := node.Run("nft", "flush", "chain", "inet", "portstripe", "reply_marks"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		took, err := liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
+			if !strings.Contains(nftTable(t, node), "meta mark set 0x00005053") {
+				return fmt.Errorf("the mark rule is not back")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("not repaired: %v\n%s", err, testbed.Tail(r.proc.LogText(), 20))
+		}
+		t.Logf("reply_marks repaired after %d ms (period %s)", took.Milliseconds(), reconcilePeriod)
+		sshLogsClient(t, client, dir, sshd, "repaired")
+	})
+
+	r.proc.Stop()
+	if out, err := livePortstripe(node, "clean"); err != nil {
+		t.Fatalf("clean: %v\n%s", err, out)
+	}
+	if got := nftTable(t, node); got != "" {
+		t.Errorf("clean left the table:\n%s", got)
+	}
+	if out, _ := node.Run("ip", "rule", "show"); strings.Contains(out, "0x5053") {
+		t.Errorf("clean left the ip rule:\n%s", out)
 	}
 }

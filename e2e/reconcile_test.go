@@ -165,7 +165,6 @@ func TestReconcileDrift(t *testing.T) {
 	dir, client, node, nodePath := b.dir, b.client, b.node, b.nodePath
 	r := startRun(t, node, dir, nodePath, "run.log", "--period", reconcilePeriod.String(), "--cleanup")
 	echoWorks(t, client, 1001, "before drift")
-	rules := liveRules(t, node, false)
 	drifts := []struct {
 		name, what string
 		do         []string
@@ -176,41 +175,51 @@ func TestReconcileDrift(t *testing.T) {
 	}
 	for i, d := range drifts {
 		t.Run(d.name, func(t *testing.T) {
-			sample := `portstripe_drift_repairs_total{what="` + d.what + `"}`
-			before, ok := liveMetric(r.scrape(), sample)
-			if !ok {
-				t.Fatalf("no %s on /metrics", sample)
-			}
-			if _, err := node.Run(d.do[0], d.do[1:]...); err != nil {
-				t.Fatal(err)
-			}
-			port := 1100 + i
-			if err := liveEchoOnce(client, port, "SSH-2.0-drifted\r\n"); err == nil {
-				t.Fatalf("%s: the echo still works: the drift did not break the node", d.name)
-			}
-			took := echoWorks(t, client, port, d.name)
-			limit := 2*reconcilePeriod + time.Second // one pass's own time on a loaded machine
-			t.Logf("%s: repaired, traffic through tcp %d again after %d ms (period %s)", d.name, port, took.Milliseconds(), reconcilePeriod)
-			if took > limit {
-				t.Errorf("%s: repaired after %s, want within two periods (%s)", d.name, took.Round(time.Millisecond), limit)
-			}
-			var after float64
-			liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
-				if after, _ = liveMetric(r.scrape(), sample); after <= before {
-					return fmt.Errorf("still %v", after)
-				}
-				return nil
-			})
-			if after != before+1 {
-				t.Errorf("%s = %v after the repair, want %v", sample, after, before+1)
-			}
-			if got := liveRules(t, node, false); got != rules {
-				t.Errorf("%s: rules after the repair differ:\nbefore:\n%s\nafter:\n%s", d.name, rules, got)
-			}
-			if !strings.Contains(r.proc.LogText(), `msg="drift repaired"`) {
-				t.Errorf("%s: run did not log the repair", d.name)
-			}
+			driftRepaired(t, r, client, node, 1100+i, d.what, d.do, func() string { return liveRules(t, node, false) })
 		})
+	}
+}
+
+// driftRepaired breaks the node by running do in it, checks that striped
+// tcp port no longer reaches the echo, then that run repairs it within two
+// reconcile periods, counts it once in portstripe_drift_repairs_total{what},
+// logs it, and that rules (what the kernel holds) reads as before.
+func driftRepaired(t *testing.T, r *liveRun, client, node testbed.Netns, port int, what string, do []string, rules func() string) {
+	t.Helper()
+	name := strings.Join(do, " ")
+	sample := `portstripe_drift_repairs_total{what="` + what + `"}`
+	before, ok := liveMetric(r.scrape(), sample)
+	if !ok {
+		t.Fatalf("no %s on /metrics", sample)
+	}
+	was := rules()
+	if out, err := node.Run(do[0], do[1:]...); err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, out)
+	}
+	if err := liveEchoOnce(client, port, "SSH-2.0-drifted\r\n"); err == nil {
+		t.Fatalf("%s: the echo still works: the drift did not break the node", name)
+	}
+	took := echoWorks(t, client, port, name)
+	limit := 2*reconcilePeriod + time.Second // one pass's own time on a loaded machine
+	t.Logf("%s: repaired, traffic through tcp %d again after %d ms (period %s)", name, port, took.Milliseconds(), reconcilePeriod)
+	if took > limit {
+		t.Errorf("%s: repaired after %s, want within two periods (%s)", name, took.Round(time.Millisecond), limit)
+	}
+	var after float64
+	liveWaitFor(liveDeadline, 50*time.Millisecond, func() error {
+		if after, _ = liveMetric(r.scrape(), sample); after <= before {
+			return fmt.Errorf("still %v", after)
+		}
+		return nil
+	})
+	if after != before+1 {
+		t.Errorf("%s = %v after the repair, want %v", sample, after, before+1)
+	}
+	if got := rules(); got != was {
+		t.Errorf("%s: rules after the repair differ:\nbefore:\n%s\nafter:\n%s", name, was, got)
+	}
+	if !strings.Contains(r.proc.LogText(), `msg="drift repaired"`) {
+		t.Errorf("%s: run did not log the repair", name)
 	}
 }
 

@@ -7,6 +7,7 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -154,3 +155,7 @@ type Counter struct {
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 }
+
+// ErrNotRoot is returned by Canonical when this process cannot create the
+// throwaway network namespace it loads rules into.
+var ErrNotRoot = errors.New("checking rules needs root, to load them into a throwaway network namespace")

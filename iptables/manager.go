@@ -4,17 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	goiptables "github.com/coreos/go-iptables/iptables"
+	"github.com/portstripe/portstripe/firewall"
+	"github.com/portstripe/portstripe/internal/sysexec"
 )
 
 // Tables is the part of go-iptables the Manager uses: inspection, the jumps
@@ -465,8 +464,8 @@ func SplitArgs(line string) ([]string, error) {
 }
 
 // ErrNotRoot is returned by Check and Canonical when this process cannot
-// create the throwaway network namespace they need.
-var ErrNotRoot = errors.New("checking rules needs root, to load them into a throwaway network namespace")
+// create the throwaway network namespace they need (firewall.ErrNotRoot).
+var ErrNotRoot = firewall.ErrNotRoot
 
 // Check is Manager.Check on this machine, for callers that only validate a
 // rules file (portstripe check): it needs no iptables binding.
@@ -490,28 +489,18 @@ func (m *Manager) Canonical(ctx context.Context, rules []byte) (out []byte, err 
 	if !isRoot() {
 		return nil, fmt.Errorf("check rules: %w", ErrNotRoot)
 	}
-	var suffix [4]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
-		return nil, fmt.Errorf("check rules: %w", err)
-	}
-	ns := fmt.Sprintf("portstripe-check-%d-%s", os.Getpid(), hex.EncodeToString(suffix[:]))
-	if _, err := m.run.Run(ctx, Command{Name: "ip", Args: []string{"netns", "add", ns}}); err != nil {
-		return nil, fmt.Errorf("check rules: %w", err)
-	}
-	defer func() {
-		// Not ctx: the namespace goes even when the check was cancelled.
-		if _, derr := m.run.Run(context.Background(), Command{Name: "ip", Args: []string{"netns", "delete", ns}}); derr != nil && err == nil {
-			err = fmt.Errorf("check rules: %w", derr)
+	err = sysexec.Throwaway(ctx, m.run, func(ns string) error {
+		if _, err := m.run.Run(ctx, inNetns(ns, Command{Name: m.restoreCmd(), Args: []string{"--noflush"}, Stdin: rules})); err != nil {
+			return restoreError(rules, err)
 		}
-	}()
-	if _, err := m.run.Run(ctx, inNetns(ns, Command{Name: m.restoreCmd(), Args: []string{"--noflush"}, Stdin: rules})); err != nil {
-		return nil, fmt.Errorf("check rules: %w", restoreError(rules, err))
-	}
-	nat, mangle, err := m.save(ctx, ns)
+		nat, mangle, err := m.save(ctx, ns)
+		out = append(ownedRules(nat, NAT), ownedRules(mangle, Mangle)...)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("check rules: %w", err)
 	}
-	return append(ownedRules(nat, NAT), ownedRules(mangle, Mangle)...), nil
+	return out, nil
 }
 
 // declaredChains returns the chains a restore file declares (":NAME ...").

@@ -3,11 +3,8 @@ package nftables
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 
@@ -77,7 +74,8 @@ func (b *Backend) Files() []string { return Files }
 
 // Apply loads portstripe.nft with one `nft -f`: one transaction, which
 // replaces the table as a whole or, failing, leaves the previous one. A
-// state saved by Observe (JSON) is loaded with `nft -j -f`.
+// state saved by Observe (nft's JSON listing) is made loadable and loaded
+// with `nft -j -f`, the same way.
 func (b *Backend) Apply(ctx context.Context, files map[string][]byte) error {
 	data, ok := files[File]
 	if !ok {
@@ -85,9 +83,22 @@ func (b *Backend) Apply(ctx context.Context, files map[string][]byte) error {
 	}
 	args := []string{"-f", "-"}
 	if isJSON(data) {
+		l, err := decodeListing(data)
+		if err == nil {
+			data, err = l.loadable()
+		}
+		if err != nil {
+			return fmt.Errorf("apply rules: saved table: %w", err)
+		}
 		args = []string{"-j", "-f", "-"}
 	}
 	if _, err := b.nft(ctx, data, args...); err != nil {
+		// nft reads the file on stdin and names it /dev/stdin in its
+		// "FILE:LINE:COLUMNS: Error: ..." lines.
+		var ee *sysexec.ExecError
+		if errors.As(err, &ee) {
+			ee.Stderr = strings.ReplaceAll(ee.Stderr, "/dev/stdin:", File+":")
+		}
 		return fmt.Errorf("apply rules: %w", err)
 	}
 	return nil
@@ -118,67 +129,59 @@ func (b *Backend) Restore(ctx context.Context, was firewall.State) error {
 
 // Observe lists the table as the kernel holds it (`nft -j list table`);
 // no table, no state. The table's own base chains hook it in, so no hook
-// can go missing while the table is there.
+// can go missing while the table is there. Saved is the listing itself,
+// made loadable only when Restore needs it.
 func (b *Backend) Observe(ctx context.Context) (firewall.State, error) {
-	l, err := b.list(ctx)
+	l, raw, err := b.list(ctx)
 	if err != nil {
 		return firewall.State{}, fmt.Errorf("read current rules: %w", err)
 	}
-	return l.state()
+	st, err := l.state()
+	if err != nil || !st.Installed() {
+		return st, err
+	}
+	st.Saved = map[string][]byte{File: raw}
+	return st, nil
 }
 
-// list reads our table's JSON listing; nil when there is no table (or no
-// nft to see one with).
-func (b *Backend) list(ctx context.Context) (listing, error) {
+// list reads our table's JSON listing, decoded and as nft wrote it; nil
+// when there is no table (or no nft to see one with).
+func (b *Backend) list(ctx context.Context) (listing, []byte, error) {
 	if b.noNft != nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	out, err := b.nft(ctx, nil, "-j", "list", "table", Family, Table)
 	if err == nil {
-		return decodeListing(out)
+		l, derr := decodeListing(out)
+		return l, out, derr
 	}
 	// nft says only "No such file or directory" for a missing table: ask
 	// which tables there are rather than read its message.
 	tables, terr := b.nft(ctx, nil, "-j", "list", "tables", Family)
 	if terr != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if l, derr := decodeListing(tables); derr == nil && !l.hasTable() {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return nil, err
+	return nil, nil, err
 }
-
-// ErrNotRoot is returned by Canonical when this process cannot create the
-// throwaway network namespace it needs.
-var ErrNotRoot = errors.New("checking rules needs root, to load them into a throwaway network namespace")
 
 // Canonical loads files into a throwaway network namespace and returns the
 // table as Observe shows it there: what Observe shows once Apply loaded
 // them. Loading for real checks what `nft -c` checks, and more.
 func (b *Backend) Canonical(ctx context.Context, files map[string][]byte) (st firewall.State, err error) {
 	if !sysexec.IsRoot() {
-		return firewall.State{}, fmt.Errorf("check rules: %w", ErrNotRoot)
+		return firewall.State{}, fmt.Errorf("check rules: %w", firewall.ErrNotRoot)
 	}
-	var suffix [4]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
-		return firewall.State{}, fmt.Errorf("check rules: %w", err)
-	}
-	ns := fmt.Sprintf("portstripe-check-%d-%s", os.Getpid(), hex.EncodeToString(suffix[:]))
-	if _, err := b.run.Run(ctx, sysexec.Command{Name: "ip", Args: []string{"netns", "add", ns}}); err != nil {
-		return firewall.State{}, fmt.Errorf("check rules: %w", err)
-	}
-	defer func() {
-		// Not ctx: the namespace goes even when the check was cancelled.
-		if _, derr := b.run.Run(context.Background(), sysexec.Command{Name: "ip", Args: []string{"netns", "delete", ns}}); derr != nil && err == nil {
-			err = fmt.Errorf("check rules: %w", derr)
+	err = sysexec.Throwaway(ctx, b.run, func(ns string) error {
+		in := b.in(ns)
+		if err := in.Apply(ctx, files); err != nil {
+			return err
 		}
-	}()
-	in := b.in(ns)
-	if err := in.Apply(ctx, files); err != nil {
-		return firewall.State{}, fmt.Errorf("check rules: %w", err)
-	}
-	st, err = in.Observe(ctx)
+		st, err = in.Observe(ctx)
+		return err
+	})
 	if err != nil {
 		return firewall.State{}, fmt.Errorf("check rules: %w", err)
 	}
@@ -246,7 +249,7 @@ func parseRendered(data []byte) firewall.State {
 // (the UDP decisions, the TCP map's rule), in chain and rule order,
 // naming the list, service and signature of p's UDP decisions.
 func (b *Backend) Counters(ctx context.Context, p *plan.Plan) ([]firewall.Counter, error) {
-	l, err := b.list(ctx)
+	l, _, err := b.list(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read counters: %w", err)
 	}

@@ -21,31 +21,15 @@ func decodeListing(data []byte) (listing, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
+		Nftables listing `json:"nftables"`
 	}
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("read nft's JSON: %w", err)
 	}
-	var out listing
-	for _, o := range doc.Nftables {
-		obj := map[string]map[string]any{}
-		for kind, raw := range o {
-			if kind == "metainfo" {
-				continue
-			}
-			d := json.NewDecoder(bytes.NewReader(raw))
-			d.UseNumber()
-			var fields map[string]any
-			if err := d.Decode(&fields); err != nil {
-				return nil, fmt.Errorf("read nft's JSON %s: %w", kind, err)
-			}
-			obj[kind] = fields
-		}
-		if len(obj) > 0 {
-			out = append(out, obj)
-		}
-	}
-	return out, nil
+	return slices.DeleteFunc(doc.Nftables, func(o map[string]map[string]any) bool {
+		_, meta := o["metainfo"]
+		return meta
+	}), nil
 }
 
 // each calls f for every object of the kind, in listing order.
@@ -69,8 +53,7 @@ func (l listing) hasTable() bool {
 // state normalises a listing of our table into a firewall.State: sets and
 // maps (named "@" and their name) with their declaration and elements,
 // chains with their hook and rules, as stable nft-syntax strings without
-// handles or counter values, written as Render writes them; Saved is the
-// listing made loadable again.
+// handles or counter values, written as Render writes them.
 func (l listing) state() (firewall.State, error) {
 	var st firewall.State
 	at := map[string]int{}
@@ -98,14 +81,6 @@ func (l listing) state() (firewall.State, error) {
 			}
 		}
 	}
-	if len(st.Chains) == 0 {
-		return st, nil
-	}
-	saved, err := l.loadable()
-	if err != nil {
-		return firewall.State{}, err
-	}
-	st.Saved = map[string][]byte{File: saved}
 	return st, nil
 }
 

@@ -205,9 +205,10 @@ func TestApplyReportsLine(t *testing.T) {
 		t.Fatal("Apply of a broken file succeeded")
 	}
 	line := 1 + bytes.Count(broken[:bytes.Index(broken, []byte(":nowhere"))], []byte("\n"))
-	if !strings.Contains(err.Error(), fmt.Sprintf("stdin:%d:", line)) {
+	if !strings.Contains(err.Error(), fmt.Sprintf("%s:%d:", File, line)) {
 		t.Errorf("error does not name line %d: %v", line, err)
 	}
+	t.Logf("nft's refusal as reported:\n%v", err)
 	if got, _ := b.Observe(ctx); !got.Equal(was) {
 		t.Errorf("a failed Apply changed the table:\n%s", strings.Join(firewall.Diff(was, got), "\n"))
 	}

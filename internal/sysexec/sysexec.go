@@ -6,6 +6,8 @@ package sysexec
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -123,6 +125,27 @@ func InNetns(netns string, f func() error) error {
 		}()
 	}()
 	return <-done
+}
+
+// Throwaway runs f in a network namespace of its own (`ip netns add
+// portstripe-check-<pid>-<random>`), deleted afterwards even when ctx is
+// cancelled: where a backend loads rules to check them. It needs root.
+func Throwaway(ctx context.Context, r Runner, f func(netns string) error) (err error) {
+	var suffix [4]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return err
+	}
+	ns := fmt.Sprintf("portstripe-check-%d-%s", os.Getpid(), hex.EncodeToString(suffix[:]))
+	if _, err := r.Run(ctx, Command{Name: "ip", Args: []string{"netns", "add", ns}}); err != nil {
+		return err
+	}
+	defer func() {
+		// Not ctx: the namespace goes even when the check was cancelled.
+		if _, derr := r.Run(context.Background(), Command{Name: "ip", Args: []string{"netns", "delete", ns}}); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	return f(ns)
 }
 
 // IsRoot reports whether this process may create network namespaces.
