@@ -19,6 +19,7 @@ const (
 	HAProxyFile = "haproxy.cfg"
 	RulesFile   = iptables.RulesFile
 	Rules6File  = iptables.Rules6File
+	NFTFile     = nftables.File
 	PlanFile    = "plan.json"
 )
 

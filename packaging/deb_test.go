@@ -81,7 +81,7 @@ func TestDebName(t *testing.T) {
 	}
 	for field, want := range map[string]string{
 		"Package": "portstripe", "Architecture": "amd64", "Section": "net",
-		"Depends": "haproxy (>= 2.6), iptables, iproute2", "Recommends": "nftables",
+		"Depends": "haproxy (>= 2.6), iptables, nftables, iproute2", "Recommends": "",
 	} {
 		if got := strings.TrimSpace(run(t, "dpkg-deb", "--field", deb, field)); got != want {
 			t.Errorf("control %s: %q, want %q", field, got, want)
@@ -192,7 +192,7 @@ func TestDebRunsFromRoot(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("compile of the packaged node file: %v\n%s", err, b)
 	}
-	for _, f := range []string{"haproxy.cfg", "rules.v4"} {
+	for _, f := range []string{"haproxy.cfg", "portstripe.nft"} {
 		if b := run(t, "cat", filepath.Join(out, f)); !strings.Contains(b, "\n# portstripe: "+want+"\n") {
 			t.Errorf("%s's header does not name %q:\n%.300s", f, want, b)
 		}
@@ -341,7 +341,8 @@ func TestDebInstallScripts(t *testing.T) {
 // purge removes the state directory unless an HAProxy runs from it.
 func TestDebRemoveScripts(t *testing.T) {
 	r := script(t, newRoot(t, ""), true, "prerm", "remove")
-	if r.log != "deb-systemd-invoke stop portstripe.service\n" || !strings.Contains(r.out, "HAProxy and portstripe's nat rules keep serving") ||
+	if r.log != "deb-systemd-invoke stop portstripe.service\n" || !strings.Contains(r.out, "HAProxy and portstripe's rules keep serving") ||
+		!strings.Contains(r.out, "nft delete table inet portstripe") ||
 		!strings.Contains(r.out, "iptables -t nat -D PREROUTING -m comment --comment portstripe -j PORTSTRIPE") {
 		t.Errorf("prerm remove:\n%s\n%s", r.log, r.out)
 	}

@@ -19,7 +19,7 @@ func TestExampleNodeCompiles(t *testing.T) {
 	if got := len(res.Node.Services); got != 2 {
 		t.Errorf("the example has %d services, want its 2 (openvpn, ssh)", got)
 	}
-	for _, f := range []string{compiler.HAProxyFile, compiler.RulesFile} {
+	for _, f := range []string{compiler.HAProxyFile, compiler.NFTFile} {
 		if len(res.Files[f]) == 0 {
 			t.Errorf("no %s", f)
 		}
