@@ -147,7 +147,7 @@ func TestACLs(t *testing.T) {
 		{
 			name:    "tls-auth SHA512: opcode first, then packet-id, length open",
 			service: "openvpn_rsa",
-			sig:     mustSig(t, node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSAuth, Digest: "SHA512"}, TCP: tcpAddr}),
+			sig:     mustSig(signature.OpenVPN, signature.Settings{TLS: signature.OpenVPNTLS{Mode: signature.TLSAuth, Digest: "SHA512"}}),
 			want: []string{
 				"acl openvpn_rsa_at2 req.payload(2,1) -m bin 38",
 				"acl openvpn_rsa_at75 req.payload(75,4) -m bin 00000001",
@@ -156,25 +156,25 @@ func TestACLs(t *testing.T) {
 		{
 			name:    "no wrapping: exact length prefix and opcode",
 			service: "openvpn_plain",
-			sig:     mustSig(t, node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSNone}, TCP: tcpAddr}),
+			sig:     mustSig(signature.OpenVPN, signature.Settings{TLS: signature.OpenVPNTLS{Mode: signature.TLSNone}}),
 			want:    []string{"acl openvpn_plain_at0 req.payload(0,3) -m bin 000e38"},
 		},
 		{
 			name:    "tls-crypt-v2: opcode only",
 			service: "v2",
-			sig:     mustSig(t, node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSCryptV2}, TCP: tcpAddr}),
+			sig:     mustSig(signature.OpenVPN, signature.Settings{TLS: signature.OpenVPNTLS{Mode: signature.TLSCryptV2}}),
 			want:    []string{"acl v2_at2 req.payload(2,1) -m bin 50"},
 		},
 		{
 			name:    "ssh banner",
 			service: "ssh",
-			sig:     mustSig(t, node.Service{Kind: node.SSH, TCP: tcpAddr}),
+			sig:     mustSig(signature.SSH, signature.Settings{}),
 			want:    []string{"acl ssh_at0 req.payload(0,4) -m bin 5353482d"},
 		},
 		{
 			name:    "tls with SNI",
 			service: "sites",
-			sig:     mustSig(t, node.Service{Kind: node.TLS, SNI: []string{"a.example", "b.example"}, TCP: tcpAddr}),
+			sig:     mustSig(signature.TLS, signature.Settings{SNI: []string{"a.example", "b.example"}}),
 			want: []string{
 				"acl sites_hello req.ssl_hello_type 1",
 				"acl sites_sni req.ssl_sni -i a.example b.example",
@@ -183,7 +183,7 @@ func TestACLs(t *testing.T) {
 		{
 			name:    "more SNI names than one line holds: the same acl on more lines",
 			service: "many",
-			sig:     mustSig(t, node.Service{Kind: node.TLS, SNI: sniNames(61), TCP: tcpAddr}),
+			sig:     mustSig(signature.TLS, signature.Settings{SNI: sniNames(61)}),
 			want: []string{
 				"acl many_hello req.ssl_hello_type 1",
 				"acl many_sni req.ssl_sni -i " + strings.Join(sniNames(61)[:60], " "),
@@ -193,19 +193,19 @@ func TestACLs(t *testing.T) {
 		{
 			name:    "tls without SNI",
 			service: "any",
-			sig:     mustSig(t, node.Service{Kind: node.TLS, TCP: tcpAddr}),
+			sig:     mustSig(signature.TLS, signature.Settings{}),
 			want:    []string{"acl any_hello req.ssl_hello_type 1"},
 		},
 		{
 			name:    "http",
 			service: "web",
-			sig:     mustSig(t, node.Service{Kind: node.HTTP, TCP: tcpAddr}),
+			sig:     mustSig(signature.HTTP, signature.Settings{}),
 			want:    []string{"acl web_http req.proto_http"},
 		},
 		{
 			name:    "name taken in the frontend",
 			service: "web",
-			sig:     mustSig(t, node.Service{Kind: node.HTTP, TCP: tcpAddr}),
+			sig:     mustSig(signature.HTTP, signature.Settings{}),
 			used:    []string{"web_http", "web_http_2"},
 			want:    []string{"acl web_http_3 req.proto_http"},
 		},
@@ -238,13 +238,8 @@ func sniNames(n int) []string {
 	return out
 }
 
-func mustSig(t *testing.T, s node.Service) signature.Signature {
-	t.Helper()
-	sig, ok := signature.For(s, node.TCP)
-	if !ok {
-		t.Fatalf("no TCP signature for %+v", s)
-	}
-	return sig
+func mustSig(k signature.Kind, s signature.Settings) signature.Signature {
+	return k.Signature(s, node.TCP)
 }
 
 // The config hash is what decides a reload: server addresses and states

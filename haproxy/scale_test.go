@@ -86,8 +86,11 @@ func TestRealManySNI(t *testing.T) {
 		}
 		probes = append(probes, hello)
 	}
-	vpn, _ := signature.For(n.Services[0], node.TCP)
-	probes = append(probes, vpn.Example())
+	vpn, err := n.Services[0].Kind.Example(n.Services[0].Settings, node.TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes = append(probes, vpn.Packet)
 	sample = append(sample, "(openvpn tls-crypt)")
 	for i, pkt := range probes {
 		want := p.Route(node.TCP, 443, pkt)

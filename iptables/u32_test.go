@@ -224,16 +224,14 @@ func TestU32AgreesWithMatch(t *testing.T) {
 		}
 	}
 	var sigs []signature.Signature
-	for _, tls := range []node.OpenVPNTLS{
-		{Mode: node.TLSAuth, Digest: "SHA1"}, {Mode: node.TLSAuth, Digest: "SHA256"},
-		{Mode: node.TLSAuth, Digest: "SHA512"}, {Mode: node.TLSCrypt},
-		{Mode: node.TLSCryptV2}, {Mode: node.TLSNone},
+	for _, tls := range []signature.OpenVPNTLS{
+		{Mode: signature.TLSAuth, Digest: "SHA1"}, {Mode: signature.TLSAuth, Digest: "SHA256"},
+		{Mode: signature.TLSAuth, Digest: "SHA512"}, {Mode: signature.TLSCrypt},
+		{Mode: signature.TLSCryptV2}, {Mode: signature.TLSNone},
 	} {
-		s, _ := signature.For(node.Service{Kind: node.OpenVPN, TLS: tls, UDP: 1}, node.UDP)
-		sigs = append(sigs, s)
+		sigs = append(sigs, signature.OpenVPN.Signature(signature.Settings{TLS: tls}, node.UDP))
 	}
-	wg, _ := signature.For(node.Service{Kind: node.WireGuard, UDP: 1}, node.UDP)
-	sigs = append(sigs, wg)
+	sigs = append(sigs, signature.WireGuard.Signature(signature.Settings{}, node.UDP))
 	matched := 0
 	for _, s := range sigs {
 		exprs, err := U32(node.IPv4, s)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portstripe/portstripe/fixtures"
 	"github.com/portstripe/portstripe/internal/safefile"
+	"github.com/portstripe/portstripe/signature"
 )
 
 // MaxFileSize bounds what Load reads: a node file is a few kilobytes, and a
@@ -102,25 +103,20 @@ type timeoutsFile struct {
 }
 
 type serviceFile struct {
-	Name     string   `yaml:"name"`
-	Kind     string   `yaml:"kind"`
-	TLS      tlsFile  `yaml:"tls"`
-	SNI      []string `yaml:"sni"`
-	UDP      string   `yaml:"udp" scalar:"int"`
-	TCP      string   `yaml:"tcp"`
-	Striped  string   `yaml:"striped" scalar:"bool"`
-	Disabled string   `yaml:"disabled" scalar:"bool"`
-	Check    string   `yaml:"check"`
+	Name     string           `yaml:"name"`
+	Kind     string           `yaml:"kind"`
+	TLS      signature.RawTLS `yaml:"tls"`
+	SNI      []string         `yaml:"sni"`
+	UDP      string           `yaml:"udp" scalar:"int"`
+	TCP      string           `yaml:"tcp"`
+	Striped  string           `yaml:"striped" scalar:"bool"`
+	Disabled string           `yaml:"disabled" scalar:"bool"`
+	Check    string           `yaml:"check"`
 	// ClientAddress is how the TCP backend learns the client's address;
 	// left out of the settings hash when unset, so adding the key changed
 	// no existing node's hash.
 	ClientAddress string   `yaml:"client_address" json:",omitempty"`
 	Dedicated     []string `yaml:"dedicated" scalar:"int"`
-}
-
-type tlsFile struct {
-	Mode   string `yaml:"mode"`
-	Digest string `yaml:"digest"`
 }
 
 // defaultFile holds the values a node file may leave out; what the file

@@ -3,6 +3,8 @@ package node
 import (
 	"strings"
 	"testing"
+
+	"github.com/portstripe/portstripe/signature"
 )
 
 const okHead = "name: t\naddresses: [198.51.100.2]\n"
@@ -51,7 +53,7 @@ func TestOverrideListEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, b := n.Services[0], n.Services[1]; a.UDP != 5070 || a.TLS.Mode != TLSAuth || a.TLS.Digest != "SHA256" || !b.Disabled || b.Name != "b" {
+	if a, b := n.Services[0], n.Services[1]; a.UDP != 5070 || a.Settings.TLS.Mode != signature.TLSAuth || a.Settings.TLS.Digest != "SHA256" || !b.Disabled || b.Name != "b" {
 		t.Errorf("list overrides not applied: %+v / %+v", a, b)
 	}
 	if n.Striped[TCP].String() != "1-100" {

@@ -6,38 +6,9 @@ package node
 import (
 	"net/netip"
 	"time"
+
+	"github.com/portstripe/portstripe/signature"
 )
-
-// Kind is what a service speaks; it decides which signature identifies it.
-type Kind string
-
-const (
-	OpenVPN   Kind = "openvpn"
-	SSH       Kind = "ssh"
-	TLS       Kind = "tls"
-	HTTP      Kind = "http"
-	WireGuard Kind = "wireguard"
-)
-
-// Kinds lists the service kinds a node file may use.
-var Kinds = []Kind{OpenVPN, SSH, TLS, HTTP, WireGuard}
-
-// TLSMode is OpenVPN's control-channel wrapping (--tls-auth, --tls-crypt, ...).
-type TLSMode string
-
-const (
-	TLSAuth    TLSMode = "tls-auth"
-	TLSCrypt   TLSMode = "tls-crypt"
-	TLSCryptV2 TLSMode = "tls-crypt-v2"
-	TLSNone    TLSMode = "none"
-)
-
-// TLSModes lists the modes a node file may use.
-var TLSModes = []TLSMode{TLSAuth, TLSCrypt, TLSCryptV2, TLSNone}
-
-// Digests maps OpenVPN's --auth digests usable with tls-auth to their size in
-// bytes: the HMAC that sits between session id and packet-id.
-var Digests = map[string]int{"SHA1": 20, "SHA256": 32, "SHA384": 48, "SHA512": 64}
 
 // Reject as a default means: no service takes what matches no signature.
 const Reject = "reject"
@@ -123,11 +94,11 @@ const (
 // Service is one thing clients reach through the striped ports.
 type Service struct {
 	Name string
-	Kind Kind
-	// TLS is OpenVPN's control-channel wrapping; only for Kind OpenVPN.
-	TLS OpenVPNTLS
-	// SNI lists the server names a Kind TLS service takes; empty takes all.
-	SNI []string
+	// Kind is what the service speaks: its entry in the registry, which
+	// decides its signature.
+	Kind signature.Kind
+	// Settings are what the kind's own keys (tls, sni, ...) say.
+	Settings signature.Settings
 	// UDP is the port the service listens on at the node's addresses; 0 when
 	// it has no UDP listener.
 	UDP uint16
@@ -184,18 +155,21 @@ const (
 // ClientAddresses are the values `client_address` takes.
 var ClientAddresses = []ClientAddress{ClientProxy, ClientTransparent, ClientProxyV1, ClientProxyV2}
 
-// OpenVPNTLS is the control-channel wrapping an OpenVPN instance uses.
-type OpenVPNTLS struct {
-	Mode   TLSMode
-	Digest string // tls-auth only: SHA1, SHA256, SHA384 or SHA512
-}
-
 // Has reports whether the service listens on the given protocol.
 func (s Service) Has(p Proto) bool {
 	if p == UDP {
 		return s.UDP != 0
 	}
 	return s.TCP.IsValid()
+}
+
+// Signature is what a first packet of the service looks like on p, as its
+// kind derives it; ok is false when the service has no endpoint on p.
+func (s Service) Signature(p Proto) (sig signature.Signature, ok bool) {
+	if !s.Has(p) {
+		return signature.Signature{}, false
+	}
+	return s.Kind.Signature(s.Settings, p), true
 }
 
 // Service returns the service with that name.

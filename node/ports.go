@@ -5,18 +5,21 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/portstripe/portstripe/signature"
 )
 
-// Proto is a transport protocol a port range is striped for.
-type Proto string
+// Proto is a transport protocol a port range is striped for; the
+// registry of kinds (signature) defines it, and node reads the registry.
+type Proto = signature.Proto
 
 const (
-	TCP Proto = "tcp"
-	UDP Proto = "udp"
+	TCP = signature.TCP
+	UDP = signature.UDP
 )
 
 // Protos lists the protocols in the order every output walks them.
-var Protos = []Proto{UDP, TCP}
+var Protos = signature.Protos
 
 // PortRange is an inclusive range of ports, From <= To.
 type PortRange struct {

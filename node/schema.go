@@ -6,9 +6,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	clipper "github.com/portstripe/portstripe/internal/clip"
 )
 
 // The node file's schema is the file struct itself: a struct is a map whose
@@ -185,20 +186,11 @@ func keyPath(path, key string) string {
 	return join(path, key)
 }
 
-// clip shortens text from the input that goes into an error message, so
-// that the line stays readable whatever the input.
-func clip(s string) string { return clipTo(s, 40) }
-
-func clipTo(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+// clip and clipTo shorten input quoted in an error message.
+var (
+	clip   = clipper.Text
+	clipTo = clipper.To
+)
 
 // override puts one text value at key ("haproxy.maxconn",
 // "services[1].disabled", "striped.tcp[0]"), through the schema: an unknown

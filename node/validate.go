@@ -10,13 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portstripe/portstripe/signature"
 )
 
 // Names end up in haproxy.cfg section names, iptables comments and chain
 // hashes, so only characters that need no quoting anywhere are allowed.
 var (
 	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
-	sniRE    = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	socketRE = regexp.MustCompile(`^/[A-Za-z0-9_./-]{1,100}$`)
 )
 
@@ -163,7 +164,7 @@ func (n *Node) serviceNames() []string {
 }
 
 func service(path string, sf serviceFile, n *Node) (Service, error) {
-	s := Service{Name: sf.Name, Kind: Kind(sf.Kind)}
+	s := Service{Name: sf.Name}
 	if sf.Name == "" {
 		return s, fieldErr(path+".name", "required (%s)", nameRule)
 	}
@@ -171,14 +172,18 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 		return s, fieldErr(path+".name", "%q is not allowed (%s)", clip(sf.Name), nameRule)
 	}
 	if sf.Kind == "" {
-		return s, fieldErr(path+".kind", "required (allowed: %s)", joinAny(Kinds))
+		return s, fieldErr(path+".kind", "required (allowed: %s)", signature.KindNames())
 	}
-	if !slices.Contains(Kinds, s.Kind) {
-		return s, fieldErr(path+".kind", "%q is not a service kind (allowed: %s)", clip(sf.Kind), joinAny(Kinds))
+	kind, ok := signature.LookupKind(sf.Kind)
+	if !ok {
+		return s, fieldErr(path+".kind", "%q is not a service kind (allowed: %s)", clip(sf.Kind), signature.KindNames())
 	}
+	s.Kind = kind
+	name := kind.Name()
+	udp, tcp := slices.Contains(kind.Protos(), UDP), slices.Contains(kind.Protos(), TCP)
 	if sf.UDP != "" {
-		if s.Kind != OpenVPN && s.Kind != WireGuard {
-			return s, fieldErr(path+".udp", "a %s service has no UDP listener (only openvpn and wireguard do)", s.Kind)
+		if !udp {
+			return s, fieldErr(path+".udp", "a %s service has no UDP listener (only %s do)", name, kindList(signature.KindsOn(UDP)))
 		}
 		p, err := parsePort(sf.UDP)
 		if err != nil {
@@ -190,8 +195,8 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 		s.UDP = p
 	}
 	if sf.TCP != "" {
-		if s.Kind == WireGuard {
-			return s, fieldErr(path+".tcp", "wireguard has no TCP backend")
+		if !tcp {
+			return s, fieldErr(path+".tcp", "%s has no TCP backend", name)
 		}
 		ap, err := netip.ParseAddrPort(strings.TrimSpace(sf.TCP))
 		if err != nil || ap.Port() == 0 {
@@ -202,39 +207,33 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 		}
 		s.TCP = ap
 	}
-	switch s.Kind {
-	case OpenVPN:
+	switch {
+	case udp && tcp:
 		if sf.UDP == "" && sf.TCP == "" {
-			return s, fieldErr(path, "an openvpn service needs udp (listener port), tcp (backend address) or both")
+			return s, fieldErr(path, "%s %s service needs udp (listener port), tcp (backend address) or both", article(name), name)
 		}
-	case WireGuard:
+	case udp:
 		if sf.UDP == "" {
-			return s, fieldErr(path+".udp", "required: the port wireguard listens on")
+			return s, fieldErr(path+".udp", "required: the port %s listens on", name)
 		}
 	default:
 		if sf.TCP == "" {
-			return s, fieldErr(path+".tcp", "required: the %s backend address (%s)", s.Kind, backendForm)
+			return s, fieldErr(path+".tcp", "required: the %s backend address (%s)", name, backendForm)
 		}
 	}
-	if err := openvpnTLS(path+".tls", sf, &s); err != nil {
-		return s, err
-	}
-	if len(sf.SNI) > 0 && s.Kind != TLS {
-		return s, fieldErr(path+".sni", "only a tls service routes by SNI")
-	}
-	names := map[string]bool{}
-	for i, name := range sf.SNI {
-		name = strings.ToLower(name)
-		if !sniRE.MatchString(name) || len(name) > 253 {
-			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is not a DNS name (letters, digits, hyphens and dots only)", clip(sf.SNI[i]))
+	raw := signature.Raw{TLS: sf.TLS, SNI: sf.SNI}
+	for _, key := range raw.Set() {
+		if !slices.Contains(kind.Keys(), key) {
+			return s, fieldErr(path+"."+key, "%s", foreignKey(key))
 		}
-		if names[name] {
-			return s, fieldErr(fmt.Sprintf("%s.sni[%d]", path, i), "%q is listed twice", name)
-		}
-		names[name] = true
-		s.SNI = append(s.SNI, name)
 	}
-	var err error
+	settings, err := kind.Settings(raw)
+	if se, ok := err.(*signature.SettingError); ok {
+		return s, fieldErr(path+"."+se.Key, "%s", se.Msg)
+	} else if err != nil {
+		return s, fieldErr(path, "%v", err)
+	}
+	s.Settings = settings
 	if s.Dedicated, err = portList(path+".dedicated", sf.Dedicated); err != nil {
 		return s, err
 	}
@@ -278,34 +277,40 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 	return s, nil
 }
 
-func openvpnTLS(path string, sf serviceFile, s *Service) error {
-	if s.Kind != OpenVPN {
-		if sf.TLS != (tlsFile{}) {
-			return fieldErr(path, "only an openvpn service has tls settings")
+// foreignKey says which kinds take a key a service's kind does not.
+func foreignKey(key string) string {
+	var owners []signature.Kind
+	for _, k := range signature.Kinds() {
+		if slices.Contains(k.Keys(), key) {
+			owners = append(owners, k)
 		}
-		return nil
 	}
-	s.TLS = OpenVPNTLS{Mode: TLSMode(sf.TLS.Mode), Digest: strings.ToUpper(sf.TLS.Digest)}
-	if sf.TLS.Mode == "" {
-		return fieldErr(path+".mode", "required (allowed: %s)", joinAny(TLSModes))
-	}
-	if !slices.Contains(TLSModes, s.TLS.Mode) {
-		return fieldErr(path+".mode", "%q is not an OpenVPN tls mode (allowed: %s)", clip(sf.TLS.Mode), joinAny(TLSModes))
-	}
-	digests := make([]string, 0, len(Digests))
-	for d := range Digests {
-		digests = append(digests, d)
-	}
-	slices.Sort(digests)
 	switch {
-	case s.TLS.Mode == TLSAuth && s.TLS.Digest == "":
-		return fieldErr(path+".digest", "required with tls-auth: the --auth digest (allowed: %s)", strings.Join(digests, ", "))
-	case s.TLS.Mode == TLSAuth && Digests[s.TLS.Digest] == 0:
-		return fieldErr(path+".digest", "%q is not supported (allowed: %s)", clip(sf.TLS.Digest), strings.Join(digests, ", "))
-	case s.TLS.Mode != TLSAuth && s.TLS.Digest != "":
-		return fieldErr(path+".digest", "only tls-auth puts a digest-sized HMAC in the first packet; remove it for %s", s.TLS.Mode)
+	case key == "tls" && len(owners) == 1:
+		return fmt.Sprintf("only an %s service has tls settings", owners[0].Name())
+	case key == "sni" && len(owners) == 1:
+		return fmt.Sprintf("only a %s service routes by SNI", owners[0].Name())
 	}
-	return nil
+	return fmt.Sprintf("only %s services take %s", kindList(owners), key)
+}
+
+// kindList names kinds as a sentence does: "openvpn and wireguard".
+func kindList(ks []signature.Kind) string {
+	names := make([]string, len(ks))
+	for i, k := range ks {
+		names[i] = k.Name()
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+func article(word string) string {
+	if strings.ContainsAny(word[:1], "aeiou") {
+		return "an"
+	}
+	return "a"
 }
 
 // hardStopAfter reads haproxy.hard_stop_after: "0" (never) or a duration

@@ -141,9 +141,9 @@ type Backend struct {
 type HealthCheck string
 
 const (
-	CheckConnect   HealthCheck = "connect"    // the backend accepts a TCP connection
-	CheckSSHBanner HealthCheck = "ssh-banner" // it answers a connection with "SSH-"
-	CheckTLSHello  HealthCheck = "tls-hello"  // it answers a TLS client hello
+	CheckConnect               = HealthCheck(signature.ProbeConnect)   // the backend accepts a TCP connection
+	CheckSSHBanner             = HealthCheck(signature.ProbeSSHBanner) // it answers a connection with "SSH-"
+	CheckTLSHello              = HealthCheck(signature.ProbeTLSHello)  // it answers a TLS client hello
 	CheckNone      HealthCheck = "none"
 )
 
@@ -158,12 +158,8 @@ func healthCheck(s node.Service) HealthCheck {
 		return CheckNone
 	case s.Check == node.CheckConnect:
 		return CheckConnect
-	case s.Kind == node.SSH:
-		return CheckSSHBanner
-	case s.Kind == node.TLS:
-		return CheckTLSHello
 	}
-	return CheckConnect
+	return HealthCheck(s.Kind.Probe())
 }
 
 // Exclusion records a striped service left out of a list's ports.
@@ -462,7 +458,7 @@ type candidates struct {
 func candidatesFor(n *node.Node, proto node.Proto) candidates {
 	c := candidates{all: make([]candidate, len(n.Services)), has: make([]bool, len(n.Services))}
 	for i, s := range n.Services {
-		sig, ok := signature.For(s, proto)
+		sig, ok := s.Signature(proto)
 		if !ok {
 			continue
 		}

@@ -4,22 +4,15 @@ import (
 	"crypto/tls"
 	"net"
 	"time"
-
-	"github.com/portstripe/portstripe/node"
 )
 
-// Example lays out a first packet that s matches, the way the client sends
+// layout lays out a first packet that s matches, the way the client sends
 // it: s.Size bytes (on TCP behind an OpenVPN length prefix that says so)
 // with s's fixed bytes in place and filler in the bytes a real client fills
-// with session ids and HMACs. route --client answers "where does such a
-// client land?" with it, without a capture. It is nil for signatures that
-// need a protocol parser (TLS, HTTP) or a text (SSH).
-func (s Signature) Example() []byte {
-	if s.Family != FamilyOpenVPN && s.Family != FamilyWireGuard {
-		return nil
-	}
+// with session ids and HMACs.
+func (s Signature) layout() []byte {
 	head := 0
-	if s.Proto == node.TCP {
+	if s.Proto == TCP && s.Family == FamilyOpenVPN {
 		head = 2
 	}
 	n := max(head+s.Size, s.CheckedEnd())

@@ -11,27 +11,29 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/portstripe/portstripe/node"
 )
 
 // Family groups signatures whose fixed first bytes differ from every other
 // family's (OpenVPN's opcode or length prefix, TLS's 0x16 0x03, "SSH-",
 // an HTTP method, WireGuard's 01000000), so only signatures of one family can
-// ever take each other's packets.
+// ever take each other's packets. Each kind's file declares its family.
 type Family string
 
-const (
-	FamilyOpenVPN   Family = "openvpn"
-	FamilyWireGuard Family = "wireguard"
-	FamilySSH       Family = "ssh"
-	FamilyTLS       Family = "tls"
-	FamilyHTTP      Family = "http"
-)
+// familyInfo is what the planner and explain know of a family.
+type familyInfo struct {
+	// rank orders decision lists: byte checks that decide on a few bytes
+	// first, protocol parsers (TLS, HTTP) last.
+	rank int
+	// hint ends an ambiguity error: what else the operator can change.
+	hint string
+	// caveat says what the family's signatures assume about clients.
+	caveat func(Signature) string
+	// catches replaces the byte comparison of Catches within the family.
+	catches func(s, o Signature) bool
+}
 
-// familyRank orders decision lists: byte checks that decide on a few bytes
-// first, protocol parsers (TLS, HTTP) last.
-var familyRank = map[Family]int{FamilyOpenVPN: 0, FamilyWireGuard: 1, FamilySSH: 2, FamilyTLS: 3, FamilyHTTP: 4}
+// families are declared by the kinds' files, in init.
+var families = map[Family]familyInfo{}
 
 // Bytes is a fixed run of bytes at an offset of the first packet: for UDP the
 // datagram's payload, for TCP the stream (OpenVPN's length prefix included).
@@ -55,8 +57,8 @@ func (h *Hex) UnmarshalText(b []byte) error {
 
 // Signature is what a service's first packet looks like on one protocol.
 type Signature struct {
-	Proto  node.Proto `json:"proto"`
-	Family Family     `json:"family"`
+	Proto  Proto  `json:"proto"`
+	Family Family `json:"family"`
 	// Label names the flavour: "OpenVPN tls-auth SHA512".
 	Label string `json:"label"`
 	// Length is the exact UDP payload length checked; 0 means any.
@@ -74,89 +76,6 @@ type Signature struct {
 	SNI      []string `json:"sni,omitempty"`
 	// HTTP asks for an HTTP/1 request line.
 	HTTP bool `json:"http,omitempty"`
-}
-
-// packetIDOne is OpenVPN's replay packet-id of a client's first packet.
-var packetIDOne = []byte{0, 0, 0, 1}
-
-const (
-	opHardResetClientV2 = 0x38 // P_CONTROL_HARD_RESET_CLIENT_V2 << 3 | key id 0
-	opHardResetClientV3 = 0x50 // P_CONTROL_HARD_RESET_CLIENT_V3 << 3 | key id 0 (tls-crypt-v2)
-	sessionIDLen        = 8
-	tlsCryptTagLen      = 32
-)
-
-// For derives the signature of s on protocol p; ok is false when s has no
-// endpoint on p.
-func For(s node.Service, p node.Proto) (sig Signature, ok bool) {
-	if !s.Has(p) {
-		return Signature{}, false
-	}
-	sig = Signature{Proto: p}
-	switch s.Kind {
-	case node.OpenVPN:
-		sig = openvpn(s.TLS, p)
-	case node.WireGuard:
-		// MessageInitiation: type 1 and three reserved zero bytes, 148 bytes.
-		sig.Family, sig.Label, sig.Length, sig.Size = FamilyWireGuard, "WireGuard handshake initiation", 148, 148
-		sig.Bytes = []Bytes{{0, []byte{1, 0, 0, 0}, "message type 1"}}
-	case node.SSH:
-		sig.Family, sig.Label = FamilySSH, "SSH banner"
-		sig.Bytes = []Bytes{{0, []byte("SSH-"), `"SSH-"`}}
-	case node.TLS:
-		sig.Family, sig.Label, sig.TLSHello, sig.SNI = FamilyTLS, "TLS ClientHello", true, s.SNI
-		if len(s.SNI) > 0 {
-			sig.Label += " SNI " + strings.Join(s.SNI, " ")
-		}
-	case node.HTTP:
-		sig.Family, sig.Label, sig.HTTP = FamilyHTTP, "HTTP request", true
-	}
-	return sig, true
-}
-
-// openvpn lays out a client's first packet (SPEC, "Signatures"): opcode,
-// session id, then per wrapping the HMAC (tls-auth), the packet-id, ...
-// The opcode and where the cleartext packet-id 1 sits tell the flavours
-// apart; the exact length is checked only where there is no packet-id to
-// find (no wrapping), so a client that appends fields to its first packet
-// (OpenVPN 2.4/2.5/3 may) still matches. On TCP every offset moves by the
-// 2-byte length prefix.
-func openvpn(t node.OpenVPNTLS, p node.Proto) Signature {
-	sig := Signature{Proto: p, Family: FamilyOpenVPN}
-	var pidOffset int
-	opcode := byte(opHardResetClientV2)
-	switch t.Mode {
-	case node.TLSAuth:
-		d := node.Digests[t.Digest]
-		sig.Label = "OpenVPN tls-auth " + t.Digest
-		sig.Size, pidOffset = 22+d, 1+sessionIDLen+d
-	case node.TLSCrypt:
-		sig.Label = "OpenVPN tls-crypt"
-		sig.Size, pidOffset = 1+sessionIDLen+4+4+tlsCryptTagLen+5, 1+sessionIDLen
-	case node.TLSCryptV2:
-		// The wrapped client key follows, so the length varies by key.
-		sig.Label, opcode = "OpenVPN tls-crypt-v2", opHardResetClientV3
-	case node.TLSNone:
-		sig.Label, sig.Size = "OpenVPN without tls wrapping", 1+sessionIDLen+1+4
-	}
-	exact := pidOffset == 0 && sig.Size > 0
-	shift := 0 // the TCP length prefix
-	if p == node.TCP {
-		shift = 2
-	}
-	switch {
-	case exact && p == node.UDP:
-		sig.Length = sig.Size
-		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{opcode}, "opcode"})
-	case exact:
-		sig.Bytes = append(sig.Bytes, Bytes{0, []byte{byte(sig.Size >> 8), byte(sig.Size), opcode}, fmt.Sprintf("length prefix %d and opcode", sig.Size)})
-	default:
-		sig.Bytes = append(sig.Bytes, Bytes{shift, []byte{opcode}, "opcode"})
-	}
-	if pidOffset > 0 {
-		sig.Bytes = append(sig.Bytes, Bytes{pidOffset + shift, packetIDOne, "packet-id 1"})
-	}
-	return sig
 }
 
 // Describe says in words what the signature relies on.
@@ -186,17 +105,8 @@ func (s Signature) Describe() string {
 // Caveat says what the signature assumes about clients that a client may
 // not do, for explain.
 func (s Signature) Caveat() string {
-	switch {
-	case s.Family == FamilyOpenVPN && len(s.Bytes) > 1:
-		return "the packet-id position tells the flavours apart (random bytes match it once in 2^32); the length is left open, so a client that appends fields to its first packet (2.4/2.5/3 may) still matches"
-	case s.Family == FamilyOpenVPN && s.exactLength() > 0:
-		return "the length is exact for OpenVPN 2.6 clients (nothing else to check without tls wrapping), so a client that appends fields to its first packet misses this rule"
-	case s.Family == FamilyOpenVPN && s.Length == 0:
-		return "opcode only: the length depends on the client key"
-	case s.Family == FamilySSH:
-		return "clients that wait for the server to speak first (ssh-keyscan) send nothing, and get the default after the inspect-delay"
-	case s.Family == FamilyTLS && len(s.SNI) > 0:
-		return "decides once the whole ClientHello is in"
+	if c := families[s.Family].caveat; c != nil {
+		return c(s)
 	}
 	return ""
 }
@@ -215,7 +125,7 @@ const (
 // Match tests a first packet: a UDP payload or the first bytes of a TCP
 // stream.
 func (s Signature) Match(payload []byte) Result {
-	if s.Proto == node.UDP && s.Length > 0 && len(payload) != s.Length {
+	if s.Proto == UDP && s.Length > 0 && len(payload) != s.Length {
 		return NoMatch
 	}
 	short := false
@@ -238,7 +148,7 @@ func (s Signature) Match(payload []byte) Result {
 		return matchTLS(payload, s.SNI)
 	case s.HTTP:
 		return matchHTTP(payload)
-	case short && s.Proto == node.TCP:
+	case short && s.Proto == TCP:
 		return NeedMore
 	case short:
 		return NoMatch
@@ -254,15 +164,8 @@ func (s Signature) Catches(o Signature) bool {
 	if s.Proto != o.Proto || s.Family != o.Family {
 		return false
 	}
-	switch s.Family {
-	case FamilyTLS:
-		// A client of a service without SNI names sends a name nobody claims.
-		if len(s.SNI) == 0 {
-			return true
-		}
-		return slices.ContainsFunc(o.SNI, func(n string) bool { return slices.Contains(s.SNI, n) })
-	case FamilyHTTP:
-		return true
+	if c := families[s.Family].catches; c != nil {
+		return c(s, o)
 	}
 	if l := s.exactLength(); l > 0 {
 		if ol := o.exactLength(); (ol > 0 && ol != l) || o.Size > l {
@@ -306,7 +209,7 @@ func (s Signature) CheckedEnd() int {
 // exactLength is the packet length s insists on: the UDP payload length, or
 // on TCP the OpenVPN length prefix when s checks it; 0 when it is open.
 func (s Signature) exactLength() int {
-	if s.Proto == node.UDP {
+	if s.Proto == UDP {
 		return s.Length
 	}
 	if s.Family == FamilyOpenVPN && len(s.Bytes) > 0 && s.Bytes[0].Offset == 0 && len(s.Bytes[0].Value) >= 2 {
@@ -325,7 +228,7 @@ func Order(sigs []Signature) (order []int, a, b int, err error) {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(x, y int) int { return familyRank[sigs[x].Family] - familyRank[sigs[y].Family] })
+	slices.SortStableFunc(idx, func(x, y int) int { return families[sigs[x].Family].rank - families[sigs[y].Family].rank })
 	g := catchGraph{count: make([]int, len(idx)), caughtBy: make([][]int, len(idx)), first: [2]int{-1, -1}}
 	// Signatures of different families never catch each other: the graph
 	// is built per run of one family.
@@ -478,12 +381,6 @@ func ambiguity(a, b Signature) error {
 	if a.Label == b.Label {
 		what = "both are " + a.Label
 	}
-	hint := "give one of them dedicated ports"
-	switch a.Family {
-	case FamilyOpenVPN:
-		hint += " or another tls mode or digest"
-	case FamilyTLS:
-		hint += " or disjoint SNI names"
-	}
+	hint := "give one of them dedicated ports" + families[a.Family].hint
 	return fmt.Errorf("no signature tells them apart (%s); %s", what, hint)
 }

@@ -5,18 +5,15 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
-
-	"github.com/portstripe/portstripe/node"
 )
 
-func openvpnSig(mode node.TLSMode, digest string, p node.Proto) Signature {
-	s, _ := For(node.Service{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: mode, Digest: digest}, UDP: 1, TCP: mustAddrPort("127.0.0.1:1")}, p)
-	return s
+func openvpnSig(mode TLSMode, digest string, p Proto) Signature {
+	return OpenVPN.Signature(Settings{TLS: OpenVPNTLS{Mode: mode, Digest: digest}}, p)
 }
 
 func TestOpenVPNLayout(t *testing.T) {
 	tests := []struct {
-		mode     node.TLSMode
+		mode     TLSMode
 		digest   string
 		size     int
 		udpExact int    // UDP payload length checked, 0 = open
@@ -24,14 +21,14 @@ func TestOpenVPNLayout(t *testing.T) {
 		tcpAt    int    // ... and its offset
 		pidUDPAt int
 	}{
-		{node.TLSAuth, "SHA512", 86, 0, "38", 2, 73},
-		{node.TLSAuth, "SHA256", 54, 0, "38", 2, 41},
-		{node.TLSAuth, "SHA1", 42, 0, "38", 2, 29},
-		{node.TLSCrypt, "", 54, 0, "38", 2, 9},
-		{node.TLSNone, "", 14, 14, "000e38", 0, -1},
+		{TLSAuth, "SHA512", 86, 0, "38", 2, 73},
+		{TLSAuth, "SHA256", 54, 0, "38", 2, 41},
+		{TLSAuth, "SHA1", 42, 0, "38", 2, 29},
+		{TLSCrypt, "", 54, 0, "38", 2, 9},
+		{TLSNone, "", 14, 14, "000e38", 0, -1},
 	}
 	for _, tt := range tests {
-		u := openvpnSig(tt.mode, tt.digest, node.UDP)
+		u := openvpnSig(tt.mode, tt.digest, UDP)
 		if u.Size != tt.size || u.Length != tt.udpExact {
 			t.Errorf("%s: udp size %d, length checked %d; want %d, %d", u.Label, u.Size, u.Length, tt.size, tt.udpExact)
 		}
@@ -44,7 +41,7 @@ func TestOpenVPNLayout(t *testing.T) {
 		if pid != tt.pidUDPAt {
 			t.Errorf("%s: packet-id at %d, want %d", u.Label, pid, tt.pidUDPAt)
 		}
-		c := openvpnSig(tt.mode, tt.digest, node.TCP)
+		c := openvpnSig(tt.mode, tt.digest, TCP)
 		if got := Hex(c.Bytes[0].Value); c.Bytes[0].Offset != tt.tcpAt || string(mustText(got)) != tt.tcpHead {
 			t.Errorf("%s: tcp head %s at %d, want %s at %d", c.Label, mustText(got), c.Bytes[0].Offset, tt.tcpHead, tt.tcpAt)
 		}
@@ -55,18 +52,18 @@ func TestOpenVPNLayout(t *testing.T) {
 // OpenVPN 2.6 sends still matches its flavour, and only that one.
 func TestAppendedFields(t *testing.T) {
 	flavours := []Signature{
-		openvpnSig(node.TLSAuth, "SHA512", node.UDP),
-		openvpnSig(node.TLSAuth, "SHA256", node.UDP),
-		openvpnSig(node.TLSCrypt, "", node.UDP),
-		openvpnSig(node.TLSAuth, "SHA512", node.TCP),
-		openvpnSig(node.TLSAuth, "SHA256", node.TCP),
-		openvpnSig(node.TLSCrypt, "", node.TCP),
+		openvpnSig(TLSAuth, "SHA512", UDP),
+		openvpnSig(TLSAuth, "SHA256", UDP),
+		openvpnSig(TLSCrypt, "", UDP),
+		openvpnSig(TLSAuth, "SHA512", TCP),
+		openvpnSig(TLSAuth, "SHA256", TCP),
+		openvpnSig(TLSCrypt, "", TCP),
 	}
 	for _, want := range flavours {
 		// The packet as 2.6 lays it out, then 12 bytes more (and on TCP a
 		// length prefix that says so).
-		packet := append(want.Example(), make([]byte, 12)...)
-		if want.Proto == node.TCP {
+		packet := append(want.layout(), make([]byte, 12)...)
+		if want.Proto == TCP {
 			n := len(packet) - 2
 			packet[0], packet[1] = byte(n>>8), byte(n)
 		}
@@ -85,17 +82,17 @@ func TestAppendedFields(t *testing.T) {
 // signature and no other flavour's.
 func TestExample(t *testing.T) {
 	var sigs []Signature
-	for _, p := range []node.Proto{node.UDP, node.TCP} {
-		for _, tls := range []node.OpenVPNTLS{{Mode: node.TLSAuth, Digest: "SHA1"}, {Mode: node.TLSAuth, Digest: "SHA256"},
-			{Mode: node.TLSAuth, Digest: "SHA512"}, {Mode: node.TLSCrypt}, {Mode: node.TLSCryptV2}, {Mode: node.TLSNone}} {
+	for _, p := range []Proto{UDP, TCP} {
+		for _, tls := range []OpenVPNTLS{{Mode: TLSAuth, Digest: "SHA1"}, {Mode: TLSAuth, Digest: "SHA256"},
+			{Mode: TLSAuth, Digest: "SHA512"}, {Mode: TLSCrypt}, {Mode: TLSCryptV2}, {Mode: TLSNone}} {
 			sigs = append(sigs, openvpnSig(tls.Mode, tls.Digest, p))
 		}
 	}
-	wg, _ := For(node.Service{Kind: node.WireGuard, UDP: 51820}, node.UDP)
+	wg := WireGuard.Signature(Settings{}, UDP)
 	sigs = append(sigs, wg)
 	for _, want := range sigs {
-		packet := want.Example()
-		head := map[node.Proto]int{node.UDP: 0, node.TCP: 2}[want.Proto]
+		packet := want.layout()
+		head := map[Proto]int{UDP: 0, TCP: 2}[want.Proto]
 		if want.Size > 0 && len(packet) != head+want.Size {
 			t.Errorf("%s %s: %d bytes, want %d", want.Proto, want.Label, len(packet), head+want.Size)
 		}
@@ -108,24 +105,21 @@ func TestExample(t *testing.T) {
 			}
 		}
 	}
-	if ssh, _ := For(node.Service{Kind: node.SSH, TCP: mustAddrPort("127.0.0.1:22")}, node.TCP); ssh.Example() != nil {
-		t.Error("an SSH signature has no byte layout to give")
-	}
 }
 
 func mustText(h Hex) []byte { b, _ := h.MarshalText(); return b }
 
 func TestCatches(t *testing.T) {
-	tlsAuth256 := openvpnSig(node.TLSAuth, "SHA256", node.UDP)
-	tlsAuth512 := openvpnSig(node.TLSAuth, "SHA512", node.UDP)
-	tlsCrypt := openvpnSig(node.TLSCrypt, "", node.UDP)
-	v2 := openvpnSig(node.TLSCryptV2, "", node.UDP)
-	plain := openvpnSig(node.TLSNone, "", node.UDP)
-	tcpAuth256 := openvpnSig(node.TLSAuth, "SHA256", node.TCP)
-	tcpCrypt := openvpnSig(node.TLSCrypt, "", node.TCP)
-	tcpPlain := openvpnSig(node.TLSNone, "", node.TCP)
-	anyTLS := Signature{Proto: node.TCP, Family: FamilyTLS, TLSHello: true}
-	sniA := Signature{Proto: node.TCP, Family: FamilyTLS, TLSHello: true, SNI: []string{"a.example"}}
+	tlsAuth256 := openvpnSig(TLSAuth, "SHA256", UDP)
+	tlsAuth512 := openvpnSig(TLSAuth, "SHA512", UDP)
+	tlsCrypt := openvpnSig(TLSCrypt, "", UDP)
+	v2 := openvpnSig(TLSCryptV2, "", UDP)
+	plain := openvpnSig(TLSNone, "", UDP)
+	tcpAuth256 := openvpnSig(TLSAuth, "SHA256", TCP)
+	tcpCrypt := openvpnSig(TLSCrypt, "", TCP)
+	tcpPlain := openvpnSig(TLSNone, "", TCP)
+	anyTLS := Signature{Proto: TCP, Family: FamilyTLS, TLSHello: true}
+	sniA := Signature{Proto: TCP, Family: FamilyTLS, TLSHello: true, SNI: []string{"a.example"}}
 	tests := []struct {
 		name string
 		s, o Signature
@@ -166,10 +160,10 @@ func clientHello(t *testing.T, sni string) []byte {
 
 func TestMatchProtocols(t *testing.T) {
 	hello := clientHello(t, "b.example")
-	ssh, _ := For(node.Service{Kind: node.SSH, TCP: mustAddrPort("127.0.0.1:22")}, node.TCP)
-	http, _ := For(node.Service{Kind: node.HTTP, TCP: mustAddrPort("127.0.0.1:80")}, node.TCP)
-	tlsB, _ := For(node.Service{Kind: node.TLS, SNI: []string{"b.example"}, TCP: mustAddrPort("127.0.0.1:443")}, node.TCP)
-	tlsC, _ := For(node.Service{Kind: node.TLS, SNI: []string{"c.example"}, TCP: mustAddrPort("127.0.0.1:443")}, node.TCP)
+	ssh := SSH.Signature(Settings{}, TCP)
+	http := HTTP.Signature(Settings{}, TCP)
+	tlsB := TLS.Signature(Settings{SNI: []string{"b.example"}}, TCP)
+	tlsC := TLS.Signature(Settings{SNI: []string{"c.example"}}, TCP)
 	tests := []struct {
 		name    string
 		sig     Signature
@@ -202,7 +196,7 @@ func orderByDefinition(sigs []Signature) (order []int, a, b int, ok bool) {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(x, y int) int { return familyRank[sigs[x].Family] - familyRank[sigs[y].Family] })
+	slices.SortStableFunc(idx, func(x, y int) int { return families[sigs[x].Family].rank - families[sigs[y].Family].rank })
 	for i, x := range idx {
 		for _, y := range idx[i+1:] {
 			if sigs[x].Catches(sigs[y]) && sigs[y].Catches(sigs[x]) {
@@ -228,15 +222,18 @@ func orderByDefinition(sigs []Signature) (order []int, a, b int, ok bool) {
 // time linear in SNI names, gives the order or the ambiguous pair the
 // pair-by-pair definition gives, on random mixes of every kind.
 func TestOrderAsDefined(t *testing.T) {
-	addr := mustAddrPort("127.0.0.1:1")
-	pool := []node.Service{
-		{Kind: node.SSH, TCP: addr}, {Kind: node.HTTP, TCP: addr},
-		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSCrypt}, TCP: addr},
-		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSCryptV2}, TCP: addr},
-		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSNone}, TCP: addr},
-		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSAuth, Digest: "SHA256"}, TCP: addr},
-		{Kind: node.OpenVPN, TLS: node.OpenVPNTLS{Mode: node.TLSAuth, Digest: "SHA512"}, TCP: addr},
-		{Kind: node.TLS, TCP: addr},
+	type service struct {
+		kind Kind
+		Settings
+	}
+	pool := []service{
+		{SSH, Settings{}}, {HTTP, Settings{}},
+		{OpenVPN, Settings{TLS: OpenVPNTLS{Mode: TLSCrypt}}},
+		{OpenVPN, Settings{TLS: OpenVPNTLS{Mode: TLSCryptV2}}},
+		{OpenVPN, Settings{TLS: OpenVPNTLS{Mode: TLSNone}}},
+		{OpenVPN, Settings{TLS: OpenVPNTLS{Mode: TLSAuth, Digest: "SHA256"}}},
+		{OpenVPN, Settings{TLS: OpenVPNTLS{Mode: TLSAuth, Digest: "SHA512"}}},
+		{TLS, Settings{}},
 	}
 	names := []string{"a.example", "b.example", "c.example", "d.example", "e.example", "f.example"}
 	r := rand.New(rand.NewPCG(7, 0))
@@ -245,12 +242,12 @@ func TestOrderAsDefined(t *testing.T) {
 		var sigs []Signature
 		for range 1 + r.IntN(8) {
 			s := pool[r.IntN(len(pool))]
-			if s.Kind == node.TLS && r.IntN(4) > 0 {
+			if s.kind == TLS && r.IntN(4) > 0 {
 				for _, i := range r.Perm(len(names))[:1+r.IntN(2)] {
 					s.SNI = append(s.SNI, names[i])
 				}
 			}
-			sig, _ := For(s, node.TCP)
+			sig := s.kind.Signature(s.Settings, TCP)
 			sigs = append(sigs, sig)
 		}
 		want, wa, wb, ok := orderByDefinition(sigs)

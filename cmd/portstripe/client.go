@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"maps"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -13,109 +11,51 @@ import (
 	"github.com/portstripe/portstripe/signature"
 )
 
-// clientSpecs is the --client grammar, for help and errors.
-const clientSpecs = "openvpn:tls-auth:DIGEST, openvpn:tls-crypt, openvpn:tls-crypt-v2, openvpn:none, wireguard, ssh, tls, tls:SERVER-NAME, http"
+// clientSpecs is the --client grammar, for help and errors: every
+// kind's forms, as the registry lists them.
+var clientSpecs = strings.Join(clientKinds(), ", ")
 
 // clientPacket makes the first packet a client described by spec sends on
 // p, for route --client, and says what it is. The words are the node
-// file's: a kind, then for openvpn the tls mode and digest, for tls the
-// server name it asks for.
+// file's: a kind, then what its settings need (for openvpn the tls mode
+// and digest, for tls the server name it asks for); the kind lays the
+// packet out.
 func clientPacket(spec string, p node.Proto) ([]byte, string, error) {
 	parts := strings.Split(spec, ":")
-	kind, args := node.Kind(parts[0]), parts[1:]
 	bad := func(why string) error {
 		return usageError{fmt.Errorf("--client %q: %s (want one of %s)", spec, why, clientSpecs)}
 	}
+	kind, ok := signature.LookupKind(parts[0])
 	switch {
-	case !slices.Contains(node.Kinds, kind):
+	case !ok:
 		return nil, "", bad("unknown kind")
-	case kind == node.WireGuard && p == node.TCP:
-		return nil, "", bad("WireGuard runs over UDP only")
-	case kind != node.OpenVPN && kind != node.WireGuard && p == node.UDP:
-		return nil, "", bad(string(kind) + " clients use TCP")
-	case kind != node.OpenVPN && kind != node.TLS && len(args) > 0:
-		return nil, "", bad(string(kind) + " takes nothing more")
+	case !slices.Contains(kind.Protos(), p):
+		return nil, "", bad(fmt.Sprintf("%s clients use %s", kind.Name(), kind.Protos()[0]))
 	}
-	switch kind {
-	case node.SSH:
-		return []byte("SSH-2.0-OpenSSH_9.2p1\r\n"), "SSH client banner", nil
-	case node.HTTP:
-		return []byte("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"), "HTTP/1.1 request", nil
-	case node.TLS:
-		sni := strings.Join(args, ":")
-		hello, err := signature.ClientHello(sni)
-		if err != nil {
-			return nil, "", fmt.Errorf("make a TLS ClientHello: %w", err)
-		}
-		what := "TLS ClientHello without SNI"
-		if sni != "" {
-			what = "TLS ClientHello with SNI " + sni
-		}
-		return hello, fmt.Sprintf("%s (Go's crypto/tls, %d bytes)", what, len(hello)), nil
+	settings, err := kind.Client(parts[1:])
+	if err != nil {
+		return nil, "", bad(err.Error())
 	}
-	// OpenVPN and WireGuard: laid out from the signature.
-	s := node.Service{Kind: kind, UDP: 1, TCP: netip.MustParseAddrPort("127.0.0.1:1")}
-	what := "WireGuard handshake initiation"
-	if kind == node.OpenVPN {
-		if len(args) == 0 || !slices.Contains(node.TLSModes, node.TLSMode(args[0])) {
-			return nil, "", bad("an openvpn client needs its tls mode")
-		}
-		s.TLS.Mode = node.TLSMode(args[0])
-		switch {
-		case s.TLS.Mode == node.TLSAuth && (len(args) != 2 || node.Digests[strings.ToUpper(args[1])] == 0):
-			return nil, "", bad("a tls-auth client needs its digest (SHA1, SHA256, SHA384, SHA512)")
-		case s.TLS.Mode != node.TLSAuth && len(args) != 1:
-			return nil, "", bad("only tls-auth takes a digest")
-		case s.TLS.Mode == node.TLSAuth:
-			s.TLS.Digest = strings.ToUpper(args[1])
-		}
+	ex, err := kind.Example(settings, p)
+	if err != nil {
+		return nil, "", err
 	}
-	sig, _ := signature.For(s, p)
-	if kind == node.OpenVPN {
-		what = sig.Label + " first packet, as OpenVPN 2.6 lays it out"
-	}
-	packet := sig.Example()
-	return packet, fmt.Sprintf("%s (%d bytes; its random fields made up)", what, len(packet)), nil
+	return ex.Packet, ex.What, nil
 }
 
-// clientKinds are the --client values for each kind, in clientSpecs'
+// clientKinds are the --client values of every kind, in the registry's
 // order; a service of the node file fills in its own.
 func clientKinds() []string {
 	var out []string
-	for _, m := range node.TLSModes {
-		if m != node.TLSAuth {
-			out = append(out, "openvpn:"+string(m))
-			continue
-		}
-		for _, d := range slices.Sorted(maps.Keys(node.Digests)) {
-			out = append(out, "openvpn:tls-auth:"+d)
-		}
+	for _, k := range signature.Kinds() {
+		out = append(out, k.Clients(signature.Settings{})...)
 	}
-	return append(out, string(node.WireGuard), string(node.SSH), string(node.TLS), string(node.HTTP))
+	return out
 }
 
 // clientFor is the --client value that reaches service s (one per server
 // name, for a TLS service that lists some).
-func clientFor(s node.Service) []string {
-	switch s.Kind {
-	case node.OpenVPN:
-		spec := "openvpn:" + string(s.TLS.Mode)
-		if s.TLS.Mode == node.TLSAuth {
-			spec += ":" + s.TLS.Digest
-		}
-		return []string{spec}
-	case node.TLS:
-		if len(s.SNI) == 0 {
-			return []string{string(node.TLS)}
-		}
-		out := make([]string, len(s.SNI))
-		for i, n := range s.SNI {
-			out[i] = "tls:" + n
-		}
-		return out
-	}
-	return []string{string(s.Kind)}
-}
+func clientFor(s node.Service) []string { return s.Kind.Clients(s.Settings) }
 
 // completeClient completes route's --client: the clients of the node
 // file's services first, then every other kind, leaving out those that
