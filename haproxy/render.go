@@ -224,19 +224,70 @@ func ACLs(service string, sig signature.Signature, used map[string]bool) []ACL {
 		out = append(out, a)
 	}
 	for _, b := range sig.Bytes {
+		if b.Mask != nil {
+			// -m bin compares whole bytes: masked ones are compared as
+			// hex digits, each a class of the digits the mask allows.
+			add(fmt.Sprintf("at%d", b.Offset), fmt.Sprintf("req.payload(%d,%d),hex -m reg", b.Offset, len(b.Value)), maskedHexRegex(b))
+			continue
+		}
 		add(fmt.Sprintf("at%d", b.Offset), fmt.Sprintf("req.payload(%d,%d) -m bin", b.Offset, len(b.Value)), hex.EncodeToString(b.Value))
 	}
 	if sig.TLSHello {
-		// Type 1 is a complete ClientHello; SNI is only read from one.
+		// Type 1 is a complete ClientHello; SNI and ALPN are only read
+		// from one. req.ssl_alpn matches a protocol anywhere in the
+		// client's list (SPEC, "More protocol kinds").
 		add("hello", "req.ssl_hello_type", "1")
 		if len(sig.SNI) > 0 {
 			add("sni", "req.ssl_sni -i", sig.SNI...)
+		}
+		if len(sig.ALPN) > 0 {
+			add("alpn", "req.ssl_alpn -m str", sig.ALPN...)
 		}
 	}
 	if sig.HTTP {
 		add("http", "req.proto_http")
 	}
+	if sig.Contains != "" {
+		// The whole buffer (length 0): req.payload(0,N) would wait for N
+		// bytes a short opener never sends (SPEC, "More protocol kinds").
+		add("has", "req.payload(0,0) -m sub", sig.Contains)
+	}
+	if sig.Regex != "" {
+		// Anchored and bounded (RegexMax): it never reads past the first
+		// bytes. Strong quotes keep haproxy.cfg from reading backslashes.
+		add("re", "req.payload(0,0) -m reg", "'"+sig.Regex+"'")
+	}
+	if len(out) == 0 {
+		// Never reached: the planner refuses such a signature. Should
+		// one come here, it matches nothing rather than everything.
+		add("never", "always_false")
+	}
 	return out
+}
+
+// maskedHexRegex is an anchored regex over the upper-case hex of b's
+// bytes that holds exactly when the bytes ANDed with b.Mask equal b.Value.
+func maskedHexRegex(b signature.Bytes) string {
+	var re strings.Builder
+	re.WriteString("^")
+	for i, v := range b.Value {
+		for _, shift := range []uint{4, 0} {
+			m, want := b.Mask[i]>>shift&0xF, v>>shift&0xF
+			if m == 0xF {
+				fmt.Fprintf(&re, "%X", want)
+				continue
+			}
+			re.WriteString("[")
+			for d := range byte(16) {
+				if d&m == want {
+					fmt.Fprintf(&re, "%X", d)
+				}
+			}
+			re.WriteString("]")
+		}
+	}
+	re.WriteString("$")
+	return re.String()
 }
 
 func uniqueName(name string, used map[string]bool) string {

@@ -12,7 +12,6 @@ import (
 	"github.com/portstripe/portstripe/internal/oneline"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
-	"github.com/portstripe/portstripe/signature"
 )
 
 // Table is an iptables table.
@@ -243,8 +242,7 @@ func renderMarks(p *plan.Plan) []byte {
 func renderList(b *lines, l plan.List, f node.Family) {
 	c := string(ListChain(l))
 	b.comment("%s: list %s, udp %s", c, l.Name, l.Ports.Short(200))
-	dnat := func(sig signature.Signature, comment string, port uint16) {
-		exprs, _ := U32(f, sig)
+	dnat := func(exprs []string, comment string, port uint16) {
 		words := []string{"-A", c, "-p udp"}
 		for _, e := range exprs {
 			words = append(words, "-m u32 --u32", quote(e))
@@ -252,20 +250,26 @@ func renderList(b *lines, l plan.List, f node.Family) {
 		b.line(append(words, "-m comment --comment", quote(comment), "-j DNAT --to-destination", fmt.Sprintf(":%d", port))...)
 	}
 	for _, d := range l.Decisions {
-		if _, err := U32(f, d.Signature); err != nil {
+		exprs, err := U32(f, d.Signature)
+		if err != nil {
 			// The planner only hands out byte-check signatures for UDP; a
 			// rule that matched everything instead would steal the port.
 			b.comment("%s: %s cannot be checked in the kernel (%v); no rule", d.Target.Service, d.Signature.Label, err)
 			continue
 		}
-		dnat(d.Signature, DecisionComment(l, d), d.Target.Port)
+		dnat(exprs, DecisionComment(l, d), d.Target.Port)
 	}
 	if l.Default.Rejects() {
 		b.comment("default: reject: a first packet matching none of the above returns undiverted to its port")
 		return
 	}
-	// No checks: on IPv4 no u32 match at all, on IPv6 the next header's.
-	dnat(signature.Signature{}, DefaultComment(l), l.Default.Port)
+	// The one rule that takes what is left: on IPv4 no u32 match at all,
+	// on IPv6 the next header's.
+	var rest []string
+	if f == node.IPv6 {
+		rest = []string{nextHeader}
+	}
+	dnat(rest, DefaultComment(l), l.Default.Port)
 }
 
 // DecisionComment is the comment of a decision's rule in a UDP list chain,

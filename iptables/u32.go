@@ -43,6 +43,8 @@ type u32Test struct {
 	Shift uint
 	Mask  uint32
 	Value uint32
+	// Max, when above Value, makes the test a range Value:Max.
+	Max uint32
 	// Decimal prints Value in decimal (lengths read better that way).
 	Decimal bool
 }
@@ -63,11 +65,14 @@ func (t u32Test) format(f node.Family) string {
 	} else {
 		fmt.Fprintf(&b, "=0x%X", t.Value)
 	}
+	if t.Max > t.Value {
+		fmt.Fprintf(&b, ":%d", t.Max)
+	}
 	return b.String()
 }
 
 // ErrNotInKernel is returned for signatures that need a protocol parser
-// (TLS, HTTP), which u32 cannot express.
+// (TLS, HTTP, a search), which u32 cannot express.
 var ErrNotInKernel = errors.New("needs a protocol parser, not byte checks")
 
 // U32 translates a UDP signature into xt_u32 expressions, one per -m u32
@@ -77,24 +82,33 @@ var ErrNotInKernel = errors.New("needs a protocol parser, not byte checks")
 // fails the match, so reads are placed to end within the bytes the
 // signature needs: inside the known length, or, when the length is open,
 // ending at the last byte the signature checks (reaching back into the UDP
-// header if needed). A signature with no checks gives no expression on
-// IPv4 (it matches every datagram), and the next-header test alone on IPv6.
+// header if needed). A signature with no checks is refused: it would take
+// every datagram.
 func U32(f node.Family, sig signature.Signature) ([]string, error) {
-	if sig.TLSHello || sig.HTTP || len(sig.SNI) > 0 {
+	if sig.Parsed() {
 		return nil, fmt.Errorf("%s: %w", sig.Label, ErrNotInKernel)
 	}
+	if sig.Empty() {
+		return nil, fmt.Errorf("%s: %w", sig.Label, signature.ErrNoMatch)
+	}
 	var tests []u32Test
-	if sig.Length > 0 {
-		if sig.Length+udpHeaderLen > 0xFFFF {
-			return nil, fmt.Errorf("%s: payload length %d does not fit a UDP datagram", sig.Label, sig.Length)
+	for _, l := range []int{sig.Length, sig.MinLength} {
+		if l+udpHeaderLen > 0xFFFF {
+			return nil, fmt.Errorf("%s: payload length %d does not fit a UDP datagram", sig.Label, l)
 		}
+	}
+	switch {
+	case sig.Length > 0:
 		tests = append(tests, u32Test{Pos: 4, Shift: 16, Mask: 0xFFFF, Value: uint32(udpHeaderLen + sig.Length), Decimal: true})
+	case sig.MinLength > 0:
+		tests = append(tests, u32Test{Pos: 4, Shift: 16, Mask: 0xFFFF, Value: uint32(udpHeaderLen + sig.MinLength), Max: 0xFFFF, Decimal: true})
 	}
 	// With the length open, a matching packet surely holds every byte the
-	// signature checks, so reads may reach up to the last of them.
+	// signature checks (and MinLength bytes), so reads may reach up to the
+	// last of them.
 	sure := sig.Length
 	if sure == 0 {
-		sure = sig.CheckedEnd()
+		sure = max(sig.CheckedEnd(), sig.MinLength)
 	}
 	for _, b := range sig.Bytes {
 		bt, err := byteTests(sure, b)
@@ -144,13 +158,13 @@ func byteTests(length int, b signature.Bytes) ([]u32Test, error) {
 		r := min(o, end-4)
 		lead := o - r
 		shift := uint(8 * (4 - lead - n))
-		mask := uint32(0xFFFFFFFF)
-		if n < 4 {
-			mask = 1<<(8*n) - 1
-		}
-		var v uint32
-		for _, c := range chunk {
-			v = v<<8 | uint32(c)
+		var v, mask uint32
+		for k, c := range chunk {
+			m := byte(0xFF)
+			if b.Mask != nil {
+				m = b.Mask[i+k]
+			}
+			v, mask = v<<8|uint32(c&m), mask<<8|uint32(m)
 		}
 		tests = append(tests, u32Test{Pos: udpHeaderLen + r, Shift: shift, Mask: mask, Value: v})
 	}

@@ -46,7 +46,12 @@ func TestU32(t *testing.T) {
 			[]string{"0>>22&0x3C@5&0xFF=0x50"}, false},
 		{"long value in words", signature.Signature{Bytes: []signature.Bytes{{Offset: 0, Value: []byte("SSH-2.0")}}},
 			[]string{"0>>22&0x3C@8=0x5353482D && 0>>22&0x3C@11&0xFFFFFF=0x322E30"}, false},
-		{"no checks", signature.Signature{}, nil, false},
+		{"no checks: refused, it would take every datagram", signature.Signature{}, nil, true},
+		{"masked byte", signature.Signature{Bytes: []signature.Bytes{{Offset: 0, Value: []byte{0xC0}, Mask: []byte{0xF0}}}},
+			[]string{"0>>22&0x3C@5&0xF0=0xC0"}, false},
+		{"minimum length, masked run", signature.Signature{MinLength: 1200, Bytes: []signature.Bytes{{Offset: 1, Value: []byte{0xfe, 0xfd}, Mask: []byte{0xff, 0xfd}}}},
+			[]string{"0>>22&0x3C@4>>16=1208:65535 && 0>>22&0x3C@9>>16&0xFFFD=0xFEFD"}, false},
+		{"search: not in the kernel", signature.Signature{Contains: "jabber"}, nil, true},
 		{"check past the length", signature.Signature{Length: 10, Bytes: []signature.Bytes{{Offset: 9, Value: []byte{0, 1}}}}, nil, true},
 		{"TLS", signature.Signature{TLSHello: true}, nil, true},
 	}
@@ -72,7 +77,6 @@ func TestU32IPv6(t *testing.T) {
 		sig  signature.Signature
 		want []string
 	}{
-		{"no checks", signature.Signature{}, []string{"4>>8&0xFF=17"}},
 		{"length only", signature.Signature{Length: 54}, []string{"4>>8&0xFF=17 && 44>>16=62"}},
 		{"packet-id at 73 (tls-auth SHA512)", signature.Signature{Bytes: []signature.Bytes{opcode, {Offset: 73, Value: []byte{0, 0, 0, 1}}}},
 			[]string{"4>>8&0xFF=17 && 48>>24=0x38 && 121=0x1"}},
@@ -105,6 +109,11 @@ func TestU32IPv6(t *testing.T) {
 func TestU32NotInKernel(t *testing.T) {
 	if _, err := U32(node.IPv4, signature.Signature{HTTP: true}); !errors.Is(err, ErrNotInKernel) {
 		t.Errorf("HTTP signature: err = %v, want ErrNotInKernel", err)
+	}
+	for _, f := range []node.Family{node.IPv4, node.IPv6} {
+		if _, err := U32(f, signature.Signature{}); !errors.Is(err, signature.ErrNoMatch) {
+			t.Errorf("%s, a signature with no checks: err = %v, want ErrNoMatch", f, err)
+		}
 	}
 }
 

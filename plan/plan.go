@@ -186,6 +186,9 @@ func Build(n *node.Node) (*Plan, error) {
 	if err := checkUDPListeners(n); err != nil {
 		return nil, err
 	}
+	if err := checkSignatures(n); err != nil {
+		return nil, err
+	}
 	for _, proto := range node.Protos {
 		if err := p.addProto(n, proto); err != nil {
 			return nil, err
@@ -243,6 +246,26 @@ func (p *Plan) checkTransparent(n *node.Node) error {
 		}
 		rr := TransparentReplyRoute
 		p.ReplyRoute = &rr
+	}
+	return nil
+}
+
+// checkSignatures refuses a service whose kind gives it, on one of its
+// protocols, a signature no rule can carry: one that checks nothing would
+// take every first packet, one that needs a parser cannot run in the
+// kernel. The registry test keeps every kind clear of both; this keeps a
+// rule without a match out of the outputs whatever a kind does.
+func checkSignatures(n *node.Node) error {
+	for i, s := range n.Services {
+		for _, p := range node.Protos {
+			sig, ok := s.Signature(p)
+			if !ok {
+				continue
+			}
+			if err := sig.Check(); err != nil {
+				return &node.FieldError{Path: fmt.Sprintf("services[%d]", i), Msg: fmt.Sprintf("the %s signature of %s on %s %v; portstripe cannot route it", s.Kind.Name(), s.Name, p, err)}
+			}
+		}
 	}
 	return nil
 }

@@ -29,3 +29,5 @@ func (httpKind) Signature(_ Settings, p Proto) Signature {
 func (httpKind) Example(Settings, Proto) (Example, error) {
 	return Example{[]byte("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"), "HTTP/1.1 request"}, nil
 }
+
+func (httpKind) Samples() []Raw { return []Raw{{}} }

@@ -40,6 +40,9 @@ type Kind interface {
 	// Probe is the health check `check: auto` picks for the kind's TCP
 	// backends.
 	Probe() Probe
+	// Samples are settings that cover the kind's variants, as a node file
+	// writes them: the registry test and the node generator use them.
+	Samples() []Raw
 }
 
 // Raw holds the keys of a service entry that only some kinds take, as the

@@ -127,8 +127,22 @@ func (openvpnKind) Signature(s Settings, p Proto) Signature {
 	return sig
 }
 
+// tlsCryptV2Size is a tls-crypt-v2 client's first packet as OpenVPN 2.6
+// sends it: P_CONTROL_HARD_RESET_CLIENT_V3 wrapped as tls-crypt (opcode,
+// session id, packet-id, time, 32-byte tag, 11 encrypted bytes: the ack
+// array and the early-negotiation TLV) and the wrapped client key WKc
+// (32-byte tag, 256-byte key, 9 bytes of timestamp metadata, 2-byte length).
+const tlsCryptV2Size = 1 + sessionIDLen + 4 + 4 + tlsCryptTagLen + 11 + tlsCryptTagLen + 256 + 9 + 2
+
 func (k openvpnKind) Example(s Settings, p Proto) (Example, error) {
 	sig := k.Signature(s, p)
+	if s.TLS.Mode == TLSCryptV2 {
+		// The signature leaves the length open (the WKc's size depends
+		// on the key); a real packet has one, and its cleartext packet-id.
+		head := sig.Bytes[0].Offset
+		sig.Size = tlsCryptV2Size
+		sig.Bytes = append(sig.Bytes, Bytes{Offset: head + 1 + sessionIDLen, Value: packetIDOne})
+	}
 	packet := sig.layout()
 	return Example{packet, fmt.Sprintf("%s first packet, as OpenVPN 2.6 lays it out (%d bytes; its random fields made up)", sig.Label, len(packet))}, nil
 }
@@ -188,4 +202,18 @@ func joinNames[T ~string](xs []T) string {
 		s[i] = string(x)
 	}
 	return strings.Join(s, ", ")
+}
+
+func (openvpnKind) Samples() []Raw {
+	var out []Raw
+	for _, m := range TLSModes {
+		if m != TLSAuth {
+			out = append(out, Raw{TLS: RawTLS{Mode: string(m)}})
+			continue
+		}
+		for _, d := range slices.Sorted(maps.Keys(Digests)) {
+			out = append(out, Raw{TLS: RawTLS{Mode: string(m), Digest: d}})
+		}
+	}
+	return out
 }

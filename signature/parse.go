@@ -8,9 +8,10 @@ import (
 )
 
 // matchTLS mirrors HAProxy's req.ssl_hello_type 1 (a handshake record whose
-// first message is a ClientHello) and, with names, req.ssl_sni, which needs
-// the whole ClientHello record.
-func matchTLS(p []byte, names []string) Result {
+// first message is a ClientHello) and, with names, req.ssl_sni, with
+// protocols req.ssl_alpn (any protocol the client offers), which need the
+// whole ClientHello record.
+func matchTLS(p []byte, names, protocols []string) Result {
 	want := []byte{0x16, 0x03}
 	for i, w := range want {
 		if len(p) <= i {
@@ -26,29 +27,61 @@ func matchTLS(p []byte, names []string) Result {
 	if p[5] != 1 {
 		return NoMatch
 	}
-	if len(names) == 0 {
+	if len(names) == 0 && len(protocols) == 0 {
 		return Match
 	}
 	recLen := int(binary.BigEndian.Uint16(p[3:5]))
 	if len(p) < 5+recLen {
 		return NeedMore
 	}
-	sni, ok := clientHelloSNI(p[5 : 5+recLen])
-	if ok && slices.Contains(names, strings.ToLower(sni)) {
-		return Match
+	hello := p[5 : 5+recLen]
+	if len(names) > 0 {
+		sni, ok := clientHelloSNI(hello)
+		if !ok || !slices.Contains(names, strings.ToLower(sni)) {
+			return NoMatch
+		}
 	}
-	return NoMatch
+	if len(protocols) > 0 && !slices.ContainsFunc(clientHelloALPN(hello), func(a string) bool { return slices.Contains(protocols, a) }) {
+		return NoMatch
+	}
+	return Match
 }
 
-// clientHelloSNI reads the host_name of the server_name extension (RFC 6066).
-func clientHelloSNI(hs []byte) (string, bool) {
+// extensions reads a ClientHello up to its extensions.
+func extensions(hs []byte) reader {
 	r := reader{b: hs}
 	r.skip(4)  // handshake type and length
 	r.skip(34) // client version and random
 	r.skip(int(r.u8()))
 	r.skip(int(r.u16()))
 	r.skip(int(r.u8()))
-	ext := reader{b: r.bytes(int(r.u16()))}
+	return reader{b: r.bytes(int(r.u16()))}
+}
+
+// clientHelloALPN reads the protocols of the
+// application_layer_protocol_negotiation extension (RFC 7301).
+func clientHelloALPN(hs []byte) []string {
+	ext := extensions(hs)
+	for !ext.bad && len(ext.b) >= 4 {
+		typ, data := ext.u16(), reader{b: ext.bytes(int(ext.u16()))}
+		if typ != 16 {
+			continue
+		}
+		var out []string
+		list := reader{b: data.bytes(int(data.u16()))}
+		for !list.bad && len(list.b) >= 1 {
+			if name := list.bytes(int(list.u8())); !list.bad {
+				out = append(out, string(name))
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// clientHelloSNI reads the host_name of the server_name extension (RFC 6066).
+func clientHelloSNI(hs []byte) (string, bool) {
+	ext := extensions(hs)
 	for !ext.bad && len(ext.b) >= 4 {
 		typ, data := ext.u16(), reader{b: ext.bytes(int(ext.u16()))}
 		if typ != 0 {

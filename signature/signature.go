@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"container/heap"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -40,6 +42,10 @@ var families = map[Family]familyInfo{}
 type Bytes struct {
 	Offset int `json:"offset"`
 	Value  Hex `json:"value"`
+	// Mask, when set (as long as Value), picks the bits compared: the
+	// packet's bytes ANDed with Mask must equal Value, which has no bit
+	// outside Mask.
+	Mask Hex `json:"mask,omitempty"`
 	// What names the field in words, for explain ("opcode", "packet-id 1").
 	What string `json:"what"`
 }
@@ -74,8 +80,49 @@ type Signature struct {
 	// server names in it.
 	TLSHello bool     `json:"tls_hello,omitempty"`
 	SNI      []string `json:"sni,omitempty"`
+	// ALPN, when set, asks for a ClientHello offering one of these
+	// protocols (application_layer_protocol_negotiation).
+	ALPN []string `json:"alpn,omitempty"`
 	// HTTP asks for an HTTP/1 request line.
 	HTTP bool `json:"http,omitempty"`
+	// MinLength is the least UDP payload length checked; 0 means any.
+	MinLength int `json:"min_length,omitempty"`
+	// Contains asks for these bytes anywhere in what a TCP client has sent
+	// so far (a text, for HAProxy's -m sub).
+	Contains string `json:"contains,omitempty"`
+	// Regex asks for what a TCP client has sent so far to match this
+	// anchored regular expression, which matches at most RegexMax bytes.
+	Regex    string `json:"regex,omitempty"`
+	RegexMax int    `json:"regex_max,omitempty"`
+}
+
+// ErrNoMatch: a signature that checks nothing would take every first
+// packet; the planner refuses one, the emitters never render one.
+var ErrNoMatch = errors.New("checks nothing, so it would take every first packet")
+
+// Empty reports whether s checks nothing at all.
+func (s Signature) Empty() bool {
+	return s.Length == 0 && s.MinLength == 0 && len(s.Bytes) == 0 && !s.TLSHello && len(s.SNI) == 0 &&
+		len(s.ALPN) == 0 && !s.HTTP && s.Contains == "" && s.Regex == ""
+}
+
+// Parsed reports whether s needs more than byte and length tests (a
+// protocol parser, a search or a regex): HAProxy can check it, the kernel
+// cannot.
+func (s Signature) Parsed() bool {
+	return s.TLSHello || len(s.SNI) > 0 || len(s.ALPN) > 0 || s.HTTP || s.Contains != "" || s.Regex != ""
+}
+
+// Check says why s cannot be classified on its protocol, or nil: on UDP
+// the kernel classifies, with byte and length tests only.
+func (s Signature) Check() error {
+	switch {
+	case s.Empty():
+		return ErrNoMatch
+	case s.Proto == UDP && s.Parsed():
+		return fmt.Errorf("needs a protocol parser, which the kernel's UDP classification does not have")
+	}
+	return nil
 }
 
 // Describe says in words what the signature relies on.
@@ -84,7 +131,14 @@ func (s Signature) Describe() string {
 	if s.Length > 0 {
 		parts = append(parts, fmt.Sprintf("payload length %d", s.Length))
 	}
+	if s.MinLength > 0 {
+		parts = append(parts, fmt.Sprintf("payload length at least %d", s.MinLength))
+	}
 	for _, b := range s.Bytes {
+		if b.Mask != nil {
+			parts = append(parts, fmt.Sprintf("%s %s (mask %s) at %d", b.What, hex.EncodeToString(b.Value), hex.EncodeToString(b.Mask), b.Offset))
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("%s %s at %d", b.What, hex.EncodeToString(b.Value), b.Offset))
 	}
 	if s.Size > 0 && s.exactLength() == 0 {
@@ -96,8 +150,17 @@ func (s Signature) Describe() string {
 	if len(s.SNI) > 0 {
 		parts = append(parts, "SNI in {"+strings.Join(s.SNI, ", ")+"}")
 	}
+	if len(s.ALPN) > 0 {
+		parts = append(parts, "ALPN offers one of {"+strings.Join(s.ALPN, ", ")+"}")
+	}
 	if s.HTTP {
 		parts = append(parts, "HTTP/1 request line")
+	}
+	if s.Contains != "" {
+		parts = append(parts, fmt.Sprintf("%q in what the client sent", s.Contains))
+	}
+	if s.Regex != "" {
+		parts = append(parts, fmt.Sprintf("regex %s on the first %d bytes", s.Regex, s.RegexMax))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -125,35 +188,58 @@ const (
 // Match tests a first packet: a UDP payload or the first bytes of a TCP
 // stream.
 func (s Signature) Match(payload []byte) Result {
-	if s.Proto == UDP && s.Length > 0 && len(payload) != s.Length {
+	if s.Empty() {
+		return NoMatch
+	}
+	if s.Proto == UDP && (s.Length > 0 && len(payload) != s.Length || len(payload) < s.MinLength) {
 		return NoMatch
 	}
 	short := false
 	for _, b := range s.Bytes {
-		end := b.Offset + len(b.Value)
-		if end > len(payload) {
-			// Compare what is there: a mismatch decides at once.
-			if b.Offset < len(payload) && !bytes.HasPrefix(b.Value, payload[b.Offset:]) {
-				return NoMatch
-			}
-			short = true
-			continue
-		}
-		if !bytes.Equal(payload[b.Offset:end], b.Value) {
+		// Compare what is there: a mismatch decides at once.
+		if !b.matches(payload) {
 			return NoMatch
+		}
+		if b.Offset+len(b.Value) > len(payload) {
+			short = true
 		}
 	}
 	switch {
 	case s.TLSHello:
-		return matchTLS(payload, s.SNI)
+		return matchTLS(payload, s.SNI, s.ALPN)
 	case s.HTTP:
 		return matchHTTP(payload)
+	case s.Contains != "" && !bytes.Contains(payload, []byte(s.Contains)),
+		s.Regex != "" && !regexp.MustCompile(s.Regex).Match(payload):
+		// HAProxy reads the whole buffer again as more comes in.
+		if s.Proto == TCP {
+			return NeedMore
+		}
+		return NoMatch
 	case short && s.Proto == TCP:
 		return NeedMore
 	case short:
 		return NoMatch
 	}
 	return Match
+}
+
+// matches compares the bytes of p that b covers, as far as p goes.
+func (b Bytes) matches(p []byte) bool {
+	for i, v := range b.Value {
+		at := b.Offset + i
+		if at >= len(p) {
+			return true
+		}
+		m := byte(0xFF)
+		if b.Mask != nil {
+			m = b.Mask[i]
+		}
+		if p[at]&m != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Catches reports whether s may take a real first packet of the service whose
@@ -172,10 +258,13 @@ func (s Signature) Catches(o Signature) bool {
 			return false
 		}
 	}
+	// Bytes o fixes whole; a byte it masks is partly random.
 	fixed := map[int]byte{}
 	for _, b := range o.Bytes {
 		for i, v := range b.Value {
-			fixed[b.Offset+i] = v
+			if b.Mask == nil || b.Mask[i] == 0xFF {
+				fixed[b.Offset+i] = v
+			}
 		}
 	}
 	random := 0
@@ -185,10 +274,14 @@ func (s Signature) Catches(o Signature) bool {
 			if o.Length > 0 && pos >= o.Length {
 				return false
 			}
+			m := byte(0xFF)
+			if b.Mask != nil {
+				m = b.Mask[i]
+			}
 			f, ok := fixed[pos]
 			if !ok {
 				random++
-			} else if f != v {
+			} else if f&m != v {
 				return false
 			}
 		}

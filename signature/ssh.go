@@ -30,3 +30,5 @@ func (sshKind) Signature(_ Settings, p Proto) Signature {
 func (sshKind) Example(Settings, Proto) (Example, error) {
 	return Example{[]byte("SSH-2.0-OpenSSH_9.2p1\r\n"), "SSH client banner"}, nil
 }
+
+func (sshKind) Samples() []Raw { return []Raw{{}} }

@@ -107,3 +107,5 @@ func tlsCatches(s, o Signature) bool {
 	}
 	return slices.ContainsFunc(o.SNI, func(n string) bool { return slices.Contains(s.SNI, n) })
 }
+
+func (tlsKind) Samples() []Raw { return []Raw{{}, {SNI: []string{"www.example.org", "example.org"}}} }

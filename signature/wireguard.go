@@ -35,3 +35,5 @@ func (k wireguardKind) Example(s Settings, p Proto) (Example, error) {
 	packet := k.Signature(s, p).layout()
 	return Example{packet, fmt.Sprintf("WireGuard handshake initiation (%d bytes; its random fields made up)", len(packet))}, nil
 }
+
+func (wireguardKind) Samples() []Raw { return []Raw{{}} }
