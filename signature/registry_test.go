@@ -121,3 +121,50 @@ func checkKind(t *testing.T, k signature.Kind, s signature.Settings, p signature
 		}
 	}
 }
+
+// sample is one kind with one sample of its settings on one protocol.
+type sample struct {
+	kind     signature.Kind
+	settings signature.Settings
+	proto    signature.Proto
+}
+
+func samples(t *testing.T) []sample {
+	var out []sample
+	for _, k := range signature.Kinds() {
+		for _, raw := range k.Samples() {
+			s, err := k.Settings(raw)
+			if err != nil {
+				t.Fatalf("%s: %v", k.Name(), err)
+			}
+			for _, p := range k.Protos() {
+				out = append(out, sample{k, s, p})
+			}
+		}
+	}
+	return out
+}
+
+// TestFamiliesDisjoint: what lets the planner compare signatures within a
+// family only holds: no signature takes the example first packet of a
+// kind of another family (custom kinds aside, which the planner compares
+// by their packets).
+func TestFamiliesDisjoint(t *testing.T) {
+	all := samples(t)
+	for _, a := range all {
+		sig := a.kind.Signature(a.settings, a.proto)
+		for _, b := range all {
+			other := b.kind.Signature(b.settings, b.proto)
+			if b.proto != a.proto || other.Family == sig.Family {
+				continue
+			}
+			ex, err := b.kind.Example(b.settings, b.proto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sig.Match(ex.Packet); got != signature.NoMatch {
+				t.Errorf("%s (%s) gives %v for the example of %s (%s): %s", sig.Label, sig.Family, got, other.Label, other.Family, ex.What)
+			}
+		}
+	}
+}

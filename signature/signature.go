@@ -6,6 +6,7 @@ package signature
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"encoding/hex"
 	"errors"
@@ -321,7 +322,12 @@ func Order(sigs []Signature) (order []int, a, b int, err error) {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(x, y int) int { return families[sigs[x].Family].rank - families[sigs[y].Family].rank })
+	// Families of one rank are kept together (by name), so each family
+	// is one run below.
+	slices.SortStableFunc(idx, func(x, y int) int {
+		fx, fy := sigs[x].Family, sigs[y].Family
+		return cmp.Or(families[fx].rank-families[fy].rank, strings.Compare(string(fx), string(fy)))
+	})
 	g := catchGraph{count: make([]int, len(idx)), caughtBy: make([][]int, len(idx)), first: [2]int{-1, -1}}
 	// Signatures of different families never catch each other: the graph
 	// is built per run of one family.

@@ -1,9 +1,11 @@
 package signature
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -196,7 +198,10 @@ func orderByDefinition(sigs []Signature) (order []int, a, b int, ok bool) {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(x, y int) int { return families[sigs[x].Family].rank - families[sigs[y].Family].rank })
+	slices.SortStableFunc(idx, func(x, y int) int {
+		fx, fy := sigs[x].Family, sigs[y].Family
+		return cmp.Or(families[fx].rank-families[fy].rank, strings.Compare(string(fx), string(fy)))
+	})
 	for i, x := range idx {
 		for _, y := range idx[i+1:] {
 			if sigs[x].Catches(sigs[y]) && sigs[y].Catches(sigs[x]) {
