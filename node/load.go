@@ -103,15 +103,18 @@ type timeoutsFile struct {
 }
 
 type serviceFile struct {
-	Name     string           `yaml:"name"`
-	Kind     string           `yaml:"kind"`
-	TLS      signature.RawTLS `yaml:"tls"`
-	SNI      []string         `yaml:"sni"`
-	UDP      string           `yaml:"udp" scalar:"int"`
-	TCP      string           `yaml:"tcp"`
-	Striped  string           `yaml:"striped" scalar:"bool"`
-	Disabled string           `yaml:"disabled" scalar:"bool"`
-	Check    string           `yaml:"check"`
+	Name string           `yaml:"name"`
+	Kind string           `yaml:"kind"`
+	TLS  signature.RawTLS `yaml:"tls"`
+	SNI  []string         `yaml:"sni"`
+	// ALPN and the keys after it are left out of the settings hash when
+	// unset, so adding them changed no existing node's hash.
+	ALPN     []string `yaml:"alpn" json:",omitempty"`
+	UDP      string   `yaml:"udp" scalar:"int"`
+	TCP      string   `yaml:"tcp"`
+	Striped  string   `yaml:"striped" scalar:"bool"`
+	Disabled string   `yaml:"disabled" scalar:"bool"`
+	Check    string   `yaml:"check"`
 	// ClientAddress is how the TCP backend learns the client's address;
 	// left out of the settings hash when unset, so adding the key changed
 	// no existing node's hash.

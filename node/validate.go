@@ -221,7 +221,7 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 			return s, fieldErr(path+".tcp", "required: the %s backend address (%s)", name, backendForm)
 		}
 	}
-	raw := signature.Raw{TLS: sf.TLS, SNI: sf.SNI}
+	raw := signature.Raw{TLS: sf.TLS, SNI: sf.SNI, ALPN: sf.ALPN}
 	for _, key := range raw.Set() {
 		if !slices.Contains(kind.Keys(), key) {
 			return s, fieldErr(path+"."+key, "%s", foreignKey(key))

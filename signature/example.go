@@ -32,14 +32,15 @@ func (s Signature) layout() []byte {
 }
 
 // ClientHello is the first flight Go's TLS client sends for server name sni
-// ("" sends none), caught on an in-memory pipe: a TLS client's first
-// packet, for route --client and the tests that send one.
-func ClientHello(sni string) ([]byte, error) {
+// ("" sends none) offering the protocols alpn, caught on an in-memory
+// pipe: a TLS client's first packet, for route --client and the tests that
+// send one.
+func ClientHello(sni string, alpn ...string) ([]byte, error) {
 	c, s := net.Pipe()
 	defer s.Close()
 	go func() {
 		defer c.Close()
-		conn := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: sni == ""})
+		conn := tls.Client(c, &tls.Config{ServerName: sni, InsecureSkipVerify: sni == "", NextProtos: alpn})
 		conn.SetDeadline(time.Now().Add(2 * time.Second))
 		conn.Handshake() // fails once s closes; only the first flight matters
 	}()

@@ -49,8 +49,9 @@ type Kind interface {
 // node file has them (node's schema decodes into these types). The yaml
 // tags are the keys; Kind.Keys names the ones a kind takes.
 type Raw struct {
-	TLS RawTLS   `yaml:"tls"`
-	SNI []string `yaml:"sni"`
+	TLS  RawTLS   `yaml:"tls"`
+	SNI  []string `yaml:"sni"`
+	ALPN []string `yaml:"alpn"`
 }
 
 // RawTLS is an openvpn service's `tls:` as written.
@@ -78,6 +79,9 @@ type Settings struct {
 	TLS OpenVPNTLS
 	// SNI lists the server names a TLS service takes; empty takes all.
 	SNI []string
+	// ALPN lists the application protocols (ALPN) a TLS service takes a
+	// ClientHello offering; empty takes all.
+	ALPN []string
 }
 
 // SettingError is a kind's verdict on one of its keys; node prefixes the

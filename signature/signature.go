@@ -33,6 +33,17 @@ type familyInfo struct {
 	caveat func(Signature) string
 	// catches replaces the byte comparison of Catches within the family.
 	catches func(s, o Signature) bool
+	// precedence orders the family's signatures before Order looks at
+	// what they catch (lower first); nil keeps the given order.
+	precedence func(Signature) int
+}
+
+// sub is s's precedence within its family.
+func sub(s Signature) int {
+	if p := families[s.Family].precedence; p != nil {
+		return p(s)
+	}
+	return 0
 }
 
 // families are declared by the kinds' files, in init.
@@ -326,7 +337,7 @@ func Order(sigs []Signature) (order []int, a, b int, err error) {
 	// is one run below.
 	slices.SortStableFunc(idx, func(x, y int) int {
 		fx, fy := sigs[x].Family, sigs[y].Family
-		return cmp.Or(families[fx].rank-families[fy].rank, strings.Compare(string(fx), string(fy)))
+		return cmp.Or(families[fx].rank-families[fy].rank, strings.Compare(string(fx), string(fy)), sub(sigs[x])-sub(sigs[y]))
 	})
 	g := catchGraph{count: make([]int, len(idx)), caughtBy: make([][]int, len(idx)), first: [2]int{-1, -1}}
 	// Signatures of different families never catch each other: the graph
@@ -391,23 +402,29 @@ func (g *catchGraph) pairs(sigs []Signature, idx []int, lo, hi int) {
 }
 
 // tls is pairs for TLS signatures, in time linear in their SNI names (sites
-// may have thousands): two with a name in common catch each other, and one
-// without names catches every other.
+// may have thousands). Order has sorted them by precedence (tlsLevel): SNI
+// and ALPN, SNI, ALPN, neither. Within a level two catch each other when
+// they have a name (SNI), a protocol (ALPN) or a name and protocol (both)
+// in common; one without either catches every other.
 func (g *catchGraph) tls(sigs []Signature, idx []int, lo, hi int) {
-	holder := map[string]int{}
+	var holder [3]map[string]int
+	for i := range holder {
+		holder[i] = map[string]int{}
+	}
 	var catchAll, named []int
 	for k := lo; k < hi; k++ {
-		sni := sigs[idx[k]].SNI
-		if len(sni) == 0 {
+		s := sigs[idx[k]]
+		level := tlsLevel(s)
+		if level == 3 {
 			catchAll = append(catchAll, k)
 			continue
 		}
 		named = append(named, k)
-		for _, n := range sni {
-			if first, ok := holder[n]; ok {
+		for _, key := range tlsKeys(s) {
+			if first, ok := holder[level][key]; ok {
 				g.ambiguous(first, k)
 			} else {
-				holder[n] = k
+				holder[level][key] = k
 			}
 		}
 	}

@@ -200,7 +200,7 @@ func orderByDefinition(sigs []Signature) (order []int, a, b int, ok bool) {
 	}
 	slices.SortStableFunc(idx, func(x, y int) int {
 		fx, fy := sigs[x].Family, sigs[y].Family
-		return cmp.Or(families[fx].rank-families[fy].rank, strings.Compare(string(fx), string(fy)))
+		return cmp.Or(families[fx].rank-families[fy].rank, strings.Compare(string(fx), string(fy)), sub(sigs[x])-sub(sigs[y]))
 	})
 	for i, x := range idx {
 		for _, y := range idx[i+1:] {
@@ -239,6 +239,9 @@ func TestOrderAsDefined(t *testing.T) {
 		{OpenVPN, Settings{TLS: OpenVPNTLS{Mode: TLSAuth, Digest: "SHA256"}}},
 		{OpenVPN, Settings{TLS: OpenVPNTLS{Mode: TLSAuth, Digest: "SHA512"}}},
 		{TLS, Settings{}},
+		{TLS, Settings{ALPN: []string{"h2"}}},
+		{TLS, Settings{ALPN: []string{"h2", "http/1.1"}}},
+		{TLS, Settings{ALPN: []string{"http/1.1"}}},
 	}
 	names := []string{"a.example", "b.example", "c.example", "d.example", "e.example", "f.example"}
 	r := rand.New(rand.NewPCG(7, 0))
@@ -248,6 +251,7 @@ func TestOrderAsDefined(t *testing.T) {
 		for range 1 + r.IntN(8) {
 			s := pool[r.IntN(len(pool))]
 			if s.kind == TLS && r.IntN(4) > 0 {
+				s.SNI = nil
 				for _, i := range r.Perm(len(names))[:1+r.IntN(2)] {
 					s.SNI = append(s.SNI, names[i])
 				}

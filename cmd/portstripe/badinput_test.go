@@ -14,6 +14,7 @@ import (
 
 	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/internal/testenv"
+	"github.com/portstripe/portstripe/signature"
 )
 
 // badInput is one row of the bad-input matrix: a node file that must be
@@ -89,7 +90,7 @@ var badInputs = []badInput{
 	{name: "missing addresses", old: "addresses: [195.154.33.73]\n", new: "\n",
 		want: "addresses: required: the node's public address(es), IPv4 and/or IPv6"},
 	{name: "missing service kind", old: "    kind: openvpn\n    tls: {mode: tls-auth", new: "    tls: {mode: tls-auth",
-		want: "services[0].kind: required (allowed: openvpn, ssh, tls, http, wireguard)"},
+		want: "services[0].kind: required (allowed: " + signature.KindNames() + ")"},
 	{name: "missing tls mode", old: "tls: {mode: tls-auth, digest: SHA512}", new: "tls: {digest: SHA512}",
 		want: "services[0].tls.mode: required (allowed: tls-auth, tls-crypt, tls-crypt-v2, none)"},
 	{name: "missing backend", add: appendSvc("{name: ssh, kind: ssh}"),
@@ -155,7 +156,7 @@ var badInputs = []badInput{
 	{name: "backend unspecified address", old: "tcp: 127.0.0.1:1194", new: "tcp: 0.0.0.0:1194",
 		want: "services[0].tcp: 0.0.0.0:1194 cannot be reached as a backend (want a unicast address)"},
 	{name: "unknown service kind", old: "kind: openvpn", new: "kind: ftp",
-		want: `services[0].kind: "ftp" is not a service kind (allowed: openvpn, ssh, tls, http, wireguard)`},
+		want: `services[0].kind: "ftp" is not a service kind (allowed: ` + signature.KindNames() + ")"},
 	{name: "IPv6 backend without brackets", old: "tcp: 127.0.0.1:1194", new: `tcp: "2001:db8::20:1194"`,
 		want: `services[0].tcp: "2001:db8::20:1194" is not a backend address (want IPv4:PORT or [IPv6]:PORT, e.g. 127.0.0.1:1194 or [2001:db8::20]:1194)`},
 	{name: "link-local backend", old: "tcp: 127.0.0.1:1194", new: `tcp: "[fe80::1%eth0]:1194"`,
