@@ -35,6 +35,7 @@ var kindFixtures = []struct {
 	{file: "udp-openvpn-tls-crypt.hex", reaches: []want{{"openvpn", signature.Raw{TLS: signature.RawTLS{Mode: "tls-crypt"}}}}},
 	{file: "udp-openvpn-tls-auth-sha512.hex", reaches: []want{{"openvpn", signature.Raw{TLS: signature.RawTLS{Mode: "tls-auth", Digest: "SHA512"}}}}},
 	{file: "udp-wireguard-go.hex", reaches: []want{{kind: "wireguard"}}},
+	{file: "udp-dtls-openssl.hex", reaches: []want{{kind: "dtls"}, {kind: "openconnect"}}},
 	{file: "tcp-tls-alpn-h2-sni.hex", reaches: []want{{kind: "tls"},
 		{"tls", signature.Raw{ALPN: []string{"h2"}}}, {"tls", signature.Raw{SNI: []string{fixtureSNI}}},
 		{"tls", signature.Raw{SNI: []string{fixtureSNI}, ALPN: []string{"http/1.1", "h2"}}}},
@@ -54,8 +55,8 @@ var kindFixtures = []struct {
 }
 
 // TestKindFixtures: each real client's first bytes match the signatures of
-// the services it is for, and no signature of another kind (every sample
-// of every other kind on that protocol).
+// the services it is for, and no signature of another family (every
+// sample of every kind of another family on that protocol).
 func TestKindFixtures(t *testing.T) {
 	for _, f := range kindFixtures {
 		t.Run(f.file, func(t *testing.T) {
@@ -78,11 +79,12 @@ func TestKindFixtures(t *testing.T) {
 					t.Errorf("%s %+v: a match, want none", w.kind, w.raw)
 				}
 			}
+			family := sigOf(t, f.reaches[0], proto).Family
 			for _, s := range samples(t) {
-				if s.proto != proto || s.kind.Name() == f.reaches[0].kind {
+				sig := s.kind.Signature(s.settings, s.proto)
+				if s.proto != proto || sig.Family == family {
 					continue
 				}
-				sig := s.kind.Signature(s.settings, proto)
 				if got := sig.Match(packet); got != signature.NoMatch {
 					t.Errorf("%s (%s): %v, want no match", sig.Label, s.kind.Name(), got)
 				}
