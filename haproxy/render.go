@@ -254,8 +254,8 @@ func ACLs(service string, sig signature.Signature, used map[string]bool) []ACL {
 	}
 	if sig.Regex != "" {
 		// Anchored and bounded (RegexMax): it never reads past the first
-		// bytes. Strong quotes keep haproxy.cfg from reading backslashes.
-		add("re", "req.payload(0,0) -m reg", "'"+sig.Regex+"'")
+		// bytes. It holds nothing haproxy.cfg would read as quoting.
+		add("re", "req.payload(0,0) -m reg", sig.Regex)
 	}
 	if len(out) == 0 {
 		// Never reached: the planner refuses such a signature. Should

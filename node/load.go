@@ -109,12 +109,13 @@ type serviceFile struct {
 	SNI  []string         `yaml:"sni"`
 	// ALPN and the keys after it are left out of the settings hash when
 	// unset, so adding them changed no existing node's hash.
-	ALPN     []string `yaml:"alpn" json:",omitempty"`
-	UDP      string   `yaml:"udp" scalar:"int"`
-	TCP      string   `yaml:"tcp"`
-	Striped  string   `yaml:"striped" scalar:"bool"`
-	Disabled string   `yaml:"disabled" scalar:"bool"`
-	Check    string   `yaml:"check"`
+	ALPN     []string            `yaml:"alpn" json:",omitempty"`
+	Custom   signature.RawCustom `yaml:"custom" json:",omitzero"`
+	UDP      string              `yaml:"udp" scalar:"int"`
+	TCP      string              `yaml:"tcp"`
+	Striped  string              `yaml:"striped" scalar:"bool"`
+	Disabled string              `yaml:"disabled" scalar:"bool"`
+	Check    string              `yaml:"check"`
 	// ClientAddress is how the TCP backend learns the client's address;
 	// left out of the settings hash when unset, so adding the key changed
 	// no existing node's hash.

@@ -221,7 +221,12 @@ func service(path string, sf serviceFile, n *Node) (Service, error) {
 			return s, fieldErr(path+".tcp", "required: the %s backend address (%s)", name, backendForm)
 		}
 	}
-	raw := signature.Raw{TLS: sf.TLS, SNI: sf.SNI, ALPN: sf.ALPN}
+	raw := signature.Raw{TLS: sf.TLS, SNI: sf.SNI, ALPN: sf.ALPN, Custom: sf.Custom}
+	for _, p := range Protos {
+		if s.Has(p) {
+			raw.Protos = append(raw.Protos, p)
+		}
+	}
 	for _, key := range raw.Set() {
 		if !slices.Contains(kind.Keys(), key) {
 			return s, fieldErr(path+"."+key, "%s", foreignKey(key))

@@ -541,6 +541,9 @@ func buildList(n *node.Node, proto node.Proto, owner int, c candidates) List {
 // orderList puts the list's decisions in the order they are tried, or fails
 // naming two services no signature tells apart.
 func orderList(n *node.Node, l *List) error {
+	if err := checkOpen(n, l); err != nil {
+		return err
+	}
 	sigs := make([]signature.Signature, len(l.Decisions))
 	for i, d := range l.Decisions {
 		sigs[i] = d.Signature
@@ -558,6 +561,41 @@ func orderList(n *node.Node, l *List) error {
 		ordered[i] = l.Decisions[j]
 	}
 	l.Decisions = ordered
+	return nil
+}
+
+// checkOpen compares each open signature (a custom one: the operator's
+// bytes, which may look like any family's) with every signature of
+// another family on the list by their example first packets, and refuses
+// the pair when either may take the other's client. Signatures of the
+// registry's own families differ in their first bytes (the registry test
+// checks it); within a family Order compares them.
+func checkOpen(n *node.Node, l *List) error {
+	if !slices.ContainsFunc(l.Decisions, func(d Decision) bool { return d.Signature.Open() }) {
+		return nil
+	}
+	examples := make([][]byte, len(l.Decisions))
+	for i, d := range l.Decisions {
+		s, _ := n.Service(d.Target.Service)
+		ex, err := s.Kind.Example(s.Settings, l.Proto)
+		if err != nil {
+			return err
+		}
+		examples[i] = ex.Packet
+	}
+	for i, a := range l.Decisions {
+		for j, b := range l.Decisions {
+			sa, sb := a.Signature, b.Signature
+			if i == j || sa.Family == sb.Family || !sa.Open() && !sb.Open() || sa.Match(examples[j]) == signature.NoMatch {
+				continue
+			}
+			return &node.FieldError{
+				Path: servicePath(n, l.Decisions[max(i, j)].Target.Service),
+				Msg: fmt.Sprintf("%s and %s cannot share %s %s: %s (%s) may take a client of %s (%s); give one of them dedicated ports or other custom bytes",
+					a.Target.Service, b.Target.Service, l.Proto, l.Ports, a.Target.Service, sa.Label, b.Target.Service, sb.Label),
+			}
+		}
+	}
 	return nil
 }
 

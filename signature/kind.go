@@ -49,9 +49,30 @@ type Kind interface {
 // node file has them (node's schema decodes into these types). The yaml
 // tags are the keys; Kind.Keys names the ones a kind takes.
 type Raw struct {
-	TLS  RawTLS   `yaml:"tls"`
-	SNI  []string `yaml:"sni"`
-	ALPN []string `yaml:"alpn"`
+	TLS    RawTLS    `yaml:"tls"`
+	SNI    []string  `yaml:"sni"`
+	ALPN   []string  `yaml:"alpn"`
+	Custom RawCustom `yaml:"custom"`
+	// Protos are the protocols the service has endpoints on (node sets
+	// them; a sample without them has all of its kind's).
+	Protos []Proto `yaml:"-"`
+}
+
+// RawCustom is a custom service's `custom:` as written.
+type RawCustom struct {
+	Prefix    string     `yaml:"prefix" scalar:"int"`
+	Regex     string     `yaml:"regex"`
+	Match     []RawMatch `yaml:"match"`
+	Length    string     `yaml:"length" scalar:"int"`
+	MinLength string     `yaml:"min_length" scalar:"int"`
+}
+
+// RawMatch is one entry of custom.match: bytes (hex) at an offset of the
+// UDP payload, under a mask (hex, optional).
+type RawMatch struct {
+	Offset string `yaml:"offset" scalar:"int"`
+	Bytes  string `yaml:"bytes" scalar:"int"`
+	Mask   string `yaml:"mask" scalar:"int"`
 }
 
 // RawTLS is an openvpn service's `tls:` as written.
@@ -65,7 +86,7 @@ func (r Raw) Set() []string {
 	var out []string
 	v := reflect.ValueOf(r)
 	for i := range v.NumField() {
-		if !v.Field(i).IsZero() {
+		if tag := v.Type().Field(i).Tag.Get("yaml"); tag != "-" && !v.Field(i).IsZero() {
 			out = append(out, v.Type().Field(i).Tag.Get("yaml"))
 		}
 	}
@@ -82,6 +103,8 @@ type Settings struct {
 	// ALPN lists the application protocols (ALPN) a TLS service takes a
 	// ClientHello offering; empty takes all.
 	ALPN []string
+	// Custom is a custom service's first packet, per protocol.
+	Custom Custom
 }
 
 // SettingError is a kind's verdict on one of its keys; node prefixes the

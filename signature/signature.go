@@ -36,7 +36,16 @@ type familyInfo struct {
 	// precedence orders the family's signatures before Order looks at
 	// what they catch (lower first); nil keeps the given order.
 	precedence func(Signature) int
+	// open: the family's bytes are the operator's and may look like any
+	// other family's, so its signatures are compared with other
+	// families' by their first packets (see Open).
+	open bool
 }
+
+// Open reports whether s may take another family's clients: the planner
+// then compares it with every other signature of a port by example
+// packets, where it otherwise trusts families to differ.
+func (s Signature) Open() bool { return families[s.Family].open }
 
 // sub is s's precedence within its family.
 func sub(s Signature) int {
