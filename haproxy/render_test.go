@@ -28,6 +28,7 @@ var goldenNodes = []struct {
 	{"ssh-tls", "fixtures/ssh-tls-node.yaml"},
 	{"transparent", "fixtures/transparent-node.yaml"},
 	{"dual-stack", "fixtures/dual-stack-node.yaml"},
+	{"kinds", "fixtures/kinds-node.yaml"},
 }
 
 const repoRoot = ".."

@@ -344,9 +344,11 @@ type sockopt struct {
 	value       string
 }
 
-func classifyInKernel(t *testing.T, files []string, fam classifyFamily) {
-	ctx := context.Background()
-	nodeNS, clientNS := netns(t, "node"), netns(t, "client")
+// vethPair makes a node and a client namespace joined by a veth pair with
+// the family's addresses, deleted when the test ends.
+func vethPair(t *testing.T, fam classifyFamily) (nodeNS, clientNS string) {
+	t.Helper()
+	nodeNS, clientNS = netns(t, "node"), netns(t, "client")
 	suffix := fmt.Sprint(os.Getpid() % 100000)
 	run(t, nil, "ip", "link", "add", "psn"+suffix, "netns", nodeNS, "type", "veth", "peer", "name", "psc"+suffix, "netns", clientNS)
 	// nodad: an IPv6 address is usable at once.
@@ -354,6 +356,40 @@ func classifyInKernel(t *testing.T, files []string, fam classifyFamily) {
 	run(t, nil, "ip", "-n", clientNS, "addr", "add", fmt.Sprintf("%s/%d", fam.client, fam.bits), "dev", "psc"+suffix, "nodad")
 	run(t, nil, "ip", "-n", nodeNS, "link", "set", "psn"+suffix, "up")
 	run(t, nil, "ip", "-n", clientNS, "link", "set", "psc"+suffix, "up")
+	return nodeNS, clientNS
+}
+
+// listenUDP listens on each port of addr in the namespace and reports each
+// datagram that arrives.
+func listenUDP(t *testing.T, ns string, addr netip.Addr, ports []int) <-chan arrival {
+	t.Helper()
+	arrivals := make(chan arrival, 16)
+	for _, port := range ports {
+		var conn *net.UDPConn
+		if err := InNetns(ns, func() (err error) {
+			conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, uint16(port))))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return
+				}
+				arrivals <- arrival{port, bytes.Clone(buf[:n])}
+			}
+		}()
+	}
+	return arrivals
+}
+
+func classifyInKernel(t *testing.T, files []string, fam classifyFamily) {
+	ctx := context.Background()
+	nodeNS, clientNS := vethPair(t, fam)
 
 	// The seed node with a UDP default on the striped ports: a datagram
 	// that no signature takes still lands elsewhere than its port, so a
@@ -385,27 +421,7 @@ func classifyInKernel(t *testing.T, files []string, fam classifyFamily) {
 		"-m", "u32", "--u32", fam.headerCount, "-m", "comment", "--comment", "more header")
 
 	ports := []int{1, 443, 5060, 5061, 5062, 29999, 30000}
-	arrivals := make(chan arrival, 16)
-	for _, port := range ports {
-		var conn *net.UDPConn
-		if err := InNetns(nodeNS, func() (err error) {
-			conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.node, uint16(port))))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, err := conn.Read(buf)
-				if err != nil {
-					return
-				}
-				arrivals <- arrival{port, bytes.Clone(buf[:n])}
-			}
-		}()
-	}
+	arrivals := listenUDP(t, nodeNS, fam.node, ports)
 
 	// Expected rule counters, from the plan's lists.
 	want := map[string]uint64{}

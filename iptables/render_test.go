@@ -26,6 +26,12 @@ func TestRenderGolden(t *testing.T) {
 	golden.Check(t, seedGolden, Render(seedPlan(t)))
 }
 
+// TestRenderKindsGolden: every UDP kind of the registry, classified in the
+// kernel (fixtures/kinds-node.yaml).
+func TestRenderKindsGolden(t *testing.T) {
+	golden.Check(t, "../fixtures/golden/kinds/rules.v4", Render(nodePlan(t, "fixtures/kinds-node.yaml")))
+}
+
 func transparentPlan(t testing.TB) *plan.Plan { return nodePlan(t, "fixtures/transparent-node.yaml") }
 
 // TestRenderTransparentGolden: transparent backends add a mangle section
