@@ -52,6 +52,8 @@ func TestKindsInKernel(t *testing.T) {
 	}{
 		{"udp-wireguard-go.hex", kindFixture(t, "udp-wireguard-go.hex"), "wg", "wg"},
 		{"udp-dtls-openssl.hex", kindFixture(t, "udp-dtls-openssl.hex"), "vpn", "webrtc"},
+		{"udp-quic-go.hex", kindFixture(t, "udp-quic-go.hex"), "h3", "h3"},
+		{"quic-go's Initial cut to 1199 bytes", kindFixture(t, "udp-quic-go.hex")[:1199], plan.None, "webrtc"},
 		{"udp-openvpn-tls-crypt.hex", kindFixture(t, "udp-openvpn-tls-crypt.hex"), "openvpn_ecc", "openvpn_ecc"},
 		{"udp-openvpn-tls-auth-sha512.hex", kindFixture(t, "udp-openvpn-tls-auth-sha512.hex"), "openvpn_rsa", "openvpn_rsa"},
 		{"the custom match's example", gameEx.Packet, "game", "game"},

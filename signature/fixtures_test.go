@@ -45,6 +45,7 @@ var kindFixtures = []struct {
 	{file: "udp-openvpn-tls-auth-sha512.hex", reaches: []want{{"openvpn", signature.Raw{TLS: signature.RawTLS{Mode: "tls-auth", Digest: "SHA512"}}}}},
 	{file: "udp-wireguard-go.hex", reaches: []want{{kind: "wireguard"}}},
 	{file: "udp-dtls-openssl.hex", reaches: []want{{kind: "dtls"}, {kind: "openconnect"}}},
+	{file: "udp-quic-go.hex", reaches: []want{{kind: "quic"}}},
 	{file: "tcp-tls-alpn-h2-sni.hex", reaches: []want{{kind: "tls"},
 		{"tls", signature.Raw{ALPN: []string{"h2"}}}, {"tls", signature.Raw{SNI: []string{fixtureSNI}}},
 		{"tls", signature.Raw{SNI: []string{fixtureSNI}, ALPN: []string{"http/1.1", "h2"}}}},
