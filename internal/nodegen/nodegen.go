@@ -1,6 +1,7 @@
 // Package nodegen makes random node files for property tests and fuzz
-// corpora: deterministic for a seed, covering every service kind, tls mode,
-// SNI lists, dedicated ports, several addresses of both families, IPv4 and
+// corpora: deterministic for a seed, covering every kind of the registry
+// with its samples of settings (tls modes, SNI and ALPN lists, custom
+// bytes), dedicated ports, several addresses of both families, IPv4 and
 // IPv6 backends and custom port ranges.
 //
 // It aims at valid nodes but does not promise them (two random services may
@@ -16,6 +17,7 @@ import (
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
+	"github.com/portstripe/portstripe/signature"
 )
 
 // Node returns a random node file.
@@ -149,34 +151,30 @@ func (g *gen) services(resFrom int) names {
 			continue
 		}
 		used[name] = true
-		kind := g.pick("openvpn", "openvpn", "openvpn", "ssh", "tls", "tls", "http", "wireguard")
-		fields := []string{"name: " + name, "kind: " + kind}
-		hasUDP, hasTCP := false, false
-		switch kind {
-		case "openvpn":
-			mode := g.pick("tls-auth", "tls-auth", "tls-crypt", "tls-crypt-v2", "none")
-			tls := "mode: " + mode
-			if mode == "tls-auth" {
-				tls += ", digest: " + g.pick("SHA1", "SHA256", "SHA384", "sha512")
+		// Every kind of the registry, with one of its samples of settings
+		// (server names drawn at random), on a random non-empty subset of
+		// its protocols.
+		kinds := signature.Kinds()
+		k := kinds[g.r.IntN(len(kinds))]
+		samples := k.Samples()
+		raw := samples[g.r.IntN(len(samples))]
+		protos := raw.Protos
+		if protos == nil {
+			protos = k.Protos()
+		}
+		if len(raw.SNI) > 0 {
+			raw.SNI = nil
+			for range 1 + g.r.IntN(3) {
+				raw.SNI = append(raw.SNI, fmt.Sprintf("%s%d.example.%s", g.pick("www", "vpn", "a-b", "x"), g.r.IntN(100), g.pick("org", "net", "com")))
 			}
-			fields = append(fields, "tls: {"+tls+"}")
+		}
+		fields := append([]string{"name: " + name, "kind: " + k.Name()}, settings(raw)...)
+		hasUDP, hasTCP := slices.Contains(protos, node.UDP), slices.Contains(protos, node.TCP)
+		if hasUDP && hasTCP {
 			hasUDP, hasTCP = g.r.IntN(4) != 0, g.r.IntN(4) != 0
 			if !hasUDP && !hasTCP {
 				hasUDP = true
 			}
-		case "wireguard":
-			hasUDP = true
-		case "tls":
-			hasTCP = true
-			if g.r.IntN(2) == 0 {
-				var sni []string
-				for range 1 + g.r.IntN(3) {
-					sni = append(sni, fmt.Sprintf("%s%d.example.%s", g.pick("www", "vpn", "a-b", "x"), g.r.IntN(100), g.pick("org", "net", "com")))
-				}
-				fields = append(fields, "sni: ["+strings.Join(sni, ", ")+"]")
-			}
-		default:
-			hasTCP = true
 		}
 		if hasUDP {
 			fields = append(fields, fmt.Sprintf("udp: %d", g.port(resFrom)))
@@ -198,6 +196,46 @@ func (g *gen) services(resFrom int) names {
 			}
 		}
 		g.line("  - {%s}", strings.Join(fields, ", "))
+	}
+	return out
+}
+
+// settings writes a sample's keys as flow YAML fields.
+func settings(raw signature.Raw) []string {
+	var out []string
+	if raw.TLS.Mode != "" {
+		tls := "mode: " + raw.TLS.Mode
+		if raw.TLS.Digest != "" {
+			tls += ", digest: " + raw.TLS.Digest
+		}
+		out = append(out, "tls: {"+tls+"}")
+	}
+	if len(raw.SNI) > 0 {
+		out = append(out, "sni: ["+strings.Join(raw.SNI, ", ")+"]")
+	}
+	if len(raw.ALPN) > 0 {
+		out = append(out, "alpn: ["+strings.Join(raw.ALPN, ", ")+"]")
+	}
+	c := raw.Custom
+	var custom []string
+	for _, kv := range [][2]string{{"prefix", c.Prefix}, {"regex", c.Regex}, {"length", c.Length}, {"min_length", c.MinLength}} {
+		if kv[1] != "" {
+			custom = append(custom, fmt.Sprintf("%s: %q", kv[0], kv[1]))
+		}
+	}
+	if len(c.Match) > 0 {
+		var ms []string
+		for _, m := range c.Match {
+			f := fmt.Sprintf("offset: %s, bytes: %q", m.Offset, m.Bytes)
+			if m.Mask != "" {
+				f += fmt.Sprintf(", mask: %q", m.Mask)
+			}
+			ms = append(ms, "{"+f+"}")
+		}
+		custom = append(custom, "match: ["+strings.Join(ms, ", ")+"]")
+	}
+	if len(custom) > 0 {
+		out = append(out, "custom: {"+strings.Join(custom, ", ")+"}")
 	}
 	return out
 }
