@@ -233,7 +233,8 @@ func TestMatch(t *testing.T) {
 	}{
 		{signature.Signature{Label: "no wrap", Length: 14, Bytes: []signature.Bytes{{Offset: 0, Value: []byte{0x38}}}}, "udp length 22 @th,64,8 0x38"},
 		{signature.Signature{Label: "wg", Bytes: []signature.Bytes{{Offset: 0, Value: []byte{1, 0, 0, 0, 0xaa}}}}, "meta l4proto udp @th,64,32 0x01000000 @th,96,8 0xaa"},
-		{signature.Signature{Label: "any"}, "meta l4proto udp"},
+		{signature.Signature{Label: "quic", MinLength: 1200, Bytes: []signature.Bytes{{Offset: 0, Value: []byte{0xc0}, Mask: []byte{0xe0}}}},
+			"udp length >= 1208 @th,64,8 & 0xe0 == 0xc0"},
 	} {
 		got, err := Match(c.sig)
 		if err != nil || got != c.want {
@@ -247,6 +248,8 @@ func TestMatch(t *testing.T) {
 		{Label: "tls", TLSHello: true},
 		{Label: "short", Length: 4, Bytes: []signature.Bytes{{Offset: 2, Value: []byte{1, 2, 3}}}},
 		{Label: "huge", Length: 0xFFFF},
+		{Label: "any: it would take every datagram"},
+		{Label: "search", Contains: "jabber"},
 	} {
 		if _, err := Match(sig); err == nil {
 			t.Errorf("Match(%s) succeeded", sig.Label)

@@ -85,6 +85,7 @@ func TestObserveInKernel(t *testing.T) {
 	for _, c := range []struct{ name, node string }{
 		{"seed", ""}, {"ssh-tls", "fixtures/ssh-tls-node.yaml"}, {"transparent", "fixtures/transparent-node.yaml"},
 		{"dual-stack", "fixtures/dual-stack-node.yaml"},
+		{"kinds", "fixtures/kinds-node.yaml"},
 	} {
 		p := nodePlan(t, c.node)
 		if c.name == "seed" {

@@ -372,22 +372,31 @@ var ErrNotInKernel = errors.New("needs a protocol parser, not byte checks")
 const udpHeaderLen = 8
 
 // Match translates a UDP signature into nft matches: `udp length` for an
-// exact payload length (it counts the 8-byte header), then one `@th`
-// payload match per run of up to 4 checked bytes, at the bit offset
-// (8+o)*8 of payload offset o. A read past the end of a short packet fails
-// the match, so reads need no placing. A signature with no checks gives
-// `meta l4proto udp`: it matches every datagram.
+// exact payload length (it counts the 8-byte header) or `udp length >=`
+// for a least one, then one `@th` payload match per run of up to 4 checked
+// bytes, at the bit offset (8+o)*8 of payload offset o, under the bytes'
+// mask. A read past the end of a short packet fails the match, so reads
+// need no placing. A signature with no checks is refused: it would take
+// every datagram.
 func Match(sig signature.Signature) (string, error) {
-	if sig.TLSHello || sig.HTTP || len(sig.SNI) > 0 {
+	if sig.Parsed() {
 		return "", fmt.Errorf("%s: %w", sig.Label, ErrNotInKernel)
 	}
+	if sig.Empty() {
+		return "", fmt.Errorf("%s: %w", sig.Label, signature.ErrNoMatch)
+	}
 	var words []string
-	if sig.Length > 0 {
-		if sig.Length+udpHeaderLen > 0xFFFF {
-			return "", fmt.Errorf("%s: payload length %d does not fit a UDP datagram", sig.Label, sig.Length)
+	for _, l := range []int{sig.Length, sig.MinLength} {
+		if l+udpHeaderLen > 0xFFFF {
+			return "", fmt.Errorf("%s: payload length %d does not fit a UDP datagram", sig.Label, l)
 		}
+	}
+	switch {
+	case sig.Length > 0:
 		words = append(words, fmt.Sprintf("udp length %d", udpHeaderLen+sig.Length))
-	} else {
+	case sig.MinLength > 0:
+		words = append(words, fmt.Sprintf("udp length >= %d", udpHeaderLen+sig.MinLength))
+	default:
 		words = append(words, "meta l4proto udp")
 	}
 	for _, b := range sig.Bytes {
@@ -400,10 +409,13 @@ func Match(sig signature.Signature) (string, error) {
 		for i := 0; i < len(b.Value); i += 4 {
 			chunk := b.Value[i:min(i+4, len(b.Value))]
 			pm := payloadMatch{Offset: (udpHeaderLen + b.Offset + i) * 8, Bits: 8 * len(chunk)}
-			for _, c := range chunk {
-				pm.Value = pm.Value<<8 | uint64(c)
+			for k, c := range chunk {
+				m := byte(0xFF)
+				if b.Mask != nil {
+					m = b.Mask[i+k]
+				}
+				pm.Value, pm.Mask = pm.Value<<8|uint64(c&m), pm.Mask<<8|uint64(m)
 			}
-			pm.Mask = pm.full()
 			words = append(words, pm.String())
 		}
 	}

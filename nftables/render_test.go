@@ -16,6 +16,7 @@ func TestRenderGolden(t *testing.T) {
 		{"ssh-tls", "fixtures/ssh-tls-node.yaml"},
 		{"transparent", "fixtures/transparent-node.yaml"},
 		{"dual-stack", "fixtures/dual-stack-node.yaml"},
+		{"kinds", "fixtures/kinds-node.yaml"},
 	} {
 		t.Run(c.dir, func(t *testing.T) {
 			golden.Check(t, filepath.Join("..", "fixtures", "golden", c.dir, File), Render(nodePlan(t, c.node)))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
+	"github.com/portstripe/portstripe/nftables"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/signature"
 )
@@ -31,6 +32,10 @@ var emitters = []struct {
 	}},
 	{"iptables u32", signature.UDP, func(sig signature.Signature) ([]string, error) { return iptables.U32(node.IPv4, sig) }},
 	{"ip6tables u32", signature.UDP, func(sig signature.Signature) ([]string, error) { return iptables.U32(node.IPv6, sig) }},
+	{"nftables", signature.UDP, func(sig signature.Signature) ([]string, error) {
+		m, err := nftables.Match(sig)
+		return strings.Fields(m), err
+	}},
 }
 
 // TestEveryKind is the registry's exhaustiveness test: every registered
