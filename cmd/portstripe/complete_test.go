@@ -46,7 +46,7 @@ func TestCompletion(t *testing.T) {
 	}{
 		{[]string{"route", "--proto", ""}, []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"}},
 		{[]string{"route", "--proto", "udp6", "--client", "w"}, []string{"wireguard"}},
-		{[]string{"route", "--proto", "tcp6", "--client", "s"}, []string{"ssh"}},
+		{[]string{"route", "--proto", "tcp6", "--client", "s"}, []string{"socks5", "ssh"}},
 		{[]string{"route", "-o", ""}, []string{"json", "text", "yaml"}},
 		{[]string{"explain", "--output", ""}, []string{"json", "text", "yaml"}},
 		{[]string{"status", "-o", ""}, []string{"json", "text", "yaml"}},
