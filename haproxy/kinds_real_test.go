@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
@@ -68,18 +67,12 @@ func TestRealKinds(t *testing.T) {
 			if r := p.Route(node.TCP, 443, whole); r.Service != tt.want && !(tt.want == "" && r.Service == plan.None) {
 				t.Fatalf("the plan routes it to %q, the test wants %q", r.Service, tt.want)
 			}
-			got, took := h.send(t, "fe_striped", tt.pieces...)
-			d := DecisionLine{Frontend: "fe_striped", Rule: RuleSignature, Backend: tt.want}
+			rule := ""
 			if tt.want == "" {
-				d.Rule, d.Backend = RuleReject, "fe_striped"
+				rule = RuleReject
 			}
+			d := h.land(t, "fe_striped", tt.want, rule, tt.pieces...)
 			want[h.lastClient] = d
-			if got != tt.want {
-				t.Fatalf("landed on %q, want %q", got, tt.want)
-			}
-			if took > 2*time.Second {
-				t.Errorf("took %v: waited for the inspect-delay", took)
-			}
 		})
 	}
 	checkDecisions(t, h, want)

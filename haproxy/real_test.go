@@ -328,27 +328,35 @@ func TestRealRouting(t *testing.T) {
 	want := map[netip.AddrPort]DecisionLine{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, took := h.send(t, tt.frontend, tt.pieces...)
-			d := DecisionLine{Frontend: tt.frontend, Rule: tt.rule, Backend: tt.want}
-			if d.Rule == "" {
-				d.Rule = RuleSignature
-			}
-			if d.Backend == "" {
-				// HAProxy names the frontend as a rejected stream's backend.
-				d.Backend = tt.frontend
-			}
+			d := h.land(t, tt.frontend, tt.want, tt.rule, tt.pieces...)
 			want[h.lastClient] = d
-			if got != tt.want {
-				t.Fatalf("landed on %q, want %q", got, tt.want)
-			}
-			// A decision needs only the bytes in hand: no client here
-			// should wait for the 5 s inspect-delay.
-			if took > 2*time.Second {
-				t.Errorf("took %v: waited for the inspect-delay", took)
-			}
 		})
 	}
 	checkDecisions(t, h, want)
+}
+
+// land sends pieces to frontend and fails unless the connection lands on
+// want ("" = rejected) at once: a decision needs only the bytes in hand,
+// so no client here should wait for the 5 s inspect-delay. It returns the
+// decision line the connection should log (rule "" = signature).
+func (h *realHAProxy) land(t *testing.T, frontend, want, rule string, pieces ...[]byte) DecisionLine {
+	t.Helper()
+	got, took := h.send(t, frontend, pieces...)
+	d := DecisionLine{Frontend: frontend, Rule: rule, Backend: want}
+	if d.Rule == "" {
+		d.Rule = RuleSignature
+	}
+	if d.Backend == "" {
+		// HAProxy names the frontend as a rejected stream's backend.
+		d.Backend = frontend
+	}
+	if got != want {
+		t.Errorf("landed on %q, want %q", got, want)
+	}
+	if took > 2*time.Second {
+		t.Errorf("took %v: waited for the inspect-delay", took)
+	}
+	return d
 }
 
 // TestRealDualStack runs the dual-stack node's haproxy.cfg (haproxy -c

@@ -8,7 +8,7 @@ import (
 // DTLS: a DTLS server on UDP (WebRTC and TURN, ocserv's data channel),
 // classified in the kernel by the record of the client's first
 // ClientHello.
-var DTLS Kind = dtlsKind{}
+var DTLS Kind = dtlsKind{plain{"dtls"}}
 
 // FamilyDTLS: a handshake record of DTLS 1.0 or 1.2 in epoch 0.
 const FamilyDTLS Family = "dtls"
@@ -20,16 +20,9 @@ func init() {
 	}}
 }
 
-type dtlsKind struct{}
+type dtlsKind struct{ plain }
 
-func (dtlsKind) Name() string                          { return "dtls" }
-func (dtlsKind) Protos() []Proto                       { return []Proto{UDP} }
-func (dtlsKind) Keys() []string                        { return nil }
-func (dtlsKind) Probe() Probe                          { return ProbeConnect }
-func (dtlsKind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k dtlsKind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k dtlsKind) Clients(Settings) []string           { return []string{k.Name()} }
-func (dtlsKind) Samples() []Raw                        { return []Raw{{}} }
+func (dtlsKind) Protos() []Proto { return []Proto{UDP} }
 func (dtlsKind) Signature(_ Settings, p Proto) Signature {
 	return dtlsSignature(p)
 }

@@ -1,7 +1,7 @@
 package signature
 
 // HTTP: an HTTP/1 server.
-var HTTP Kind = httpKind{}
+var HTTP Kind = httpKind{plain{"http"}}
 
 // FamilyHTTP: an upper-case method and a request line; every HTTP service
 // takes every HTTP client.
@@ -12,15 +12,9 @@ func init() {
 	families[FamilyHTTP] = familyInfo{rank: 4, catches: func(Signature, Signature) bool { return true }}
 }
 
-type httpKind struct{}
+type httpKind struct{ plain }
 
-func (httpKind) Name() string                          { return "http" }
-func (httpKind) Protos() []Proto                       { return []Proto{TCP} }
-func (httpKind) Keys() []string                        { return nil }
-func (httpKind) Probe() Probe                          { return ProbeConnect }
-func (httpKind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k httpKind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k httpKind) Clients(Settings) []string           { return []string{k.Name()} }
+func (httpKind) Protos() []Proto { return []Proto{TCP} }
 
 func (httpKind) Signature(_ Settings, p Proto) Signature {
 	return Signature{Proto: p, Family: FamilyHTTP, Label: "HTTP request", HTTP: true}
@@ -29,5 +23,3 @@ func (httpKind) Signature(_ Settings, p Proto) Signature {
 func (httpKind) Example(Settings, Proto) (Example, error) {
 	return Example{[]byte("GET / HTTP/1.1\r\nHost: example.org\r\n\r\n"), "HTTP/1.1 request"}, nil
 }
-
-func (httpKind) Samples() []Raw { return []Raw{{}} }

@@ -192,10 +192,23 @@ func KindsOn(p Proto) []Kind {
 	return out
 }
 
-// nothingMore refuses words after a kind that takes none in route --client.
-func nothingMore(k Kind, args []string) error {
+// plain is what a kind without settings of its own shares: embedded, it
+// gives the kind its name, no keys, one sample, a --client of its name,
+// a connect health check. Protocols, signature and example each kind
+// still declares itself (the compiler insists).
+type plain struct{ name string }
+
+func (p plain) Name() string                 { return p.name }
+func (plain) Keys() []string                 { return nil }
+func (plain) Settings(Raw) (Settings, error) { return Settings{}, nil }
+func (plain) Samples() []Raw                 { return []Raw{{}} }
+func (p plain) Clients(Settings) []string    { return []string{p.name} }
+func (plain) Probe() Probe                   { return ProbeConnect }
+
+// Client refuses words after the kind in route --client.
+func (p plain) Client(args []string) (Settings, error) {
 	if len(args) > 0 {
-		return fmt.Errorf("%s takes nothing more", k.Name())
+		return Settings{}, fmt.Errorf("%s takes nothing more", p.name)
 	}
-	return nil
+	return Settings{}, nil
 }

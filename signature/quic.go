@@ -4,7 +4,7 @@ import "fmt"
 
 // QUIC: a QUIC server (HTTP/3, Hysteria2 and other QUIC-based proxies),
 // classified in the kernel by the client's first Initial datagram.
-var QUIC Kind = quicKind{}
+var QUIC Kind = quicKind{plain{"quic"}}
 
 // FamilyQUIC: a long header, the fixed bit, and version 1 or 2.
 const FamilyQUIC Family = "quic"
@@ -20,16 +20,9 @@ func init() {
 // Initial (RFC 9000, 14.1).
 const quicMinInitial = 1200
 
-type quicKind struct{}
+type quicKind struct{ plain }
 
-func (quicKind) Name() string                          { return "quic" }
-func (quicKind) Protos() []Proto                       { return []Proto{UDP} }
-func (quicKind) Keys() []string                        { return nil }
-func (quicKind) Probe() Probe                          { return ProbeConnect }
-func (quicKind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k quicKind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k quicKind) Clients(Settings) []string           { return []string{k.Name()} }
-func (quicKind) Samples() []Raw                        { return []Raw{{}} }
+func (quicKind) Protos() []Proto { return []Proto{UDP} }
 
 // Signature: at least 1200 bytes; the first byte's header form, fixed bit
 // and type (Initial is 00 in v1, 01 in v2, hence the mask e0) with the

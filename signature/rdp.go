@@ -2,7 +2,7 @@ package signature
 
 // RDP: a Remote Desktop server; the client opens with an X.224 Connection
 // Request inside a TPKT header (MS-RDPBCGR 2.2.1.1).
-var RDP Kind = rdpKind{}
+var RDP Kind = rdpKind{plain{"rdp"}}
 
 // FamilyRDP: TPKT version 3 and the X.224 CR code.
 const FamilyRDP Family = "rdp"
@@ -12,16 +12,9 @@ func init() {
 	families[FamilyRDP] = familyInfo{rank: 1}
 }
 
-type rdpKind struct{}
+type rdpKind struct{ plain }
 
-func (rdpKind) Name() string                          { return "rdp" }
-func (rdpKind) Protos() []Proto                       { return []Proto{TCP} }
-func (rdpKind) Keys() []string                        { return nil }
-func (rdpKind) Probe() Probe                          { return ProbeConnect }
-func (rdpKind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k rdpKind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k rdpKind) Clients(Settings) []string           { return []string{k.Name()} }
-func (rdpKind) Samples() []Raw                        { return []Raw{{}} }
+func (rdpKind) Protos() []Proto { return []Proto{TCP} }
 
 func (rdpKind) Signature(_ Settings, p Proto) Signature {
 	return Signature{Proto: p, Family: FamilyRDP, Label: "RDP connection request", Bytes: []Bytes{

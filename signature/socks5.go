@@ -1,7 +1,7 @@
 package signature
 
 // SOCKS5: a SOCKS 5 proxy (RFC 1928); its client greets first.
-var SOCKS5 Kind = socks5Kind{}
+var SOCKS5 Kind = socks5Kind{plain{"socks5"}}
 
 // FamilySOCKS5: the version byte 05.
 const FamilySOCKS5 Family = "socks5"
@@ -13,16 +13,9 @@ func init() {
 	}}
 }
 
-type socks5Kind struct{}
+type socks5Kind struct{ plain }
 
-func (socks5Kind) Name() string                          { return "socks5" }
-func (socks5Kind) Protos() []Proto                       { return []Proto{TCP} }
-func (socks5Kind) Keys() []string                        { return nil }
-func (socks5Kind) Probe() Probe                          { return ProbeConnect }
-func (socks5Kind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k socks5Kind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k socks5Kind) Clients(Settings) []string           { return []string{k.Name()} }
-func (socks5Kind) Samples() []Raw                        { return []Raw{{}} }
+func (socks5Kind) Protos() []Proto { return []Proto{TCP} }
 
 func (socks5Kind) Signature(_ Settings, p Proto) Signature {
 	return Signature{Proto: p, Family: FamilySOCKS5, Label: "SOCKS5 greeting", Bytes: []Bytes{{Offset: 0, Value: []byte{5}, What: "version 5"}}}

@@ -1,7 +1,7 @@
 package signature
 
 // SSH: an SSH server; its clients send their banner first.
-var SSH Kind = sshKind{}
+var SSH Kind = sshKind{plain{"ssh"}}
 
 // FamilySSH: "SSH-".
 const FamilySSH Family = "ssh"
@@ -13,15 +13,10 @@ func init() {
 	}}
 }
 
-type sshKind struct{}
+type sshKind struct{ plain }
 
-func (sshKind) Name() string                          { return "ssh" }
-func (sshKind) Protos() []Proto                       { return []Proto{TCP} }
-func (sshKind) Keys() []string                        { return nil }
-func (sshKind) Probe() Probe                          { return ProbeSSHBanner }
-func (sshKind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k sshKind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k sshKind) Clients(Settings) []string           { return []string{k.Name()} }
+func (sshKind) Protos() []Proto { return []Proto{TCP} }
+func (sshKind) Probe() Probe    { return ProbeSSHBanner }
 
 func (sshKind) Signature(_ Settings, p Proto) Signature {
 	return Signature{Proto: p, Family: FamilySSH, Label: "SSH banner", Bytes: []Bytes{{Offset: 0, Value: []byte("SSH-"), What: `"SSH-"`}}}
@@ -30,5 +25,3 @@ func (sshKind) Signature(_ Settings, p Proto) Signature {
 func (sshKind) Example(Settings, Proto) (Example, error) {
 	return Example{[]byte("SSH-2.0-OpenSSH_9.2p1\r\n"), "SSH client banner"}, nil
 }
-
-func (sshKind) Samples() []Raw { return []Raw{{}} }

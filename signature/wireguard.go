@@ -4,7 +4,7 @@ import "fmt"
 
 // WireGuard: a WireGuard endpoint, classified in the kernel by its
 // handshake initiation.
-var WireGuard Kind = wireguardKind{}
+var WireGuard Kind = wireguardKind{plain{"wireguard"}}
 
 // FamilyWireGuard: message type 1 and three reserved zero bytes.
 const FamilyWireGuard Family = "wireguard"
@@ -14,15 +14,9 @@ func init() {
 	families[FamilyWireGuard] = familyInfo{rank: 1}
 }
 
-type wireguardKind struct{}
+type wireguardKind struct{ plain }
 
-func (wireguardKind) Name() string                          { return "wireguard" }
-func (wireguardKind) Protos() []Proto                       { return []Proto{UDP} }
-func (wireguardKind) Keys() []string                        { return nil }
-func (wireguardKind) Probe() Probe                          { return ProbeConnect }
-func (wireguardKind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k wireguardKind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k wireguardKind) Clients(Settings) []string           { return []string{k.Name()} }
+func (wireguardKind) Protos() []Proto { return []Proto{UDP} }
 
 // Signature: MessageInitiation, type 1 and three reserved zero bytes, 148
 // bytes.
@@ -35,5 +29,3 @@ func (k wireguardKind) Example(s Settings, p Proto) (Example, error) {
 	packet := k.Signature(s, p).layout()
 	return Example{packet, fmt.Sprintf("WireGuard handshake initiation (%d bytes; its random fields made up)", len(packet))}, nil
 }
-
-func (wireguardKind) Samples() []Raw { return []Raw{{}} }

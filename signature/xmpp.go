@@ -4,7 +4,7 @@ import "fmt"
 
 // XMPP: an XMPP server's client port (5222, before STARTTLS); the client
 // opens the stream.
-var XMPP Kind = xmppKind{}
+var XMPP Kind = xmppKind{plain{"xmpp"}}
 
 // FamilyXMPP: an XML opener naming the jabber namespace.
 const FamilyXMPP Family = "xmpp"
@@ -16,16 +16,9 @@ func init() {
 	}}
 }
 
-type xmppKind struct{}
+type xmppKind struct{ plain }
 
-func (xmppKind) Name() string                          { return "xmpp" }
-func (xmppKind) Protos() []Proto                       { return []Proto{TCP} }
-func (xmppKind) Keys() []string                        { return nil }
-func (xmppKind) Probe() Probe                          { return ProbeConnect }
-func (xmppKind) Settings(Raw) (Settings, error)        { return Settings{}, nil }
-func (k xmppKind) Client(a []string) (Settings, error) { return Settings{}, nothingMore(k, a) }
-func (k xmppKind) Clients(Settings) []string           { return []string{k.Name()} }
-func (xmppKind) Samples() []Raw                        { return []Raw{{}} }
+func (xmppKind) Protos() []Proto { return []Proto{TCP} }
 
 // Signature: "<" first (a cheap byte test every other client fails at
 // once), then "jabber" anywhere in the buffer: go-sendxmpp's opener is
