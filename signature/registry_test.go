@@ -1,6 +1,7 @@
 package signature_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -101,7 +102,7 @@ func checkKind(t *testing.T, k signature.Kind, s signature.Settings, p signature
 		t.Fatalf("%s: example %q (%d bytes), %v", where, ex.What, len(ex.Packet), err)
 	}
 	if got := sig.Match(ex.Packet); got != signature.Match {
-		t.Errorf("%s: its example (%s, %x) gives %v", where, ex.What, ex.Packet, got)
+		t.Errorf("%s: its example (%s, %s) gives %v", where, ex.What, head(ex.Packet), got)
 	}
 	clients := k.Clients(s)
 	if _, err := k.Client(nil); len(clients) == 0 && err == nil {
@@ -125,9 +126,17 @@ func checkKind(t *testing.T, k signature.Kind, s signature.Settings, p signature
 		}
 		ex, err := ck.Example(cs, p)
 		if err != nil || sig.Match(ex.Packet) != signature.Match {
-			t.Errorf("%s: --client %s lays out %x, which it does not match (%v)", where, c, ex.Packet, err)
+			t.Errorf("%s: --client %s lays out %s, which it does not match (%v)", where, c, head(ex.Packet), err)
 		}
 	}
+}
+
+// head shows the first bytes of a packet.
+func head(p []byte) string {
+	if len(p) > 16 {
+		return fmt.Sprintf("%x… (%d bytes)", p[:16], len(p))
+	}
+	return fmt.Sprintf("%x", p)
 }
 
 // sample is one kind with one sample of its settings on one protocol.
