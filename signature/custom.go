@@ -298,7 +298,6 @@ func (customKind) Signature(s Settings, p Proto) Signature {
 	case p == UDP:
 		sig.Label = "custom match"
 		sig.Bytes, sig.Length, sig.MinLength = c.Match, c.Length, c.MinLength
-		sig.Size = max(c.Length, c.MinLength)
 		for _, b := range c.Match {
 			sig.Label += " " + hex.EncodeToString(b.Value) + "@" + strconv.Itoa(b.Offset)
 		}
@@ -323,6 +322,7 @@ func (k customKind) Example(s Settings, p Proto) (Example, error) {
 	var packet []byte
 	switch {
 	case p == UDP:
+		sig.Size = max(sig.Length, sig.MinLength)
 		packet = sig.layout()
 	case s.Custom.Prefix != nil:
 		packet = append(slices.Clone(s.Custom.Prefix), " hello\r\n"...)

@@ -145,7 +145,7 @@ func tlsClients(k Kind, s Settings) []string {
 func tlsCaveat(s Signature) string {
 	switch {
 	case len(s.ALPN) > 0:
-		return "decides once the whole ClientHello is in; tried after the services of these ports that name servers more precisely (SNI and ALPN, then SNI, then ALPN, then none), and takes a client offering any of its protocols"
+		return "decides once the whole ClientHello is in; TLS services are tried by precedence (SNI and ALPN, then SNI, then ALPN, then neither), and one with ALPN takes a client that offers any of its protocols"
 	case len(s.SNI) > 0:
 		return "decides once the whole ClientHello is in"
 	}
