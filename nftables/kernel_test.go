@@ -281,31 +281,7 @@ func TestClassifyInKernel(t *testing.T) {
 	mustRunIn(t, tp.Node, []byte(probe), "nft", "-f", "-")
 
 	ports := []int{1, 443, 5060, 5061, 5062, 29999, 30000}
-	type arrival struct {
-		port    int
-		payload []byte
-	}
-	arrivals := make(chan arrival, 16)
-	for _, port := range ports {
-		var conn *net.UDPConn
-		if err := tp.Node.Do(func() (err error) {
-			conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: port}) // both families
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		go func() {
-			buf := make([]byte, 2048)
-			for {
-				n, err := conn.Read(buf)
-				if err != nil {
-					return
-				}
-				arrivals <- arrival{port, bytes.Clone(buf[:n])}
-			}
-		}()
-	}
+	arrivals := listenUDP(t, tp.Node, ports)
 
 	want := map[string]uint64{}
 	headers := map[string]uint64{}
@@ -471,6 +447,40 @@ func expectedRule(p *plan.Plan, port int, payload []byte) (string, bool) {
 
 // sendUDP sends one datagram from a fresh socket in the client namespace,
 // with the variant's IP options or extension header.
+// arrival is a datagram received on one port of the node namespace.
+type arrival struct {
+	port    int
+	payload []byte
+}
+
+// listenUDP listens on each port (both families) in the namespace and
+// reports each datagram that arrives.
+func listenUDP(t *testing.T, ns testbed.Netns, ports []int) <-chan arrival {
+	t.Helper()
+	arrivals := make(chan arrival, 16)
+	for _, port := range ports {
+		var conn *net.UDPConn
+		if err := ns.Do(func() (err error) {
+			conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: port})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, err := conn.Read(buf)
+				if err != nil {
+					return
+				}
+				arrivals <- arrival{port, bytes.Clone(buf[:n])}
+			}
+		}()
+	}
+	return arrivals
+}
+
 func sendUDP(client testbed.Netns, v variant, srcPort, port int) error {
 	to := netip.AddrPortFrom(testbed.NodeAddr, uint16(port))
 	if v.family == "udp6" {
