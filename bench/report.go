@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ type report struct {
 	scale            []scalePoint
 	seed             *seedResult
 	reconcile        *reconcileResult
+	kinds            kindsReport
 }
 
 func ms(d time.Duration) string {
@@ -112,6 +114,7 @@ func (rep *report) write(dir string) (string, error) {
 	rep.writeScale(w, dir)
 	rep.writeUDP(w)
 	rep.writeReconcile(w)
+	rep.writeKinds(w)
 	rep.writeTried(w)
 	path := filepath.Join(dir, "BENCHMARKS.md")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -205,6 +208,9 @@ func (rep *report) writeTargets(w writer) {
 		s := rc.summary()
 		w("| a reconcile pass of the seed node well under 1%% of one core at the default %s period (issue 10) | %.3f%% of one core: %s per pass (median; pooled %s) every %s + %.3f%% for the 1 s liveness polls; HAProxy answering adds %.3f%% (section 6) | %s |\n",
 			supervisor.DefaultPeriod, s.Median.Percent(), cpuMs(s.Median.Pass), cpuMs(s.Pooled.Pass), supervisor.DefaultPeriod, s.Median.BasePercent, s.Pooled.HAProxyPercent(), verdict(s.Worst() < 1))
+	}
+	if cost, ok := rep.kinds.cost30(); ok {
+		w("| classification at %d services costs at most 5%% of a pass-through's connection rate (issue 15) | %.1f%% (section 7) | %s |\n", slices.Max(kindCounts), 100*cost, verdict(cost <= 0.05))
 	}
 	w("\n")
 }

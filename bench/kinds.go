@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/internal/testbed"
+)
+
+// The classification section (issue 15): what telling protocols apart
+// costs HAProxy per connection, and how it grows with the number of
+// signatures a first packet is tried against. One frontend classifies for
+// 5 and for 30 services; beside them a bare pass-through HAProxy (`mode
+// tcp`, the same binds, no inspection: every connection to one backend at
+// once). The three are measured in the same rounds, interleaved, with the
+// same first packets.
+
+// kindCounts are the node sizes measured.
+var kindCounts = []int{5, 30}
+
+// kindsBackendBase is the first of the classification nodes' backend
+// ports: one per service, in the reserved range (no DNAT reaches them).
+const kindsBackendBase = 32000
+
+// kindsResult is one path of the section: its pooled numbers, and its
+// connection rate in every round (to pair it with pass-through's).
+type kindsResult struct {
+	pathResult
+	Services int       // 0: pass-through
+	Rates    []float64 // conn/s per round
+}
+
+// kindsReport is the section's numbers and the configurations measured.
+type kindsReport struct {
+	Paths      []kindsResult
+	Frontend   string   // the 30-service fe_striped, as emitted
+	Passthru   string   // the pass-through frontend
+	Services30 []string // the 30-service node's services
+}
+
+// kindService is the node-file line of the i-th of n services: the
+// bench node's OpenVPN, SSH and HTTP services first, then services of
+// other kinds, and last the TLS service the probes' ClientHello (SNI
+// www.example.org) is for, so that it is tried against every signature
+// of the node before its own.
+func kindService(i, n int) string {
+	port := kindsBackendBase + i
+	switch {
+	case i == n-1:
+		return fmt.Sprintf("{name: web, kind: tls, sni: [www.example.org], tcp: \"127.0.0.1:%d\", check: none}", port)
+	case i == 0:
+		return fmt.Sprintf("{name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: %d, tcp: \"127.0.0.1:%d\", check: none}", udpRSA, port)
+	case i == 1:
+		return fmt.Sprintf("{name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, tcp: \"127.0.0.1:%d\", check: none}", udpECC, port)
+	case i == 2:
+		return fmt.Sprintf("{name: ssh, kind: ssh, tcp: \"127.0.0.1:%d\", check: none}", port)
+	case i == 3:
+		return fmt.Sprintf("{name: plain_http, kind: http, tcp: \"127.0.0.1:%d\", check: none}", port)
+	}
+	return fmt.Sprintf("{name: site%02d, kind: tls, sni: [site%02d.example.net], tcp: \"127.0.0.1:%d\", check: none}", i, i, port)
+}
+
+// kindsNode is the bench node with n services.
+func kindsNode(dir string, n int) []byte {
+	var svcs []string
+	for i := range n {
+		svcs = append(svcs, "  - "+kindService(i, n)+"\n")
+	}
+	return []byte(testbed.NodeFile{Name: "bench", Striped: "1-29999", ListenPort: listenPort, InspectDelay: "5s", MaxConn: 4000, Dir: dir,
+		Services: svcs}.YAML())
+}
+
+// passThrough turns an emitted haproxy.cfg into the bare pass-through:
+// fe_striped keeps its binds and sends every connection to backend at
+// once; nothing else changes (global, defaults, backends).
+func passThrough(cfg, backend string) string {
+	var out []string
+	in := false
+	for _, l := range strings.Split(cfg, "\n") {
+		switch {
+		case strings.HasPrefix(l, "frontend fe_striped"):
+			in = true
+			out = append(out, l)
+			continue
+		case in && (l == "" || !strings.HasPrefix(l, " ")):
+			out = append(out, "    default_backend "+backend)
+			in = false
+		case in && !strings.HasPrefix(strings.TrimSpace(l), "bind "):
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+// frontend returns the named frontend's block of cfg.
+func frontend(cfg, name string) string {
+	_, rest, ok := strings.Cut(cfg, "frontend "+name+"\n")
+	if !ok {
+		return ""
+	}
+	block, _, _ := strings.Cut(rest, "\n\n")
+	return "frontend " + name + "\n" + block + "\n"
+}
+
+func (r *run) kinds(ctx context.Context) error {
+	most := slices.Max(kindCounts)
+	var ports []string
+	for i := range most {
+		ports = append(ports, strconv.Itoa(kindsBackendBase+i))
+	}
+	backend, err := testbed.Start("kinds backend", r.pair.Node.Command(r.exe, "-role", "backend", "-tcp", strings.Join(ports, ",")),
+		filepath.Join(r.tmp, "kinds-backend.log"))
+	if err != nil {
+		return err
+	}
+	defer backend.Stop()
+	if err := backend.WaitLog("ready", 10*time.Second); err != nil {
+		return err
+	}
+	type path struct {
+		res kindsResult
+		cfg string
+	}
+	var paths []*path
+	var rulesFile []byte
+	for _, n := range kindCounts {
+		dir := filepath.Join(r.tmp, fmt.Sprintf("kinds-%d", n))
+		res, err := compileNode(kindsNode(dir, n), fmt.Sprintf("kinds-%d.yaml", n))
+		if err != nil {
+			return fmt.Errorf("%d services: %w", n, err)
+		}
+		cfg := string(res.Files[compiler.HAProxyFile])
+		if n == most {
+			rulesFile = res.Files[compiler.RulesFile]
+			r.rep.kinds.Frontend = frontend(cfg, "fe_striped")
+			pt := passThrough(cfg, "ssh")
+			r.rep.kinds.Passthru = frontend(pt, "fe_striped")
+			paths = append([]*path{{kindsResult{pathResult: pathResult{Name: "pass-through",
+				Desc: "fe_striped's binds, no inspection, `default_backend ssh`"}}, pt}}, paths...)
+			for i := range n {
+				r.rep.kinds.Services30 = append(r.rep.kinds.Services30, kindService(i, n))
+			}
+		}
+		paths = append(paths, &path{kindsResult{pathResult: pathResult{Name: fmt.Sprintf("%d services", n),
+			Desc: "fe_striped as `portstripe compile` emits it"}, Services: n}, cfg})
+	}
+	rules, err := r.rules()
+	if err != nil {
+		return err
+	}
+	if err := rules.Apply(ctx, rulesFile); err != nil {
+		return err
+	}
+	defer rules.Clean(ctx)
+	node := testbed.NodeAddr.String()
+	at := func(port int) string { return net.JoinHostPort(node, strconv.Itoa(port)) }
+	probes := r.pk.tcpProbes(at(443), at(1194), at(22), at(8443))
+	rounds := r.n(7, 2)
+	for round := range rounds {
+		for i, p := range paths {
+			dir := filepath.Join(r.tmp, fmt.Sprintf("kinds-haproxy-%d", i))
+			h, err := r.startHAProxy(ctx, p.res.Name, p.cfg, dir, filepath.Join(dir, "master.sock"), "")
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.res.Name, err)
+			}
+			ok, took := p.res.loadOK, p.res.loadTime
+			err = r.measurePath(&p.res.pathResult, probes, round, rounds, false)
+			h.proc.Stop()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.res.Name, err)
+			}
+			p.res.Rates = append(p.res.Rates, float64(p.res.loadOK-ok)/(p.res.loadTime-took).Seconds())
+		}
+	}
+	for _, p := range paths {
+		pr := &p.res
+		pr.Lat, pr.Load = sorted(pr.Lat), sorted(pr.Load)
+		for k, v := range pr.PerProbe {
+			pr.PerProbe[k] = sorted(v)
+		}
+		pr.ConnPerSec = float64(pr.loadOK) / pr.loadTime.Seconds()
+		r.log.Info("measured", "path", pr.Name, "conn/s", int(pr.ConnPerSec), "p50", pct(pr.Lat, 0.5), "failed", pr.Failed)
+		r.rep.kinds.Paths = append(r.rep.kinds.Paths, *pr)
+	}
+	return nil
+}
+
+// roundRatios are a path's connection rate over pass-through's, round by
+// round (the two measured minutes apart at most), sorted.
+func (k *kindsReport) roundRatios(p kindsResult) []float64 {
+	base := k.Paths[0]
+	var out []float64
+	for i := range min(len(p.Rates), len(base.Rates)) {
+		if base.Rates[i] > 0 {
+			out = append(out, p.Rates[i]/base.Rates[i])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// cost30 is the classification cost at the largest node: 1 − its median
+// round ratio to pass-through (0 when not measured).
+func (k *kindsReport) cost30() (float64, bool) {
+	for _, p := range k.Paths {
+		if rs := k.roundRatios(p); p.Services == slices.Max(kindCounts) && len(rs) > 0 {
+			return 1 - median(rs), true
+		}
+	}
+	return 0, false
+}
+
+func (rep *report) writeKinds(w writer) {
+	k := &rep.kinds
+	if len(k.Paths) == 0 {
+		return
+	}
+	w("## 7. Classification cost: 5 and 30 services on one frontend\n\n")
+	w("What telling protocols apart costs HAProxy (issue 15). Three HAProxy configurations on the same binds, the same DNAT rules (`portstripe compile` of the 30-service node, one `iptables-restore`), the same tiny backend and the same four first packets as section 1 (OpenVPN tls-auth and tls-crypt, an SSH banner, a TLS ClientHello with SNI www.example.org), aimed at striped ports 443, 1194, 22 and 8443: ")
+	w("**pass-through** (fe_striped with its binds only and `default_backend ssh`: HAProxy connects to the backend at once, inspects nothing), and fe_striped as `portstripe compile` emits it for a node of **5** and of **30** services. ")
+	w("Measured in %d interleaved rounds (each configuration once per round, HAProxy restarted each time, %d concurrent clients for the rate); the ratio is taken round by round against pass-through's rate of the same round, and the median of those is the figure.\n\n", len(k.Paths[0].Rates), rep.workers())
+	w("| path | conn/s (%d clients, pooled) | × pass-through (median of rounds; min – max) | classification cost | p50 set-up (1 client) | p99 (1 client) | failed |\n|---|---|---|---|---|---|---|\n", rep.workers())
+	for _, p := range k.Paths {
+		ratio, cost := "1", "–"
+		if p.Services > 0 {
+			rs := k.roundRatios(p)
+			if len(rs) > 0 {
+				ratio = fmt.Sprintf("%.3f (%.3f – %.3f)", median(rs), rs[0], rs[len(rs)-1])
+				cost = fmt.Sprintf("%.1f%%", 100*(1-median(rs)))
+			}
+		}
+		w("| %s | %.0f | %s | %s | %s | %s | %d of %d |\n", p.Name, p.ConnPerSec, ratio, cost, ms(pct(p.Lat, 0.5)), ms(pct(p.Lat, 0.99)), p.Failed, p.Attempts)
+	}
+	w("\nPer first packet, one client (p50): how the set-up time grows with the signatures tried before the packet's own.\n\n| path | openvpn-tls-auth | openvpn-tls-crypt | ssh | tls |\n|---|---|---|---|---|\n")
+	for _, p := range k.Paths {
+		w("| %s |", p.Name)
+		for _, name := range []string{"openvpn-tls-auth", "openvpn-tls-crypt", "ssh", "tls"} {
+			w(" %s |", ms(pct(p.PerProbe[name], 0.5)))
+		}
+		w("\n")
+	}
+	w("\nThe 30-service node's services:\n\n```yaml\n")
+	for _, s := range k.Services30 {
+		w("- %s\n", s)
+	}
+	w("```\n\nIts fe_striped, as emitted:\n\n```\n%s```\n\nThe pass-through frontend:\n\n```\n%s```\n\n", k.Frontend, k.Passthru)
+}
