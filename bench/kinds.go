@@ -35,6 +35,19 @@ type kindsResult struct {
 	pathResult
 	Services int       // 0: pass-through
 	Rates    []float64 // conn/s per round
+	// HAProxy's CPU time (master and workers) over the connections it
+	// handled: the proxy's own cost per connection, which the machine's
+	// other load disturbs far less than a rate.
+	CPU   time.Duration
+	Conns int
+}
+
+// CPUPerConn is HAProxy's CPU time per connection.
+func (p kindsResult) CPUPerConn() time.Duration {
+	if p.Conns == 0 {
+		return 0
+	}
+	return p.CPU / time.Duration(p.Conns)
 }
 
 // kindsReport is the section's numbers and the configurations measured.
@@ -171,12 +184,22 @@ func (r *run) kinds(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.res.Name, err)
 			}
-			ok, took := p.res.loadOK, p.res.loadTime
-			err = r.measurePath(&p.res.pathResult, probes, round, rounds, false)
+			ok, took, attempts := p.res.loadOK, p.res.loadTime, p.res.Attempts
+			pid := h.proc.Cmd.Process.Pid // `ip netns exec` execs the master
+			self0, workers0, err := processCPU(pid)
+			if err == nil {
+				err = r.measurePath(&p.res.pathResult, probes, round, rounds, false)
+			}
+			self1, workers1, cpuErr := processCPU(pid)
 			h.proc.Stop()
+			if err == nil {
+				err = cpuErr
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.res.Name, err)
 			}
+			p.res.CPU += self1 + workers1 - self0 - workers0
+			p.res.Conns += p.res.Attempts - attempts
 			p.res.Rates = append(p.res.Rates, float64(p.res.loadOK-ok)/(p.res.loadTime-took).Seconds())
 		}
 	}
@@ -187,7 +210,7 @@ func (r *run) kinds(ctx context.Context) error {
 			pr.PerProbe[k] = sorted(v)
 		}
 		pr.ConnPerSec = float64(pr.loadOK) / pr.loadTime.Seconds()
-		r.log.Info("measured", "path", pr.Name, "conn/s", int(pr.ConnPerSec), "p50", pct(pr.Lat, 0.5), "failed", pr.Failed)
+		r.log.Info("measured", "path", pr.Name, "conn/s", int(pr.ConnPerSec), "haproxy CPU/conn", pr.CPUPerConn(), "p50", pct(pr.Lat, 0.5), "failed", pr.Failed)
 		r.rep.kinds.Paths = append(r.rep.kinds.Paths, *pr)
 	}
 	return nil
@@ -227,18 +250,24 @@ func (rep *report) writeKinds(w writer) {
 	w("What telling protocols apart costs HAProxy (issue 15). Three HAProxy configurations on the same binds, the same DNAT rules (`portstripe compile` of the 30-service node, one `iptables-restore`), the same tiny backend and the same four first packets as section 1 (OpenVPN tls-auth and tls-crypt, an SSH banner, a TLS ClientHello with SNI www.example.org), aimed at striped ports 443, 1194, 22 and 8443: ")
 	w("**pass-through** (fe_striped with its binds only and `default_backend ssh`: HAProxy connects to the backend at once, inspects nothing), and fe_striped as `portstripe compile` emits it for a node of **5** and of **30** services. ")
 	w("Measured in %d interleaved rounds (each configuration once per round, HAProxy restarted each time, %d concurrent clients for the rate); the ratio is taken round by round against pass-through's rate of the same round, and the median of those is the figure.\n\n", len(k.Paths[0].Rates), rep.workers())
-	w("| path | conn/s (%d clients, pooled) | × pass-through (median of rounds; min – max) | classification cost | p50 set-up (1 client) | p99 (1 client) | failed |\n|---|---|---|---|---|---|---|\n", rep.workers())
+	w("| path | conn/s (%d clients, pooled) | × pass-through (median of rounds; min – max) | classification cost | HAProxy CPU per connection | × pass-through | p50 set-up (1 client) | p99 (1 client) | failed |\n|---|---|---|---|---|---|---|---|---|\n", rep.workers())
+	base := k.Paths[0]
 	for _, p := range k.Paths {
-		ratio, cost := "1", "–"
+		ratio, cost, cpuRatio := "1", "–", "1"
 		if p.Services > 0 {
 			rs := k.roundRatios(p)
 			if len(rs) > 0 {
 				ratio = fmt.Sprintf("%.3f (%.3f – %.3f)", median(rs), rs[0], rs[len(rs)-1])
 				cost = fmt.Sprintf("%.1f%%", 100*(1-median(rs)))
 			}
+			if base.CPUPerConn() > 0 {
+				cpuRatio = fmt.Sprintf("%.2f", float64(p.CPUPerConn())/float64(base.CPUPerConn()))
+			}
 		}
-		w("| %s | %.0f | %s | %s | %s | %s | %d of %d |\n", p.Name, p.ConnPerSec, ratio, cost, ms(pct(p.Lat, 0.5)), ms(pct(p.Lat, 0.99)), p.Failed, p.Attempts)
+		w("| %s | %.0f | %s | %s | %.1f µs | %s | %s | %s | %d of %d |\n", p.Name, p.ConnPerSec, ratio, cost,
+			float64(p.CPUPerConn())/1e3, cpuRatio, ms(pct(p.Lat, 0.5)), ms(pct(p.Lat, 0.99)), p.Failed, p.Attempts)
 	}
+	w("\nHAProxy CPU per connection: utime+stime of the master and its workers (`/proc/PID/stat`, 10 ms ticks) over each measurement (warm-up, one-client and %d-client runs), divided by the connections made, pooled over the rounds: what HAProxy itself spends, which the other load of a shared machine disturbs far less than a rate. Where HAProxy is the bottleneck, its rate is the inverse of that.\n", rep.workers())
 	w("\nPer first packet, one client (p50): how the set-up time grows with the signatures tried before the packet's own.\n\n| path | openvpn-tls-auth | openvpn-tls-crypt | ssh | tls |\n|---|---|---|---|---|\n")
 	for _, p := range k.Paths {
 		w("| %s |", p.Name)
