@@ -102,9 +102,9 @@ func TestKindsStriped(t *testing.T) {
 		b.analyse(t, c)
 	}
 	var m strings.Builder
-	fmt.Fprintf(&m, "%-22s %-5s %5s  %-16s %-16s %-16s %-16s %s\n", "client", "proto", "port", "design", "landed on", "route (packet)", "route (--client)", "ok")
+	fmt.Fprintf(&m, "%-34s %-5s %5s  %-16s %-16s %-16s %-16s %s\n", "client", "proto", "port", "design", "landed on", "route (packet)", "route (--client)", "ok")
 	for _, c := range cases {
-		fmt.Fprintf(&m, "%-22s %-5s %5d  %-16s %-16s %-16s %-16s %s\n", c.id, c.proto, c.port, c.want, c.landed, c.byPacket.Service, c.byKind.Service, okWord(c.ok))
+		fmt.Fprintf(&m, "%-34s %-5s %5d  %-16s %-16s %-16s %-16s %s\n", c.id, c.proto, c.port, c.want, c.landed, c.byPacket.Service, c.byKind.Service, okWord(c.ok))
 	}
 	t.Logf("kinds matrix:\n%s", m.String())
 	for _, c := range cases {
