@@ -507,6 +507,7 @@ type wgServer struct {
 	pub  string
 	port int
 	seq  atomic.Int64
+	mu   sync.Mutex
 }
 
 func startWGServer(t *testing.T, node testbed.Netns, dir string, port int) *wgServer {
@@ -539,6 +540,10 @@ func startWGServer(t *testing.T, node testbed.Netns, dir string, port int) *wgSe
 // sides report a handshake (`wg show … latest-handshakes`). It returns the
 // server's view of the client's endpoint (`wg show … endpoints`).
 func (s *wgServer) client(client testbed.Netns, dir, endpoint string, lport int) (bool, string, error) {
+	// One client at a time: every client's tunnel routes the server's
+	// tunnel address, and the client namespace has one routing table.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	name := wgName("c")
 	p, err := startWireguardGo(client, dir, name)
 	if err != nil {
@@ -710,7 +715,7 @@ const (
 	ocservPort    = 4443 // TCP and UDP
 	dtlsPort      = 4433
 	quicPort      = 8443
-	wgPort        = 51820
+	wgPort        = 21820 // inside the striped range: the range above is reserved
 )
 
 // TestKindsDirect checks every real server and client of the newer kinds
