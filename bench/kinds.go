@@ -76,9 +76,15 @@ func kindService(i, n int) string {
 		return fmt.Sprintf("{name: ssh, kind: ssh, tcp: \"127.0.0.1:%d\", check: none}", port)
 	case i == 3:
 		return fmt.Sprintf("{name: plain_http, kind: http, tcp: \"127.0.0.1:%d\", check: none}", port)
+	case i-4 < len(otherKinds):
+		return fmt.Sprintf("{name: %s, kind: %[1]s, tcp: \"127.0.0.1:%d\", check: none}", otherKinds[i-4], port)
 	}
 	return fmt.Sprintf("{name: site%02d, kind: tls, sni: [site%02d.example.net], tcp: \"127.0.0.1:%d\", check: none}", i, i, port)
 }
+
+// otherKinds are the TCP kinds that take no settings, after the bench
+// node's services in a larger node.
+var otherKinds = []string{"socks5", "xmpp", "tinc", "rdp"}
 
 // kindsNode is the bench node with n services.
 func kindsNode(dir string, n int) []byte {
