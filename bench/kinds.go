@@ -22,8 +22,8 @@ import (
 // once). The three are measured in the same rounds, interleaved, with the
 // same first packets.
 
-// kindCounts are the node sizes measured.
-var kindCounts = []int{5, 30}
+// kindCounts are the node sizes measured (the largest is the goal's).
+var kindCounts = []int{5, 15, 30}
 
 // kindsBackendBase is the first of the classification nodes' backend
 // ports: one per service, in the reserved range (no DNAT reaches them).
@@ -53,9 +53,9 @@ func (p kindsResult) CPUPerConn() time.Duration {
 // kindsReport is the section's numbers and the configurations measured.
 type kindsReport struct {
 	Paths      []kindsResult
-	Frontend   string   // the 30-service fe_striped, as emitted
+	Frontend   string   // the largest node's fe_striped, as emitted
 	Passthru   string   // the pass-through frontend
-	Services30 []string // the 30-service node's services
+	Services30 []string // the largest node's services
 }
 
 // kindService is the node-file line of the i-th of n services: the
@@ -252,9 +252,13 @@ func (rep *report) writeKinds(w writer) {
 	if len(k.Paths) == 0 {
 		return
 	}
-	w("## 7. Classification cost: 5 and 30 services on one frontend\n\n")
-	w("What telling protocols apart costs HAProxy (issue 15). Three HAProxy configurations on the same binds, the same DNAT rules (`portstripe compile` of the 30-service node, one `iptables-restore`), the same tiny backend and the same four first packets as section 1 (OpenVPN tls-auth and tls-crypt, an SSH banner, a TLS ClientHello with SNI www.example.org), aimed at striped ports 443, 1194, 22 and 8443: ")
-	w("**pass-through** (fe_striped with its binds only and `default_backend ssh`: HAProxy connects to the backend at once, inspects nothing), and fe_striped as `portstripe compile` emits it for a node of **5** and of **30** services. ")
+	counts := make([]string, len(kindCounts))
+	for i, n := range kindCounts {
+		counts[i] = strconv.Itoa(n)
+	}
+	w("## 7. Classification cost: %s services on one frontend\n\n", strings.Join(counts, ", "))
+	w("What telling protocols apart costs HAProxy (issue 15). HAProxy configurations on the same binds, the same DNAT rules (`portstripe compile` of the largest node, one `iptables-restore`), the same tiny backend and the same four first packets as section 1 (OpenVPN tls-auth and tls-crypt, an SSH banner, a TLS ClientHello with SNI www.example.org), aimed at striped ports 443, 1194, 22 and 8443: ")
+	w("**pass-through** (fe_striped with its binds only and `default_backend ssh`: HAProxy connects to the backend at once, inspects nothing), and fe_striped as `portstripe compile` emits it for nodes of %s services (the larger ones add services of other kinds, then TLS services by SNI; the ClientHello's own service comes last of its family, so it is tried after every other signature). ", strings.Join(counts, ", "))
 	w("Measured in %d interleaved rounds (each configuration once per round, HAProxy restarted each time, %d concurrent clients for the rate); the ratio is taken round by round against pass-through's rate of the same round, and the median of those is the figure.\n\n", len(k.Paths[0].Rates), rep.workers())
 	w("| path | conn/s (%d clients, pooled) | × pass-through (median of rounds; min – max) | classification cost | HAProxy CPU per connection | × pass-through | p50 set-up (1 client) | p99 (1 client) | failed |\n|---|---|---|---|---|---|---|---|---|\n", rep.workers())
 	base := k.Paths[0]
@@ -282,7 +286,7 @@ func (rep *report) writeKinds(w writer) {
 		}
 		w("\n")
 	}
-	w("\nThe 30-service node's services:\n\n```yaml\n")
+	w("\nThe %d-service node's services:\n\n```yaml\n", slices.Max(kindCounts))
 	for _, s := range k.Services30 {
 		w("- %s\n", s)
 	}
