@@ -71,8 +71,15 @@ var kindServices = fmt.Sprintf(`  - {name: proxy, kind: socks5, tcp: "127.0.0.1:
   - {name: vpn, kind: openconnect, sni: [%s], tcp: "127.0.0.1:%d", udp: %d}
   - {name: webrtc, kind: dtls, udp: %d, dedicated: ["%d"]}
   - {name: h3, kind: quic, udp: %d}
+  - {name: web_h2, kind: tls, alpn: [h2], tcp: "127.0.0.1:%d"}
   - {name: wg, kind: wireguard, udp: %d}
-`, socksPort, xmppPort, tincPort, vpnName, ocservPort, ocservPort, dtlsPort, dtlsPort, quicPort, wgPort)
+`, socksPort, xmppPort, tincPort, vpnName, ocservPort, ocservPort, dtlsPort, dtlsPort, quicPort, alpnPort, wgPort)
+
+// The TLS service routed by ALPN alone: openssl s_server -alpn h2.
+const (
+	alpnName = "h2.example.com"
+	alpnPort = 8445
+)
 
 // TestKindsStriped: one node file stripes every newer kind over the same
 // ports as the seed's OpenVPN instances (`portstripe apply` in the node
@@ -162,7 +169,8 @@ func setUpKinds(t *testing.T) *kindsBed {
 	b.dtls = startDTLSServer(t, b.node, dir, onNode(dtlsPort))
 	b.wg = startWGServer(t, b.node, dir, wgPort)
 	b.quic = startQUICServer(t, b.node, dir, onNode(quicPort))
-	for port, svc := range map[int]string{socksPort: "proxy", xmppPort: "chat", tincPort: "mesh", ocservPort: "vpn"} {
+	startTLSServer(t, b.node, dir, alpnName, lo(alpnPort).String(), "-alpn", "h2")
+	for port, svc := range map[int]string{socksPort: "proxy", xmppPort: "chat", tincPort: "mesh", ocservPort: "vpn", alpnPort: "web_h2"} {
 		b.backends[lo(port)] = svc
 	}
 
@@ -215,6 +223,12 @@ func (b *kindsBed) cases() []*kindCase {
 		tcp.dtls = &kindCase{client: "openconnect-dtls", kind: "openconnect", proto: "udp", port: ocservPort, lport: tcp.lport, want: "vpn",
 			id: fmt.Sprintf("openconnect-dtls-udp-%d (tcp %d)", ocservPort, port)}
 		cs = append(cs, tcp.dtls)
+	}
+	for _, port := range []int{443, 8443} {
+		add(&kindCase{client: "s_client-alpn-h2", kind: "tls:alpn=h2", proto: "tcp", port: port, want: "web_h2",
+			firstSeen: tcpStarts(port, func(p []byte) bool {
+				return p[0] == 0x16 && bytes.Contains(p, []byte("\x02h2")) && !bytes.Contains(p, []byte(vpnName))
+			})})
 	}
 	for _, port := range []int{443, 1194} {
 		add(&kindCase{client: "quic-go", kind: "quic", proto: "udp", port: port, want: "h3"})
@@ -269,6 +283,10 @@ func (b *kindsBed) run(c *kindCase) {
 		r, c.detail, err = b.oc.client(b.client, hostport, c.lport, logPath)
 		c.ok, c.dtls.ok, c.dtls.detail = r.cstp, r.dtls, c.detail
 		b.ocDTLS.Store(c.lport, r.dtls)
+	case "s_client-alpn-h2":
+		var cn string
+		cn, c.detail, err = tlsClient(b.client, c.port, "", logPath, "-alpn", "h2")
+		c.ok = cn == alpnName
 	case "quic-go":
 		c.ok, c.detail, err = quicClient(b.client, hostport, c.lport)
 	case "wireguard-go":
