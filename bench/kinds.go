@@ -77,14 +77,17 @@ func kindService(i, n int) string {
 	case i == 3:
 		return fmt.Sprintf("{name: plain_http, kind: http, tcp: \"127.0.0.1:%d\", check: none}", port)
 	case i-4 < len(otherKinds):
-		return fmt.Sprintf("{name: %s, kind: %[1]s, tcp: \"127.0.0.1:%d\", check: none}", otherKinds[i-4], port)
+		return fmt.Sprintf("{name: %s, tcp: \"127.0.0.1:%d\", check: none}", otherKinds[i-4], port)
 	}
 	return fmt.Sprintf("{name: site%02d, kind: tls, sni: [site%02d.example.net], tcp: \"127.0.0.1:%d\", check: none}", i, i, port)
 }
 
-// otherKinds are the TCP kinds that take no settings, after the bench
-// node's services in a larger node.
-var otherKinds = []string{"socks5", "xmpp", "tinc", "rdp"}
+// otherKinds are the services of other kinds (name, kind, settings)
+// after the bench node's in a larger node.
+var otherKinds = []string{
+	"socks5, kind: socks5", "xmpp, kind: xmpp", "tinc, kind: tinc", "rdp, kind: rdp",
+	"h2_any, kind: tls, alpn: [h2]", "h2_site, kind: tls, sni: [h2.example.net], alpn: [h2]",
+}
 
 // kindsNode is the bench node with n services.
 func kindsNode(dir string, n int) []byte {
@@ -182,7 +185,7 @@ func (r *run) kinds(ctx context.Context) error {
 	node := testbed.NodeAddr.String()
 	at := func(port int) string { return net.JoinHostPort(node, strconv.Itoa(port)) }
 	probes := r.pk.tcpProbes(at(443), at(1194), at(22), at(8443))
-	rounds := r.n(7, 2)
+	rounds := r.n(9, 2)
 	for round := range rounds {
 		for i, p := range paths {
 			dir := filepath.Join(r.tmp, fmt.Sprintf("kinds-haproxy-%d", i))
@@ -236,15 +239,15 @@ func (k *kindsReport) roundRatios(p kindsResult) []float64 {
 	return out
 }
 
-// cost30 is the classification cost at the largest node: 1 − its median
-// round ratio to pass-through (0 when not measured).
-func (k *kindsReport) cost30() (float64, bool) {
-	for _, p := range k.Paths {
+// largest is the largest node's path and its round ratios to
+// pass-through (nil when not measured).
+func (k *kindsReport) largest() (*kindsResult, []float64) {
+	for i, p := range k.Paths {
 		if rs := k.roundRatios(p); p.Services == slices.Max(kindCounts) && len(rs) > 0 {
-			return 1 - median(rs), true
+			return &k.Paths[i], rs
 		}
 	}
-	return 0, false
+	return nil, nil
 }
 
 func (rep *report) writeKinds(w writer) {
