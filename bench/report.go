@@ -208,7 +208,7 @@ func (rep *report) writeTargets(w writer) {
 		w("| a reconcile pass of the seed node well under 1%% of one core at the default %s period (issue 10) | %.3f%% of one core: %s per pass (median; pooled %s) every %s + %.3f%% for the 1 s liveness polls; HAProxy answering adds %.3f%% (section 6) | %s |\n",
 			supervisor.DefaultPeriod, s.Median.Percent(), cpuMs(s.Median.Pass), cpuMs(s.Pooled.Pass), supervisor.DefaultPeriod, s.Median.BasePercent, s.Pooled.HAProxyPercent(), verdict(s.Worst() < 1))
 	}
-	if p, rs := rep.kinds.largest(); p != nil {
+	if p, rs := rep.kinds.goal(); p != nil {
 		cost := 1 - median(rs)
 		v := verdict(cost <= 0.05)
 		if (1-rs[0] > 0.05) != (1-rs[len(rs)-1] > 0.05) {
