@@ -38,6 +38,7 @@ const kindsBackendBase = 32000
 type kindsResult struct {
 	pathResult
 	Services int       // 0: pass-through
+	TLSOnly  bool      // every client a ClientHello for the last TLS service, not the four first packets in turn
 	Rates    []float64 // conn/s per round
 	// HAProxy's CPU time (master and workers) over the connections it
 	// handled: the proxy's own cost per connection, which the machine's
@@ -152,9 +153,14 @@ func (r *run) kinds(ctx context.Context) error {
 		return err
 	}
 	type path struct {
-		res kindsResult
-		cfg string
+		res    kindsResult
+		cfg    string
+		probes []Probe
 	}
+	node := testbed.NodeAddr.String()
+	at := func(port int) string { return net.JoinHostPort(node, strconv.Itoa(port)) }
+	mix := r.pk.tcpProbes(at(443), at(1194), at(22), at(8443))
+	tlsOnly := []Probe{{Name: "tls", Addr: at(8443), Packet: r.pk.tlsHello}}
 	var paths []*path
 	var rulesFile []byte
 	for _, n := range kindCounts {
@@ -169,15 +175,29 @@ func (r *run) kinds(ctx context.Context) error {
 			r.rep.kinds.Frontend = frontend(cfg, "fe_striped")
 			pt := passThrough(cfg, "ssh")
 			r.rep.kinds.Passthru = frontend(pt, "fe_striped")
-			paths = append([]*path{{kindsResult{pathResult: pathResult{Name: "pass-through",
-				Desc: "fe_striped's binds, no inspection, `default_backend ssh`"}}, pt}}, paths...)
+			paths = append([]*path{{kindsResult{pathResult: pathResult{Name: "pass-through"}}, pt, mix}}, paths...)
+			// The worst case for the largest nodes: TLS clients only,
+			// each tried against every signature before its own.
+			paths = append(paths, &path{kindsResult{pathResult: pathResult{Name: "pass-through, TLS only"}, TLSOnly: true}, pt, tlsOnly})
 			for i := range n {
 				r.rep.kinds.Services30 = append(r.rep.kinds.Services30, kindService(i, n))
 			}
 		}
-		paths = append(paths, &path{kindsResult{pathResult: pathResult{Name: fmt.Sprintf("%d services", n),
-			Desc: "fe_striped as `portstripe compile` emits it"}, Services: n}, cfg})
+		paths = append(paths, &path{kindsResult{pathResult: pathResult{Name: fmt.Sprintf("%d services", n)}, Services: n}, cfg, mix})
+		if n >= goalServices {
+			paths = append(paths, &path{kindsResult{pathResult: pathResult{Name: fmt.Sprintf("%d services, TLS only", n)}, Services: n, TLSOnly: true}, cfg, tlsOnly})
+		}
 	}
+	// The paths of one probe set together, pass-through first.
+	slices.SortStableFunc(paths, func(a, b *path) int {
+		if a.res.TLSOnly != b.res.TLSOnly {
+			if b.res.TLSOnly {
+				return -1
+			}
+			return 1
+		}
+		return a.res.Services - b.res.Services
+	})
 	rules, err := r.rules()
 	if err != nil {
 		return err
@@ -186,9 +206,6 @@ func (r *run) kinds(ctx context.Context) error {
 		return err
 	}
 	defer rules.Clean(ctx)
-	node := testbed.NodeAddr.String()
-	at := func(port int) string { return net.JoinHostPort(node, strconv.Itoa(port)) }
-	probes := r.pk.tcpProbes(at(443), at(1194), at(22), at(8443))
 	rounds := r.n(9, 2)
 	for round := range rounds {
 		for i, p := range paths {
@@ -201,7 +218,7 @@ func (r *run) kinds(ctx context.Context) error {
 			pid := h.proc.Cmd.Process.Pid // `ip netns exec` execs the master
 			self0, workers0, err := processCPU(pid)
 			if err == nil {
-				err = r.measurePath(&p.res.pathResult, probes, round, rounds, false)
+				err = r.measurePath(&p.res.pathResult, p.probes, round, rounds, false)
 			}
 			self1, workers1, cpuErr := processCPU(pid)
 			h.proc.Stop()
@@ -232,7 +249,7 @@ func (r *run) kinds(ctx context.Context) error {
 // roundRatios are a path's connection rate over pass-through's, round by
 // round (the two measured minutes apart at most), sorted.
 func (k *kindsReport) roundRatios(p kindsResult) []float64 {
-	base := k.Paths[0]
+	base := k.passThrough(p.TLSOnly)
 	var out []float64
 	for i := range min(len(p.Rates), len(base.Rates)) {
 		if base.Rates[i] > 0 {
@@ -243,11 +260,21 @@ func (k *kindsReport) roundRatios(p kindsResult) []float64 {
 	return out
 }
 
+// passThrough is the pass-through path of the same clients.
+func (k *kindsReport) passThrough(tlsOnly bool) kindsResult {
+	for _, p := range k.Paths {
+		if p.Services == 0 && p.TLSOnly == tlsOnly {
+			return p
+		}
+	}
+	return kindsResult{}
+}
+
 // goal is the goal's node's path and its round ratios to pass-through
 // (nil when not measured).
 func (k *kindsReport) goal() (*kindsResult, []float64) {
 	for i, p := range k.Paths {
-		if rs := k.roundRatios(p); p.Services == goalServices && len(rs) > 0 {
+		if rs := k.roundRatios(p); p.Services == goalServices && !p.TLSOnly && len(rs) > 0 {
 			return &k.Paths[i], rs
 		}
 	}
@@ -266,10 +293,11 @@ func (rep *report) writeKinds(w writer) {
 	w("## 7. Classification cost: %s services on one frontend\n\n", strings.Join(counts, ", "))
 	w("What telling protocols apart costs HAProxy (issue 15). HAProxy configurations on the same binds, the same DNAT rules (`portstripe compile` of the largest node, one `iptables-restore`), the same tiny backend and the same four first packets as section 1 (OpenVPN tls-auth and tls-crypt, an SSH banner, a TLS ClientHello with SNI www.example.org), aimed at striped ports 443, 1194, 22 and 8443: ")
 	w("**pass-through** (fe_striped with its binds only and `default_backend ssh`: HAProxy connects to the backend at once, inspects nothing), and fe_striped as `portstripe compile` emits it for nodes of %s services (the larger ones add services of other kinds, then TLS services by SNI; the ClientHello's own service comes last of its family, so it is tried after every other signature). ", strings.Join(counts, ", "))
+	w("The **TLS only** rows are the worst case of the larger nodes: every client sends the ClientHello, whose service is the last of its family, so that each connection is tried against every other signature first; they are compared with a pass-through measured with the same clients. ")
 	w("Measured in %d interleaved rounds (each configuration once per round, HAProxy restarted each time, %d concurrent clients for the rate); the ratio is taken round by round against pass-through's rate of the same round, and the median of those is the figure.\n\n", len(k.Paths[0].Rates), rep.workers())
 	w("| path | conn/s (%d clients, pooled) | × pass-through (median of rounds; min – max) | classification cost | HAProxy CPU per connection | × pass-through | p50 set-up (1 client) | p99 (1 client) | failed |\n|---|---|---|---|---|---|---|---|---|\n", rep.workers())
-	base := k.Paths[0]
 	for _, p := range k.Paths {
+		base := k.passThrough(p.TLSOnly)
 		ratio, cost, cpuRatio := "1", "–", "1"
 		if p.Services > 0 {
 			rs := k.roundRatios(p)

@@ -127,7 +127,7 @@ type writer func(format string, args ...any)
 func (rep *report) writeTargets(w writer) {
 	direct, ps, sel, fork := rep.path("direct"), rep.path("portstripe"), rep.path("sslh-select"), rep.path("sslh-fork")
 	best := rep.best()
-	w("## Targets (issues 7 and 10)\n\n| target | measured | |\n|---|---|---|\n")
+	w("## Targets (issues 7, 10 and 15)\n\n| target | measured | |\n|---|---|---|\n")
 	if direct != nil && ps != nil {
 		add := pct(ps.Lat, 0.99) - pct(direct.Lat, 0.99)
 		if pr := rep.pairedRun(false); pr != nil && pr.index("portstripe") > 0 {
@@ -215,7 +215,7 @@ func (rep *report) writeTargets(w writer) {
 			v += " (rounds on both sides of the limit)"
 		}
 		w("| classification at %d services costs at most 5%% of a pass-through's connection rate (issue 15) | %.1f%% of the rate (median of %d rounds, %.1f%% – %.1f%%); HAProxy CPU per connection %.2f× pass-through's (section 7) | %s |\n",
-			p.Services, 100*cost, len(rs), 100*(1-rs[len(rs)-1]), 100*(1-rs[0]), float64(p.CPUPerConn())/float64(rep.kinds.Paths[0].CPUPerConn()), v)
+			p.Services, 100*cost, len(rs), 100*(1-rs[len(rs)-1]), 100*(1-rs[0]), float64(p.CPUPerConn())/float64(rep.kinds.passThrough(false).CPUPerConn()), v)
 	}
 	w("\n")
 }
