@@ -92,6 +92,8 @@ func kindService(i, n int) string {
 var otherKinds = []string{
 	"socks5, kind: socks5", "xmpp, kind: xmpp", "tinc, kind: tinc", "rdp, kind: rdp",
 	"h2_any, kind: tls, alpn: [h2]", "h2_site, kind: tls, sni: [h2.example.net], alpn: [h2]",
+	"kb, kind: custom, custom: {prefix: 4b4250524f544f2f3120}",
+	"kbre, kind: custom, custom: {regex: '^KBRE/[0-9]'}",
 }
 
 // kindsNode is the bench node with n services.
