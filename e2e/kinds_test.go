@@ -63,7 +63,7 @@ func waitDial(p *testbed.Proc, ns testbed.Netns, addr string) error {
 	})
 }
 
-// listenIn opens a listener of network (tcp or udp) at addr inside ns.
+// listenTCPIn opens a TCP listener at addr inside ns.
 func listenTCPIn(t *testing.T, ns testbed.Netns, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
@@ -73,6 +73,7 @@ func listenTCPIn(t *testing.T, ns testbed.Netns, addr string) net.Listener {
 	return ln
 }
 
+// listenUDPIn opens a UDP socket at addr inside ns.
 func listenUDPIn(ns testbed.Netns, addr string) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	err := ns.Do(func() error {
@@ -394,8 +395,9 @@ func (s *ocServer) client(client testbed.Netns, hostport string, dtlsPort int, l
 // dtlsServer is openssl s_server -dtls; it prints what clients send. Its
 // stdin stays open: it exits when stdin closes.
 type dtlsServer struct {
-	proc  *testbed.Proc
-	stdin io.WriteCloser
+	proc *testbed.Proc
+	// s_server -dtls serves one client at a time: the clients take turns.
+	mu sync.Mutex
 }
 
 func startDTLSServer(t *testing.T, node testbed.Netns, dir string, addr netip.AddrPort) *dtlsServer {
@@ -414,20 +416,16 @@ func startDTLSServer(t *testing.T, node testbed.Netns, dir string, addr netip.Ad
 	if err := p.WaitLog("ACCEPT", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return &dtlsServer{proc: p, stdin: stdin}
+	return &dtlsServer{proc: p}
 }
-
-// dtlsLock: s_server -dtls serves one client at a time, so the clients
-// take turns.
-var dtlsLock sync.Mutex
 
 // client runs openssl s_client -dtls from lport on the client's address to
 // hostport and sends token; it reports whether the handshake completed (the
 // client printed its DTLS session) and waits until the server printed the
 // token or the deadline passed.
 func (s *dtlsServer) client(client testbed.Netns, hostport string, lport int, token, logPath string) (bool, string, error) {
-	dtlsLock.Lock()
-	defer dtlsLock.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	cmd := client.Command("openssl", "s_client", "-dtls", "-connect", hostport, "-bind", fmt.Sprintf("%s:%d", clientAddr, lport))
 	pr, pw := io.Pipe()
 	cmd.Stdin = pr
