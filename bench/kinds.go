@@ -316,7 +316,7 @@ func (rep *report) writeKinds(w writer) {
 		w("| %s | %.0f | %s | %s | %.1f µs | %s | %s | %s | %d of %d |\n", p.Name, p.ConnPerSec, ratio, cost,
 			float64(p.CPUPerConn())/1e3, cpuRatio, ms(pct(p.Lat, 0.5)), ms(pct(p.Lat, 0.99)), p.Failed, p.Attempts)
 	}
-	w("\nHAProxy CPU per connection: utime+stime of the master and its workers (`/proc/PID/stat`, 10 ms ticks) over each measurement (warm-up, one-client and %d-client runs), divided by the connections made, pooled over the rounds: what HAProxy itself spends, which the other load of a shared machine disturbs far less than a rate. Where HAProxy is the bottleneck, its rate is the inverse of that.\n", rep.workers())
+	w("\nHAProxy CPU per connection: utime+stime of the master and its workers (`/proc/PID/stat`, 10 ms ticks) over each measurement (warm-up, one-client and %d-client runs), divided by the connections made, pooled over the rounds: what HAProxy itself spends, which the other load of a shared machine disturbs far less than a rate. The rate HAProxy sustains is the inverse of that, and the goal is judged on it: the rates measured here are set by the load generator, the tiny backend and the machine's other load as much as by HAProxy, and their rounds scatter far more than 5%%.\n", rep.workers())
 	for _, p := range k.Paths {
 		if base := k.passThrough(true); p.TLSOnly && p.Services == slices.Max(kindCounts) && base.Conns > 0 && p.Conns > 0 {
 			add := p.CPUPerConn() - base.CPUPerConn()
