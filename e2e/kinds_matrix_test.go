@@ -86,9 +86,15 @@ const (
 // namespace); each real client reaches its own server through striped
 // ports (TCP kinds through HAProxy, UDP kinds classified in the kernel),
 // and `portstripe route` predicts every landing, from the captured first
-// packet and from --client KIND alike.
+// packet and from --client KIND alike; once with each firewall backend.
 func TestKindsStriped(t *testing.T) {
-	b := setUpKinds(t)
+	for _, firewall := range []string{"iptables", "nftables"} {
+		t.Run(firewall, func(t *testing.T) { kindsMatrix(t, firewall) })
+	}
+}
+
+func kindsMatrix(t *testing.T, firewall string) {
+	b := setUpKinds(t, firewall)
 	cases := b.cases()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 6)
@@ -113,7 +119,7 @@ func TestKindsStriped(t *testing.T) {
 	for _, c := range cases {
 		fmt.Fprintf(&m, "%-34s %-5s %5d  %-16s %-16s %-16s %-16s %s\n", c.id, c.proto, c.port, c.want, c.landed, c.byPacket.Service, c.byKind.Service, okWord(c.ok))
 	}
-	t.Logf("kinds matrix:\n%s", m.String())
+	t.Logf("kinds matrix (firewall: %s):\n%s", firewall, m.String())
 	for _, c := range cases {
 		if !c.ok {
 			t.Errorf("%s: the client did not complete its protocol with its server\n%s", c.id, testbed.Tail(c.detail, 12))
@@ -132,7 +138,7 @@ func TestKindsStriped(t *testing.T) {
 	}
 }
 
-func setUpKinds(t *testing.T) *kindsBed {
+func setUpKinds(t *testing.T, firewall string) *kindsBed {
 	t.Helper()
 	dir := t.TempDir()
 	pair := testenv.Pair(t, nsPrefix)
@@ -176,12 +182,19 @@ func setUpKinds(t *testing.T) *kindsBed {
 
 	// The seed node's OpenVPN services (nodeFile) plus the newer kinds.
 	yaml := strings.Replace(nodeFile(dir, b.instances), "  - name: ssh\n", kindServices+"  - name: ssh\n", 1)
+	yaml = "firewall: " + firewall + "\n" + yaml
 	b.nodePath = filepath.Join(dir, "node.yaml")
 	liveWriteLikeEditor(t, b.nodePath, yaml)
 	if out, err := livePortstripe(b.node, "apply", "-c", b.nodePath, "--dir", filepath.Join(dir, "state")); err != nil {
 		t.Fatalf("portstripe apply: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { livePortstripe(b.node, "clean", "--dir", filepath.Join(dir, "state")) })
+	// The backend asked for is the one that classifies: the other holds
+	// no rule of portstripe's.
+	nft, nat := nftTable(t, b.node), natRules(t, b.node)
+	if inNFT, inNAT := strings.Contains(nft, "udp"), strings.Contains(nat, "PORTSTRIPE"); inNFT != (firewall == "nftables") || inNAT != (firewall == "iptables") {
+		t.Fatalf("firewall: %s, but portstripe's nft table holds rules: %v, iptables' nat table: %v", firewall, inNFT, inNAT)
+	}
 	b.wire = startCapture(t, b.client, pair.ClientVeth)
 	b.lo = startCapture(t, b.node, "lo")
 	return b
