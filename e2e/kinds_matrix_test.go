@@ -96,20 +96,8 @@ func TestKindsStriped(t *testing.T) {
 func kindsMatrix(t *testing.T, firewall string) {
 	b := setUpKinds(t, firewall)
 	cases := b.cases()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 6)
-	for _, c := range cases {
-		if c.client == "openconnect-dtls" { // run by its TCP half
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			b.run(c)
-		}()
-	}
-	wg.Wait()
+	// The DTLS halves of the OpenConnect clients run with their TCP half.
+	inParallel(6, slices.DeleteFunc(slices.Clone(cases), func(c *kindCase) bool { return c.client == "openconnect-dtls" }), b.run)
 	time.Sleep(300 * time.Millisecond) // the servers' last log lines
 	for _, c := range cases {
 		b.analyse(t, c)
@@ -144,20 +132,8 @@ func setUpKinds(t *testing.T, firewall string) *kindsBed {
 	pair := testenv.Pair(t, nsPrefix)
 	b := &kindsBed{dir: dir, client: pair.Client, node: pair.Node, instances: seedInstances(),
 		backends: map[netip.AddrPort]string{}}
-	var wg sync.WaitGroup
-	errs := make([]error, len(b.instances))
-	for i, in := range b.instances {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.pki, errs[i] = newPKI(filepath.Join(dir, "pki-"+in.alg), in.alg)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := newPKIs(dir, b.instances); err != nil {
+		t.Fatal(err)
 	}
 	for _, in := range b.instances {
 		in.startServers(t, b.node, dir)
