@@ -31,7 +31,7 @@ import (
 const nsPrefix = "psbench-"
 
 // sectionNames are the sections -only selects, in the order they run.
-var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile"}
+var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds"}
 
 type config struct {
 	quick   bool
@@ -130,7 +130,7 @@ func orchestrate(c config) (err error) {
 		sections[s] = true
 	}
 	ctx := context.Background()
-	if sections["tcp"] || sections["reload"] || sections["udp"] {
+	if sections["tcp"] || sections["reload"] || sections["udp"] || sections["kinds"] {
 		if r.pair, err = testbed.NewPair(nsPrefix); err != nil {
 			return err
 		}
@@ -165,6 +165,11 @@ func orchestrate(c config) (err error) {
 	if sections["reconcile"] {
 		if err := r.reconcile(); err != nil {
 			return fmt.Errorf("reconcile: %w", err)
+		}
+	}
+	if sections["kinds"] {
+		if err := r.kinds(ctx); err != nil {
+			return fmt.Errorf("kinds: %w", err)
 		}
 	}
 	r.rep.elapsed = time.Since(r.started)

@@ -2,9 +2,10 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,9 +61,10 @@ func scaleNode(series string, n int) []byte {
 	return []byte(b.String())
 }
 
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+// median is the middle value of s (the upper one of an even count).
+func median[T cmp.Ordered](s []T) T {
+	s = slices.Clone(s)
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 

@@ -74,13 +74,15 @@ type tlsServer struct {
 	proc *testbed.Proc
 }
 
-func startTLSServer(t *testing.T, node testbed.Netns, dir, cn, addr string) *tlsServer {
+// startTLSServer runs it at addr, with extra s_server options (-alpn h2).
+func startTLSServer(t *testing.T, node testbed.Netns, dir, cn, addr string, extra ...string) *tlsServer {
 	t.Helper()
 	cert, key, err := selfSigned(dir, cn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := testenv.Start(t, "s_server "+cn, node.Command("openssl", "s_server", "-accept", addr, "-cert", cert, "-key", key, "-www"),
+	args := append([]string{"s_server", "-accept", addr, "-cert", cert, "-key", key, "-www"}, extra...)
+	p := testenv.Start(t, "s_server "+cn, node.Command("openssl", args...),
 		filepath.Join(dir, "s_server-"+cn+".log"))
 	if err := p.WaitLog("ACCEPT", 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -117,14 +119,15 @@ func sshClientTo(client testbed.Netns, addr netip.Addr, dir string, port int, ho
 }
 
 // tlsClient runs openssl s_client with the given SNI ("" sends none) and
-// returns the common name of the certificate the server presented.
-func tlsClient(client testbed.Netns, port int, sni, logPath string) (string, string, error) {
-	return tlsClientTo(client, testbed.NodeAddr, port, sni, logPath)
+// extra options (-alpn h2), and returns the common name of the
+// certificate the server presented.
+func tlsClient(client testbed.Netns, port int, sni, logPath string, extra ...string) (string, string, error) {
+	return tlsClientTo(client, testbed.NodeAddr, port, sni, logPath, extra...)
 }
 
 // tlsClientTo is tlsClient connecting to addr.
-func tlsClientTo(client testbed.Netns, addr netip.Addr, port int, sni, logPath string) (string, string, error) {
-	args := []string{"s_client", "-connect", netip.AddrPortFrom(addr, uint16(port)).String(), "-brief"}
+func tlsClientTo(client testbed.Netns, addr netip.Addr, port int, sni, logPath string, extra ...string) (string, string, error) {
+	args := append([]string{"s_client", "-connect", netip.AddrPortFrom(addr, uint16(port)).String(), "-brief"}, extra...)
 	if sni != "" {
 		args = append(args, "-servername", sni)
 	} else {

@@ -246,14 +246,20 @@ func (s *suite) runAll(cases []*clientCase, seed int64) {
 	order := slices.Clone(cases)
 	r := rand.New(rand.NewPCG(uint64(seed), 0x0de7))
 	r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	sem := make(chan struct{}, parallelism)
+	inParallel(parallelism, order, s.runCase)
+}
+
+// inParallel runs fn on every item, n at a time, and returns when all are
+// done.
+func inParallel[T any](n int, items []T, fn func(T)) {
+	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	for _, c := range order {
+	for _, it := range items {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			s.runCase(c)
+			fn(it)
 		}()
 	}
 	wg.Wait()

@@ -46,6 +46,18 @@ var tools = map[string]string{
 	"ssh":              "openssh-client",
 	"ssh-keygen":       "openssh-client",
 	"ssh-keyscan":      "openssh-client",
+	// The real servers and clients of the newer kinds (kinds_test.go).
+	"microsocks":   "microsocks",
+	"curl":         "curl",
+	"prosody":      "prosody",
+	"prosodyctl":   "prosody",
+	"go-sendxmpp":  "go-sendxmpp",
+	"tincd":        "tinc",
+	"ocserv":       "ocserv",
+	"ocpasswd":     "ocserv",
+	"openconnect":  "openconnect",
+	"wireguard-go": "wireguard-go",
+	"wg":           "wireguard-tools",
 }
 
 func TestMain(m *testing.M) {

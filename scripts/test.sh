@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in haproxy:haproxy openvpn:openvpn iptables-restore:iptables socat:socat \
 	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 nft:nftables \
-	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux capsh:libcap2-bin lintian:lintian; do
+	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux capsh:libcap2-bin lintian:lintian \
+	curl:curl microsocks:microsocks prosody:prosody go-sendxmpp:go-sendxmpp tincd:tinc ocserv:ocserv \
+	openconnect:openconnect wireguard-go:wireguard-go wg:wireguard-tools; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
@@ -31,7 +33,8 @@ if [ ${#need[@]} -gt 0 ]; then
 	# and disabled: on a node that already ran haproxy, ssh or openvpn,
 	# nothing of theirs is touched.
 	declare -A daemons=([haproxy]="haproxy.service" [openvpn]="openvpn.service"
-		[openssh-server]="ssh.service ssh.socket" [sslh]="sslh.service")
+		[openssh-server]="ssh.service ssh.socket" [sslh]="sslh.service"
+		[prosody]="prosody.service" [ocserv]="ocserv.service")
 	for pkg in $(comm -13 <(echo "$before") <(installed)); do
 		for unit in ${daemons[$pkg]:-}; do
 			echo "test.sh: stopping and disabling $unit ($pkg was installed just now)" >&2
