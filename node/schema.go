@@ -44,6 +44,11 @@ func decode(n *yaml.Node, v reflect.Value, path, scalar string) error {
 			return wrongType(path, v.Type(), scalar, n)
 		}
 		return decodeMap(n, v, path)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return wrongType(path, v.Type(), scalar, n)
+		}
+		return decodeLabels(n, v, path, scalar)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return wrongType(path, v.Type(), scalar, n)
@@ -102,6 +107,102 @@ func decodeMap(n *yaml.Node, v reflect.Value, path string) error {
 		}
 	}
 	return nil
+}
+
+// decodeLabels sets a map of plain names to scalars (a fleet node's labels).
+func decodeLabels(n *yaml.Node, v reflect.Value, path, scalar string) error {
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	line := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		at := keyPath(path, k.Value)
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" || k.Style&yaml.TaggedStyle != 0 || !plainKey.MatchString(k.Value) {
+			return fieldErr(at, "the key on line %d is not a plain name (1-40 characters from A-Z a-z 0-9 _ -)", k.Line)
+		}
+		if first, dup := line[k.Value]; dup {
+			return fieldErr(at, "duplicate key (first on line %d); a key appears once", first)
+		}
+		line[k.Value] = k.Line
+		e := reflect.New(v.Type().Elem()).Elem()
+		if err := decode(val, e, at, scalar); err != nil {
+			return err
+		}
+		m.SetMapIndex(reflect.ValueOf(k.Value), e)
+	}
+	v.Set(m)
+	return nil
+}
+
+// encode is the YAML of a schema value, the inverse of decode: empty text,
+// lists and maps are left out (nil when all of v is), and a number or
+// boolean where the scalar tag takes one is written plain, so the text
+// reads like a hand-written node file and decodes to the same value.
+func encode(v reflect.Value, scalar string) *yaml.Node {
+	switch v.Kind() {
+	case reflect.Struct:
+		m := &yaml.Node{Kind: yaml.MappingNode}
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if val := encode(v.Field(i), f.Tag.Get("scalar")); val != nil {
+				m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: f.Tag.Get("yaml")}, val)
+			}
+		}
+		if len(m.Content) == 0 {
+			return nil
+		}
+		return m
+	case reflect.Slice:
+		if v.IsNil() {
+			return nil
+		}
+		// [a, b] for values; a map per line for a list of maps (services).
+		s := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for i := range v.Len() {
+			item := encode(v.Index(i), scalar)
+			if item.Kind == yaml.MappingNode {
+				s.Style, item.Style = 0, yaml.FlowStyle
+			}
+			s.Content = append(s.Content, item)
+		}
+		return s
+	}
+	text := v.String()
+	if text == "" {
+		return nil
+	}
+	tag := "!!str"
+	if scalar == "int" && strconv.Itoa(atoi(text)) == text || scalar == "bool" && (text == "true" || text == "false") {
+		tag = "!!" + scalar
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: text}
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// merge sets in dst what src sets (text that is not empty, a list that is
+// given, even empty), key by key and a list whole: how a fleet node's
+// overrides replace the shared plan's keys.
+func merge(dst, src reflect.Value) {
+	switch src.Kind() {
+	case reflect.Struct:
+		for i := range src.NumField() {
+			merge(dst.Field(i), src.Field(i))
+		}
+	case reflect.Slice:
+		if !src.IsNil() {
+			dst.Set(src)
+		}
+	default:
+		if src.String() != "" {
+			dst.Set(src)
+		}
+	}
 }
 
 // field finds the struct field for a key, or says why there is none.
