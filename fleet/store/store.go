@@ -267,10 +267,20 @@ type Rollout struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
+// StableNow is the generation nodes return to if something goes wrong now:
+// the target once promoted, the rollout's stable generation until then.
+func (r Rollout) StableNow() uint64 {
+	if r.Phase == Promoted {
+		return r.Target
+	}
+	return r.Stable
+}
+
 // Settings are a rollout's options.
 type Settings struct {
-	// Waves are the shares of the fleet moved by the end of each wave after
-	// the canary (0.05 = 5%; the last is 1).
+	// Waves are the shares of the fleet moved by the end of each wave
+	// (0.05 = 5%), the first being the canary (at least one node, spread
+	// across the labels); the last is 1.
 	Waves []float64     `json:"waves"`
 	Soak  time.Duration `json:"soak"`
 	// MaxFailed is the share of a wave after the canary that may fail
@@ -279,6 +289,12 @@ type Settings struct {
 	// AllowIdle promotes a node that saw no traffic during the soak
 	// (otherwise inconclusive: the rollout pauses); for test fleets.
 	AllowIdle bool `json:"allow_idle"`
+	// AckTimeout is how long a moved node may take to ACK before it counts
+	// as failed.
+	AckTimeout time.Duration `json:"ack_timeout"`
+	// Keep is how many generations the controller keeps after promotion
+	// (the stable one and newer are always kept).
+	Keep int `json:"keep"`
 }
 
 // WaveState is where one wave stands.
