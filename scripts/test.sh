@@ -11,7 +11,7 @@ for pair in haproxy:haproxy openvpn:openvpn iptables-restore:iptables socat:soca
 	sshd:openssh-server ssh-keyscan:openssh-client openssl:openssl ip:iproute2 nft:nftables \
 	docker-compose:docker-compose sslh:sslh systemd-analyze:systemd setpriv:util-linux capsh:libcap2-bin lintian:lintian \
 	curl:curl microsocks:microsocks prosody:prosody go-sendxmpp:go-sendxmpp tincd:tinc ocserv:ocserv \
-	openconnect:openconnect wireguard-go:wireguard-go wg:wireguard-tools; do
+	openconnect:openconnect wireguard-go:wireguard-go wg:wireguard-tools etcd:etcd-server; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
@@ -27,14 +27,26 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get update -qq
 	# sslh asks at install time whether to run from inetd; answer standalone.
 	echo "sslh sslh/inetd_or_standalone select standalone" | debconf-set-selections
+	# etcd-server's postinst starts etcd through its init script (even
+	# without systemd) on 127.0.0.1:2379; the tests start their own
+	# members. A policy-rc.d of our own forbids that start for the
+	# install, unless the machine has one already (containers do).
+	policy=""
+	if [[ " ${need[*]} " == *" etcd-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# test.sh: no etcd daemon while installing etcd-server\n[ "$1" = etcd ] && exit 101\nexit 0\n' >"$policy"
+		chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	if [ -n "$policy" ]; then rm -f "$policy"; trap - EXIT; fi
 	# Some packages start their own daemons; the tests start their own.
 	# Only the daemons of packages this run has just installed are stopped
 	# and disabled: on a node that already ran haproxy, ssh or openvpn,
 	# nothing of theirs is touched.
 	declare -A daemons=([haproxy]="haproxy.service" [openvpn]="openvpn.service"
 		[openssh-server]="ssh.service ssh.socket" [sslh]="sslh.service"
-		[prosody]="prosody.service" [ocserv]="ocserv.service")
+		[prosody]="prosody.service" [ocserv]="ocserv.service" [etcd-server]="etcd.service")
 	for pkg in $(comm -13 <(echo "$before") <(installed)); do
 		for unit in ${daemons[$pkg]:-}; do
 			echo "test.sh: stopping and disabling $unit ($pkg was installed just now)" >&2
