@@ -46,7 +46,9 @@ func Publish(ctx context.Context, kv clientv3.KV, g *Generation, now time.Time) 
 		if err != nil {
 			return Published{}, err
 		}
-		if rev != 0 && meta.FleetSHA256 == g.Fleet.SHA256 && meta.Version == version.Get().String() {
+		// A bad generation's file may be published again: a retry once
+		// what failed around it (an agent, a backend) is fixed.
+		if rev != 0 && meta.FleetSHA256 == g.Fleet.SHA256 && meta.Version == version.Get().String() && meta.State != store.Bad {
 			return Published{Generation: n, Unchanged: true}, nil
 		}
 	}

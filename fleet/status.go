@@ -60,7 +60,7 @@ func Judge(d *store.Desired, s *store.Status, now time.Time) (NodeState, string)
 	switch {
 	case s == nil:
 		if d == nil {
-			return Missing, "no desired record and no agent"
+			return Missing, "no desired record (not moved to a generation yet) and no agent"
 		}
 		return Missing, "no agent reports (no status key: the agent is not running or lost its lease)"
 	case d == nil:
@@ -109,6 +109,21 @@ func ReadStatus(ctx context.Context, kv clientv3.KV, fleet string, now time.Time
 		fs.Rollout, fs.Stable = &ro, ro.StableNow()
 	}
 	names := map[string]bool{}
+	// The nodes of the stable and the target generation are the fleet's
+	// even before an agent or a desired key says so.
+	for _, g := range []uint64{fs.Stable, ro.Target} {
+		if g == 0 {
+			continue
+		}
+		prefix := store.GenNodesPrefix(fleet, g)
+		resp, err := kv.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, fmt.Errorf("read generation %d: %w", g, err)
+		}
+		for _, e := range resp.Kvs {
+			names[strings.TrimPrefix(string(e.Key), prefix)] = true
+		}
+	}
 	for n := range desired {
 		names[n] = true
 	}

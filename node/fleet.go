@@ -304,3 +304,25 @@ func setPaths(v reflect.Value, path string) []string {
 	}
 	return []string{path}
 }
+
+// Own lists what node i sets beyond the shared plan, as fleet paths: the
+// overrides it sets, its own services, and the plan services it disables
+// or goes without.
+func (fl *Fleet) Own(i int) []string {
+	nf := fl.nodes[i]
+	node := fmt.Sprintf("nodes[%d]", i)
+	var out []string
+	for _, p := range setPaths(reflect.ValueOf(nf.Overrides), "") {
+		out = append(out, node+".overrides."+p)
+	}
+	for k, s := range nf.Services {
+		out = append(out, fmt.Sprintf("%s.services[%d] (%s)", node, k, s.Name))
+	}
+	for k, s := range nf.Disabled {
+		out = append(out, fmt.Sprintf("%s.disabled[%d] (%s)", node, k, s))
+	}
+	for k, s := range nf.Without {
+		out = append(out, fmt.Sprintf("%s.without[%d] (%s)", node, k, s))
+	}
+	return out
+}

@@ -250,6 +250,7 @@ Exit codes: 0 ok, 1 the machine failed, 2 the node file or flags are wrong
 		applyCmd(&nf),
 		runCmd(&nf),
 		statusCmd(),
+		fleetCmd(),
 		logsCmd(),
 		cleanCmd(),
 		installUnitCmd(&nf),
