@@ -514,6 +514,21 @@ Checked by ` + "`TestBadInputPayloadFile`" + `.
 	for _, r := range badPayloads {
 		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", r.name, cell(r.edit()), cell(r.want))
 	}
+	b.WriteString(`
+## Fleet files
+
+` + "`portstripe fleet compile`" + ` and ` + "`portstripe fleet publish`" + ` refuse these fleet files
+with exit code 2 and exactly this line, naming the field path in the fleet file (and,
+for an error in the shared plan, the first node it fails on): nothing is written, and
+publish does not contact the store. The fleet file is the example fleet
+(` + "`fixtures/fleet.yaml`" + `) with the edit shown. Checked by ` + "`TestBadInputFleet`" + `.
+
+| case | fleet file | message |
+|---|---|---|
+`)
+	for _, r := range badFleets {
+		fmt.Fprintf(&b, "| %s | %s | `%s` |\n", r.name, cell(r.edit()), cell(r.want))
+	}
 	return b.Bytes()
 }
 
