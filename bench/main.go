@@ -1,9 +1,9 @@
 // Command bench measures what port striping costs, side by side in one run
 // on this machine: TCP set-up latency and connection rate, bulk throughput,
 // failed connections across HAProxy reloads, compile and apply time as the
-// node grows, UDP first-datagram classification, and the CPU a reconcile
-// pass of `portstripe run` costs. It writes BENCHMARKS.md and PNG plots
-// (see -out).
+// node grows, UDP first-datagram classification, the CPU a reconcile pass
+// of `portstripe run` costs, and fleet compile of thousands of nodes. It
+// writes BENCHMARKS.md and PNG plots (see -out).
 //
 //	sudo go run ./bench          # full run, under 10 minutes
 //	sudo go run ./bench -quick   # CI smoke, under 2 minutes
@@ -31,7 +31,7 @@ import (
 const nsPrefix = "psbench-"
 
 // sectionNames are the sections -only selects, in the order they run.
-var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds"}
+var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds", "fleet"}
 
 type config struct {
 	quick   bool
@@ -170,6 +170,11 @@ func orchestrate(c config) (err error) {
 	if sections["kinds"] {
 		if err := r.kinds(ctx); err != nil {
 			return fmt.Errorf("kinds: %w", err)
+		}
+	}
+	if sections["fleet"] {
+		if err := r.fleetCompile(); err != nil {
+			return fmt.Errorf("fleet: %w", err)
 		}
 	}
 	r.rep.elapsed = time.Since(r.started)

@@ -14,6 +14,7 @@ import (
 	"github.com/portstripe/portstripe/fixtures"
 	"github.com/portstripe/portstripe/fleet/store"
 	"github.com/portstripe/portstripe/internal/etcdtest"
+	"github.com/portstripe/portstripe/internal/nodegen"
 	"github.com/portstripe/portstripe/node"
 )
 
@@ -48,15 +49,17 @@ func TestCompileRefusesTheWholeGeneration(t *testing.T) {
 
 func TestCompileIsTheNodeCompilers(t *testing.T) {
 	g := compileText(t, string(fixtures.Fleet))
-	for _, n := range g.Nodes {
+	big := compileText(t, string(nodegen.Fleet(100)))
+	for _, n := range append(g.Nodes, big.Nodes...) {
 		// The agent parses the node file it gets under the same source:
 		// it must compile to the very same outputs.
-		again, err := node.Parse(n.File, store.Source("eu", n.Name), node.Options{})
+		again, err := node.Parse(n.File, store.Source(g.Fleet.Name, n.Name), node.Options{})
 		if err != nil {
 			t.Fatalf("%s: its node file does not parse alone: %v", n.Name, err)
 		}
-		if again.SHA256 != n.Result.Node.SHA256 {
-			t.Errorf("%s: node sha256 %s from its file, %s in the generation", n.Name, again.SHA256, n.Result.Node.SHA256)
+		if again.SHA256 != n.Result.Node.SHA256 || again.SettingsSHA256 != n.Result.Node.SettingsSHA256 {
+			t.Errorf("%s: node and settings sha256 %.12s %.12s from its file, %.12s %.12s in the generation", n.Name,
+				again.SHA256, again.SettingsSHA256, n.Result.Node.SHA256, n.Result.Node.SettingsSHA256)
 		}
 		if !strings.Contains(string(n.Result.Files["haproxy.cfg"]), "# node: "+n.Name) {
 			t.Errorf("%s: haproxy.cfg is not this node's", n.Name)

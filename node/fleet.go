@@ -218,6 +218,10 @@ func (fl *Fleet) resolve(i int) (file, []string) {
 // Labels are the fleet's, not the node's: changing one changes no node file.
 func (fl *Fleet) NodeFile(i int) []byte {
 	f, _ := fl.resolve(i)
+	return nodeFile(f)
+}
+
+func nodeFile(f file) []byte {
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -227,12 +231,17 @@ func (fl *Fleet) NodeFile(i int) []byte {
 	return b.Bytes()
 }
 
-// ParseNode resolves node i and parses its node file under source, as
-// Parse would read it from a file; an error names the fleet file's field
-// path (FleetError).
+// ParseNode resolves node i and validates its node file under source: the
+// Node that Parse of the node file's bytes gives, without parsing them
+// (encode leaves out what is empty, so decoding the bytes onto the
+// defaults is merging the resolved file onto them). An error names the
+// fleet file's field path (FleetError).
 func (fl *Fleet) ParseNode(i int, source string) (*Node, []byte, error) {
-	data := fl.NodeFile(i)
-	n, err := Parse(data, source, Options{})
+	f, _ := fl.resolve(i)
+	data := nodeFile(f)
+	full := defaultFile()
+	merge(reflect.ValueOf(&full).Elem(), reflect.ValueOf(f))
+	n, err := build(&full, data, source, Options{})
 	if err != nil {
 		return nil, data, fl.FleetError(i, err)
 	}

@@ -205,16 +205,22 @@ func Parse(data []byte, source string, o Options) (*Node, error) {
 	if err := decode(root, reflect.ValueOf(&f).Elem(), "", ""); err != nil {
 		return nil, err
 	}
-	overrides, err := applyOverrides(&f, o)
+	return build(&f, data, source, o)
+}
+
+// build validates a decoded node file (data are its bytes) with the
+// environment and --set applied.
+func build(f *file, data []byte, source string, o Options) (*Node, error) {
+	overrides, err := applyOverrides(f, o)
 	if err != nil {
 		return nil, err
 	}
-	n, err := validate(&f)
+	n, err := validate(f)
 	if err != nil {
 		return nil, blame(err, overrides)
 	}
 	// JSON, not YAML: yaml.v3's encoder is quadratic in a long list.
-	settings, err := json.Marshal(&f)
+	settings, err := json.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("encode the effective settings: %w", err)
 	}
