@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portstripe/portstripe/fixtures"
+	"github.com/portstripe/portstripe/fleet/store"
+	"github.com/portstripe/portstripe/internal/etcdtest"
+	"github.com/portstripe/portstripe/internal/golden"
 	"github.com/portstripe/portstripe/internal/testenv"
 	"github.com/portstripe/portstripe/internal/textdiff"
 )
@@ -127,4 +133,34 @@ func withoutSource(cfg []byte) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// TestFleetStatusJSON: a fleet published to a real etcd, its first rollout
+// aborted at the canary (no agent answers), and an agent reporting for a
+// node: fleet status says so, and its document is the golden one.
+func TestFleetStatusJSON(t *testing.T) {
+	cl := etcdtest.Start(t, etcdtest.Options{})
+	url := cl.StoreURL()
+	if code, out, errOut := portstripe(t, "fleet", "publish", "-f", "../../fixtures/fleet.yaml", "--store", url); code != 0 || !strings.HasPrefix(out, "published generation 1 of fleet eu: 4 nodes") {
+		t.Fatalf("publish: exit %d, %s%s", code, out, errOut)
+	}
+	code, out, errOut := portstripe(t, "fleet", "rollout", "--store", url, "--fleet", "eu", "--soak", "0s", "--ack-timeout", "500ms", "--poll", "50ms")
+	if code != exitFailure || !strings.Contains(errOut, "rollout aborted: the canary wave: node fra-1 did not ACK within --ack-timeout 500ms") {
+		t.Fatalf("rollout without agents: exit %d, want 1 and the canary aborted:\n%s%s", code, out, errOut)
+	}
+	status, _ := store.Encode(store.Status{Generation: 1, Result: store.ACK, Version: "(devel)", HAProxyUp: true, StoreReachable: true, UpdatedAt: time.Now().UTC()})
+	if _, err := cl.Client().Put(context.Background(), store.StatusKey("eu", "ams-1"), status); err != nil {
+		t.Fatal(err)
+	}
+	doc := documents(t, []string{"fleet", "status", "--store", url, "--fleet", "eu"}, 0, strings.NewReplacer())
+	doc = regexp.MustCompile(`"20\d\d-\d\d-\d\dT[0-9:.]+Z"`).ReplaceAll(doc, []byte(`"2026-12-01T21:00:00Z"`))
+	doc = regexp.MustCompile(`("start_revision": )\d+`).ReplaceAll(doc, []byte(`${1}7`))
+	golden.Check(t, filepath.Join(jsonGoldenDir, "fleet-status.json"), doc)
+	code, text, _ := portstripe(t, "fleet", "status", "--store", url, "--fleet", "eu")
+	if code != 0 || !strings.Contains(text, "rollout of generation 1: aborted") || !strings.Contains(text, "MISSING (4)") {
+		t.Errorf("fleet status: exit %d\n%s", code, text)
+	}
+	if code, _, errOut := portstripe(t, "fleet", "rollout", "--store", url, "--fleet", "eu", "--generation", "1"); code != exitFailure || !strings.Contains(errOut, "generation 1 is bad") {
+		t.Errorf("rolling out the bad generation again: exit %d: %s", code, errOut)
+	}
 }

@@ -46,6 +46,7 @@ var jsonCases = []struct {
 	// Over IPv6: the node's IPv6 address, and what iptables cannot see.
 	{"explain-dual-stack", []string{"explain", "-c", dualStackNode}, 0},
 	{"route-dual-stack-udp6", []string{"route", "-c", dualStackNode, "--proto", "udp6", "--port", "443", "--client", "openvpn:tls-auth:SHA512"}, 0},
+	{"fleet-compile", []string{"fleet", "compile", "-f", "../../fixtures/fleet.yaml"}, 0},
 }
 
 const dualStackNode = "../../fixtures/dual-stack-node.yaml"
@@ -124,8 +125,11 @@ func documents(t *testing.T, args []string, code int, names *strings.Replacer) [
 		t.Fatalf("%v -o json: %v in %s", args, err, out)
 	}
 	want := schema(args[0])
-	if args[0] == "apply" {
+	switch args[0] {
+	case "apply":
 		want = supervisor.PlanSchema // apply's document is a plan, as a saved plan file is
+	case "fleet":
+		want = schema("fleet-" + args[1])
 	}
 	if fromJSON["schema"] != want {
 		t.Errorf("%v -o json: schema %v, want %s", args, fromJSON["schema"], want)

@@ -184,6 +184,52 @@ var jsonDocs = []struct {
 		},
 	},
 	{
+		command:  "fleet compile",
+		schema:   "fleet-compile",
+		about:    "Every node of a fleet file, resolved and compiled: the hashes its agent will report for it.",
+		examples: []string{"fleet-compile"},
+		fields: []field{
+			{"schema", "", "`portstripe.fleet-compile/v1`"},
+			{"fleet", "", "the fleet file's `name`"},
+			{"source", "", "the fleet file's path"},
+			{"fleet_sha256", "", "SHA-256 of the fleet file's bytes, hex"},
+			{"nodes", "", "every node, in the fleet file's order"},
+			{"nodes[].node", "", "its `name`"},
+			{"nodes[].labels", "", "its `labels`; absent when none"},
+			{"nodes[].labels.provider", "", "(the example fleet's labels: any names)"},
+			{"nodes[].labels.region", "", "(the example fleet's labels: any names)"},
+			{"nodes[].services", "", "how many services it runs"},
+			{"nodes[].node_sha256", "", "SHA-256 of its resolved node file, hex: what its agent reports as `node_sha256`"},
+			{"nodes[].outputs", "", "SHA-256 of each output an agent applies, by name"},
+			{"nodes[].outputs.haproxy.cfg", "", "of its haproxy.cfg"},
+			{"nodes[].outputs.rules.v4", "", "of its rules.v4"},
+			{"nodes[].outputs_sha256", "", "SHA-256 over those (`fleet/store.OutputsHash`)"},
+		},
+	},
+	{
+		command: "fleet status",
+		schema:  "fleet-status",
+		about: "Every node of a fleet as the store has it: its desired generation, what its agent reports, and the state " +
+			"that follows; with the rollout. Exit 0 whatever the states.",
+		examples: []string{"fleet-status"},
+		fields: slices.Concat([]field{
+			{"schema", "", "`portstripe.fleet-status/v1`"},
+			{"fleet", "", "the fleet's name"},
+		}, rolloutFields, []field{
+			{"stable_generation", "", "the generation aborts return to now: the rollout's target once promoted, else its stable generation; 0 when none"},
+			{"counts", "", "nodes per state, states with none left out"},
+			{"counts.MISSING", "", "(one key per state: `SYNCED`, `APPLYING`, `NACKED`, `STALE`, `DRIFTED`, `MISSING`)"},
+			{"nodes", "", "every node of the stable and the target generation, and every node with a desired key or a status, in name order"},
+			{"nodes[].node", "", "its name"},
+			{"nodes[].state", "", "`SYNCED`, `APPLYING`, `NACKED`, `STALE`, `DRIFTED` or `MISSING` (see `portstripe fleet status --help`)"},
+			{"nodes[].desired_generation", "", "the generation its desired key names; 0 without one"},
+			{"nodes[].applied_generation", "", "the generation its agent serves; 0 when none reports or it applied none"},
+			{"nodes[].detail", "", "one line: the NACK's error, the drift, how old the status is, what is missing"},
+			{"nodes[].portstripe_version", "", "the agent's portstripe version; absent without an agent"},
+			{"nodes[].updated_at", "", "the agent's last status; absent without an agent"},
+		}),
+	},
+	{
 		command: "apply",
 		schema:  "plan",
 		about: "What `apply --dry-run` would do (or, with `\"applied\": true`, what `apply` did), from what it observed: " +
@@ -245,6 +291,34 @@ var jsonDocs = []struct {
 	},
 }
 
+// rolloutFields describe fleet status's rollout (fleet/store.Rollout).
+var rolloutFields = []field{
+	{"rollout", "", "the fleet's rollout in progress, or its last one; absent when there was none"},
+	{"rollout.target_generation", "", "the generation the rollout moves nodes to"},
+	{"rollout.stable_generation", "", "the generation an abort returns moved nodes to; 0 when the fleet has none yet (an abort then deletes their desired keys)"},
+	{"rollout.waves", "", "the waves in order, the canary first"},
+	{"rollout.waves[].nodes", "", "the wave's nodes, taken one per label group in turn"},
+	{"rollout.waves[].state", "", "`pending`, `moving`, `soaking`, `promoted` or `failed`"},
+	{"rollout.waves[].moved", "", "when the wave's last desired key was written (RFC 3339, UTC)"},
+	{"rollout.waves[].promoted", "string", "when every node of the wave had passed its soak; absent before"},
+	{"rollout.waves[].baselines", "object", "per node, its counters just before the wave moved: `at`, `first_packets`, `sessions`, `restarts`, and `rate` (first packets + sessions per second before the move; 0 when idle or unknown); absent when no node of the wave reported"},
+	{"rollout.current_wave", "", "index into waves of the wave being moved or soaked, from 0"},
+	{"rollout.phase", "", "`moving`, `soaking`, `paused` (no verdict: no traffic, or the controller stopped; `fleet rollout --resume`), `promoted` or `aborted`"},
+	{"rollout.reason", "", "why it paused or aborted, one line; absent otherwise"},
+	{"rollout.settings", "", "the options it started with, which a resume keeps"},
+	{"rollout.settings.waves", "", "share of the fleet moved by the end of each wave (0.05 = 5%), the last 1"},
+	{"rollout.settings.soak_seconds", "", "how long a node must stay healthy after its ACK"},
+	{"rollout.settings.ack_timeout_seconds", "", "how long a moved node may take to ACK"},
+	{"rollout.settings.max_failed", "", "share of a wave after the canary that may fail without an abort"},
+	{"rollout.settings.allow_idle", "", "true: nodes without traffic pass their soak (test fleets)"},
+	{"rollout.settings.keep", "", "generations kept after promotion"},
+	{"rollout.start_revision", "", "the store's revision when it started: compacted to after promotion"},
+	{"rollout.started", "", "when it started"},
+	{"rollout.promoted", "string", "when the last wave was promoted; absent otherwise"},
+	{"rollout.aborted", "", "when it was aborted; absent otherwise"},
+	{"rollout.updated_at", "", "its last change"},
+}
+
 // TestJSONDoc: docs/json.md is generated from the golden documents and the
 // tables above; a field a golden document has and no table describes (or
 // the reverse) fails, so the two cannot drift apart.
@@ -254,7 +328,7 @@ func TestJSONDoc(t *testing.T) {
 
 Every command whose output a script reads takes ` + "`-o text|json|yaml`" + ` (text, for
 people, is the default; ` + "`--json`" + ` still works and means ` + "`-o json`" + `); this page
-covers explain, route, status, version and apply's plan. A document is one JSON object (or the same
+covers explain, route, status, version, apply's plan, fleet compile and fleet status. A document is one JSON object (or the same
 as YAML, converted from the JSON, so the two never disagree) whose ` + "`schema`" + ` names the command and the version of its
 shape: ` + "`portstripe.<command>/v1`" + `. Fields may be added within a version; a
 field that changes meaning or goes takes a new version.
@@ -371,6 +445,8 @@ func commandLine(t *testing.T, name string) string {
 		return "portstripe version -o json"
 	case "apply-plan-live":
 		return "portstripe apply -c node.yaml --dry-run -o json"
+	case "fleet-status":
+		return "portstripe fleet status --store etcd://127.0.0.1:2379 --fleet eu -o json"
 	}
 	t.Fatalf("no command line for %s", name)
 	return ""

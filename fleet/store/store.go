@@ -281,8 +281,10 @@ type Settings struct {
 	// Waves are the shares of the fleet moved by the end of each wave
 	// (0.05 = 5%), the first being the canary (at least one node, spread
 	// across the labels); the last is 1.
-	Waves []float64     `json:"waves"`
-	Soak  time.Duration `json:"soak"`
+	Waves []float64 `json:"waves"`
+	// Soak and AckTimeout are in the JSON as soak_seconds and
+	// ack_timeout_seconds (MarshalJSON).
+	Soak time.Duration `json:"-"`
 	// MaxFailed is the share of a wave after the canary that may fail
 	// before the rollout aborts (the canary may fail none).
 	MaxFailed float64 `json:"max_failed"`
@@ -291,11 +293,37 @@ type Settings struct {
 	AllowIdle bool `json:"allow_idle"`
 	// AckTimeout is how long a moved node may take to ACK before it counts
 	// as failed.
-	AckTimeout time.Duration `json:"ack_timeout"`
+	AckTimeout time.Duration `json:"-"`
 	// Keep is how many generations the controller keeps after promotion
 	// (the stable one and newer are always kept).
 	Keep int `json:"keep"`
 }
+
+type settingsJSON struct {
+	settings
+	Soak       float64 `json:"soak_seconds"`
+	AckTimeout float64 `json:"ack_timeout_seconds"`
+}
+
+type settings Settings
+
+// MarshalJSON writes the durations in seconds, the unit in the name.
+func (s Settings) MarshalJSON() ([]byte, error) {
+	return json.Marshal(settingsJSON{settings(s), s.Soak.Seconds(), s.AckTimeout.Seconds()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Settings) UnmarshalJSON(b []byte) error {
+	var j settingsJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Settings(j.settings)
+	s.Soak, s.AckTimeout = seconds(j.Soak), seconds(j.AckTimeout)
+	return nil
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 // WaveState is where one wave stands.
 type WaveState string

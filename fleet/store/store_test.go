@@ -1,9 +1,11 @@
 package store
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestKeys(t *testing.T) {
@@ -74,5 +76,20 @@ func TestEndpoints(t *testing.T) {
 		if _, _, err := (Options{URL: bad}).Endpoints(); err == nil {
 			t.Errorf("Endpoints took %q", bad)
 		}
+	}
+}
+
+func TestSettingsJSON(t *testing.T) {
+	s := Settings{Waves: []float64{0.01, 1}, Soak: 1500 * time.Millisecond, MaxFailed: 0.05, AckTimeout: 2 * time.Minute, Keep: 5}
+	b, err := json.Marshal(Rollout{Settings: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"soak_seconds":1.5`) || !strings.Contains(string(b), `"ack_timeout_seconds":120`) {
+		t.Errorf("settings as %s; want the durations in seconds", b)
+	}
+	var back Rollout
+	if err := json.Unmarshal(b, &back); err != nil || back.Settings.Soak != s.Soak || back.Settings.AckTimeout != s.AckTimeout || back.Settings.Keep != 5 {
+		t.Errorf("read back %+v, %v; want %+v", back.Settings, err, s)
 	}
 }
