@@ -131,12 +131,14 @@ type agent struct {
 	mu   sync.Mutex
 	// nack makes it refuse generations from this one on (0: never).
 	nack uint64
-	// traffic is how many first packets it counts per status write.
-	traffic uint64
-	// trafficOn is what traffic is once it applied a generation ≥ this one.
+	// traffic is how many first packets per second it counts; after, when
+	// set, says it for the generation applied.
+	traffic float64
+	after   func(gen uint64) float64
 	seen    uint64 // the highest generation it was ever asked to run
-	counter uint64
-	after   func(gen uint64) uint64
+	// counted is its first packets so far, at last.
+	counted float64
+	last    time.Time
 }
 
 func (a *agent) run(ctx context.Context, t *testing.T, c *clientv3.Client, fleet string) {
@@ -161,12 +163,17 @@ func (a *agent) run(ctx context.Context, t *testing.T, c *clientv3.Client, fleet
 			applied = d.Generation
 		}
 		st.Applied = applied
-		per := a.traffic
+		// By the clock, not per write: a loaded machine that writes less
+		// often must not look like traffic falling.
+		perSecond := a.traffic
 		if a.after != nil {
-			per = a.after(applied)
+			perSecond = a.after(applied)
 		}
-		a.counter += per
-		st.FirstPackets = a.counter
+		if !a.last.IsZero() {
+			a.counted += perSecond * st.UpdatedAt.Sub(a.last).Seconds()
+		}
+		a.last = st.UpdatedAt
+		st.FirstPackets = uint64(a.counted)
 		a.mu.Unlock()
 		val, _ := store.Encode(st)
 		if _, err := c.Put(ctx, store.StatusKey(fleet, a.name), val); err != nil {
@@ -188,7 +195,7 @@ func newBed(t *testing.T) *bed {
 	cl := etcdtest.Start(t, etcdtest.Options{})
 	b := &bed{t: t, client: cl.Client(), agents: map[string]*agent{}}
 	for _, n := range []string{"ams-1", "ams-2", "fra-1", "fra-2"} {
-		b.agents[n] = &agent{name: n, traffic: 5}
+		b.agents[n] = &agent{name: n, traffic: 500}
 	}
 	return b
 }
@@ -314,9 +321,11 @@ func TestRolloutAbortsOnACanaryNACK(t *testing.T) {
 	}
 	reached := 0
 	for _, a := range b.agents {
+		a.mu.Lock()
 		if a.seen == bad {
 			reached++
 		}
+		a.mu.Unlock()
 	}
 	if reached != 1 {
 		t.Errorf("the bad generation reached %d nodes; want the canary only", reached)
@@ -338,11 +347,11 @@ func TestRolloutAbortsWhenTrafficCollapses(t *testing.T) {
 	}
 	for _, a := range b.agents {
 		a.mu.Lock()
-		a.after = func(gen uint64) uint64 {
+		a.after = func(gen uint64) float64 {
 			if gen > stable {
 				return 0 // the new generation routes nobody
 			}
-			return 5
+			return 500
 		}
 		a.mu.Unlock()
 	}
@@ -372,7 +381,7 @@ func TestRolloutPausesWithoutTraffic(t *testing.T) {
 	}
 	for _, a := range b.agents {
 		a.mu.Lock()
-		a.traffic = 3
+		a.traffic = 300
 		a.mu.Unlock()
 	}
 	ro, err = b.controller().Resume(context.Background())

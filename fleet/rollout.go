@@ -413,7 +413,7 @@ func (c *Controller) run(ctx context.Context, ro *store.Rollout, nodes []store.G
 			return fmt.Errorf("%w: %s", ErrPaused, ro.Reason)
 		}
 		if len(failed) > 0 {
-			c.logf("wave %d: %d failed nodes (within --max-failed) go back to %s: %s", ro.Current+1, len(failed), stableName(ro.Stable), clipList(slices.Sorted(maps.Keys(failed))))
+			c.logf("wave %d: %d failed nodes (within --max-failed) %s: %s", ro.Current+1, len(failed), backTo(ro.Stable), clipList(slices.Sorted(maps.Keys(failed))))
 			if err := c.rollBack(ctx, ro, slices.Sorted(maps.Keys(failed))); err != nil {
 				return err
 			}
@@ -715,7 +715,7 @@ func (c *Controller) abort(ctx context.Context, ro *store.Rollout, reason string
 			moved = append(moved, w.Nodes...)
 		}
 	}
-	c.logf("aborting the rollout of generation %d: %s; %d moved nodes go back to %s", ro.Target, reason, len(moved), stableName(ro.Stable))
+	c.logf("aborting the rollout of generation %d: %s; %d moved nodes: %s", ro.Target, reason, len(moved), backTo(ro.Stable))
 	if err := c.rollBack(ctx, ro, moved); err != nil {
 		return fmt.Errorf("abort: %w", err)
 	}
@@ -726,15 +726,15 @@ func (c *Controller) abort(ctx context.Context, ro *store.Rollout, reason string
 	if err := c.save(ctx, ro); err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: %s; %d moved nodes are back on %s, generation %d is marked bad", ErrAborted, reason, len(moved), stableName(ro.Stable), ro.Target)
+	return fmt.Errorf("%w: %s; %d moved nodes: %s; generation %d is marked bad", ErrAborted, reason, len(moved), backTo(ro.Stable), ro.Target)
 }
 
-// stableName names where an abort returns nodes to.
-func stableName(n uint64) string {
-	if n == 0 {
-		return "nothing (the fleet has no stable generation yet: their desired keys are deleted)"
+// backTo says where nodes rolled back go.
+func backTo(stable uint64) string {
+	if stable == 0 {
+		return "desired keys deleted (the fleet has no stable generation yet)"
 	}
-	return fmt.Sprintf("generation %d", n)
+	return fmt.Sprintf("back on generation %d", stable)
 }
 
 // promote makes the target the stable generation: nodes it does not hold

@@ -22,6 +22,9 @@ import (
 	"github.com/portstripe/portstripe/fleet/store"
 )
 
+// nodeFileFlags are the root's flags for a node file.
+var nodeFileFlags = []string{"config", "set"}
+
 // fleetFlags are what the fleet commands share: the fleet file, the store
 // and the fleet's name in it.
 type fleetFlags struct {
@@ -86,7 +89,23 @@ Each node runs 'portstripe run --store … --fleet NAME --node NAME', which
 watches its one desired key, applies it like a local node file and reports.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
+		// The node file flags are the root's; a fleet command reads a
+		// fleet file (-f) and would silently ignore them.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			for _, f := range nodeFileFlags {
+				if cmd.Flags().Changed(f) {
+					return usageError{fmt.Errorf("--%s is for a node file; fleet commands read the fleet file (-f), whose nodes say their own settings", f)}
+				}
+			}
+			return nil
+		},
 	}
+	c.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		for _, f := range nodeFileFlags {
+			cmd.Root().PersistentFlags().Lookup(f).Hidden = true
+		}
+		cmd.Root().HelpFunc()(cmd, args)
+	})
 	c.AddCommand(fleetCompileCmd(), fleetExplainCmd(), fleetDiffCmd(), fleetPublishCmd(), fleetRolloutCmd(), fleetStatusCmd())
 	for _, sub := range c.Commands() {
 		sub.Args = wrapArgs(sub.Args)
@@ -489,6 +508,8 @@ store's history is compacted to the revision the rollout started at.
 One controller at a time leads a fleet (an etcd election); Ctrl-C pauses
 the rollout, and --resume (here or on another machine) carries it on,
 --abort rolls it back. Exit 0 promoted, 1 aborted or paused, 2 bad flags.`,
+		// Ctrl-C pauses: the rollout record is written before the exit.
+		Annotations: map[string]string{stopGraceKey: "15s"},
 		Example: `  portstripe fleet rollout --store etcd://127.0.0.1:2379 --fleet eu
   portstripe fleet rollout --store etcd://127.0.0.1:2379 --fleet eu --waves 10%,50%,100% --soak 5m
   portstripe fleet rollout --store etcd://127.0.0.1:2379 --fleet lab --soak 0s --allow-idle

@@ -106,7 +106,8 @@ func Dial(ctx context.Context, o Options) (*clientv3.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Context = ctx
+	// ctx bounds the dial, not the client: a command stopped by a signal
+	// still writes what it must (a rollout its pause) before it exits.
 	c, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", o.URL, err)
