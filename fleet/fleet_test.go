@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/portstripe/portstripe/fixtures"
@@ -421,5 +422,65 @@ func TestOneControllerAtATime(t *testing.T) {
 	}
 	if len(b.desired()) != 0 {
 		t.Error("the second controller moved nodes")
+	}
+}
+
+func TestRolloutMaxFailedLaterWaves(t *testing.T) {
+	b := newBed(t)
+	b.start()
+	first := b.publish(string(fixtures.Fleet))
+	if _, err := b.controller().Start(context.Background(), 0, fastSettings()); err != nil {
+		t.Fatal(err)
+	}
+	// The waves of the example fleet at 25%, 50%, 100%: [fra-1] [ams-1]
+	// [fra-2 ams-2]. ams-2 refuses everything newer.
+	b.agents["ams-2"].mu.Lock()
+	b.agents["ams-2"].nack = first + 1
+	b.agents["ams-2"].mu.Unlock()
+	second := b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 4s", 1))
+	s := fastSettings()
+	s.MaxFailed = 0.5
+	ro, err := b.controller().Start(context.Background(), 0, s)
+	if err != nil || ro.Phase != store.Promoted {
+		t.Fatalf("one NACK in the last wave of two, --max-failed 50%%: %v, %s; want promoted", err, ro.Phase)
+	}
+	want := map[string]uint64{"fra-1": second, "ams-1": second, "fra-2": second, "ams-2": first}
+	if got := b.desired(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("desired generations %v; want %v (the failed node back on the stable one alone)", got, want)
+	}
+	b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 3s", 1))
+	s.MaxFailed = 0
+	ro, err = b.controller().Start(context.Background(), 0, s)
+	if !errors.Is(err, ErrAborted) || ro.Current != 2 || !strings.Contains(ro.Reason, "wave 3 (1 failed, --max-failed allows 0)") {
+		t.Fatalf("the same with --max-failed 0: %v at wave %d (%s); want aborted at wave 3", err, ro.Current+1, ro.Reason)
+	}
+	if got := b.desired(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("desired generations after the abort %v; want each node back on what it ran before, %v", got, want)
+	}
+}
+
+func TestPromotionPrunesAndCompacts(t *testing.T) {
+	b := newBed(t)
+	b.start()
+	ctx := context.Background()
+	s := fastSettings()
+	s.Keep = 1
+	first := b.publish(string(fixtures.Fleet))
+	if _, err := b.controller().Start(ctx, 0, s); err != nil {
+		t.Fatal(err)
+	}
+	second := b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 4s", 1))
+	ro, err := b.controller().Start(ctx, 0, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.client.Get(ctx, store.GenPrefix("eu", first), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || n.Count != 0 {
+		t.Errorf("generation %d after promoting %d with --keep 1: %v keys (%v); want it deleted", first, second, n.Count, err)
+	}
+	if _, _, err := ReadGeneration(ctx, b.client, "eu", second); err != nil {
+		t.Errorf("the stable generation: %v", err)
+	}
+	if _, err := b.client.Get(ctx, store.RolloutKey("eu"), clientv3.WithRev(ro.StartRevision-1)); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Errorf("reading before the rollout's start revision %d: %v; want the history compacted", ro.StartRevision, err)
 	}
 }

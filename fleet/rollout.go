@@ -381,12 +381,24 @@ func (c *Controller) run(ctx context.Context, ro *store.Rollout, nodes []store.G
 		if err := c.save(ctx, ro); err != nil {
 			return err
 		}
-		err := c.setDesired(ctx, w.Nodes, func(n string) (store.Desired, bool) {
+		before, err := c.setDesired(ctx, w.Nodes, func(n string) (store.Desired, bool) {
 			return store.DesiredOf(ro.Target, records[n]), true
 		})
 		if err != nil {
 			return c.pause(ro, err)
 		}
+		from := map[string]uint64{}
+		for n, g := range before {
+			switch {
+			case g != ro.Target:
+				from[n] = g
+			case w.From != nil && w.From[n] != 0:
+				from[n] = w.From[n] // moved by this rollout before a resume
+			default:
+				from[n] = ro.Stable
+			}
+		}
+		w.From = from
 		w.State, w.Moved, ro.Phase = store.WaveSoaking, c.now(), store.Soaking
 		if err := c.save(ctx, ro); err != nil {
 			return err
@@ -413,7 +425,7 @@ func (c *Controller) run(ctx context.Context, ro *store.Rollout, nodes []store.G
 			return fmt.Errorf("%w: %s", ErrPaused, ro.Reason)
 		}
 		if len(failed) > 0 {
-			c.logf("wave %d: %d failed nodes (within --max-failed) %s: %s", ro.Current+1, len(failed), backTo(ro.Stable), clipList(slices.Sorted(maps.Keys(failed))))
+			c.logf("wave %d: %d failed nodes (within --max-failed) go back to what they ran before: %s", ro.Current+1, len(failed), clipList(slices.Sorted(maps.Keys(failed))))
 			if err := c.rollBack(ctx, ro, slices.Sorted(maps.Keys(failed))); err != nil {
 				return err
 			}
@@ -643,11 +655,18 @@ func judgeSoak(st, ack *store.Status, rec store.GenNode, base store.Baseline, ta
 // setDesired writes the desired record want(node) for each node (a false
 // second value deletes the key), compare-and-swap on each key's last
 // write, in batches that fit a transaction; records already right are left
-// alone.
-func (c *Controller) setDesired(ctx context.Context, nodes []string, want func(string) (store.Desired, bool)) error {
+// alone. It returns the generation each node's key named before (nodes
+// without a key left out).
+func (c *Controller) setDesired(ctx context.Context, nodes []string, want func(string) (store.Desired, bool)) (map[string]uint64, error) {
 	current, revs, err := readAll[store.Desired](ctx, c.Client, store.DesiredPrefix(c.Fleet))
 	if err != nil {
-		return err
+		return nil, err
+	}
+	before := map[string]uint64{}
+	for _, n := range nodes {
+		if d := current[n]; d != nil {
+			before[n] = d.Generation
+		}
 	}
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
@@ -671,7 +690,7 @@ func (c *Controller) setDesired(ctx context.Context, nodes []string, want func(s
 		case keep:
 			val, err := store.Encode(d)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			ops = append(ops, clientv3.OpPut(key, val))
 		default:
@@ -680,30 +699,49 @@ func (c *Controller) setDesired(ctx context.Context, nodes []string, want func(s
 		cmps = append(cmps, store.Unchanged(key, revs[n]))
 		if len(ops) == batchOps {
 			if err := flush(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return flush()
+	return before, flush()
 }
 
-// rollBack sets nodes back to the stable generation (deletes their desired
-// record when it has none of them).
+// rollBack sets nodes back to the generation they ran before the rollout
+// moved them (From; the stable one for a node no wave recorded), deleting
+// the desired key of a node that had none or whose generation lacks it.
 func (c *Controller) rollBack(ctx context.Context, ro *store.Rollout, nodes []string) error {
-	stable := map[string]store.GenNode{}
-	if ro.Stable != 0 {
-		_, recs, err := ReadGeneration(ctx, c.Client, c.Fleet, ro.Stable)
+	prev := func(n string) uint64 {
+		for _, w := range ro.Waves {
+			if g, ok := w.From[n]; ok {
+				return g
+			}
+			if slices.Contains(w.Nodes, n) && w.From != nil {
+				return 0 // moved from no desired key
+			}
+		}
+		return ro.Stable
+	}
+	records := map[uint64]map[string]store.GenNode{}
+	for _, n := range nodes {
+		g := prev(n)
+		if _, ok := records[g]; ok || g == 0 {
+			continue
+		}
+		_, recs, err := ReadGeneration(ctx, c.Client, c.Fleet, g)
 		if err != nil {
 			return err
 		}
+		records[g] = map[string]store.GenNode{}
 		for _, r := range recs {
-			stable[r.Node] = r
+			records[g][r.Node] = r
 		}
 	}
-	return c.setDesired(ctx, nodes, func(n string) (store.Desired, bool) {
-		r, ok := stable[n]
-		return store.DesiredOf(ro.Stable, r), ok
+	_, err := c.setDesired(ctx, nodes, func(n string) (store.Desired, bool) {
+		g := prev(n)
+		r, ok := records[g][n]
+		return store.DesiredOf(g, r), ok
 	})
+	return err
 }
 
 // abort returns every node the rollout moved to the stable generation and
@@ -715,7 +753,7 @@ func (c *Controller) abort(ctx context.Context, ro *store.Rollout, reason string
 			moved = append(moved, w.Nodes...)
 		}
 	}
-	c.logf("aborting the rollout of generation %d: %s; %d moved nodes: %s", ro.Target, reason, len(moved), backTo(ro.Stable))
+	c.logf("aborting the rollout of generation %d: %s; %d moved nodes go back to what they ran before: %s", ro.Target, reason, len(moved), backTo(ro.Stable))
 	if err := c.rollBack(ctx, ro, moved); err != nil {
 		return fmt.Errorf("abort: %w", err)
 	}
@@ -726,15 +764,15 @@ func (c *Controller) abort(ctx context.Context, ro *store.Rollout, reason string
 	if err := c.save(ctx, ro); err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: %s; %d moved nodes: %s; generation %d is marked bad", ErrAborted, reason, len(moved), backTo(ro.Stable), ro.Target)
+	return fmt.Errorf("%w: %s; %d moved nodes are back on what they ran before (%s); generation %d is marked bad", ErrAborted, reason, len(moved), backTo(ro.Stable), ro.Target)
 }
 
-// backTo says where nodes rolled back go.
+// backTo says where rolled-back nodes go, for most of them.
 func backTo(stable uint64) string {
 	if stable == 0 {
-		return "desired keys deleted (the fleet has no stable generation yet)"
+		return "the fleet has no stable generation yet: their desired keys are deleted"
 	}
-	return fmt.Sprintf("back on generation %d", stable)
+	return fmt.Sprintf("the stable generation %d", stable)
 }
 
 // promote makes the target the stable generation: nodes it does not hold
@@ -752,7 +790,7 @@ func (c *Controller) promote(ctx context.Context, ro *store.Rollout, records map
 		}
 	}
 	slices.Sort(gone)
-	if err := c.setDesired(ctx, gone, func(string) (store.Desired, bool) { return store.Desired{}, false }); err != nil {
+	if _, err := c.setDesired(ctx, gone, func(string) (store.Desired, bool) { return store.Desired{}, false }); err != nil {
 		return err
 	}
 	if err := c.mark(ctx, ro.Target, store.Stable, ""); err != nil {
@@ -767,7 +805,7 @@ func (c *Controller) promote(ctx context.Context, ro *store.Rollout, records map
 }
 
 // prune deletes the generations older than the newest --keep (never the
-// stable one) and compacts the store to the rollout's start revision.
+// stable one, nor one a desired key names) and compacts the store to the rollout's start revision.
 func (c *Controller) prune(ctx context.Context, ro *store.Rollout) error {
 	first, err := c.Client.Get(ctx, store.GensPrefix(c.Fleet), clientv3.WithFirstKey()...)
 	if err != nil {
@@ -779,7 +817,18 @@ func (c *Controller) prune(ctx context.Context, ro *store.Rollout) error {
 		if err != nil {
 			return err
 		}
+		desired, _, err := readAll[store.Desired](ctx, c.Client, store.DesiredPrefix(c.Fleet))
+		if err != nil {
+			return err
+		}
+		inUse := map[uint64]bool{}
+		for _, d := range desired {
+			inUse[d.Generation] = true
+		}
 		for n := oldest; n+uint64(ro.Settings.Keep) <= newest && n < ro.Target; n++ {
+			if inUse[n] {
+				continue // a node left behind (a failure within --max-failed) still runs it
+			}
 			if err := c.txn(ctx, nil, clientv3.OpDelete(store.GenPrefix(c.Fleet, n), clientv3.WithPrefix())); err != nil {
 				return fmt.Errorf("delete generation %d: %w", n, err)
 			}

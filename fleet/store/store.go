@@ -348,6 +348,9 @@ type Wave struct {
 	// Baselines are the nodes' statuses just before they moved: what the
 	// soak compares restarts and traffic rates with.
 	Baselines map[string]Baseline `json:"baselines,omitempty"`
+	// From is the generation each node's desired key named before the wave
+	// moved it (a node left out had none): where a rollback returns it.
+	From map[string]uint64 `json:"from,omitempty"`
 }
 
 // Baseline is one node's counters at a moment.
