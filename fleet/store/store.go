@@ -152,8 +152,9 @@ type GenNode struct {
 	NodeFile string `json:"node_file"`
 	// NodeSHA256 is the hex sha256 of NodeFile (node.Node.SHA256).
 	NodeSHA256 string `json:"node_sha256"`
-	// Outputs maps each hashed output's name (haproxy.cfg, rules.v4) to the
-	// hex sha256 of its content; OutputsSHA256 is OutputsHash(Outputs).
+	// Outputs maps each output's name (haproxy.cfg, the firewall's files)
+	// to the hex sha256 of its content; OutputsSHA256 is
+	// OutputsHash(Outputs).
 	Outputs       map[string]string `json:"outputs"`
 	OutputsSHA256 string            `json:"outputs_sha256"`
 	// Labels are the node's fleet labels (region, provider…).
@@ -364,15 +365,17 @@ type Baseline struct {
 	Rate float64 `json:"rate"`
 }
 
-// HashedOutputs are the outputs whose hashes make OutputsSHA256: what the
-// node's kernel and HAProxy run (plan.json is derived data).
-var HashedOutputs = []string{"haproxy.cfg", "rules.v4"}
+// unhashed is the compiled file left out of a node's outputs hash: the plan
+// is derived data; the others (haproxy.cfg and the firewall's rules.v4,
+// rules.v6 or portstripe.nft) are what the node's HAProxy and kernel run.
+const unhashed = "plan.json"
 
-// Outputs hashes the HashedOutputs among files (name → content).
+// Outputs hashes the files a node runs among its compiled files (name →
+// content): every one but plan.json.
 func Outputs(files map[string][]byte) map[string]string {
-	out := make(map[string]string, len(HashedOutputs))
-	for _, name := range HashedOutputs {
-		if b, ok := files[name]; ok {
+	out := make(map[string]string, len(files))
+	for name, b := range files {
+		if name != unhashed {
 			out[name] = SHA256(b)
 		}
 	}

@@ -52,7 +52,7 @@ func TestOutputsHash(t *testing.T) {
 	files := map[string][]byte{"haproxy.cfg": []byte("a"), "rules.v4": []byte("b"), "plan.json": []byte("c")}
 	out := Outputs(files)
 	if len(out) != 2 || out["plan.json"] != "" {
-		t.Fatalf("Outputs hashed %v; want haproxy.cfg and rules.v4 only", out)
+		t.Fatalf("Outputs hashed %v; want every file but plan.json", out)
 	}
 	h := OutputsHash(out)
 	files["rules.v4"] = []byte("B")
