@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -29,6 +28,17 @@ import (
 
 // Binary is the etcd server the tests run (Debian 12: etcd-server 3.4).
 const Binary = "etcd"
+
+// T is what the package needs of a test: testing.TB's methods, so a
+// benchmark program can hand in its own (Fatal must not return).
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
 
 // Options say what cluster to start.
 type Options struct {
@@ -49,7 +59,7 @@ type Options struct {
 
 // Cluster is a running etcd cluster.
 type Cluster struct {
-	t       testing.TB
+	t       T
 	opts    Options
 	dir     string
 	Members []*Member
@@ -72,7 +82,7 @@ type Member struct {
 }
 
 // Require skips the test when etcd is not installed.
-func Require(t testing.TB) {
+func Require(t T) {
 	t.Helper()
 	if _, err := exec.LookPath(Binary); err != nil {
 		t.Skipf("needs %s (apt-get install etcd-server): %v", Binary, err)
@@ -81,7 +91,7 @@ func Require(t testing.TB) {
 
 // Start starts a cluster and waits until every member serves linearizable
 // reads (a leader is elected and reachable from each).
-func Start(t testing.TB, o Options) *Cluster {
+func Start(t T, o Options) *Cluster {
 	t.Helper()
 	Require(t)
 	if o.Members == 0 {
