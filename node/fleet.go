@@ -32,8 +32,11 @@ type fleetFile struct {
 	Nodes []fleetNodeFile `yaml:"nodes"`
 }
 
-// planFile is a node file without what is a node's own (name, addresses).
+// planFile is a node file without what is a node's own (name, addresses);
+// TestFleetSchemaFollowsTheNodeFile keeps it, and overridesFile, in step
+// with file.
 type planFile struct {
+	Firewall string        `yaml:"firewall"`
 	Striped  protoPorts    `yaml:"striped"`
 	Reserved []string      `yaml:"reserved" scalar:"int"`
 	HAProxy  haproxyFile   `yaml:"haproxy"`
@@ -45,6 +48,7 @@ type planFile struct {
 // (a list whole); services change through a node's services, disabled and
 // without instead.
 type overridesFile struct {
+	Firewall string        `yaml:"firewall"`
 	Striped  protoPorts    `yaml:"striped"`
 	Reserved []string      `yaml:"reserved" scalar:"int"`
 	HAProxy  haproxyFile   `yaml:"haproxy"`
@@ -127,8 +131,8 @@ func ParseFleet(data []byte, source string) (*Fleet, error) {
 		}
 		return nil, err
 	}
-	d := defaultFile()
-	f := fleetFile{Plan: planFile{Striped: d.Striped, Reserved: d.Reserved, HAProxy: d.HAProxy, Defaults: d.Defaults}}
+	var f fleetFile
+	sameKeys(reflect.ValueOf(&f.Plan).Elem(), reflect.ValueOf(defaultFile()), reflect.Value.Set)
 	if err := decode(root, reflect.ValueOf(&f).Elem(), "", ""); err != nil {
 		return nil, err
 	}
@@ -192,9 +196,11 @@ func ParseFleet(data []byte, source string) (*Fleet, error) {
 // resolve is node i's node file and, per service, where it comes from.
 func (fl *Fleet) resolve(i int) (file, []string) {
 	nf := fl.nodes[i]
-	ov := overridesFile{Striped: fl.plan.Striped, Reserved: fl.plan.Reserved, HAProxy: fl.plan.HAProxy, Defaults: fl.plan.Defaults}
-	merge(reflect.ValueOf(&ov).Elem(), reflect.ValueOf(nf.Overrides))
-	f := file{Name: nf.Name, Addresses: nf.Addresses, Striped: ov.Striped, Reserved: ov.Reserved, HAProxy: ov.HAProxy, Defaults: ov.Defaults}
+	f := file{Name: nf.Name, Addresses: nf.Addresses}
+	fv := reflect.ValueOf(&f).Elem()
+	sameKeys(fv, reflect.ValueOf(fl.plan), reflect.Value.Set)
+	f.Services = nil
+	sameKeys(fv, reflect.ValueOf(nf.Overrides), merge)
 	var from []string
 	for k, s := range fl.plan.Services {
 		if slices.Contains(nf.Without, s.Name) {
@@ -334,4 +340,18 @@ func (fl *Fleet) Own(i int) []string {
 		out = append(out, fmt.Sprintf("%s.without[%d] (%s)", node, k, s))
 	}
 	return out
+}
+
+// sameKeys calls set on each field of dst and the field of src with the
+// same key: how the plan's keys and a node's overrides become its node
+// file's.
+func sameKeys(dst, src reflect.Value, set func(dst, src reflect.Value)) {
+	for i := range src.NumField() {
+		key := src.Type().Field(i).Tag.Get("yaml")
+		for j := range dst.NumField() {
+			if dst.Type().Field(j).Tag.Get("yaml") == key {
+				set(dst.Field(j), src.Field(i))
+			}
+		}
+	}
 }

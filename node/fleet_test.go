@@ -1,6 +1,8 @@
 package node
 
 import (
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,4 +99,46 @@ func parseAll(text string) error {
 		}
 	}
 	return nil
+}
+
+// TestFleetSchemaFollowsTheNodeFile: a key added to the node file reaches
+// the fleet file's plan, and every plan key but services its overrides;
+// a fleet node has a node file's own keys.
+func TestFleetSchemaFollowsTheNodeFile(t *testing.T) {
+	fileKeys := keys(reflect.TypeFor[file]())
+	planKeys := keys(reflect.TypeFor[planFile]())
+	nodeKeys := keys(reflect.TypeFor[fleetNodeFile]())
+	overrideKeys := keys(reflect.TypeFor[overridesFile]())
+	for _, k := range fileKeys {
+		switch {
+		case k == "name" || k == "addresses":
+			if !slices.Contains(nodeKeys, k) {
+				t.Errorf("a fleet node has no %s", k)
+			}
+		case !slices.Contains(planKeys, k):
+			t.Errorf("the node file's %s is not a key of the fleet file's plan", k)
+		case k != "services" && !slices.Contains(overrideKeys, k):
+			t.Errorf("the plan's %s is not a key of a node's overrides", k)
+		}
+	}
+	if len(planKeys) != len(fileKeys)-2 || len(overrideKeys) != len(planKeys)-1 {
+		t.Errorf("plan keys %v, overrides %v: want the node file's %v but name and addresses (and services)", planKeys, overrideKeys, fileKeys)
+	}
+}
+
+func TestFleetOverridesTheFirewall(t *testing.T) {
+	text := strings.Replace(string(fixtures.Fleet), "haproxy: {maxconn: 16384}", "haproxy: {maxconn: 16384}\n      firewall: nftables", 1)
+	fl, err := ParseFleet([]byte(text), "fleet.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{IPTables, NFTables} {
+		n, _, err := fl.ParseNode(i, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Firewall != want {
+			t.Errorf("%s: firewall %q, want %q", n.Name, n.Firewall, want)
+		}
+	}
 }

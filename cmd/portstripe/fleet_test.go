@@ -35,7 +35,7 @@ var badFleets = []badInput{
 	{name: "without a service the plan lacks", old: "without: [openvpn_ed25519]", new: "without: [openvpn_ed448]",
 		want: `nodes[2].without[0]: "openvpn_ed448" is not a service of the plan (plan.services)`},
 	{name: "services in overrides", old: "haproxy: {maxconn: 16384}", new: "services: []",
-		want: "nodes[1].overrides.services: unknown key (allowed here: striped, reserved, haproxy, defaults)"},
+		want: "nodes[1].overrides.services: unknown key (allowed here: firewall, striped, reserved, haproxy, defaults)"},
 	{name: "a label value with a space", old: "region: eu-central, provider: p2", new: "region: 'eu central'",
 		want: `nodes[3].labels.region: "eu central" is not a label value (1-63 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit)`},
 	{name: "no fleet name", old: "name: eu\n", new: "",
