@@ -219,6 +219,32 @@ func (b *bed) publish(text string) uint64 {
 	return p.Generation
 }
 
+// promoted publishes the example fleet and rolls it out: the stable
+// generation a test's next rollout starts from.
+func (b *bed) promoted(s store.Settings) uint64 {
+	b.t.Helper()
+	gen := b.publish(string(fixtures.Fleet))
+	if ro, err := b.controller().Start(context.Background(), 0, s); err != nil || ro.Phase != store.Promoted {
+		b.t.Fatalf("rolling out the example fleet: %v", err)
+	}
+	return gen
+}
+
+// setTraffic sets every agent's first packets per second.
+func (b *bed) setTraffic(perSecond float64) {
+	for _, a := range b.agents {
+		a.mu.Lock()
+		a.traffic = perSecond
+		a.mu.Unlock()
+	}
+}
+
+// changed is the example fleet with another inspect delay: a new
+// generation for every node.
+func changed(delay string) string {
+	return strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: "+delay, 1)
+}
+
 func (b *bed) controller() *Controller {
 	return &Controller{Client: b.client, Fleet: "eu", Poll: 20 * time.Millisecond, Log: b.t.Logf}
 }
@@ -301,16 +327,13 @@ func TestRolloutPromotes(t *testing.T) {
 func TestRolloutAbortsOnACanaryNACK(t *testing.T) {
 	b := newBed(t)
 	b.start()
-	stable := b.publish(string(fixtures.Fleet))
-	if _, err := b.controller().Start(context.Background(), 0, fastSettings()); err != nil {
-		t.Fatal(err)
-	}
+	stable := b.promoted(fastSettings())
 	for _, a := range b.agents {
 		a.mu.Lock()
 		a.nack = stable + 1
 		a.mu.Unlock()
 	}
-	bad := b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 4s", 1))
+	bad := b.publish(changed("4s"))
 	ro, err := b.controller().Start(context.Background(), 0, fastSettings())
 	if !errors.Is(err, ErrAborted) || ro.Phase != store.Aborted || !strings.Contains(ro.Reason, "canary") || !strings.Contains(ro.Reason, "NACKed: haproxy -c") {
 		t.Fatalf("rollout: %v, phase %s (%s); want aborted at the canary naming the NACK", err, ro.Phase, ro.Reason)
@@ -342,10 +365,7 @@ func TestRolloutAbortsOnACanaryNACK(t *testing.T) {
 func TestRolloutAbortsWhenTrafficCollapses(t *testing.T) {
 	b := newBed(t)
 	b.start()
-	stable := b.publish(string(fixtures.Fleet))
-	if _, err := b.controller().Start(context.Background(), 0, fastSettings()); err != nil {
-		t.Fatal(err)
-	}
+	stable := b.promoted(fastSettings())
 	for _, a := range b.agents {
 		a.mu.Lock()
 		a.after = func(gen uint64) float64 {
@@ -356,7 +376,7 @@ func TestRolloutAbortsWhenTrafficCollapses(t *testing.T) {
 		}
 		a.mu.Unlock()
 	}
-	b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 4s", 1))
+	b.publish(changed("4s"))
 	ro, err := b.controller().Start(context.Background(), 0, fastSettings())
 	if !errors.Is(err, ErrAborted) || !strings.Contains(ro.Reason, "traffic collapsed") {
 		t.Fatalf("rollout: %v (%s); want aborted for collapsed traffic", err, ro.Reason)
@@ -365,9 +385,7 @@ func TestRolloutAbortsWhenTrafficCollapses(t *testing.T) {
 
 func TestRolloutPausesWithoutTraffic(t *testing.T) {
 	b := newBed(t)
-	for _, a := range b.agents {
-		a.traffic = 0
-	}
+	b.setTraffic(0)
 	b.start()
 	gen := b.publish(string(fixtures.Fleet))
 	ro, err := b.controller().Start(context.Background(), 0, fastSettings())
@@ -380,11 +398,7 @@ func TestRolloutPausesWithoutTraffic(t *testing.T) {
 	if _, err := b.controller().Start(context.Background(), 0, fastSettings()); err == nil || !strings.Contains(err.Error(), "--resume") {
 		t.Errorf("a second rollout over the paused one: %v; want a refusal pointing at --resume", err)
 	}
-	for _, a := range b.agents {
-		a.mu.Lock()
-		a.traffic = 300
-		a.mu.Unlock()
-	}
+	b.setTraffic(300)
 	ro, err = b.controller().Resume(context.Background())
 	if err != nil || ro.Phase != store.Promoted {
 		t.Fatalf("resume with traffic: %v, %s", err, ro.Phase)
@@ -396,9 +410,7 @@ func TestRolloutPausesWithoutTraffic(t *testing.T) {
 
 func TestRolloutAllowIdle(t *testing.T) {
 	b := newBed(t)
-	for _, a := range b.agents {
-		a.traffic = 0
-	}
+	b.setTraffic(0)
 	b.start()
 	b.publish(string(fixtures.Fleet))
 	s := fastSettings()
@@ -428,16 +440,13 @@ func TestOneControllerAtATime(t *testing.T) {
 func TestRolloutMaxFailedLaterWaves(t *testing.T) {
 	b := newBed(t)
 	b.start()
-	first := b.publish(string(fixtures.Fleet))
-	if _, err := b.controller().Start(context.Background(), 0, fastSettings()); err != nil {
-		t.Fatal(err)
-	}
+	first := b.promoted(fastSettings())
 	// The waves of the example fleet at 25%, 50%, 100%: [fra-1] [ams-1]
 	// [fra-2 ams-2]. ams-2 refuses everything newer.
 	b.agents["ams-2"].mu.Lock()
 	b.agents["ams-2"].nack = first + 1
 	b.agents["ams-2"].mu.Unlock()
-	second := b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 4s", 1))
+	second := b.publish(changed("4s"))
 	s := fastSettings()
 	s.MaxFailed = 0.5
 	ro, err := b.controller().Start(context.Background(), 0, s)
@@ -448,7 +457,7 @@ func TestRolloutMaxFailedLaterWaves(t *testing.T) {
 	if got := b.desired(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("desired generations %v; want %v (the failed node back on the stable one alone)", got, want)
 	}
-	b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 3s", 1))
+	b.publish(changed("3s"))
 	s.MaxFailed = 0
 	ro, err = b.controller().Start(context.Background(), 0, s)
 	if !errors.Is(err, ErrAborted) || ro.Current != 2 || !strings.Contains(ro.Reason, "wave 3 (1 failed, --max-failed allows 0)") {
@@ -465,11 +474,8 @@ func TestPromotionPrunesAndCompacts(t *testing.T) {
 	ctx := context.Background()
 	s := fastSettings()
 	s.Keep = 1
-	first := b.publish(string(fixtures.Fleet))
-	if _, err := b.controller().Start(ctx, 0, s); err != nil {
-		t.Fatal(err)
-	}
-	second := b.publish(strings.Replace(string(fixtures.Fleet), "inspect_delay: 5s", "inspect_delay: 4s", 1))
+	first := b.promoted(s)
+	second := b.publish(changed("4s"))
 	ro, err := b.controller().Start(ctx, 0, s)
 	if err != nil {
 		t.Fatal(err)

@@ -324,18 +324,11 @@ func waveSizes(ws []store.Wave) string {
 // Resume leads the fleet and carries on its paused or interrupted rollout:
 // the current wave is moved again where it was not, and soaked again.
 func (c *Controller) Resume(ctx context.Context) (*store.Rollout, error) {
-	release, err := c.Lead(ctx)
+	ro, release, err := c.unfinished(ctx, "resume (fleet rollout starts one)")
 	if err != nil {
-		return nil, err
+		return ro, err
 	}
 	defer release()
-	ro, err := c.load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if ro == nil || ro.Phase.Done() {
-		return ro, fmt.Errorf("fleet %s has no rollout to resume (fleet rollout starts one)", c.Fleet)
-	}
 	_, nodes, err := ReadGeneration(ctx, c.Client, c.Fleet, ro.Target)
 	if err != nil {
 		return nil, err
@@ -346,21 +339,32 @@ func (c *Controller) Resume(ctx context.Context) (*store.Rollout, error) {
 }
 
 // Abort leads the fleet and aborts its rollout: every moved node back to
-// the stable generation, the target marked bad.
+// what it ran before, the target marked bad.
 func (c *Controller) Abort(ctx context.Context, reason string) (*store.Rollout, error) {
-	release, err := c.Lead(ctx)
+	ro, release, err := c.unfinished(ctx, "abort")
 	if err != nil {
-		return nil, err
+		return ro, err
 	}
 	defer release()
-	ro, err := c.load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if ro == nil || ro.Phase.Done() {
-		return ro, fmt.Errorf("fleet %s has no rollout to abort", c.Fleet)
-	}
 	return ro, c.abort(ctx, ro, reason)
+}
+
+// unfinished leads the fleet and reads its rollout, which must not be over
+// for what (the error says "no rollout to <what>").
+func (c *Controller) unfinished(ctx context.Context, what string) (*store.Rollout, func(), error) {
+	release, err := c.Lead(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ro, err := c.load(ctx)
+	if err == nil && (ro == nil || ro.Phase.Done()) {
+		err = fmt.Errorf("fleet %s has no rollout to %s", c.Fleet, what)
+	}
+	if err != nil {
+		release()
+		return ro, nil, err
+	}
+	return ro, release, nil
 }
 
 // run moves and soaks the waves from the current one on.
