@@ -12,8 +12,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/portstripe/portstripe/internal/safefile"
 )
 
@@ -229,11 +227,7 @@ func (fl *Fleet) NodeFile(i int) []byte {
 
 func nodeFile(f file) []byte {
 	var b bytes.Buffer
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(encode(reflect.ValueOf(f), "")); err != nil {
-		panic(fmt.Sprintf("encode a node file: %v", err)) // a tree of plain scalars always encodes
-	}
+	encode(&b, reflect.ValueOf(f), "")
 	return b.Bytes()
 }
 

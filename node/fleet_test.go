@@ -1,10 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/portstripe/portstripe/fixtures"
 )
@@ -141,4 +143,50 @@ func TestFleetOverridesTheFirewall(t *testing.T) {
 			t.Errorf("%s: firewall %q, want %q", n.Name, n.Firewall, want)
 		}
 	}
+}
+
+// roundTrip decodes what encode writes of f onto an empty file.
+func roundTrip(t testing.TB, f file) (file, string) {
+	var b bytes.Buffer
+	encode(&b, reflect.ValueOf(f), "")
+	root, err := document(b.Bytes(), "x")
+	if err != nil {
+		t.Fatalf("encode wrote what does not parse: %v\n%s", err, b.String())
+	}
+	var back file
+	if err := decode(root, reflect.ValueOf(&back).Elem(), "", ""); err != nil {
+		t.Fatalf("encode wrote what does not decode: %v\n%s", err, b.String())
+	}
+	return back, b.String()
+}
+
+// TestEncodeRoundTrip: text that YAML would read as something else (a
+// number, a boolean, null, a date, a comment, a map) comes back as the
+// same text.
+func TestEncodeRoundTrip(t *testing.T) {
+	tricky := []string{"5s", "127.0.0.1:1194", "true", "Yes", "no", "null", "~", "1e3", "0x10", "2026-12-01", "a: b", "#x", "x #y",
+		`quo"te`, "line\nbreak", "tab\there", "ünï", "-dash", "1-29999", "443", "[a]", "{a}", "*x", "&x", "!x", "%x", "@x", "`x", " pad", "pad ", "::1", "a,b"}
+	for _, s := range tricky {
+		f := file{Name: s, Addresses: []string{s, "443"}, Reserved: []string{s, "443"},
+			HAProxy:  haproxyFile{ListenPort: s, Log: s, Timeouts: timeoutsFile{Client: s}},
+			Services: []serviceFile{{Name: s, TCP: s, UDP: s, Striped: s, TLS: tlsFile{Mode: s}, SNI: []string{s}}, {Name: "b", Striped: "true", UDP: "443"}}}
+		if back, text := roundTrip(t, f); !reflect.DeepEqual(back, f) {
+			t.Errorf("%q did not come back:\n%s\n%+v", s, text, back)
+		}
+	}
+}
+
+func FuzzEncodeRoundTrip(f *testing.F) {
+	for _, s := range []string{"5s", "true", "127.0.0.1:1194", "a: b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+			return // a node file is text; Parse refuses the rest first
+		}
+		in := file{Name: s, Addresses: []string{s}, Services: []serviceFile{{Name: s, UDP: s, SNI: []string{s}}}}
+		if back, text := roundTrip(t, in); !reflect.DeepEqual(back, in) {
+			t.Errorf("%q did not come back:\n%s", s, text)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -133,48 +134,105 @@ func decodeLabels(n *yaml.Node, v reflect.Value, path, scalar string) error {
 	return nil
 }
 
-// encode is the YAML of a schema value, the inverse of decode: empty text,
-// lists and maps are left out (nil when all of v is), and a number or
-// boolean where the scalar tag takes one is written plain, so the text
-// reads like a hand-written node file and decodes to the same value.
-func encode(v reflect.Value, scalar string) *yaml.Node {
+// encode writes the YAML of a schema struct, the inverse of decode, in the
+// style of a hand-written node file: a map per line (indented by two), a
+// list of values as [a, b], a list of maps one {k: v} per line. Empty
+// text, lists and maps are left out; a number or boolean where the scalar
+// tag takes one is written plain, other text quoted unless it can only be
+// read as text. Written directly rather than through yaml.v3's encoder,
+// which took a quarter of a fleet compile; TestEncodeRoundTrip decodes
+// what it writes.
+func encode(b *bytes.Buffer, v reflect.Value, indent string) {
+	for i := range v.NumField() {
+		f, fv := v.Type().Field(i), v.Field(i)
+		if empty(fv) {
+			continue
+		}
+		b.WriteString(indent + f.Tag.Get("yaml") + ":")
+		switch {
+		case fv.Kind() == reflect.Struct:
+			b.WriteString("\n")
+			encode(b, fv, indent+"  ")
+		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
+			b.WriteString("\n")
+			for k := range fv.Len() {
+				b.WriteString(indent + "  - ")
+				flow(b, fv.Index(k), "")
+				b.WriteString("\n")
+			}
+		default:
+			b.WriteString(" ")
+			flow(b, fv, f.Tag.Get("scalar"))
+			b.WriteString("\n")
+		}
+	}
+}
+
+// flow writes a value on one line: {k: v, …}, [a, b] or a scalar.
+func flow(b *bytes.Buffer, v reflect.Value, scalar string) {
 	switch v.Kind() {
 	case reflect.Struct:
-		m := &yaml.Node{Kind: yaml.MappingNode}
+		b.WriteString("{")
+		first := true
 		for i := range v.NumField() {
-			f := v.Type().Field(i)
-			if val := encode(v.Field(i), f.Tag.Get("scalar")); val != nil {
-				m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: f.Tag.Get("yaml")}, val)
+			if empty(v.Field(i)) {
+				continue
 			}
+			if !first {
+				b.WriteString(", ")
+			}
+			first = false
+			b.WriteString(v.Type().Field(i).Tag.Get("yaml") + ": ")
+			flow(b, v.Field(i), v.Type().Field(i).Tag.Get("scalar"))
 		}
-		if len(m.Content) == 0 {
-			return nil
-		}
-		return m
+		b.WriteString("}")
 	case reflect.Slice:
-		if v.IsNil() {
-			return nil
-		}
-		// [a, b] for values; a map per line for a list of maps (services).
-		s := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		b.WriteString("[")
 		for i := range v.Len() {
-			item := encode(v.Index(i), scalar)
-			if item.Kind == yaml.MappingNode {
-				s.Style, item.Style = 0, yaml.FlowStyle
+			if i > 0 {
+				b.WriteString(", ")
 			}
-			s.Content = append(s.Content, item)
+			flow(b, v.Index(i), scalar)
 		}
+		b.WriteString("]")
+	default:
+		b.WriteString(scalarText(v.String(), scalar))
+	}
+}
+
+func empty(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if !empty(v.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice:
+		return v.IsNil()
+	case reflect.Map:
+		return v.Len() == 0
+	}
+	return v.String() == ""
+}
+
+// plainText is text YAML can only read as text, in a block and in a flow:
+// a name, a word with dots, dashes and slashes, not starting with a digit
+// (1e3, 0x10, 2026-12-01 read otherwise).
+var plainText = regexp.MustCompile(`^[A-Za-z_/][A-Za-z0-9_./-]*$`)
+
+// yamlWords read as booleans or null somewhere in YAML 1.1 or 1.2.
+var yamlWords = map[string]bool{"true": true, "false": true, "null": true, "yes": true, "no": true, "on": true, "off": true, "y": true, "n": true}
+
+func scalarText(s, scalar string) string {
+	switch {
+	case scalar == "int" && strconv.Itoa(atoi(s)) == s,
+		scalar == "bool" && (s == "true" || s == "false"),
+		plainText.MatchString(s) && !yamlWords[strings.ToLower(s)]:
 		return s
 	}
-	text := v.String()
-	if text == "" {
-		return nil
-	}
-	tag := "!!str"
-	if scalar == "int" && strconv.Itoa(atoi(text)) == text || scalar == "bool" && (text == "true" || text == "false") {
-		tag = "!!" + scalar
-	}
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: text}
+	return strconv.Quote(s) // a JSON string, which YAML reads as a double-quoted scalar
 }
 
 func atoi(s string) int {
