@@ -164,3 +164,35 @@ func TestFleetStatusJSON(t *testing.T) {
 		t.Errorf("rolling out the bad generation again: exit %d: %s", code, errOut)
 	}
 }
+
+func TestFleetDiff(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.yaml")
+	edited := filepath.Join(dir, "new.yaml")
+	text := strings.Replace(string(fixtures.Fleet), "maxconn: 16384", "maxconn: 8192", 1)
+	text = strings.Replace(text, "  - name: fra-2\n", "  - name: fra-3\n", 1)
+	text = strings.Replace(text, "region: eu-west, provider: p1", "region: eu-north, provider: p1", 1)
+	for path, data := range map[string]string{old: string(fixtures.Fleet), edited: text} {
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := portstripe(t, "fleet", "diff", "-f", edited, "--against", old)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"1 changed, 1 added, 1 removed, 2 unchanged", // ams-1's label changes no node file
+		"changed ams-2 (haproxy.cfg or rules change)", "added fra-3", "removed fra-2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fleet diff does not say %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^- +\d+   maxconn: 16384$`).MatchString(out) || !regexp.MustCompile(`(?m)^\+ +\d+   maxconn: 8192$`).MatchString(out) {
+		t.Errorf("fleet diff does not show ams-2's maxconn line, old and new:\n%s", out)
+	}
+	if code, _, errOut := portstripe(t, "fleet", "diff", "-f", edited, "--against", old, "--store", "etcd://127.0.0.1:9"); code != exitInput || !strings.Contains(errOut, "give one of them") {
+		t.Errorf("--against with --store: exit %d, %s", code, errOut)
+	}
+}
