@@ -258,12 +258,19 @@ func (fl *Fleet) FleetError(i int, err error) error {
 		return fmt.Errorf("nodes[%d] (%s): %w", i, fl.nodes[i].Name, err)
 	}
 	path, own := fl.Origin(i, fe.Path)
-	msg := fe.Msg
+	// "is already the name of services[0]": the node file's other
+	// services are named by their place in the fleet file too.
+	msg := servicePath.ReplaceAllStringFunc(fe.Msg, func(p string) string {
+		fp, _ := fl.Origin(i, p)
+		return fp
+	})
 	if !own {
 		msg = fmt.Sprintf("on node %s (nodes[%d]): %s", fl.nodes[i].Name, i, msg)
 	}
 	return &FieldError{Path: path, Msg: msg}
 }
+
+var servicePath = regexp.MustCompile(`\bservices\[\d+\]`)
 
 // Origin maps a field path of node i's resolved node file to the fleet
 // file's, and says whether it is the node's own (under nodes[i]) rather

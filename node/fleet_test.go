@@ -68,7 +68,7 @@ func TestFleetErrorsNameTheFleetPath(t *testing.T) {
 		{"[198.51.100.12]", "[198.51.100.12, bogus]", `nodes[1].addresses[1]: "bogus" is not an IPv4 address`},
 		{"udp: 5060", "udp: 99999", `plan.services[1].udp: on node ams-1 (nodes[0]): `},
 		{"maxconn: 16384", "maxconn: lots", `nodes[1].overrides.haproxy.maxconn: `},
-		{"{name: ssh, kind: ssh", "{name: openvpn_rsa, kind: ssh", `nodes[2].services[0].name: "openvpn_rsa" is already the name of services[0]`},
+		{"{name: ssh, kind: ssh", "{name: openvpn_rsa, kind: ssh", `nodes[2].services[0].name: "openvpn_rsa" is already the name of plan.services[0]`},
 		{"name: fra-2", "name: ams-1", `nodes[3].name: "ams-1" is already the name of nodes[0]`},
 		{"[198.51.100.22]", "[198.51.100.11]", `nodes[3].addresses[0]: 198.51.100.11 is also an address of nodes[0] (ams-1)`},
 		{"without: [openvpn_ed25519]", "without: [openvpn_ed448]", `nodes[2].without[0]: "openvpn_ed448" is not a service of the plan`},

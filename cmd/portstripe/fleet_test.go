@@ -27,7 +27,7 @@ var badFleets = []badInput{
 	{name: "a bad override", old: "maxconn: 16384", new: "maxconn: lots",
 		want: `nodes[1].overrides.haproxy.maxconn: "lots" is not a number from 1 to 1000000`},
 	{name: "a node's service named like a plan service", old: "{name: ssh, kind: ssh", new: "{name: openvpn_rsa, kind: ssh",
-		want: `nodes[2].services[0].name: "openvpn_rsa" is already the name of services[0] (service names must be unique)`},
+		want: `nodes[2].services[0].name: "openvpn_rsa" is already the name of plan.services[0] (service names must be unique)`},
 	{name: "two nodes with one name", old: "name: fra-2", new: "name: ams-1",
 		want: `nodes[3].name: "ams-1" is already the name of nodes[0] (node names must be unique)`},
 	{name: "two nodes with one address", old: "[198.51.100.22]", new: "[198.51.100.11]",
