@@ -130,7 +130,7 @@ type writer func(format string, args ...any)
 func (rep *report) writeTargets(w writer) {
 	direct, ps, sel, fork := rep.path("direct"), rep.path("portstripe"), rep.path("sslh-select"), rep.path("sslh-fork")
 	best := rep.best()
-	w("## Targets (issues 7, 10 and 15)\n\n| target | measured | |\n|---|---|---|\n")
+	w("## Targets (issues 7, 10, 15 and 16)\n\n| target | measured | |\n|---|---|---|\n")
 	if direct != nil && ps != nil {
 		add := pct(ps.Lat, 0.99) - pct(direct.Lat, 0.99)
 		if pr := rep.pairedRun(false); pr != nil && pr.index("portstripe") > 0 {
