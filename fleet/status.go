@@ -109,9 +109,13 @@ func ReadStatus(ctx context.Context, kv clientv3.KV, fleet string, now time.Time
 		fs.Rollout, fs.Stable = &ro, ro.StableNow()
 	}
 	names := map[string]bool{}
-	// The nodes of the stable and the target generation are the fleet's
-	// even before an agent or a desired key says so.
-	for _, g := range []uint64{fs.Stable, ro.Target} {
+	// The nodes of the stable, the target and the newest generation are
+	// the fleet's even before an agent or a desired key says so.
+	latest, err := Latest(ctx, kv, fleet)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range slices.Compact(slices.Sorted(slices.Values([]uint64{fs.Stable, ro.Target, latest}))) {
 		if g == 0 {
 			continue
 		}

@@ -632,12 +632,15 @@ func writeFleetStatus(w io.Writer, fs *fleet.FleetStatus) error {
 		}
 		fmt.Fprintf(w, "\n%s (%d)\n", st, fs.Counts[st])
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		shown := 0
+		shown, limit := 0, 50
+		if st == fleet.Synced {
+			limit = 20 // the ones that need no look
+		}
 		for _, n := range fs.Nodes {
 			if n.State != st {
 				continue
 			}
-			if st == fleet.Synced && shown == 20 {
+			if shown == limit {
 				fmt.Fprintf(tw, "  … and %d more (-o json lists every node)\n", fs.Counts[st]-shown)
 				break
 			}
