@@ -43,7 +43,7 @@ func TestCompileRefusesTheWholeGeneration(t *testing.T) {
 	if g != nil || err == nil || !node.IsInputError(err) {
 		t.Fatalf("Compile = %v, %v; want no generation and an input error", g, err)
 	}
-	if want := `nodes[2].addresses[1]: "300.1.1.1" is not an IPv4 address`; !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "and 1 more nodes fail") {
+	if want := `nodes[2].addresses[1]: "300.1.1.1" is not an IP address`; !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "and 1 more nodes fail") {
 		t.Errorf("error %q; want the first failing node's (%s …) and the count of the others", err, want)
 	}
 }

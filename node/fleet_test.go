@@ -65,7 +65,7 @@ func TestFleetLabelsLeaveNodeFilesAlone(t *testing.T) {
 
 func TestFleetErrorsNameTheFleetPath(t *testing.T) {
 	for _, c := range []struct{ old, new, want string }{
-		{"[198.51.100.12]", "[198.51.100.12, bogus]", `nodes[1].addresses[1]: "bogus" is not an IPv4 address`},
+		{"[198.51.100.12]", "[198.51.100.12, bogus]", `nodes[1].addresses[1]: "bogus" is not an IP address`},
 		{"udp: 5060", "udp: 99999", `plan.services[1].udp: on node ams-1 (nodes[0]): `},
 		{"maxconn: 16384", "maxconn: lots", `nodes[1].overrides.haproxy.maxconn: `},
 		{"{name: ssh, kind: ssh", "{name: openvpn_rsa, kind: ssh", `nodes[2].services[0].name: "openvpn_rsa" is already the name of plan.services[0]`},

@@ -21,7 +21,7 @@ import (
 // example fleet (fixtures/fleet.yaml) with old replaced by new.
 var badFleets = []badInput{
 	{name: "a node's bad address", old: "[198.51.100.12]", new: "[198.51.100.12, bogus]",
-		want: `nodes[1].addresses[1]: "bogus" is not an IPv4 address (IPv6 is not supported yet)`},
+		want: `nodes[1].addresses[1]: "bogus" is not an IP address (want IPv4 or IPv6, e.g. 195.154.33.73 or 2001:db8::10)`},
 	{name: "the plan, bad on every node", old: "udp: 5060", new: "udp: 99999",
 		want: "plan.services[1].udp: on node ams-1 (nodes[0]): port 99999 is out of range (allowed 1-65535) (and 3 more nodes fail; fix this one and compile again)"},
 	{name: "a bad override", old: "maxconn: 16384", new: "maxconn: lots",
