@@ -302,6 +302,7 @@ var rolloutFields = []field{
 	{"rollout.waves[].moved", "", "when the wave's last desired key was written (RFC 3339, UTC)"},
 	{"rollout.waves[].promoted", "string", "when every node of the wave had passed its soak; absent before"},
 	{"rollout.waves[].baselines", "object", "per node, its counters just before the wave moved: `at`, `first_packets`, `sessions`, `restarts`, and `rate` (first packets + sessions per second before the move; 0 when idle or unknown); absent when no node of the wave reported"},
+	{"rollout.waves[].from", "object", "per node, the generation its desired key named before the wave moved it (a node without one is left out): where a rollback returns it; absent before the wave moved"},
 	{"rollout.current_wave", "", "index into waves of the wave being moved or soaked, from 0"},
 	{"rollout.phase", "", "`moving`, `soaking`, `paused` (no verdict: no traffic, or the controller stopped; `fleet rollout --resume`), `promoted` or `aborted`"},
 	{"rollout.reason", "", "why it paused or aborted, one line; absent otherwise"},
