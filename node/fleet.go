@@ -111,7 +111,7 @@ func LoadFleet(path string) (*Fleet, error) {
 // resolved (ParseNode), so a bad node names itself.
 func ParseFleet(data []byte, source string) (*Fleet, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, &FieldError{Msg: fmt.Sprintf("fleet file %s is empty; see fixtures/fleet.yaml for an example", source)}
+		return nil, &FieldError{Msg: fmt.Sprintf("fleet file %s is empty; see fixtures/fleet/eu.yaml for an example", source)}
 	}
 	if !utf8.Valid(data) || bytes.IndexByte(data, 0) >= 0 {
 		return nil, &FieldError{Msg: fmt.Sprintf("fleet file %s is not text (binary or not UTF-8); a fleet file is YAML", source)}
@@ -122,7 +122,7 @@ func ParseFleet(data []byte, source string) (*Fleet, error) {
 		if errors.As(err, &fe) {
 			fe.Msg = strings.Replace(fe.Msg, "node file", "fleet file", 1)
 			fe.Msg = strings.Replace(fe.Msg, "a node file is", "a fleet file is", 1)
-			fe.Msg = strings.Replace(fe.Msg, "fixtures/seed-node.yaml", "fixtures/fleet.yaml", 1)
+			fe.Msg = strings.Replace(fe.Msg, "fixtures/seed-node.yaml", "fixtures/fleet/eu.yaml", 1)
 			if strings.Contains(fe.Msg, "not a map of keys") {
 				fe.Msg = fmt.Sprintf("fleet file %s is not a map of keys (want name, plan, nodes)", source)
 			}
@@ -141,7 +141,7 @@ func ParseFleet(data []byte, source string) (*Fleet, error) {
 		return nil, fieldErr("name", "%q is not allowed (%s)", clip(f.Name), nameRule)
 	}
 	if len(f.Nodes) == 0 {
-		return nil, fieldErr("nodes", "required: at least one node (a list of {name, addresses, ...}; see fixtures/fleet.yaml)")
+		return nil, fieldErr("nodes", "required: at least one node (a list of {name, addresses, ...}; see fixtures/fleet/eu.yaml)")
 	}
 	shared := map[string]bool{}
 	for _, s := range f.Plan.Services {

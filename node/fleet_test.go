@@ -79,7 +79,7 @@ func TestFleetErrorsNameTheFleetPath(t *testing.T) {
 	} {
 		text := string(fixtures.Fleet)
 		if !strings.Contains(text, c.old) {
-			t.Fatalf("fixtures/fleet.yaml has no %q", c.old)
+			t.Fatalf("fixtures/fleet/eu.yaml has no %q", c.old)
 		}
 		text = strings.Replace(text, c.old, c.new, 1)
 		err := parseAll(text)

@@ -521,7 +521,7 @@ Checked by ` + "`TestBadInputPayloadFile`" + `.
 with exit code 2 and exactly this line, naming the field path in the fleet file (and,
 for an error in the shared plan, the first node it fails on): nothing is written, and
 publish does not contact the store. The fleet file is the example fleet
-(` + "`fixtures/fleet.yaml`" + `) with the edit shown. Checked by ` + "`TestBadInputFleet`" + `.
+(` + "`fixtures/fleet/eu.yaml`" + `) with the edit shown. Checked by ` + "`TestBadInputFleet`" + `.
 
 | case | fleet file | message |
 |---|---|---|

@@ -34,7 +34,7 @@ type fleetFlags struct {
 }
 
 func (f *fleetFlags) registerFile(c *cobra.Command) {
-	c.Flags().StringVarP(&f.file, "file", "f", os.Getenv("PORTSTRIPE_FLEET_FILE"), "fleet file (YAML; see fixtures/fleet.yaml); env PORTSTRIPE_FLEET_FILE")
+	c.Flags().StringVarP(&f.file, "file", "f", os.Getenv("PORTSTRIPE_FLEET_FILE"), "fleet file (YAML; see fixtures/fleet/eu.yaml); env PORTSTRIPE_FLEET_FILE")
 }
 
 func (f *fleetFlags) registerStore(c *cobra.Command) {
@@ -45,7 +45,7 @@ func (f *fleetFlags) registerStore(c *cobra.Command) {
 // compile loads and compiles the fleet file.
 func (f *fleetFlags) compile() (*fleet.Generation, error) {
 	if f.file == "" {
-		return nil, usageError{errors.New("no fleet file: -f FILE names it (fixtures/fleet.yaml is an example)")}
+		return nil, usageError{errors.New("no fleet file: -f FILE names it (fixtures/fleet/eu.yaml is an example)")}
 	}
 	return fleet.Load(f.file)
 }
@@ -74,7 +74,7 @@ func fleetCmd() *cobra.Command {
 		Long: `A fleet file describes many nodes at once: one shared plan (the keys of a
 node file but name and addresses) and, per node, its name, addresses, labels
 (region, provider…) and what it does otherwise (overrides, its own services,
-plan services disabled or left out). See fixtures/fleet.yaml.
+plan services disabled or left out). See fixtures/fleet/eu.yaml.
 
 The way of a change:
   fleet compile   resolve every node's node file and compile it (nothing leaves the machine)

@@ -18,7 +18,7 @@ import (
 )
 
 // badFleets are fleet files fleet compile and fleet publish refuse: the
-// example fleet (fixtures/fleet.yaml) with old replaced by new.
+// example fleet (fixtures/fleet/eu.yaml) with old replaced by new.
 var badFleets = []badInput{
 	{name: "a node's bad address", old: "[198.51.100.12]", new: "[198.51.100.12, bogus]",
 		want: `nodes[1].addresses[1]: "bogus" is not an IP address (want IPv4 or IPv6, e.g. 195.154.33.73 or 2001:db8::10)`},
@@ -60,7 +60,7 @@ func TestBadInputFleet(t *testing.T) {
 	for _, b := range badFleets {
 		t.Run(b.name, func(t *testing.T) {
 			if !strings.Contains(string(fixtures.Fleet), b.old) {
-				t.Fatalf("fixtures/fleet.yaml has no %q", b.old)
+				t.Fatalf("fixtures/fleet/eu.yaml has no %q", b.old)
 			}
 			path := filepath.Join(t.TempDir(), "fleet.yaml")
 			if err := os.WriteFile(path, []byte(strings.Replace(string(fixtures.Fleet), b.old, b.new, 1)), 0o644); err != nil {
@@ -141,7 +141,7 @@ func withoutSource(cfg []byte) string {
 func TestFleetStatusJSON(t *testing.T) {
 	cl := etcdtest.Start(t, etcdtest.Options{})
 	url := cl.StoreURL()
-	if code, out, errOut := portstripe(t, "fleet", "publish", "-f", "../../fixtures/fleet.yaml", "--store", url); code != 0 || !strings.HasPrefix(out, "published generation 1 of fleet eu: 4 nodes") {
+	if code, out, errOut := portstripe(t, "fleet", "publish", "-f", "../../fixtures/fleet/eu.yaml", "--store", url); code != 0 || !strings.HasPrefix(out, "published generation 1 of fleet eu: 4 nodes") {
 		t.Fatalf("publish: exit %d, %s%s", code, out, errOut)
 	}
 	code, out, errOut := portstripe(t, "fleet", "rollout", "--store", url, "--fleet", "eu", "--soak", "0s", "--ack-timeout", "500ms", "--poll", "50ms")

@@ -46,7 +46,7 @@ var jsonCases = []struct {
 	// Over IPv6: the node's IPv6 address, and what iptables cannot see.
 	{"explain-dual-stack", []string{"explain", "-c", dualStackNode}, 0},
 	{"route-dual-stack-udp6", []string{"route", "-c", dualStackNode, "--proto", "udp6", "--port", "443", "--client", "openvpn:tls-auth:SHA512"}, 0},
-	{"fleet-compile", []string{"fleet", "compile", "-f", "../../fixtures/fleet.yaml"}, 0},
+	{"fleet-compile", []string{"fleet", "compile", "-f", "../../fixtures/fleet/eu.yaml"}, 0},
 }
 
 const dualStackNode = "../../fixtures/dual-stack-node.yaml"
