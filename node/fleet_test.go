@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/portstripe/portstripe/fixtures"
+	"github.com/portstripe/portstripe/signature"
 )
 
 func exampleFleet(t *testing.T) *Fleet {
@@ -168,8 +169,10 @@ func TestEncodeRoundTrip(t *testing.T) {
 		`quo"te`, "line\nbreak", "tab\there", "ünï", "-dash", "1-29999", "443", "[a]", "{a}", "*x", "&x", "!x", "%x", "@x", "`x", " pad", "pad ", "::1", "a,b"}
 	for _, s := range tricky {
 		f := file{Name: s, Addresses: []string{s, "443"}, Reserved: []string{s, "443"},
-			HAProxy:  haproxyFile{ListenPort: s, Log: s, Timeouts: timeoutsFile{Client: s}},
-			Services: []serviceFile{{Name: s, TCP: s, UDP: s, Striped: s, TLS: tlsFile{Mode: s}, SNI: []string{s}}, {Name: "b", Striped: "true", UDP: "443"}}}
+			HAProxy: haproxyFile{ListenPort: s, Log: s, Timeouts: timeoutsFile{Client: s}},
+			Services: []serviceFile{{Name: s, TCP: s, UDP: s, Striped: s, TLS: signature.RawTLS{Mode: s}, SNI: []string{s}, ALPN: []string{s},
+				Custom: signature.RawCustom{Prefix: s, Match: []signature.RawMatch{{Offset: s, Bytes: "0500"}, {Offset: "0", Bytes: s}}}},
+				{Name: "b", Striped: "true", UDP: "443"}}}
 		if back, text := roundTrip(t, f); !reflect.DeepEqual(back, f) {
 			t.Errorf("%q did not come back:\n%s\n%+v", s, text, back)
 		}
