@@ -134,14 +134,21 @@ func docNode(n plan.NodeInfo) nodeDoc { return nodeDoc{n, n.Reserved} }
 func writeExplain(w io.Writer, p *plan.Plan) error {
 	fmt.Fprintf(w, "node %s from %s (sha256 %s)\n", p.Node.Name, p.Node.Source, p.Node.SHA256)
 	writeOverrides(w, p.Node)
-	fmt.Fprintf(w, "addresses: %s; reserved ports %s get no rule\n\n", familyAddresses(p.Node.Addresses), p.Node.Reserved)
+	fmt.Fprintf(w, "addresses: %s; reserved ports %s get no rule\n", familyAddresses(p.Node.Addresses), p.Node.Reserved)
+	kernel := "kernel (u32)"
+	if p.Firewall == node.NFTables {
+		kernel = "kernel (nft)"
+		fmt.Fprintf(w, "firewall: nftables (table inet portstripe: UDP by an interval verdict map to each list's chain)\n\n")
+	} else {
+		fmt.Fprintf(w, "firewall: iptables (rules.v4%s: UDP by dispatch rules and u32 matches)\n\n", map[bool]string{true: ", rules.v6"}[iptables.HasRules6(p)])
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROTO\tPORTS\tVIA\t#\tSIGNATURE\tSERVICE\tTARGET")
 	prev := ""
 	for _, r := range p.Explain() {
 		portText := node.PortSet(r.Ports).String()
 		key := string(r.Proto) + portText
-		proto, ports, via := string(r.Proto), shorten(portText, 40), "kernel (u32)"
+		proto, ports, via := string(r.Proto), shorten(portText, 40), kernel
 		if r.Frontend != nil {
 			via = fmt.Sprintf("%s :%d", r.Frontend.Name, r.Frontend.Port)
 		}
