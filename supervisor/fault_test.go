@@ -284,14 +284,13 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{
-		Node:     node.Options{Path: path},
-		Applier:  &Applier{Dir: state, Firewalls: map[string]firewall.Backend{node.IPTables: rules}, Proxy: h, Log: log},
-		HAProxy:  h,
-		Metrics:  NewMetrics(nil),
-		Log:      log,
-		Desired:  desired,
-		Debounce: 50 * time.Millisecond,
-		Cleanup:  true, // the master outlives a plain stop
+		Source:  &FileSource{Node: node.Options{Path: path}, Debounce: 50 * time.Millisecond, Log: log},
+		Applier: &Applier{Dir: state, Firewalls: map[string]firewall.Backend{node.IPTables: rules}, Proxy: h, Log: log},
+		HAProxy: h,
+		Metrics: NewMetrics(nil),
+		Log:     log,
+		Desired: desired,
+		Cleanup: true, // the master outlives a plain stop
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

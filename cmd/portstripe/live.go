@@ -509,14 +509,13 @@ it reports READY after the first successful pass and feeds the watchdog.`,
 			}
 			o, _ := nf.options()
 			r := &supervisor.Runner{
-				Node:        o,
+				Source:      &supervisor.FileSource{Node: o, Debounce: debounce, Log: log},
 				Applier:     l.applier,
 				HAProxy:     l.proxy,
 				Metrics:     supervisor.NewMetrics(l),
 				Log:         log,
 				Desired:     res,
-				FileErr:     fileErr,
-				Debounce:    debounce,
+				InputErr:    fileErr,
 				Period:      period,
 				MetricsAddr: metrics,
 				Cleanup:     cleanup,
