@@ -31,7 +31,7 @@ import (
 const nsPrefix = "psbench-"
 
 // sectionNames are the sections -only selects, in the order they run.
-var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds", "fleet"}
+var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds", "fleet", "agents"}
 
 type config struct {
 	quick   bool
@@ -175,6 +175,11 @@ func orchestrate(c config) (err error) {
 	if sections["fleet"] {
 		if err := r.fleetCompile(); err != nil {
 			return fmt.Errorf("fleet: %w", err)
+		}
+	}
+	if sections["agents"] {
+		if err := r.agents(ctx); err != nil {
+			return fmt.Errorf("agents: %w", err)
 		}
 	}
 	r.rep.elapsed = time.Since(r.started)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/fleet/store"
@@ -279,6 +282,14 @@ func (a *Agent) session(ctx context.Context) error {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = a.OpTimeout
 	}
+	// gRPC's own reconnects (a stream that broke while the session
+	// lasts) back off up to 2 minutes by default: bound them as the
+	// sessions are, jittered (±20%), so a restarted store is found again
+	// within seconds but not by every node at once.
+	cfg.DialOptions = append(slices.Clip(cfg.DialOptions), grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: a.MinBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: a.MaxBackoff},
+		MinConnectTimeout: a.OpTimeout,
+	}))
 	cl, err := clientv3.New(cfg)
 	if err != nil {
 		return err
