@@ -68,9 +68,11 @@ type Agent struct {
 
 	mu sync.Mutex
 	// pending is the last desired record handed to run, rev its key's
-	// ModRevision (what the next read must pass to be new).
+	// ModRevision (what the next read must pass to be new) in the
+	// cluster whose id is cluster.
 	pending *answer
 	rev     int64
+	cluster uint64
 	// applied is the generation the node serves (0: unknown).
 	applied   uint64
 	drift     []string
@@ -304,7 +306,13 @@ func (a *Agent) session(ctx context.Context) error {
 		return fmt.Errorf("lease: %w", err)
 	}
 	defer func() {
-		// The status key goes with the agent (MISSING) at once, not a TTL later.
+		if ctx.Err() == nil {
+			// A session that failed leaves its lease to run out: the
+			// next one puts the status under a lease of its own.
+			return
+		}
+		// The agent stops: its status key goes (MISSING) at once, not a
+		// TTL later.
 		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
 		cl.Revoke(rctx, lease.ID)
 		rcancel()
@@ -318,9 +326,21 @@ func (a *Agent) session(ctx context.Context) error {
 		return err
 	}
 	a.setUp()
-	if err := a.writeStatus(sctx, cl, lease.ID); err != nil {
-		return err
+	// A status write that fails says the store is out of reach (log,
+	// /readyz, the gauge) but ends nothing: the lease, the watch and gRPC
+	// carry on through a store's restart, and the next write that goes
+	// through says it is back. A new session would add its lease, read
+	// and watch to a store already struggling.
+	written := ""
+	status := func(always bool) {
+		switch wrote, err := a.writeStatus(sctx, cl, lease.ID, &written, always); {
+		case err != nil && ctx.Err() == nil:
+			a.setDown(err)
+		case wrote:
+			a.setUp()
+		}
 	}
+	status(true)
 	key := store.DesiredKey(a.Fleet, a.Node)
 	watch := cl.Watch(clientv3.WithRequireLeader(sctx), key, clientv3.WithRev(rev+1))
 	tick := time.NewTicker(a.StatusInterval)
@@ -355,13 +375,9 @@ func (a *Agent) session(ctx context.Context) error {
 				return errors.New("the status key's lease ran out: the store did not answer")
 			}
 		case <-a.kick:
-			if err := a.writeStatus(sctx, cl, lease.ID); err != nil {
-				return err
-			}
+			status(false)
 		case <-tick.C:
-			if err := a.writeStatus(sctx, cl, lease.ID); err != nil {
-				return err
-			}
+			status(true)
 		}
 	}
 }
@@ -376,6 +392,13 @@ func (a *Agent) read(ctx context.Context, cl *clientv3.Client) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read %s: %w", key, err)
 	}
+	a.mu.Lock()
+	if id := resp.Header.ClusterId; id != a.cluster {
+		// Another cluster (rebuilt, restored from a snapshot) numbers
+		// its revisions anew: what it holds is new whatever its revision.
+		a.cluster, a.rev = id, 0
+	}
+	a.mu.Unlock()
 	if len(resp.Kvs) == 0 {
 		a.Log.Info("no desired state for this node in the store yet; watching for it", "key", key)
 	} else if err := a.offer(ctx, resp.Kvs[0].ModRevision, resp.Kvs[0].Value); err != nil {
@@ -442,13 +465,16 @@ func (a *Agent) compile(d store.Desired) (*compiler.Result, error) {
 }
 
 // writeStatus writes the node's status under the lease once run has
-// answered a desired record.
-func (a *Agent) writeStatus(ctx context.Context, cl *clientv3.Client, lease clientv3.LeaseID) error {
+// answered a desired record: on a tick always (the counters and the time
+// move), on a pass only when it says something new since written (the
+// last record this session wrote, without its time). It reports whether
+// it wrote.
+func (a *Agent) writeStatus(ctx context.Context, cl *clientv3.Client, lease clientv3.LeaseID, written *string, always bool) (bool, error) {
 	a.mu.Lock()
 	ans := a.pending
 	if ans == nil || ans.status == "" {
 		a.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	st := store.Status{
 		Generation:     ans.desired.Generation,
@@ -471,21 +497,29 @@ func (a *Agent) writeStatus(ctx context.Context, cl *clientv3.Client, lease clie
 		r := probe(op, serving)
 		st.HAProxyUp, st.FirstPackets, st.Sessions = r.HAProxyUp, r.FirstPackets, r.Sessions
 	}
+	same, err := store.Encode(st)
+	if err != nil {
+		return false, err
+	}
+	if !always && same == *written {
+		return false, nil
+	}
 	st.UpdatedAt = time.Now().UTC()
 	val, err := store.Encode(st)
 	if err != nil {
-		return err
+		return false, err
 	}
 	key := store.StatusKey(a.Fleet, a.Node)
 	if _, err := cl.Put(op, key, val, clientv3.WithLease(lease)); err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
+		return false, fmt.Errorf("write %s: %w", key, err)
 	}
+	*written = same
 	if !st.StoreReachable {
 		a.mu.Lock()
 		a.outage = false
 		a.mu.Unlock()
 	}
-	return nil
+	return true, nil
 }
 
 // oneLine is an error as the status's one line (at most 500 bytes).
