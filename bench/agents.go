@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,8 @@ type agentsResult struct {
 	Rollout, Publish time.Duration
 	// Down is how long the store was killed; Resync is from the store
 	// answering again until every agent rewrote its status, ResyncACK
-	// until every agent ACKed a generation rolled out from that moment.
+	// until every agent ACKed a generation published and written to every
+	// desired key from that moment.
 	Down, Resync, ResyncACK time.Duration
 	// Reconnected is how many agents had noticed the outage (their
 	// session ended; they reconnect with backoff) by the restart.
@@ -202,7 +204,26 @@ func (r *run) agentsIn(ctx context.Context, bt *benchT) error {
 		}
 		resynced <- err
 	}()
-	if _, _, err := rollout(g3); err != nil {
+	// The next update, written as soon as the store answers: every
+	// node's desired key at once (what the last wave of a rollout does).
+	p3, err := fleet.Publish(ctx, cl, g3, time.Now())
+	if err != nil {
+		return err
+	}
+	var ops []clientv3.Op
+	for _, nd := range g3.Nodes {
+		val, err := store.Encode(store.DesiredOf(p3.Generation, nd.Record()))
+		if err != nil {
+			return err
+		}
+		ops = append(ops, clientv3.OpPut(store.DesiredKey(name, nd.Name), val))
+	}
+	for chunk := range slices.Chunk(ops, store.MaxTxnOps) {
+		if _, err := cl.Txn(ctx).Then(chunk...).Commit(); err != nil {
+			return fmt.Errorf("write the desired keys: %w", err)
+		}
+	}
+	if err := allStatuses(ctx, cl, name, n, func(s store.Status) bool { return s.Generation == p3.Generation && s.Result == store.ACK }); err != nil {
 		return err
 	}
 	res.ResyncACK = time.Since(back)
@@ -273,7 +294,7 @@ func (rep *report) writeAgents(w writer) {
 	w("| publish (%d node records, then the meta) | %s |\n", a.Agents, ms(a.Publish))
 	w("| publish → every agent ACKed (rollout promoted) | **%s** |\n", ms(a.Rollout))
 	w("| store killed for %s, restarted: until every agent rewrote its status | **%s** (%d of %d agents had noticed the outage by the restart; they reconnect with jittered backoff, the others' streams resume) |\n", a.Down, ms(a.Resync), a.Reconnected, a.Agents)
-	w("| … until every agent ACKed a generation rolled out from the moment the store answered | %s |\n", ms(a.ResyncACK))
+	w("| … until every agent ACKed a generation published and written to every desired key (one batch, as a last wave) the moment the store answered | %s |\n", ms(a.ResyncACK))
 	w("| etcd RSS: no agent / %d agents connected | %.0f MB / %.0f MB: **%.2f MB per agent** |\n\n", a.Agents, float64(a.RSSIdle)/1e6, float64(a.RSSAgents)/1e6, float64(a.RSSAgents-a.RSSIdle)/1e6/float64(a.Agents))
 }
 

@@ -231,17 +231,17 @@ func (a *Agent) Passed(p supervisor.Pass) {
 // loop runs sessions with the store until ctx ends, waiting a jittered,
 // growing backoff after each that ended.
 func (a *Agent) loop(ctx context.Context) {
-	backoff := time.Duration(0)
+	step := time.Duration(0)
 	for {
 		err := a.session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if a.setDown(err) {
-			backoff = 0 // it had connected: start again from the shortest wait
+			step = 0 // it had connected: start again from the shortest wait
 		}
-		backoff = min(max(2*backoff, a.MinBackoff), a.MaxBackoff)
-		wait := backoff/2 + rand.N(backoff/2+1)
+		step = min(max(2*step, a.MinBackoff), a.MaxBackoff)
+		wait := step/2 + rand.N(step/2+1)
 		select {
 		case <-ctx.Done():
 			return
