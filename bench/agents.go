@@ -18,6 +18,7 @@ import (
 
 	"github.com/portstripe/portstripe/fleet"
 	"github.com/portstripe/portstripe/fleet/agent"
+	"github.com/portstripe/portstripe/fleet/agent/agenttest"
 	"github.com/portstripe/portstripe/fleet/store"
 	"github.com/portstripe/portstripe/internal/etcdtest"
 	"github.com/portstripe/portstripe/internal/nodegen"
@@ -74,26 +75,6 @@ func (t *benchT) cleanup() {
 	}
 }
 
-// fakeRun stands for run's apply path in the benchmark: it takes each
-// desired state the agent yields and answers it as a successful apply,
-// counting what it was handed.
-func fakeRun(ctx context.Context, a *agent.Agent, applies *atomic.Int64) {
-	desires, _ := a.Watch(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case d := <-desires:
-			applies.Add(1)
-			if d.Err != nil {
-				a.Passed(supervisor.Pass{Err: d.Err})
-				continue
-			}
-			a.Passed(supervisor.Pass{Desired: d.Result, Serving: d.Result})
-		}
-	}
-}
-
 // agents runs the section, turning a failure inside etcdtest into an error.
 func (r *run) agents(ctx context.Context) (err error) {
 	bt := &benchT{dir: r.tmp}
@@ -141,7 +122,10 @@ func (r *run) agentsIn(ctx context.Context, bt *benchT) error {
 		a := &agent.Agent{Store: c.Config(), Fleet: name, Node: nd.Name, Log: quiet}
 		agents = append(agents, a)
 		wg.Add(1)
-		go func() { defer wg.Done(); fakeRun(actx, a, &applies) }()
+		go func() {
+			defer wg.Done()
+			agenttest.Serve(actx, a, func(supervisor.Desire) { applies.Add(1) })
+		}()
 	}
 	settings := store.Settings{Waves: []float64{0.01, 0.05, 0.25, 1}, AllowIdle: true, AckTimeout: time.Minute, MaxFailed: 0.05, Keep: 5}
 	rollout := func(g *fleet.Generation) (pub, all time.Duration, err error) {

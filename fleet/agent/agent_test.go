@@ -1,4 +1,4 @@
-package agent
+package agent_test
 
 import (
 	"bytes"
@@ -13,8 +13,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/portstripe/portstripe/compiler"
+	"github.com/portstripe/portstripe/fleet/agent"
+	"github.com/portstripe/portstripe/fleet/agent/agenttest"
 	"github.com/portstripe/portstripe/fleet/store"
 	"github.com/portstripe/portstripe/internal/etcdtest"
+	"github.com/portstripe/portstripe/internal/testenv"
 	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/supervisor"
 )
@@ -61,55 +64,23 @@ func put(t *testing.T, cl *clientv3.Client, key string, v any) {
 	}
 }
 
-// fakeRun stands for run's loop: it takes every desired state and answers
-// it as an apply that always succeeds would (a refused one with its error).
+// fakeRun records what run's loop would have been handed.
 type fakeRun struct {
 	mu    sync.Mutex
 	taken []supervisor.Desire
 }
 
-func (f *fakeRun) serve(ctx context.Context, a *Agent) {
-	desires, _ := a.Watch(ctx)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case d := <-desires:
-			f.mu.Lock()
-			f.taken = append(f.taken, d)
-			f.mu.Unlock()
-			if d.Err != nil {
-				a.Passed(supervisor.Pass{Err: d.Err})
-				continue
-			}
-			a.Passed(supervisor.Pass{Desired: d.Result, Serving: d.Result})
-		}
-	}
-}
-
-// syncLog is a log the test reads while the agent writes it.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+func (f *fakeRun) record(d supervisor.Desire) {
+	f.mu.Lock()
+	f.taken = append(f.taken, d)
+	f.mu.Unlock()
 }
 
 // start runs an agent for node n1 of fleet f against cfg with fakeRun.
-func start(t *testing.T, cfg clientv3.Config, tune func(*Agent)) (*Agent, *fakeRun, *syncLog) {
+func start(t *testing.T, cfg clientv3.Config, tune func(*agent.Agent)) (*agent.Agent, *fakeRun, *testenv.SyncBuffer) {
 	t.Helper()
-	logs := &syncLog{}
-	a := &Agent{Store: cfg, Fleet: "f", Node: "n1", Log: slog.New(slog.NewTextHandler(logs, nil)),
+	logs := &testenv.SyncBuffer{}
+	a := &agent.Agent{Store: cfg, Fleet: "f", Node: "n1", Log: slog.New(slog.NewTextHandler(logs, nil)),
 		StatusInterval: 200 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 	if tune != nil {
 		tune(a)
@@ -117,7 +88,7 @@ func start(t *testing.T, cfg clientv3.Config, tune func(*Agent)) (*Agent, *fakeR
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fakeRun{}
 	done := make(chan struct{})
-	go func() { defer close(done); f.serve(ctx, a) }()
+	go func() { defer close(done); agenttest.Serve(ctx, a, f.record) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return a, f, logs
 }
@@ -219,7 +190,7 @@ func TestAgentStoreOutage(t *testing.T) {
 	cl := c.Client()
 	key := store.DesiredKey("f", "n1")
 	put(t, cl, key, desired(t, 1, nodeFile(22)))
-	a, run, logs := start(t, c.Config(), func(a *Agent) { a.OpTimeout = 500 * time.Millisecond })
+	a, run, logs := start(t, c.Config(), func(a *agent.Agent) { a.OpTimeout = 500 * time.Millisecond })
 	waitStatus(t, cl, "ACK of generation 1", func(s store.Status) bool { return s.Result == store.ACK })
 	c.Kill(0)
 	waitFor(t, "Ready reports the store unreachable", func() bool { return a.Ready() != nil })
@@ -269,7 +240,7 @@ func TestAgentCompacted(t *testing.T) {
 	cfg := c.Config()
 	cfg.Endpoints = cfg.Endpoints[:1] // the agent knows m0 only
 	// A session outliving the member's absence: the watch resumes.
-	_, run, logs := start(t, cfg, func(a *Agent) { a.StatusInterval, a.LeaseTTL = time.Minute, time.Minute })
+	_, run, logs := start(t, cfg, func(a *agent.Agent) { a.StatusInterval, a.LeaseTTL = time.Minute, time.Minute })
 	waitStatus(t, cl, "ACK of generation 1", func(s store.Status) bool { return s.Result == store.ACK })
 	c.Kill(0)
 	c.WaitHealthy()
