@@ -215,7 +215,7 @@ func preflight() error {
 	}
 	tools := map[string]string{
 		"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
-		"haproxy": "haproxy", "sslh-select": "sslh", "sslh": "sslh", "sysctl": "procps", "go": "golang (Go 1.26)",
+		"haproxy": "haproxy", "sslh-select": "sslh", "sslh": "sslh", "sysctl": "procps", "go": "golang (Go 1.26)", "etcd": "etcd-server",
 	}
 	var missing []string
 	for tool, pkg := range tools {
