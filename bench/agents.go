@@ -270,9 +270,9 @@ func (rep *report) writeAgents(w writer) {
 	if a == nil {
 		return
 	}
-	w("## 8. Fleet agents: a rollout and a store restart\n\n")
+	w("## 9. Fleet agents: a rollout and a store restart\n\n")
 	w("One etcd member (Debian's etcd-server %s, fsync on, its own data directory) on 127.0.0.1 and %d node agents in this process: the real `fleet/agent` code, each with its own etcd connection, status lease and watch, compiling its node file with the node compiler; only the apply is a fake that records the desired state and answers as a successful apply (no HAProxy, no iptables). ", etcdVersion(), a.Agents)
-	w("The fleet is `internal/nodegen.Fleet(%d)` (section 7's); a generation changes `haproxy.inspect_delay` in the shared plan, so every node's files change. ", a.Agents)
+	w("The fleet is `internal/nodegen.Fleet(%d)` (section 8's); a generation changes `haproxy.inspect_delay` in the shared plan, so every node's files change. ", a.Agents)
 	w("The rollout is `fleet.Controller` with waves %s, no soak, no wait between waves (`--soak 0s --allow-idle`), statuses read every 100 ms. The 1-minute load average when the section ended: %s (on %s cores shared with whatever else runs).\n\n", a.Waves, a.Load, rep.machine.Cores)
 	w("| what | measured |\n|---|---|\n")
 	w("| publish (%d node records, then the meta) | %s |\n", a.Agents, ms(a.Publish))
@@ -298,7 +298,7 @@ func (rep *report) writeAgentsTargets(w writer) {
 	if a == nil {
 		return
 	}
-	w("| a generation rolled out to %d agents, publish → all ACKed < 5 s without waits between waves (issue 16) | %s (waves %s; section 8) | %s |\n", a.Agents, ms(a.Rollout), a.Waves, verdict(a.Rollout < 5*time.Second))
-	w("| store restart with %d agents connected: all resynced < 15 s (issue 16) | %s until every status was rewritten, %s until every agent ACKed a new generation (store down %s; section 8) | %s |\n", a.Agents, ms(a.Resync), ms(a.ResyncACK), a.Down, verdict(a.Resync < 15*time.Second))
-	w("| etcd memory per connected agent (issue 16: measured, no goal) | %.2f MB (section 8) | |\n", float64(a.RSSAgents-a.RSSIdle)/1e6/float64(a.Agents))
+	w("| a generation rolled out to %d agents, publish → all ACKed < 5 s without waits between waves (issue 16) | %s (waves %s; section 9) | %s |\n", a.Agents, ms(a.Rollout), a.Waves, verdict(a.Rollout < 5*time.Second))
+	w("| store restart with %d agents connected: all resynced < 15 s (issue 16) | %s until every status was rewritten, %s until every agent ACKed a new generation (store down %s; section 9) | %s |\n", a.Agents, ms(a.Resync), ms(a.ResyncACK), a.Down, verdict(a.Resync < 15*time.Second))
+	w("| etcd memory per connected agent (issue 16: measured, no goal) | %.2f MB (section 9) | |\n", float64(a.RSSAgents-a.RSSIdle)/1e6/float64(a.Agents))
 }
