@@ -265,12 +265,18 @@ func (b *fleetBed) waitACK(gen uint64) {
 func (b *fleetBed) startAgents() {
 	b.t.Helper()
 	for _, n := range b.nodes {
-		r := &liveRun{t: b.t, node: n.ns, stateDir: filepath.Join(n.dir, "state")}
-		args := []string{"run", "--store", b.etcd.StoreURL(), "--fleet", fleetName, "--node", n.name,
-			"--dir", r.stateDir, "--metrics", "127.0.0.1:0", "--period", reconcilePeriod.String()}
-		r.proc = testenv.Start(b.t, "agent "+n.name, n.ns.Command(cliPath, args...), filepath.Join(n.dir, "agent.log"))
-		n.agent = r
+		b.startAgent(n, "agent.log")
 	}
+}
+
+// startAgent starts n's `portstripe run --store`, logging to n.dir/log.
+func (b *fleetBed) startAgent(n *fleetNode, log string) {
+	b.t.Helper()
+	r := &liveRun{t: b.t, node: n.ns, stateDir: filepath.Join(n.dir, "state")}
+	args := []string{"run", "--store", b.etcd.StoreURL(), "--fleet", fleetName, "--node", n.name,
+		"--dir", r.stateDir, "--metrics", "127.0.0.1:0", "--period", reconcilePeriod.String()}
+	r.proc = testenv.Start(b.t, "agent "+n.name, n.ns.Command(cliPath, args...), filepath.Join(n.dir, log))
+	n.agent = r
 }
 
 // metricsAddr waits for the agent's /metrics address (served once it has
@@ -417,6 +423,21 @@ func TestFleet(t *testing.T) {
 		}
 		b.sshWorks(n, "store down")
 	}
+	// An agent (re)started while the store is down serves the state its
+	// last apply left in --dir: a node rebooting during an outage.
+	n3 := b.nodes[2]
+	n3.agent.proc.Stop()
+	b.startAgent(n3, "agent-restarted.log")
+	if err := n3.agent.proc.WaitLog(`msg="node applied" reason=start result=unchanged`, fleetDeadline); err != nil {
+		t.Fatalf("n3's agent restarted with the store down did not adopt its applied state: %v", err)
+	}
+	if !strings.Contains(n3.agent.proc.LogText(), "serving the state applied in --dir until the store says otherwise") {
+		t.Errorf("n3's restarted agent did not say it serves the applied state:\n%s", testbed.Tail(n3.agent.proc.LogText(), 10))
+	}
+	if code, body := n3.readyz(t); code != http.StatusServiceUnavailable || !strings.Contains(body, "fleet store") {
+		t.Errorf("n3: /readyz of an agent started with the store down: %d %q", code, body)
+	}
+	b.sshWorks(n3, "agent restarted with the store down")
 	restarted := time.Now()
 	b.etcd.RestartAll()
 	b.logf("every etcd member restarted")

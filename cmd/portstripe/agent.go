@@ -52,7 +52,7 @@ func (f *storeFlags) agent(cmd *cobra.Command, dir string, log *slog.Logger) (*a
 	ag := &agent.Agent{Store: cfg, Fleet: f.fleet, Node: f.node, Log: log.With("fleet", f.fleet)}
 	res, err := supervisor.LoadApplied(dir)
 	if err == nil {
-		log.Info("serving the state applied in --dir until the store says otherwise", "dir", dir, "node_sha256", res.Node.SHA256)
+		log.Info("serving the state applied in --dir until the store says otherwise", "dir", dir, "node_sha256", res.Plan.Node.SHA256)
 		return ag, runStart{src: ag, res: res}, nil
 	}
 	res, err = ag.First(cmd.Context())
