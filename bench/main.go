@@ -31,7 +31,7 @@ import (
 const nsPrefix = "psbench-"
 
 // sectionNames are the sections -only selects, in the order they run.
-var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds", "fleet"}
+var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds", "fleet", "agents"}
 
 type config struct {
 	quick   bool
@@ -177,6 +177,11 @@ func orchestrate(c config) (err error) {
 			return fmt.Errorf("fleet: %w", err)
 		}
 	}
+	if sections["agents"] {
+		if err := r.agents(ctx); err != nil {
+			return fmt.Errorf("agents: %w", err)
+		}
+	}
 	r.rep.elapsed = time.Since(r.started)
 	r.rep.command = r.command
 	r.rep.date = r.started.UTC().Format("2006-01-02 15:04 UTC")
@@ -210,7 +215,7 @@ func preflight() error {
 	}
 	tools := map[string]string{
 		"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
-		"haproxy": "haproxy", "sslh-select": "sslh", "sslh": "sslh", "sysctl": "procps", "go": "golang (Go 1.26)",
+		"haproxy": "haproxy", "sslh-select": "sslh", "sslh": "sslh", "sysctl": "procps", "go": "golang (Go 1.26)", "etcd": "etcd-server",
 	}
 	var missing []string
 	for tool, pkg := range tools {

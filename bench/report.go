@@ -34,6 +34,7 @@ type report struct {
 	reconcile        *reconcileResult
 	kinds            kindsReport
 	fleet            []fleetPoint
+	agents           *agentsResult
 }
 
 func ms(d time.Duration) string {
@@ -117,6 +118,7 @@ func (rep *report) write(dir string) (string, error) {
 	rep.writeReconcile(w)
 	rep.writeKinds(w)
 	rep.writeFleet(w)
+	rep.writeAgents(w)
 	rep.writeTried(w)
 	path := filepath.Join(dir, "BENCHMARKS.md")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -223,6 +225,7 @@ func (rep *report) writeTargets(w writer) {
 	if p, ok := rep.fleetTarget(); ok {
 		w("| `fleet compile` of 5,000 nodes < 3 s (issue 16) | %s wall time (%s CPU time over %d cores, load average %s), every node resolved and compiled (section 8) | %s |\n", ms(p.CLI), ms(p.CPU), runtime.GOMAXPROCS(0), p.Load, verdict(p.CLI < 3*time.Second))
 	}
+	rep.writeAgentsTargets(w)
 	w("\n")
 }
 

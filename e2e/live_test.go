@@ -158,7 +158,12 @@ func liveDial(ns testbed.Netns, addr string, timeout time.Duration) (net.Conn, e
 // liveSSHBanner connects from the client namespace to a striped port, speaks
 // first as an SSH client does, and returns the server's banner.
 func liveSSHBanner(client testbed.Netns, port int) (string, error) {
-	c, err := liveDial(client, net.JoinHostPort(nodeAddr, strconv.Itoa(port)), time.Second)
+	return liveSSHBannerAt(client, nodeAddr, port)
+}
+
+// liveSSHBannerAt is liveSSHBanner to the node address addr.
+func liveSSHBannerAt(client testbed.Netns, addr string, port int) (string, error) {
+	c, err := liveDial(client, net.JoinHostPort(addr, strconv.Itoa(port)), time.Second)
 	if err != nil {
 		return "", err
 	}

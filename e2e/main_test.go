@@ -46,6 +46,7 @@ var tools = map[string]string{
 	"ssh":              "openssh-client",
 	"ssh-keygen":       "openssh-client",
 	"ssh-keyscan":      "openssh-client",
+	"etcd":             "etcd-server",
 	// The real servers and clients of the newer kinds (kinds_test.go).
 	"microsocks":   "microsocks",
 	"curl":         "curl",

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -221,16 +219,7 @@ func TestLock(t *testing.T) {
 }
 
 // syncBuffer is a log sink the test reads while the runner writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type syncBuffer struct{ testenv.SyncBuffer }
 
 // waitFor waits until the log has count lines containing every one of
 // words, returning the last.
@@ -238,9 +227,9 @@ func (s *syncBuffer) waitFor(t *testing.T, count int, words ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		s.mu.Lock()
 		var hits []string
-		for _, l := range strings.Split(s.b.String(), "\n") {
+		text := s.String()
+		for _, l := range strings.Split(text, "\n") {
 			all := true
 			for _, w := range words {
 				all = all && strings.Contains(l, w)
@@ -249,12 +238,11 @@ func (s *syncBuffer) waitFor(t *testing.T, count int, words ...string) string {
 				hits = append(hits, l)
 			}
 		}
-		s.mu.Unlock()
 		if len(hits) >= count {
 			return hits[count-1]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no log line %d with %q; log:\n%s", count, words, s.b.String())
+			t.Fatalf("no log line %d with %q; log:\n%s", count, words, text)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -284,14 +272,13 @@ func TestRunSurvivesNodeFileFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{
-		Node:     node.Options{Path: path},
-		Applier:  &Applier{Dir: state, Firewalls: map[string]firewall.Backend{node.IPTables: rules}, Proxy: h, Log: log},
-		HAProxy:  h,
-		Metrics:  NewMetrics(nil),
-		Log:      log,
-		Desired:  desired,
-		Debounce: 50 * time.Millisecond,
-		Cleanup:  true, // the master outlives a plain stop
+		Source:  &FileSource{Node: node.Options{Path: path}, Debounce: 50 * time.Millisecond, Log: log},
+		Applier: &Applier{Dir: state, Firewalls: map[string]firewall.Backend{node.IPTables: rules}, Proxy: h, Log: log},
+		HAProxy: h,
+		Metrics: NewMetrics(nil),
+		Log:     log,
+		Desired: desired,
+		Cleanup: true, // the master outlives a plain stop
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

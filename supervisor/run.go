@@ -7,39 +7,32 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/portstripe/portstripe/compiler"
-	"github.com/portstripe/portstripe/node"
 )
 
 // DefaultPeriod is how often run observes the machine and repairs drift.
 const DefaultPeriod = 10 * time.Second
 
 // Runner is `portstripe run`: a level-triggered controller. It keeps the
-// machine running the desired state (the node file's last good compile),
-// reconciling on events (node file change, SIGHUP, HAProxy exit) and every
-// Period, and leaves HAProxy and the rules serving when it stops.
+// machine running the desired state (the Source's last good compile: the
+// node file's, or a fleet store's), reconciling on events (a new desired
+// state, HAProxy exit) and every Period, and leaves HAProxy and the rules
+// serving when it stops.
 type Runner struct {
-	Node    node.Options
+	Source  Source
 	Applier *Applier
 	HAProxy *HAProxy
 	Metrics *Metrics
 	Log     *slog.Logger
-	// Desired is what to serve at start: the node file's compile, or, when
-	// the node file is broken (FileErr), the last applied state.
-	Desired *compiler.Result
-	FileErr error
-	// Debounce groups the burst of events an editor's save makes.
-	Debounce time.Duration
+	// Desired is what to serve at start: the source's compile, or, when
+	// the source's input is refused (InputErr), the last applied state.
+	Desired  *compiler.Result
+	InputErr error
 	// Period is how often the machine is observed and drift repaired;
 	// 0 means DefaultPeriod.
 	Period time.Duration
@@ -51,14 +44,14 @@ type Runner struct {
 	Notify func(state string)
 
 	mu sync.Mutex
-	// desired is what the machine must run, fromFile whether it is the
-	// node file as it is now (not a fallback); good is the last state
-	// applied in full (nil before the first); fileErr says why the node
-	// file is not what runs; serving says why the machine does not run
-	// desired (nil when the last pass made it so).
+	// desired is what the machine must run, fromSource whether it is the
+	// source's input as it is now (not a fallback); good is the last state
+	// applied in full (nil before the first); inputErr says why the
+	// source's input is not what runs; serving says why the machine does
+	// not run desired (nil when the last pass made it so).
 	desired, good *compiler.Result
-	fromFile      bool
-	fileErr       error
+	fromSource    bool
+	inputErr      error
 	serving       error
 	ready         bool
 	retryAt       time.Time // no liveness-triggered pass before this
@@ -68,16 +61,13 @@ type Runner struct {
 // Run works until ctx ends (SIGTERM, SIGINT), then stops, leaving the node
 // serving unless Cleanup is set.
 func (r *Runner) Run(ctx context.Context) error {
-	if r.Debounce == 0 {
-		r.Debounce = 200 * time.Millisecond
-	}
 	if r.Period <= 0 {
 		r.Period = DefaultPeriod
 	}
-	r.desired, r.fileErr, r.fromFile = r.Desired, r.FileErr, r.FileErr == nil
-	if r.fileErr != nil {
-		r.Log.Error("node file refused at start; serving the last applied state until it is fixed",
-			"error", r.fileErr, "applied_sha256", r.desired.Plan.Node.SHA256)
+	r.desired, r.inputErr, r.fromSource = r.Desired, r.InputErr, r.InputErr == nil
+	if r.inputErr != nil {
+		r.Log.Error(r.Source.Input()+" refused at start; serving the last applied state until it is fixed",
+			"error", r.inputErr, "applied_sha256", r.desired.Plan.Node.SHA256)
 	}
 	if r.MetricsAddr != "" {
 		stop, err := r.serve()
@@ -86,29 +76,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
-	watcher, err := fsnotify.NewWatcher()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	desires, err := r.Source.Watch(wctx)
 	if err != nil {
-		return fmt.Errorf("watch node file: %w", err)
-	}
-	defer watcher.Close()
-	target := ""
-	if r.Node.Path != "" {
-		// Watch the directory: editors replace the file by renaming a
-		// temporary one over it, which ends a watch on the file itself.
-		target, _ = filepath.Abs(r.Node.Path)
-		if err := watcher.Add(filepath.Dir(target)); err != nil {
-			return fmt.Errorf("watch %s: %w", filepath.Dir(target), err)
-		}
+		return err
 	}
 	if r.HAProxy.Alive(ctx) {
 		r.Log.Info("attached to a running haproxy master", "master_socket", r.HAProxy.MasterSocket)
 	}
 	r.reconcile(ctx, "start")
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var debounce <-chan time.Time
 	period := time.NewTicker(r.Period)
 	defer period.Stop()
 	// The master is polled between periods: an adopted one is not our
@@ -127,17 +105,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			r.stop()
 			return nil
-		case ev := <-watcher.Events:
-			if p, _ := filepath.Abs(ev.Name); p == target {
-				debounce = time.After(r.Debounce)
-			}
-		case err := <-watcher.Errors:
-			r.Log.Warn("node file watch", "error", err)
-		case <-debounce:
-			debounce = nil
-			r.load(ctx, "node file changed")
-		case <-hup:
-			r.load(ctx, "SIGHUP")
+		case d := <-desires:
+			r.take(ctx, d)
 		case <-exited:
 			fired = exited
 			r.reconcile(ctx, "haproxy master exited")
@@ -153,12 +122,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// load recompiles the node file and, when it compiles, makes it the
-// desired state; a broken file leaves the last good state serving.
-func (r *Runner) load(ctx context.Context, reason string) {
-	res, err := compiler.Compile(r.Node)
+// take makes a desired state from the source the one to run; a refused
+// input leaves the last good state serving.
+func (r *Runner) take(ctx context.Context, d Desire) {
+	err := d.Err
 	if err == nil {
-		if h := res.Plan.HAProxy; h.MasterSocket != r.HAProxy.MasterSocket || h.RuntimeSocket != r.HAProxy.RuntimeSocket {
+		if h := d.Result.Plan.HAProxy; h.MasterSocket != r.HAProxy.MasterSocket || h.RuntimeSocket != r.HAProxy.RuntimeSocket {
 			// The running master answers on the old sockets; moving them
 			// is a restart of HAProxy, which run never does on its own.
 			err = fmt.Errorf("haproxy.master_socket/runtime_socket changed (%s, %s → %s, %s): restart portstripe run to move them",
@@ -167,14 +136,18 @@ func (r *Runner) load(ctx context.Context, reason string) {
 	}
 	if err != nil {
 		r.Metrics.Applies.WithLabelValues("failed").Inc()
-		r.setFileErr(err)
-		r.Log.Error("node file refused; the last applied state keeps serving", "reason", reason, "error", err)
+		r.setInputErr(err)
+		r.Log.Error(r.Source.Input()+" refused; the last applied state keeps serving", "reason", d.Reason, "error", err)
+		r.mu.Lock()
+		good := r.good
+		r.mu.Unlock()
+		r.Source.Passed(Pass{Desired: d.Result, Serving: good, Err: err})
 		return
 	}
 	r.mu.Lock()
-	r.desired, r.fromFile = res, true
+	r.desired, r.fromSource = d.Result, true
 	r.mu.Unlock()
-	r.reconcile(ctx, reason)
+	r.reconcile(ctx, d.Reason)
 }
 
 // reconcile observes the machine and makes it run the desired state.
@@ -191,15 +164,15 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 		r.Metrics.Applies.WithLabelValues("failed").Inc()
 		r.failed()
 		r.mu.Lock()
-		if r.fromFile {
-			r.fileErr = err
+		if r.fromSource {
+			r.inputErr = err
 		}
 		fallback := good != nil && desired != good
 		if fallback {
-			// A node file that compiles but does not apply (haproxy -c,
+			// An input that compiles but does not apply (haproxy -c,
 			// the kernel refusing a rule) is retried on its next change
 			// or SIGHUP; until then the last good state is kept right.
-			r.desired, r.fromFile = good, false
+			r.desired, r.fromSource = good, false
 		} else {
 			r.serving = err
 		}
@@ -210,10 +183,12 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 		} else {
 			log.Error("apply failed; the machine is as it was before it", "error", err)
 		}
+		r.Source.Passed(Pass{Desired: desired, Serving: good, Err: err})
 		return
 	}
 	r.backoff = 0
-	if c.Start && r.ready {
+	restarted := c.Start && r.ready
+	if restarted {
 		r.Metrics.Restarts.Inc()
 	}
 	result := "ok"
@@ -225,13 +200,15 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 	r.Metrics.SetApplied(desired.Plan)
 	r.Metrics.NodeInfo.Reset()
 	r.Metrics.NodeInfo.WithLabelValues(desired.Plan.Node.Name, desired.Plan.Node.SHA256, desired.Plan.Node.SettingsSHA256).Set(1)
+	var drift []string
 	switch {
 	case desired == good && !c.Nothing:
 		// Nothing was asked to change, yet the machine differed.
-		for _, w := range c.What() {
+		drift = c.What()
+		for _, w := range drift {
 			r.Metrics.DriftRepairs.WithLabelValues(w).Inc()
 		}
-		log.Warn("drift repaired", "what", c.What(), "rule_changes", len(c.Rules), "jumps", c.Jumps,
+		log.Warn("drift repaired", "what", drift, "rule_changes", len(c.Rules), "jumps", c.Jumps,
 			"haproxy_started", c.Start, "reload", c.Reload, "runtime_changes", len(c.Servers), "files", c.Files)
 	case desired != good || reason != "periodic":
 		log.Info("node applied", "result", result, "node", desired.Plan.Node.Name, "sha256", desired.Plan.Node.SHA256,
@@ -239,8 +216,8 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 	}
 	r.mu.Lock()
 	r.good, r.serving = desired, nil
-	if r.fromFile && r.desired == desired {
-		r.fileErr = nil
+	if r.fromSource && r.desired == desired {
+		r.inputErr = nil
 	}
 	ready := r.ready
 	r.ready = true
@@ -249,6 +226,7 @@ func (r *Runner) reconcile(ctx context.Context, reason string) {
 	if !ready {
 		r.notify("READY=1")
 	}
+	r.Source.Passed(Pass{Desired: desired, Serving: desired, Drift: drift, Restarted: restarted})
 }
 
 func (r *Runner) applyLocked(ctx context.Context, desired *compiler.Result) (Change, error) {
@@ -289,23 +267,23 @@ func (r *Runner) notify(state string) {
 	}
 }
 
-func (r *Runner) setFileErr(err error) {
+func (r *Runner) setInputErr(err error) {
 	r.mu.Lock()
-	r.fileErr = err
+	r.inputErr = err
 	r.mu.Unlock()
 	r.updateHealthMetrics()
 }
 
-func (r *Runner) health() (serving, fileErr error) {
+func (r *Runner) health() (serving, inputErr error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.serving, r.fileErr
+	return r.serving, r.inputErr
 }
 
 func (r *Runner) updateHealthMetrics() {
-	serving, fileErr := r.health()
+	serving, inputErr := r.health()
 	applied, lastErr := 0.0, 0.0
-	if serving == nil && fileErr == nil {
+	if serving == nil && inputErr == nil {
 		applied = 1
 	} else {
 		lastErr = 1
@@ -315,13 +293,14 @@ func (r *Runner) updateHealthMetrics() {
 }
 
 // serve starts /metrics, /healthz and /readyz. /healthz (liveness) is 200
-// while the node serves what was last applied, whatever the node file says
-// now; /readyz is 200 only when the node file as it is now is applied.
+// while the node serves what was last applied, whatever the source's input
+// says now; /readyz is 200 only when the input as it is now is applied and
+// the source is ready (a store agent: connected).
 func (r *Runner) serve() (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(r.Metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
-		serving, fileErr := r.health()
+		serving, inputErr := r.health()
 		if serving == nil && !r.HAProxy.Alive(req.Context()) {
 			serving = errors.New("haproxy master does not answer")
 		}
@@ -329,15 +308,15 @@ func (r *Runner) serve() (stop func(), err error) {
 			http.Error(w, "unhealthy: "+serving.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		if fileErr != nil {
-			fmt.Fprintln(w, "ok: serving the last applied state; the node file is not applied: "+fileErr.Error())
+		if inputErr != nil {
+			fmt.Fprintf(w, "ok: serving the last applied state; the %s is not applied: %v\n", r.Source.Input(), inputErr)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, req *http.Request) {
-		serving, fileErr := r.health()
-		if err := errors.Join(serving, fileErr); err != nil {
+		serving, inputErr := r.health()
+		if err := errors.Join(serving, inputErr, r.Source.Ready()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/firewall"
+	"github.com/portstripe/portstripe/fleet/agent"
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/iptables"
 	"github.com/portstripe/portstripe/nftables"
@@ -447,13 +448,14 @@ func (e detailedError) Unwrap() error { return e.error }
 func runCmd(nf *nodeFlags) *cobra.Command {
 	var (
 		lf       liveFlags
+		sf       storeFlags
 		metrics  string
 		cleanup  bool
 		debounce time.Duration
 		period   time.Duration
 	)
 	c := &cobra.Command{
-		Use: "run [-c node.yaml] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
+		Use: "run [-c node.yaml | --store etcd://HOST:PORT,… --fleet NAME --node NAME] [--dir DIR] [--metrics ADDR] [--period 10s] [--cleanup]",
 		// Stopping with --cleanup stops HAProxy and removes the chains.
 		Annotations: map[string]string{stopGraceKey: "40s"},
 		Short:       "Own a live node: keep the machine running the node file, repairing drift",
@@ -479,44 +481,62 @@ instead (HAProxy stopped, portstripe's rules removed).
 It serves, on --metrics (127.0.0.1 only unless told otherwise), /metrics,
 /healthz (200 while the node serves what was last applied) and /readyz (200
 only when the node file as it is now is applied). Under systemd (Type=notify)
-it reports READY after the first successful pass and feeds the watchdog.`,
+it reports READY after the first successful pass and feeds the watchdog.
+
+A fleet node: with --store, --fleet and --node, the node file comes from the
+fleet's etcd store (written by 'portstripe fleet publish' and 'fleet
+rollout') instead of -c. run reads the node's desired key, compiles the node
+file in it with this portstripe's own loader and compiler (a file it refuses
+is never applied: it answers NACK with the error line and keeps serving),
+applies it as it would a local node file, and writes the node's status key
+(ACK or NACK, generation, hashes, version, HAProxy up, drift, restarts,
+counters) under a lease, so the key goes away when the node does; then it
+watches the desired key. If the store is out of reach, run keeps serving
+the state last applied in --dir (at start too), says so in the log, on
+/readyz and in portstripe_store_connected, and reconnects with jittered
+backoff. TLS and authentication as etcdctl takes them: --store-ca,
+--store-cert, --store-key (etcds:// for TLS with the system's CAs), and
+--store-user NAME with the password in env PORTSTRIPE_STORE_PASSWORD (NAME:PASSWORD
+works too, but is visible to every user of the machine).`,
+		Example: `  portstripe run -c /etc/portstripe/node.yaml
+  PORTSTRIPE_STORE_PASSWORD=… portstripe run --store etcds://etcd1.example:2379,etcd2.example:2379,etcd3.example:2379 \
+      --store-ca /etc/portstripe/etcd-ca.pem --store-user node-par1 --fleet vpn --node par1`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := lf.logger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			if err := nf.resolve(cmd, nodeFileOnly); err != nil {
-				return err
+			var (
+				st runStart
+				ag *agent.Agent
+			)
+			if sf.enabled() {
+				ag, st, err = sf.agent(cmd, lf.dir, log)
+			} else {
+				st, err = fileSource(cmd, nf, lf.dir, debounce, log)
 			}
-			res, fileErr := nf.compile()
-			if fileErr != nil && !node.IsInputError(fileErr) {
-				return fileErr
-			}
-			if err := needRoot(cmd); err != nil {
-				return err
-			}
-			if fileErr != nil {
-				last, err := supervisor.LoadApplied(lf.dir)
-				if err != nil {
-					// Nothing to fall back on: the input error stops run.
-					return fileErr
-				}
-				res = last
-			}
-			l, err := newLive(lf.dir, res.Plan, log)
 			if err != nil {
 				return err
 			}
-			o, _ := nf.options()
+			l, err := newLive(lf.dir, st.res.Plan, log)
+			if err != nil {
+				return err
+			}
+			m := supervisor.NewMetrics(l)
+			if ag != nil {
+				ag.SetProbe(agent.LiveProbe(l))
+				if err := ag.Register(m.Registry); err != nil {
+					return err
+				}
+			}
 			r := &supervisor.Runner{
-				Node:        o,
+				Source:      st.src,
 				Applier:     l.applier,
 				HAProxy:     l.proxy,
-				Metrics:     supervisor.NewMetrics(l),
+				Metrics:     m,
 				Log:         log,
-				Desired:     res,
-				FileErr:     fileErr,
-				Debounce:    debounce,
+				Desired:     st.res,
+				InputErr:    st.inputErr,
 				Period:      period,
 				MetricsAddr: metrics,
 				Cleanup:     cleanup,
@@ -525,12 +545,46 @@ it reports READY after the first successful pass and feeds the watchdog.`,
 			return r.Run(cmd.Context()) // until SIGTERM or SIGINT
 		},
 	}
+	sf.register(c)
 	lf.register(c)
 	c.Flags().StringVar(&metrics, "metrics", "127.0.0.1:9642", "address for /metrics, /healthz and /readyz; empty disables")
 	c.Flags().BoolVar(&cleanup, "cleanup", false, "tear down when stopping: stop HAProxy and remove portstripe's rules")
 	c.Flags().DurationVar(&debounce, "debounce", 200*time.Millisecond, "wait this long after the last node file change before applying")
 	c.Flags().DurationVar(&period, "period", supervisor.DefaultPeriod, "how often to observe the machine and repair drift")
 	return c
+}
+
+// runStart is where run's desired state comes from and what it serves at
+// start: the source's compile, or, when the source's input is refused
+// (inputErr), the state an earlier apply left in --dir.
+type runStart struct {
+	src      supervisor.Source
+	res      *compiler.Result
+	inputErr error
+}
+
+// fileSource is run's start from the node file.
+func fileSource(cmd *cobra.Command, nf *nodeFlags, dir string, debounce time.Duration, log *slog.Logger) (runStart, error) {
+	if err := nf.resolve(cmd, nodeFileOnly); err != nil {
+		return runStart{}, err
+	}
+	res, fileErr := nf.compile()
+	if fileErr != nil && !node.IsInputError(fileErr) {
+		return runStart{}, fileErr
+	}
+	if err := needRoot(cmd); err != nil {
+		return runStart{}, err
+	}
+	if fileErr != nil {
+		last, err := supervisor.LoadApplied(dir)
+		if err != nil {
+			// Nothing to fall back on: the input error stops run.
+			return runStart{}, fileErr
+		}
+		res = last
+	}
+	o, _ := nf.options()
+	return runStart{src: &supervisor.FileSource{Node: o, Debounce: debounce, Log: log}, res: res, inputErr: fileErr}, nil
 }
 
 // sdNotify tells systemd about run's state when it runs under a unit with

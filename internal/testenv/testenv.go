@@ -244,3 +244,23 @@ func Snapshot(t testing.TB, dir string, ignore ...string) string {
 	}
 	return b.String()
 }
+
+// SyncBuffer is a log sink a test reads while the code under test writes
+// it from its own goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String is what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
