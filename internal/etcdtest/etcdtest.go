@@ -9,11 +9,13 @@ package etcdtest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,30 +158,38 @@ func Start(t T, o Options) *Cluster {
 	return c
 }
 
-// freePorts finds n free TCP ports on host (in the cluster's namespace).
-// The listeners are closed before etcd binds; nothing else on a test
-// machine hands out ports from the ephemeral range to a fixed listener.
+// freePorts finds n free TCP ports on host (in the cluster's namespace),
+// drawn at random below the ephemeral range (32768 and up): a port the
+// kernel handed out and took back (listen on :0, close) may at once be
+// the source port of another process's connection, and etcd's bind then
+// fails, which it did with tests of several packages running at once.
 func (c *Cluster) freePorts(host string, n int) ([]int, error) {
 	var ports []int
 	err := c.do(func() error {
-		var lns []net.Listener
-		defer func() {
-			for _, ln := range lns {
-				ln.Close()
+		for tries := 0; len(ports) < n; tries++ {
+			if tries == 1000 {
+				return fmt.Errorf("etcdtest: no free port on %s in %d-%d", host, portFrom, portTo)
 			}
-		}()
-		for range n {
-			ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+			p := portFrom + rand.IntN(portTo-portFrom)
+			if slices.Contains(ports, p) {
+				continue
+			}
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 			if err != nil {
-				return fmt.Errorf("etcdtest: a free port on %s: %w", host, err)
+				continue // taken
 			}
-			lns = append(lns, ln)
-			ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+			ln.Close()
+			ports = append(ports, p)
 		}
 		return nil
 	})
 	return ports, err
 }
+
+// portFrom and portTo bound the ports freePorts draws from: above the
+// ports the e2e tests' HAProxy frontends and backends use, below the
+// ephemeral range.
+const portFrom, portTo = 12000, 19999
 
 func (c *Cluster) do(fn func() error) error {
 	if c.opts.Netns == "" {

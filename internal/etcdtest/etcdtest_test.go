@@ -40,8 +40,11 @@ func TestClusterQuorum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(resp.Kvs[0].Value); got != "2" {
-		t.Errorf("after the restart k = %q, want 2", got)
+	// The write that timed out is in the surviving member's log,
+	// uncommitted: once a quorum is back it may commit. Its outcome is
+	// unknown to the client, as with any timed-out write.
+	if got := string(resp.Kvs[0].Value); got != "2" && got != "3" {
+		t.Errorf("after the restart k = %q, want 2 (or 3: the timed-out write committed later)", got)
 	}
 }
 
