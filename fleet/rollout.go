@@ -117,6 +117,11 @@ func (c *Controller) txn(ctx context.Context, cmps []clientv3.Cmp, ops ...client
 		return err
 	}
 	if !resp.Succeeded {
+		// Say which check failed: the lead is lost when the store was away
+		// longer than the election session's TTL.
+		if got, err := c.Client.Get(ctx, c.election.Key()); err == nil && (len(got.Kvs) == 0 || got.Kvs[0].CreateRevision != c.election.Rev()) {
+			return fmt.Errorf("the controller lost the lead of fleet %s (its election key expired, as when the store is unreachable for longer than %d s): run fleet rollout --resume", c.Fleet, electionTTL)
+		}
 		return store.ErrConflict
 	}
 	return nil
