@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/portstripe/portstripe/fleet/store"
+	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/etcdtest"
 	"github.com/portstripe/portstripe/internal/testbed"
 	"github.com/portstripe/portstripe/internal/testenv"
@@ -341,6 +343,59 @@ func (b *fleetBed) sshWorks(n *fleetNode, what string) {
 		n.name, what, banner, n.name, n.addr, fleetSSHPort, took.Round(time.Millisecond))
 }
 
+// vpnWorks: real OpenVPN 2.6 clients of the fleet's openvpn_ecc
+// (tls-crypt) reach node n's own servers through a striped TCP port and a
+// striped UDP port, as in the single-node suite.
+func (b *fleetBed) vpnWorks(n *fleetNode) {
+	b.t.Helper()
+	p, err := newPKI(filepath.Join(n.dir, "pki-ecc"), "ecc")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	in := &instance{service: "openvpn_ecc", alg: "ecc", mode: "tls-crypt", udpPort: 5060,
+		tcpAddr: netip.MustParseAddrPort("127.0.0.1:5060"), pki: p, anyAddress: true}
+	// The node's address is on lo, not on the veth the client comes in
+	// by: --multihome answers from the address a datagram came to.
+	for _, proto := range []string{"udp", "tcp"} {
+		args := in.serverArgs(proto)
+		if proto == "udp" {
+			args = append(args, "--multihome")
+		}
+		srv := testenv.Start(b.t, n.name+" openvpn_ecc/"+proto, n.ns.Command("openvpn", args...), filepath.Join(n.dir, "openvpn_ecc-"+proto+".log"))
+		if err := srv.WaitLog("Initialization Sequence Completed", 15*time.Second); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	// HAProxy checks the TCP backend every 2 s: the new server is routed
+	// to once it is UP.
+	rt := haproxy.NewRuntime(filepath.Join(n.dir, "runtime.sock"), nil)
+	if _, err := liveWaitFor(fleetDeadline, 200*time.Millisecond, func() error {
+		stats, err := rt.ShowStat(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, st := range stats {
+			if st.Type == haproxy.StatServer && st.Proxy == "openvpn_ecc" && strings.HasPrefix(st.Status, "UP") {
+				return nil
+			}
+		}
+		return errors.New("openvpn_ecc not UP")
+	}); err != nil {
+		b.t.Fatalf("%s: HAProxy never saw the OpenVPN TCP server up: %v", n.name, err)
+	}
+	for i, proto := range []string{"tcp", "udp"} {
+		port := 1194 + i
+		log := filepath.Join(n.dir, "openvpn-client-"+proto+".log")
+		cmd := n.client.Command("openvpn", in.clientArgsTo(netip.MustParseAddr(n.addr), proto, port, 41001+i, n.name+"-"+proto)...)
+		ok, detail, err := testbed.WatchLines(cmd, log, "Initialization Sequence Completed", 25*time.Second)
+		if err != nil || !ok {
+			b.t.Errorf("%s: OpenVPN client over striped %s %d did not connect: %v %s", n.name, proto, port, err, detail)
+			continue
+		}
+		b.logf("%s: a real OpenVPN tls-crypt client connected through striped %s %d", n.name, proto, port)
+	}
+}
+
 // sshRefused checks that node n does not take SSH on its striped port yet.
 func (b *fleetBed) sshRefused(n *fleetNode) {
 	b.t.Helper()
@@ -383,6 +438,7 @@ func TestFleet(t *testing.T) {
 	b.waitACK(gen2)
 	for _, n := range b.nodes {
 		b.sshWorks(n, fmt.Sprintf("generation %d", gen2))
+		b.vpnWorks(n)
 	}
 	if out, err := b.cli("fleet", "status", "--fleet", fleetName); err != nil || strings.Count(out, "SYNCED") == 0 {
 		t.Errorf("fleet status after generation %d: %v\n%s", gen2, err, out)
