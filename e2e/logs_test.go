@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -167,7 +168,19 @@ func readDecisions(t *testing.T, path string) map[netip.AddrPort][]haproxy.Decis
 // server may reconnect from its fixed port. A client of a reserved port
 // never reached HAProxy and leaves none.
 func checkDecisionLines(t *testing.T, log string, cases []*clientCase) {
-	byClient := readDecisions(t, log)
+	// HAProxy writes a TCP connection's line when the session ends, which
+	// can be after the client has gone: wait (boundedly) for a line from
+	// every client that reached a frontend.
+	var byClient map[netip.AddrPort][]haproxy.DecisionLine
+	liveWaitFor(10*time.Second, 100*time.Millisecond, func() error {
+		byClient = readDecisions(t, log)
+		for _, c := range cases {
+			if c.proto == "tcp" && c.src.IsValid() && !slices.Contains(reservedPorts, c.port) && len(byClient[c.src]) == 0 {
+				return fmt.Errorf("no line for %s yet", c.id)
+			}
+		}
+		return nil
+	})
 	// The client namespace reuses ephemeral ports: two cases may share a
 	// source address and port, one after the other, to different public
 	// ports (or, rarely, the same one).
