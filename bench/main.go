@@ -2,14 +2,17 @@
 // on this machine: TCP set-up latency and connection rate, bulk throughput,
 // failed connections across HAProxy reloads, compile and apply time as the
 // node grows, UDP first-datagram classification, the CPU a reconcile pass
-// of `portstripe run` costs, and fleet compile of thousands of nodes. It
-// writes BENCHMARKS.md and PNG plots (see -out).
+// of `portstripe run` costs, new UDP flows per second as the decision lists
+// grow (no classification vs iptables vs nftables), TCP over IPv6 vs IPv4,
+// and fleet compile of thousands of nodes. It writes BENCHMARKS.md and PNG
+// plots (see -out).
 //
 //	sudo go run ./bench          # full run, under 10 minutes
 //	sudo go run ./bench -quick   # CI smoke, under 2 minutes
 //
 // It runs as root, inside network namespaces it creates (addresses from
-// 198.51.100.0/24 only) and removes again, also on SIGINT or a panic.
+// 198.51.100.0/24 and 2001:db8::/64 only) and removes again, also on
+// SIGINT or a panic.
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +35,7 @@ import (
 const nsPrefix = "psbench-"
 
 // sectionNames are the sections -only selects, in the order they run.
-var sectionNames = []string{"tcp", "reload", "udp", "scale", "reconcile", "kinds", "fleet", "agents"}
+var sectionNames = []string{"tcp", "reload", "udp", "tcp6", "lists", "scale", "reconcile", "kinds", "fleet", "agents"}
 
 type config struct {
 	quick   bool
@@ -130,15 +134,15 @@ func orchestrate(c config) (err error) {
 		sections[s] = true
 	}
 	ctx := context.Background()
-	if sections["tcp"] || sections["reload"] || sections["udp"] || sections["kinds"] {
+	if sections["tcp"] || sections["reload"] || sections["udp"] || sections["tcp6"] || sections["kinds"] {
 		if r.pair, err = testbed.NewPair(nsPrefix); err != nil {
 			return err
 		}
 		defer r.pair.Close()
-		if err := r.tuneNamespaces(); err != nil {
+		if err := r.tune(r.pair); err != nil {
 			return err
 		}
-		if err := r.startBackend(); err != nil {
+		if r.backend, err = r.startBackend(r.pair.Node, []int{portRSA, portECC, portSSH, portTLS}, []int{udpRSA, udpECC}); err != nil {
 			return err
 		}
 	}
@@ -155,6 +159,16 @@ func orchestrate(c config) (err error) {
 	if sections["udp"] {
 		if err := r.udp(ctx); err != nil {
 			return fmt.Errorf("udp: %w", err)
+		}
+	}
+	if sections["tcp6"] {
+		if err := r.tcpFamilies(ctx); err != nil {
+			return fmt.Errorf("tcp6: %w", err)
+		}
+	}
+	if sections["lists"] {
+		if err := r.lists(ctx); err != nil {
+			return fmt.Errorf("lists: %w", err)
 		}
 	}
 	if sections["scale"] {
@@ -215,7 +229,7 @@ func preflight() error {
 	}
 	tools := map[string]string{
 		"ip": "iproute2", "iptables": "iptables", "iptables-restore": "iptables",
-		"haproxy": "haproxy", "sslh-select": "sslh", "sslh": "sslh", "sysctl": "procps", "go": "golang (Go 1.26)", "etcd": "etcd-server",
+		"haproxy": "haproxy", "nft": "nftables", "sslh-select": "sslh", "sslh": "sslh", "sysctl": "procps", "go": "golang (Go 1.26)", "etcd": "etcd-server",
 	}
 	var missing []string
 	for tool, pkg := range tools {
@@ -224,17 +238,17 @@ func preflight() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing tools: %s; on Debian: echo \"sslh sslh/inetd_or_standalone select standalone\" | debconf-set-selections; DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy iptables sslh", strings.Join(missing, ", "))
+		return fmt.Errorf("missing tools: %s; on Debian: echo \"sslh sslh/inetd_or_standalone select standalone\" | debconf-set-selections; DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy iptables nftables sslh", strings.Join(missing, ", "))
 	}
 	return nil
 }
 
-// tuneNamespaces widens the client's port range and shortens conntrack's
-// TIME_WAIT memory on the node, so that tens of thousands of short
+// tune widens a pair's client port range and shortens conntrack's
+// TIME_WAIT memory on its node, so that tens of thousands of short
 // connections neither run out of ports nor fill the conntrack table.
 // Both are per-namespace settings; the host is not touched.
-func (r *run) tuneNamespaces() error {
-	for _, ns := range []testbed.Netns{r.pair.Client, r.pair.Node} {
+func (r *run) tune(p *testbed.Pair) error {
+	for _, ns := range []testbed.Netns{p.Client, p.Node} {
 		for k, v := range map[string]string{
 			"net.ipv4.ip_local_port_range": "1024 65000",
 			"net.ipv4.tcp_tw_reuse":        "1",
@@ -248,7 +262,7 @@ func (r *run) tuneNamespaces() error {
 	}
 	// The conntrack sysctls appear once nf_conntrack is loaded; a nat rule
 	// in the namespace loads it.
-	if _, err := r.pair.Node.Run("iptables", "-t", "nat", "-A", "OUTPUT", "-d", "198.51.100.254", "-p", "tcp", "--dport", "9", "-j", "RETURN"); err != nil {
+	if _, err := p.Node.Run("iptables", "-t", "nat", "-A", "OUTPUT", "-d", "198.51.100.254", "-p", "tcp", "--dport", "9", "-j", "RETURN"); err != nil {
 		return err
 	}
 	for k, v := range map[string]string{
@@ -258,7 +272,7 @@ func (r *run) tuneNamespaces() error {
 		"net.netfilter.nf_conntrack_udp_timeout":           "5",
 		"net.netfilter.nf_conntrack_udp_timeout_stream":    "5",
 	} {
-		if err := r.pair.Node.Sysctl(k, v); err != nil {
+		if err := p.Node.Sysctl(k, v); err != nil {
 			r.log.Warn("conntrack sysctl not set", "key", k, "error", err)
 		}
 	}
@@ -275,33 +289,48 @@ const (
 	listenPort                         = 20000
 )
 
-func (r *run) startBackend() error {
-	cmd := r.pair.Node.Command(r.exe, "-role", "backend",
-		"-tcp", fmt.Sprintf("%d,%d,%d,%d", portRSA, portECC, portSSH, portTLS),
-		"-udp", fmt.Sprintf("%d,%d", udpRSA, udpECC))
-	p, err := testbed.Start("backend", cmd, filepath.Join(r.tmp, "backend.log"))
-	if err != nil {
-		return err
+// startBackend starts the tiny backend in ns on these TCP and UDP ports.
+func (r *run) startBackend(ns testbed.Netns, tcp, udp []int) (*testbed.Proc, error) {
+	list := func(ports []int) string {
+		s := make([]string, len(ports))
+		for i, p := range ports {
+			s[i] = strconv.Itoa(p)
+		}
+		return strings.Join(s, ",")
 	}
-	r.backend = p
-	return p.WaitFor(10*time.Second, func() error {
+	cmd := ns.Command(r.exe, "-role", "backend", "-tcp", list(tcp), "-udp", list(udp))
+	p, err := testbed.Start("backend", cmd, filepath.Join(r.tmp, "backend-"+string(ns)+".log"))
+	if err != nil {
+		return nil, err
+	}
+	err = p.WaitFor(30*time.Second, func() error {
 		if strings.Contains(p.LogText(), "ready") {
 			return nil
 		}
 		return fmt.Errorf("no ready line yet")
 	})
+	if err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
 }
 
 // client runs one client process in the client namespace and returns its
 // result. stdin, when not nil, is handed the process's standard input
 // (closing it stops a UntilEOF loop).
 func (r *run) client(s ClientSpec, stdin func(io.WriteCloser)) (ClientResult, error) {
+	return r.clientIn(r.pair.Client, s, stdin)
+}
+
+// clientIn is client in the namespace ns.
+func (r *run) clientIn(ns testbed.Netns, s ClientSpec, stdin func(io.WriteCloser)) (ClientResult, error) {
 	var res ClientResult
 	js, err := jsonString(s)
 	if err != nil {
 		return res, err
 	}
-	cmd := onCPUs(r.pair.Client, r.clientCPUs, r.exe, "-role", "client", "-spec", js)
+	cmd := onCPUs(ns, r.clientCPUs, r.exe, "-role", "client", "-spec", js)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	var in io.WriteCloser

@@ -44,6 +44,26 @@ func (rep *report) plots(dir string) error {
 			return err
 		}
 	}
+	if len(rep.lists) > 0 {
+		var ss []Series
+		for _, c := range []string{caseLast, caseTypical} {
+			for _, class := range classes {
+				var x, y []float64
+				for _, l := range rep.lists {
+					if l.Case == c && l.Class == class {
+						x, y = append(x, float64(l.PlanLists)), append(y, l.Rate())
+					}
+				}
+				if len(x) > 0 {
+					ss = append(ss, Series{class + ", " + c, x, y})
+				}
+			}
+		}
+		pl := Plot{Title: "new UDP flows per CPU-second against decision lists", XLabel: "decision lists in the plan", YLabel: "new flows per CPU-second", LogX: true, Series: ss}
+		if err := pl.WritePNG(filepath.Join(dir, "bench-lists.png")); err != nil {
+			return err
+		}
+	}
 	if len(rep.paths) > 0 {
 		var ss []Series
 		for _, name := range []string{"direct", "DNAT only", "portstripe", "portstripe tuned", "sslh-select", "sslh-fork"} {

@@ -35,6 +35,9 @@ type report struct {
 	kinds            kindsReport
 	fleet            []fleetPoint
 	agents           *agentsResult
+	families         []pathResult // the same TCP path over IPv4 and IPv6
+	lists            []listsRun
+	listsLoad        [2]string // load average as the lists section started and ended
 }
 
 func ms(d time.Duration) string {
@@ -119,6 +122,8 @@ func (rep *report) write(dir string) (string, error) {
 	rep.writeKinds(w)
 	rep.writeFleet(w)
 	rep.writeAgents(w)
+	rep.writeLists(w)
+	rep.writeFamilies(w)
 	rep.writeTried(w)
 	path := filepath.Join(dir, "BENCHMARKS.md")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {

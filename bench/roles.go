@@ -7,12 +7,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/portstripe/portstripe/internal/testbed"
 )
@@ -100,7 +103,7 @@ type Probe struct {
 
 // ClientSpec is what one client process does.
 type ClientSpec struct {
-	Mode     string        `json:"mode"` // conn | bulk | udp | paired
+	Mode     string        `json:"mode"` // conn | bulk | udp | paired | udp-paired
 	Probes   []Probe       `json:"probes"`
 	Paths    []PairPath    `json:"paths,omitempty"` // paired: the paths alternated
 	Workers  int           `json:"workers"`
@@ -111,11 +114,15 @@ type ClientSpec struct {
 	Timeout  time.Duration `json:"timeout"`   // per connection or datagram
 	PortFrom int           `json:"port_from"`
 	PortTo   int           `json:"port_to"` // udp: destination ports cycled through
+	Sockets  int           `json:"sockets"` // udp-paired: sockets per path, each its own source port
 }
 
 // PairPath is one path of a paired run: its name and the probes that take
 // it (the same first packets, in the same order, as every other path's).
 type PairPath struct {
+	// Netns, in a udp-paired run, is the namespace the path's sockets are
+	// opened in (its own client host).
+	Netns  string  `json:"netns,omitempty"`
 	Name   string  `json:"name"`
 	Probes []Probe `json:"probes"`
 }
@@ -132,6 +139,17 @@ type ClientResult struct {
 	// Paired: per path (in Paths' order), per pair, the set-up latency
 	// in ns, or -1 where that connection failed.
 	Paired [][]int64 `json:"paired_ns,omitempty"`
+	// PerPath, in a udp-paired run: per path (in Paths' order), what its
+	// datagrams came to.
+	PerPath []PathTally `json:"per_path,omitempty"`
+}
+
+// PathTally is one path's datagrams in a udp-paired run.
+type PathTally struct {
+	// Sent datagrams went out; Failures could not be sent.
+	Sent, Failures int
+	// CPU is the sending thread's CPU time around the path's sends.
+	CPU time.Duration
 }
 
 func clientMain(specJSON string) error {
@@ -150,6 +168,8 @@ func clientMain(specJSON string) error {
 		res, err = runUDP(s)
 	case "paired":
 		res = runPaired(s)
+	case "udp-paired":
+		res, err = runUDPPaired(s)
 	default:
 		err = fmt.Errorf("unknown mode %q", s.Mode)
 	}
@@ -228,7 +248,7 @@ func errClass(err error) string {
 func setup(p Probe, timeout time.Duration, buf []byte) (time.Duration, error) {
 	t0 := time.Now()
 	err := func() error {
-		c, err := net.DialTimeout("tcp4", p.Addr, timeout)
+		c, err := net.DialTimeout("tcp", p.Addr, timeout)
 		if err != nil {
 			return fmt.Errorf("dial: %w", err)
 		}
@@ -320,7 +340,7 @@ func runConns(s ClientSpec) ClientResult {
 func runBulk(s ClientSpec) (ClientResult, error) {
 	var res ClientResult
 	p := s.Probes[0]
-	c, err := net.DialTimeout("tcp4", p.Addr, s.Timeout)
+	c, err := net.DialTimeout("tcp", p.Addr, s.Timeout)
 	if err != nil {
 		return res, err
 	}
@@ -408,6 +428,93 @@ func runUDP(s ClientSpec) (ClientResult, error) {
 	wg.Wait()
 	t.res.Elapsed = time.Since(start)
 	return t.res, nil
+}
+
+// runUDPPaired sends new flows through several paths at once, open loop,
+// alternating between the paths batch by batch (the path that goes first
+// rotating), from one OS thread: per path s.Sockets sockets opened in the
+// path's own client namespace, each datagram to the path's next
+// destination port and, once the ports are used up, from its next socket,
+// so no (source port, destination port) pair repeats and every datagram is
+// a new flow. Through a veth pair the node's whole receive path (netfilter
+// included) runs in the sending thread's softirq, inside the send, so the
+// thread's CPU time around a path's batch is what that path's datagrams
+// cost, whatever else the machine runs meanwhile.
+func runUDPPaired(s ClientSpec) (ClientResult, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var res ClientResult
+	n := len(s.Paths)
+	host, _, err := net.SplitHostPort(s.Paths[0].Probes[0].Addr)
+	if err != nil {
+		return res, err
+	}
+	span, sockets := s.PortTo-s.PortFrom+1, max(s.Sockets, 1)
+	conns := make([][]*net.UDPConn, n)
+	defer func() {
+		for _, cs := range conns {
+			for _, c := range cs {
+				c.Close()
+			}
+		}
+	}()
+	for j, p := range s.Paths {
+		err := testbed.Netns(p.Netns).Do(func() error {
+			for range sockets {
+				pc, err := net.ListenUDP("udp4", nil)
+				if err != nil {
+					return err
+				}
+				conns[j] = append(conns[j], pc)
+			}
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", p.Name, err)
+		}
+	}
+	dsts := make([]*net.UDPAddr, span)
+	for k := range dsts {
+		dsts[k], _ = net.ResolveUDPAddr("udp4", net.JoinHostPort(host, strconv.Itoa(s.PortFrom+k)))
+	}
+	cpu := func() time.Duration {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+		return time.Duration(ts.Nano())
+	}
+	const batch = 32
+	res.PerPath = make([]PathTally, n)
+	next := make([]int, n) // per path, its next (socket, port) pair
+	deadline := time.Now().Add(s.Duration)
+	start := time.Now()
+	for round := 0; time.Now().Before(deadline); round++ {
+		for step := range n {
+			j := (round + step) % n
+			if next[j]+batch > span*sockets {
+				deadline = time.Now() // pairs used up: stop every path alike
+				break
+			}
+			path, t := s.Paths[j], &res.PerPath[j]
+			t0 := cpu()
+			for b := range batch {
+				k := next[j] + b
+				p := path.Probes[k%len(path.Probes)]
+				if _, err := conns[j][k/span].WriteToUDP(p.Packet, dsts[k%span]); err != nil {
+					t.Failures++
+				} else {
+					t.Sent++
+				}
+			}
+			t.CPU += cpu() - t0
+			next[j] += batch
+		}
+	}
+	res.Elapsed = time.Since(start)
+	for _, t := range res.PerPath {
+		res.Attempts += t.Sent + t.Failures
+		res.Failures += t.Failures
+	}
+	return res, nil
 }
 
 func splitList(s string) []string {

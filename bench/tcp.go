@@ -24,18 +24,21 @@ import (
 
 // benchNode is the node file the TCP, reload and UDP sections apply: the
 // seed's two striped OpenVPN instances plus SSH and TLS on every striped
-// port, backends on the node's loopback.
-// benchNode is the node the TCP sections measure; its backends are the
-// bench's counting backend, not health-checked (a check's connections would
-// be counted, and it is no sshd or TLS server).
+// port, backends on the node's loopback: the bench's counting backend, not
+// health-checked (a check's connections would be counted, and it is no
+// sshd or TLS server).
 func benchNode(dir string, inspectDelay string) []byte {
-	return []byte(testbed.NodeFile{Name: "bench", Striped: "1-29999", ListenPort: listenPort, InspectDelay: inspectDelay, MaxConn: 4000, Dir: dir,
+	return []byte(benchNodeFile(dir, inspectDelay).YAML())
+}
+
+func benchNodeFile(dir string, inspectDelay string) testbed.NodeFile {
+	return testbed.NodeFile{Name: "bench", Striped: "1-29999", ListenPort: listenPort, InspectDelay: inspectDelay, MaxConn: 4000, Dir: dir,
 		Services: []string{
 			fmt.Sprintf("  - {name: openvpn_rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: %d, tcp: \"127.0.0.1:%d\", check: none}\n", udpRSA, portRSA),
 			fmt.Sprintf("  - {name: openvpn_ecc, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, tcp: \"127.0.0.1:%d\", check: none}\n", udpECC, portECC),
 			fmt.Sprintf("  - {name: ssh, kind: ssh, tcp: \"127.0.0.1:%d\", check: none}\n", portSSH),
 			fmt.Sprintf("  - {name: web, kind: tls, tcp: \"127.0.0.1:%d\", check: none}\n", portTLS),
-		}}.YAML())
+		}}
 }
 
 func compileNode(data []byte, source string) (*compiler.Result, error) {
@@ -315,7 +318,7 @@ func (r *run) tcpPaths(ctx context.Context) error {
 	}
 	// Paired: direct, DNAT only and portstripe alternated connection by
 	// connection by one client, for the added p99 (see paired.go).
-	pairPaths := []PairPath{{"direct", paths[0].probes}, {"DNAT only", paths[1].probes}, {"portstripe", striped}}
+	pairPaths := []PairPath{{Name: "direct", Probes: paths[0].probes}, {Name: "DNAT only", Probes: paths[1].probes}, {Name: "portstripe", Probes: striped}}
 	for _, pinned := range []bool{false, true} {
 		if pinned && runtime.NumCPU() < 2 {
 			continue

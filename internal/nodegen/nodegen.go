@@ -252,3 +252,28 @@ func (g *gen) port(resFrom int) int {
 		}
 	}
 }
+
+// Lists returns a node file whose plan has n UDP decision lists (n ≥ 1) and
+// no TCP services, for benchmarks of what classification costs per new
+// flow as the lists grow: one striped tls-auth instance, rsa, and n-1
+// tls-crypt instances, each owning a dedicated range (its list: itself,
+// then rsa, whom a dedicated port still accepts). The dedicated ranges
+// split ports 1-19999 evenly, lowest first; rsa keeps the rest up to
+// 29999, so its list's range is the last one. Listeners: rsa on 30000, the
+// tls-crypt instances from 30001 on, neither striped nor reserved (so
+// n ≤ 10,000).
+func Lists(address string, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name: lists%d\naddresses: [%s]\nstriped: {tcp: [], udp: [\"1-29999\"]}\nreserved: [\"40000-65535\"]\n", n, address)
+	b.WriteString("defaults: {tcp: reject, udp: reject}\nservices:\n")
+	b.WriteString("  - {name: rsa, kind: openvpn, tls: {mode: tls-auth, digest: SHA512}, udp: 30000}\n")
+	if n < 2 {
+		return b.String()
+	}
+	width := 19999 / (n - 1)
+	for i := range n - 1 {
+		from := 1 + i*width
+		fmt.Fprintf(&b, "  - {name: ed%d, kind: openvpn, tls: {mode: tls-crypt}, udp: %d, dedicated: [%q]}\n", i, 30001+i, portRange(from, from+width-1))
+	}
+	return b.String()
+}
