@@ -24,7 +24,10 @@ type Series struct {
 type Plot struct {
 	Title, XLabel, YLabel string
 	LogX, LogY            bool
-	Series                []Series
+	// LegendRoom raises a linear y axis's top so that the curves stay
+	// below the legend, which is drawn in the top-left corner.
+	LegendRoom bool
+	Series     []Series
 }
 
 var palette = []color.RGBA{
@@ -170,6 +173,9 @@ func (p Plot) axes() (axis, axis, error) {
 	}
 	widen(&x)
 	widen(&y)
+	if p.LegendRoom && !y.log {
+		y.max /= 1 - float64(legendHeight(len(p.Series)))/float64(plotH-marginB-marginT)
+	}
 	return x, y, nil
 }
 
@@ -228,7 +234,7 @@ func (p Plot) WritePNG(path string) error {
 			}
 			lastX, lastY, have = cx, cy, true
 		}
-		ly := y1 + 10 + i*22
+		ly := y1 + 10 + i*legendLine
 		img.rect(x0+16, ly+3, x0+40, ly+11, col)
 		img.text(x0+48, ly, s.Name, black, false)
 	}
@@ -242,6 +248,11 @@ func (p Plot) WritePNG(path string) error {
 	}
 	return f.Close()
 }
+
+// legendLine is the height of one legend entry; legendHeight that of n.
+const legendLine = 22
+
+func legendHeight(n int) int { return 10 + n*legendLine }
 
 func abs(v int) int {
 	if v < 0 {

@@ -59,7 +59,7 @@ func (rep *report) plots(dir string) error {
 				}
 			}
 		}
-		pl := Plot{Title: "new UDP flows per CPU-second against decision lists", XLabel: "decision lists in the plan", YLabel: "new flows per CPU-second", LogX: true, Series: ss}
+		pl := Plot{Title: "new UDP flows per CPU-second against decision lists", XLabel: "decision lists in the plan", YLabel: "new flows per CPU-second", LogX: true, LegendRoom: true, Series: ss}
 		if err := pl.WritePNG(filepath.Join(dir, "bench-lists.png")); err != nil {
 			return err
 		}

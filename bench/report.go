@@ -137,7 +137,7 @@ type writer func(format string, args ...any)
 func (rep *report) writeTargets(w writer) {
 	direct, ps, sel, fork := rep.path("direct"), rep.path("portstripe"), rep.path("sslh-select"), rep.path("sslh-fork")
 	best := rep.best()
-	w("## Targets (issues 7, 10, 15 and 16)\n\n| target | measured | |\n|---|---|---|\n")
+	w("## Targets (issues 7, 10, 12, 15 and 16)\n\n| target | measured | |\n|---|---|---|\n")
 	if direct != nil && ps != nil {
 		add := pct(ps.Lat, 0.99) - pct(direct.Lat, 0.99)
 		if pr := rep.pairedRun(false); pr != nil && pr.index("portstripe") > 0 {
@@ -212,6 +212,12 @@ func (rep *report) writeTargets(w writer) {
 	if len(rep.scale) > 0 {
 		ok, first, last := rep.rulesScale()
 		w("| rule count grows with distinct decision lists, not ports | %s | %s |\n", fmt.Sprintf("%d → %d rules for %d → %d ranges (naive one-rule-per-port: %d → %d); every point ≤ 2×ranges + 10×lists", first.Rules, last.Rules, first.Ranges, last.Ranges, first.NaiveRules, last.NaiveRules), verdict(ok))
+	}
+	for _, c := range []string{caseLast, caseTypical} {
+		none, ipt, nft := rep.listsRun(10000, c, classNone), rep.listsRun(10000, c, classIPTables), rep.listsRun(10000, c, classNFTables)
+		if none != nil && ipt != nil && nft != nil {
+			w("| nftables ≥ 0.8× no classification at 10,000 decision lists, new UDP flows, %s (issue 12) | %.2f× (%.0f vs %.0f flows per CPU-second); iptables %.2f× (section 9) | %s |\n", c, nft.Ratio(), nft.Rate(), none.Rate(), ipt.Ratio(), verdict(nft.Ratio() >= 0.8))
+		}
 	}
 	if rc := rep.reconcile; rc != nil && len(rc.Windows) > 0 {
 		s := rc.summary()
