@@ -7,7 +7,7 @@
 // and fleet compile of thousands of nodes. It writes BENCHMARKS.md and PNG
 // plots (see -out).
 //
-//	sudo go run ./bench          # full run, under 10 minutes
+//	sudo go run ./bench          # full run
 //	sudo go run ./bench -quick   # CI smoke, under 2 minutes
 //
 // It runs as root, inside network namespaces it creates (addresses from
