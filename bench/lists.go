@@ -200,6 +200,9 @@ func (r *run) listsAt(ctx context.Context, n int) error {
 			runs[key(c, b.class)].DNATPerDatagram = float64(dn) / float64(sent)
 		}
 		r.log.Info("lists", "lists", n, "class", b.class, "DNATed", dn, "datagrams", sent)
+		if dn != uint64(sent) {
+			r.log.Warn("not every datagram was a new, classified flow: the rates count some that were not", "lists", n, "class", b.class, "DNATed", dn, "datagrams", sent)
+		}
 	}
 	for _, c := range cases {
 		for _, class := range classes {
