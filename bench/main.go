@@ -11,7 +11,7 @@
 //	sudo go run ./bench -quick   # CI smoke, under 2 minutes
 //
 // It runs as root, inside network namespaces it creates (addresses from
-// 198.51.100.0/24 and 2001:db8::/64 only) and removes again, also on
+// 198.51.100.0/24 and 2001:db8::/32 only) and removes again, also on
 // SIGINT or a panic.
 package main
 
