@@ -133,7 +133,7 @@ func (r *run) reloads(ctx context.Context) error {
 	r.log.Info("reloading under load", "reloads", n)
 	for i := range n {
 		out, d, err := apply(files[(i+1)%2])
-		if err != nil || !strings.Contains(out, "haproxy: reload") {
+		if err != nil || !strings.Contains(out, `msg="haproxy reloaded"`) {
 			res.ApplyFailed++
 			r.log.Warn("apply did not reload", "error", err, "output", testbed.Tail(out, 5))
 			continue
