@@ -5,6 +5,8 @@ package compiler
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/portstripe/portstripe/haproxy"
 	"github.com/portstripe/portstripe/internal/version"
@@ -35,11 +37,22 @@ var firewalls = map[string]struct {
 
 // FirewallFiles names the files the named backend's rules may take, the
 // one always written first; nil for a backend portstripe does not have.
-func FirewallFiles(name string) []string {
-	if name == "" {
-		name = node.IPTables // plan.json from before the firewall key
+func FirewallFiles(name string) []string { return firewalls[name].files }
+
+// Unmade names the firewall files of every backend that r does not have
+// (rules.v6 of a node without IPv6 addresses, rules.v4 of an nftables
+// node): such a file left beside r's is stale, and would be read as this
+// node's rules.
+func (r *Result) Unmade() []string {
+	var out []string
+	for _, fw := range slices.Sorted(maps.Keys(firewalls)) {
+		for _, n := range firewalls[fw].files {
+			if _, ok := r.Files[n]; !ok && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
 	}
-	return firewalls[name].files
+	return out
 }
 
 // Result is a compiled node.

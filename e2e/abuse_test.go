@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -252,14 +251,7 @@ func TestAbuseUDPJunk(t *testing.T) {
 		}
 		sent = append(sent, junk{fmt.Sprintf("random %d", i), b})
 	}
-	control, err := os.ReadFile("../fixtures/first-packets/udp-tls-crypt.hex")
-	if err != nil {
-		t.Fatalf("no captured tls-crypt first packet for the control: %v", err)
-	}
-	real, err := hex.DecodeString(strings.TrimSpace(string(control)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	real := tlsCryptFirstPacket(t) // the control
 
 	_, before := a.status(t)
 	send := func(lport, port int, payload []byte) error {

@@ -98,7 +98,7 @@ func TestCheckReportsLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	rules := string(Render(seedPlan(t)))
-	if err := Check(context.Background(), []byte(rules)); err != nil {
+	if err := m.Check(context.Background(), []byte(rules)); err != nil {
 		t.Fatalf("Check of the seed rules: %v", err)
 	}
 	// A jump to a missing chain, which iptables-restore --test lets through.

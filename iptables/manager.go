@@ -467,12 +467,6 @@ func SplitArgs(line string) ([]string, error) {
 // create the throwaway network namespace they need (firewall.ErrNotRoot).
 var ErrNotRoot = firewall.ErrNotRoot
 
-// Check is Manager.Check on this machine, for callers that only validate a
-// rules file (portstripe check): it needs no iptables binding.
-func Check(ctx context.Context, rules []byte) error {
-	return (&Manager{run: OS{}}).Check(ctx, rules)
-}
-
 // Check loads rules into a throwaway network namespace and reports whether
 // the kernel takes them. It loads them for real rather than with
 // iptables-restore --test, because --test accepts a jump to a chain that

@@ -53,6 +53,15 @@ type ReplyRoute struct {
 // apply: mark and table 0x5053 ("PS"), the rule before main (32766).
 var TransparentReplyRoute = ReplyRoute{Mark: 0x5053, Table: 0x5053, Priority: 0x5053}
 
+// FirewallName is the backend that renders and installs the rules:
+// Firewall, or iptables for a plan.json from before the firewall key.
+func (p *Plan) FirewallName() string {
+	if p.Firewall == "" {
+		return node.IPTables
+	}
+	return p.Firewall
+}
+
 // Header is what the firewall files say first: who wrote them, from which
 // node file and settings, with which overrides.
 func (p *Plan) Header() []string {

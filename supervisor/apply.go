@@ -23,7 +23,6 @@ import (
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/firewall"
 	"github.com/portstripe/portstripe/haproxy"
-	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/routing"
 )
@@ -213,7 +212,8 @@ func (a *Applier) ApplyPlanned(ctx context.Context, res *compiler.Result, made *
 func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Observed, error) {
 	var c Change
 	names := slices.Sorted(maps.Keys(res.Files))
-	obs, err := a.Observe(ctx, append(slices.Clone(names), a.staleNames(res)...))
+	unmade := res.Unmade()
+	obs, err := a.Observe(ctx, append(slices.Clone(names), unmade...))
 	if err != nil {
 		return c, obs, err
 	}
@@ -238,7 +238,7 @@ func (a *Applier) plan(ctx context.Context, res *compiler.Result) (Change, Obser
 			c.Files = append(c.Files, n)
 		}
 	}
-	for _, n := range a.staleNames(res) {
+	for _, n := range unmade {
 		if _, ok := obs.Files[n]; ok {
 			c.Retired = append(c.Retired, n)
 		}
@@ -420,27 +420,9 @@ func (a *Applier) act(ctx context.Context, res *compiler.Result, c Change, obs O
 	return c, nil
 }
 
-// staleNames are the firewall files of every backend that res does not
-// have: left in the state directory, LoadApplied would not read them, but a
-// reader of the directory would take them for applied.
-func (a *Applier) staleNames(res *compiler.Result) []string {
-	var out []string
-	for _, name := range slices.Sorted(maps.Keys(a.Firewalls)) {
-		for _, n := range a.Firewalls[name].Files() {
-			if _, ok := res.Files[n]; !ok && !slices.Contains(out, n) {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
-
 // firewall picks the node's backend and its files from the compiled node.
 func (a *Applier) firewall(res *compiler.Result) (firewall.Backend, map[string][]byte, error) {
-	name := res.Plan.Firewall
-	if name == "" {
-		name = node.IPTables // plan.json from before the firewall key
-	}
+	name := res.Plan.FirewallName()
 	fw, ok := a.Firewalls[name]
 	if !ok {
 		return nil, nil, fmt.Errorf("firewall %q: this machine has no such backend (it has %s)", name, strings.Join(slices.Sorted(maps.Keys(a.Firewalls)), ", "))

@@ -134,11 +134,11 @@ func LoadApplied(dir string) (*compiler.Result, error) {
 	}
 	// The firewall's files are the ones plan.json names; resultFrom says
 	// which are missing.
-	var p struct{ Firewall string }
+	var p plan.Plan
 	if err := json.Unmarshal(files[compiler.PlanFile], &p); err != nil {
 		return nil, fmt.Errorf("applied plan in %s: %w", dir, err)
 	}
-	for _, n := range compiler.FirewallFiles(p.Firewall) {
+	for _, n := range compiler.FirewallFiles(p.FirewallName()) {
 		if err := read(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no applied state in %s: %w", dir, err)
 		}

@@ -82,7 +82,7 @@ func resultFrom(files map[string][]byte) (*compiler.Result, error) {
 	if err := json.Unmarshal(pj, &p); err != nil {
 		return nil, fmt.Errorf("%s: %w", compiler.PlanFile, err)
 	}
-	fw := compiler.FirewallFiles(p.Firewall)
+	fw := compiler.FirewallFiles(p.FirewallName())
 	if fw == nil {
 		return nil, fmt.Errorf("%s: no firewall backend %q", compiler.PlanFile, p.Firewall)
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/portstripe/portstripe/artifact"
 	"github.com/portstripe/portstripe/compiler"
 	"github.com/portstripe/portstripe/haproxy"
-	"github.com/portstripe/portstripe/node"
 	"github.com/portstripe/portstripe/plan"
 	"github.com/portstripe/portstripe/supervisor"
 )
@@ -55,7 +54,7 @@ NAME.prev ("retired: DIR/NAME"). A bad node file writes nothing and exits 2.`,
 			if err := artifact.WriteAll(out, changed); err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
-			stale := staleFirewallFiles(out, res.Files)
+			stale := staleFirewallFiles(out, res)
 			if err := artifact.Retire(out, stale...); err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
@@ -177,19 +176,12 @@ func checkInputs(nf *nodeFlags, dir string) (checkFiles, func(), error) {
 }
 
 // staleFirewallFiles are the firewall files in dir that this compile did
-// not make (a rules.v6 after the node's last IPv6 address went, rules.v4
-// after a switch to nftables): left there, they would be read as this
-// node's rules.
-func staleFirewallFiles(dir string, files map[string][]byte) []string {
+// not make (res.Unmade) but are there.
+func staleFirewallFiles(dir string, res *compiler.Result) []string {
 	var out []string
-	for _, fw := range node.Firewalls {
-		for _, n := range compiler.FirewallFiles(fw) {
-			if _, made := files[n]; made || slices.Contains(out, n) {
-				continue
-			}
-			if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
-				out = append(out, n)
-			}
+	for _, n := range res.Unmade() {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err == nil {
+			out = append(out, n)
 		}
 	}
 	return out

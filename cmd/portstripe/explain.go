@@ -434,7 +434,7 @@ func parseRouteProto(s string) (node.Proto, node.Family, bool) {
 // IPv6: iptables' u32 reads fixed offsets, so extension headers hide a
 // first packet from it; "" for a backend without that limit.
 func ipv6Limit(p *plan.Plan) string {
-	if p.Firewall == node.IPTables || p.Firewall == "" { // "": plan.json from before the firewall key
+	if p.FirewallName() == node.IPTables {
 		return iptables.Extension6Limit
 	}
 	return ""

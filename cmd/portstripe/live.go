@@ -73,10 +73,7 @@ func firewalls() (map[string]firewall.Backend, error) {
 
 // firewallOf is the backend a plan's rules are in.
 func firewallOf(fws map[string]firewall.Backend, p *plan.Plan) (firewall.Backend, error) {
-	name := p.Firewall
-	if name == "" {
-		name = node.IPTables // plan.json from before the firewall key
-	}
+	name := p.FirewallName()
 	if fw, ok := fws[name]; ok {
 		return fw, nil
 	}
