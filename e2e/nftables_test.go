@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -123,4 +125,63 @@ func TestClientAddressNFTables(t *testing.T) {
 	if out, _ := node.Run("ip", "rule", "show"); strings.Contains(out, "0x5053") {
 		t.Errorf("clean left the ip rule:\n%s", out)
 	}
+}
+
+// TestReconcileNFTablesRestartAndReboot: with `firewall: nftables`, a
+// restart of portstripe keeps an open client connection, the HAProxy
+// master and the table as they were; after a reboot (HAProxy killed, the
+// ruleset flushed) a fresh run brings the table and HAProxy back.
+func TestReconcileNFTablesRestartAndReboot(t *testing.T) {
+	dir := t.TempDir()
+	pair := testenv.Pair(t, nsPrefix)
+	client, node := pair.Client, pair.Node
+	nodePath, masterSock := filepath.Join(dir, "node.yaml"), filepath.Join(dir, "master.sock")
+	liveStartEcho(t, node, liveEchoAddr)
+	liveWriteLikeEditor(t, nodePath, liveNode{listenPort: liveListenPort, inspectDelay: "5s", services: []string{svcEcho}, firewall: "nftables"}.yaml(dir))
+	r := startRun(t, node, dir, nodePath, "run.log", "--period", reconcilePeriod.String())
+	echoWorks(t, client, 1001, "first run")
+	table, master := nftTable(t, node), liveMustShowProc(t, masterSock).Master.PID
+
+	// A session open across the restart.
+	c, err := liveDial(client, net.JoinHostPort(nodeAddr, "1002"), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoOn := func(what string) {
+		t.Helper()
+		msg := "SSH-2.0-" + what + "\r\n"
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, len(msg))
+		if _, err := io.WriteString(c, msg); err != nil {
+			t.Fatalf("%s: write on the open session: %v", what, err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Fatalf("%s: the open session echoed %q, %v", what, buf, err)
+		}
+	}
+	echoOn("before-restart")
+	r.proc.Stop()
+	r = startRun(t, node, dir, nodePath, "run2.log", "--period", reconcilePeriod.String())
+	r.waitApplies("unchanged", 1)
+	echoOn("after-restart")
+	if got := nftTable(t, node); got != table {
+		t.Errorf("the restart changed the table:\nbefore:\n%s\nafter:\n%s", table, got)
+	}
+	if got := liveMustShowProc(t, masterSock).Master.PID; got != master {
+		t.Errorf("the restart replaced the HAProxy master: pid %d, was %d", got, master)
+	}
+	r.proc.Stop()
+
+	reboot(t, node, masterSock)
+	if got := nftTable(t, node); got != "" {
+		t.Fatalf("after the reboot the table is still there:\n%s", got)
+	}
+	r = startRun(t, node, dir, nodePath, "run3.log", "--period", reconcilePeriod.String(), "--cleanup")
+	echoWorks(t, client, 1003, "after the reboot")
+	if got := nftTable(t, node); got != table {
+		t.Errorf("after the reboot the table differs:\nbefore:\n%s\nafter:\n%s", table, got)
+	}
+	liveMustShowProc(t, masterSock)
+	r.proc.Stop()
 }
